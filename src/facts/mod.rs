@@ -1,0 +1,419 @@
+//! Host facts: one probe script run in one SSH round trip, and pure parsers over its output.
+//!
+//! `PROBE` is what runs on the node; [`RawFacts`] splits its output into sections; the parser
+//! modules below turn each section into data; [`HostFacts::from_raw`] assembles them. A saved
+//! facts file is the probe's output verbatim, so planning from it and planning live are the
+//! same code path.
+
+pub mod boot;
+pub mod initramfs;
+pub mod kernel_log;
+pub mod kernels;
+pub mod lspci;
+pub mod modconf;
+pub mod pve;
+pub mod raw;
+pub mod sysfs_pci;
+pub mod topology;
+
+use crate::pci::{PciAddress, PciId};
+use boot::BootLoader;
+pub use raw::RawFacts;
+use regex::Regex;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+/// The read-only script that gathers every host fact.
+pub const PROBE: &str = include_str!("probe.sh");
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(transparent)]
+    Raw(#[from] raw::RawError),
+    #[error("the facts have no `{section}` section{}", if .hint.is_empty() { String::new() } else { format!(" ({})", .hint) })]
+    Missing {
+        section: &'static str,
+        hint: &'static str,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CpuVendor {
+    Intel,
+    Amd,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileFact {
+    pub content: String,
+    pub mode: Option<String>,
+    pub owner: Option<String>,
+    pub mtime: Option<i64>,
+    /// Where a symlink points (e.g. /etc/modules-load.d/modules.conf -> /etc/modules).
+    pub link: Option<String>,
+}
+
+/// One PCI function, merged from sysfs (authoritative) and lspci (names, candidate modules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PciDevice {
+    pub address: PciAddress,
+    pub class: u32,
+    pub class_name: String,
+    pub description: String,
+    pub id: PciId,
+    pub subsystem: Option<PciId>,
+    pub driver: Option<String>,
+    /// Modules that could drive it (lspci's "Kernel modules:").
+    pub modules: Vec<String>,
+    pub iommu_group: Option<u32>,
+    pub boot_vga: bool,
+    pub reset_methods: Vec<String>,
+    pub driver_override: Option<String>,
+    pub upstream: Vec<PciAddress>,
+}
+
+impl PciDevice {
+    pub fn base_class(&self) -> u8 {
+        (self.class >> 16) as u8
+    }
+
+    pub fn is_display(&self) -> bool {
+        self.base_class() == 0x03
+    }
+
+    /// PCI-to-PCI bridges may share a group with a passthrough device: vfio allows them.
+    pub fn is_bridge(&self) -> bool {
+        matches!(self.class >> 8, 0x0604 | 0x0609)
+    }
+
+    pub fn short_name(&self) -> String {
+        if self.description.is_empty() {
+            format!("[{}]", self.id)
+        } else {
+            self.description.clone()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    /// pve-manager version; None where `pveversion` was not found.
+    pub pve_version: Option<String>,
+    /// The probe ran `pveversion` and it failed: not a Proxmox VE node.
+    pub pveversion_failed: bool,
+    pub os: Option<String>,
+    pub cpu_vendor: CpuVendor,
+    pub running_kernel: String,
+    pub proc_cmdline: Vec<String>,
+    pub boot_id: Option<String>,
+    pub uefi: bool,
+    /// ACPI tables; DMAR (Intel) or IVRS (AMD) is the firmware's IOMMU description.
+    pub acpi_tables: Vec<String>,
+    pub boot_loader: BootLoader,
+    pub kernels: Vec<kernels::InstalledKernel>,
+    pub pinned_kernel: Option<String>,
+    pub files: BTreeMap<String, FileFact>,
+    pub devices: Vec<PciDevice>,
+    pub kernel_log: kernel_log::KernelLog,
+    pub loaded_modules: Option<Vec<String>>,
+    pub root: topology::RootDisks,
+    pub management: topology::Management,
+    pub guests: Vec<pve::Guest>,
+    pub ha_resources: Vec<u32>,
+    pub quorate: Option<bool>,
+    pub initramfs: Vec<initramfs::InitramfsInfo>,
+}
+
+static GROUP_LINK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"iommu_groups/(\d+)/devices/(\S+)|^IOMMU [Gg]roup (\d+):?\s+(\S+)").unwrap()
+});
+
+/// Group memberships from a hand-pasted listing (`find /sys/kernel/iommu_groups -type l`, or the
+/// common `IOMMU Group N 01:00.0 ...` loop).
+fn parse_group_listing(text: &str) -> BTreeMap<PciAddress, u32> {
+    text.lines()
+        .filter_map(|l| {
+            let c = GROUP_LINK.captures(l.trim())?;
+            let (g, a) = match (c.get(1), c.get(2)) {
+                (Some(g), Some(a)) => (g, a),
+                _ => (c.get(3)?, c.get(4)?),
+            };
+            Some((a.as_str().parse().ok()?, g.as_str().parse().ok()?))
+        })
+        .collect()
+}
+
+impl HostFacts {
+    pub fn from_raw(raw: &RawFacts) -> Result<Self, FactsError> {
+        let body = |name| raw.ok_body(name).unwrap_or("");
+        let running_kernel = raw
+            .ok_body("uname")
+            .map(|b| b.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .ok_or(FactsError::Missing {
+                section: "uname",
+                hint: "the output of `uname -r`",
+            })?;
+        let proc_cmdline = raw
+            .ok_body("proc-cmdline")
+            .map(modconf::cmdline_tokens)
+            .ok_or(FactsError::Missing {
+                section: "proc-cmdline",
+                hint: "the output of `cat /proc/cmdline`",
+            })?;
+
+        let mut files = BTreeMap::new();
+        for s in raw.all("file") {
+            let attrs = s.attrs();
+            files.insert(
+                s.first_arg().to_string(),
+                FileFact {
+                    content: s.body.clone(),
+                    mode: attrs.get("mode").map(|v| v.to_string()),
+                    owner: attrs.get("owner").map(|v| v.to_string()),
+                    mtime: attrs.get("mtime").and_then(|v| v.parse().ok()),
+                    link: attrs.get("link").map(|v| v.to_string()),
+                },
+            );
+        }
+
+        let lspci = raw.ok_body("lspci").map(lspci::parse).unwrap_or_default();
+        let sysfs = raw
+            .ok_body("pci-devices")
+            .map(sysfs_pci::parse)
+            .unwrap_or_default();
+        if lspci.is_empty() && sysfs.is_empty() {
+            return Err(FactsError::Missing {
+                section: "lspci",
+                hint: "the output of `lspci -nnk -D`",
+            });
+        }
+        let devices = merge_devices(
+            lspci,
+            sysfs,
+            raw.ok_body("iommu-groups").map(parse_group_listing),
+        );
+
+        let firmware = body("firmware");
+        let mut fw_lines = firmware.lines();
+        let uefi = fw_lines.next().map(str::trim) == Some("uefi");
+        let acpi_tables = fw_lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+
+        let pbt_status = raw.get("proxmox-boot-tool-status").map(|s| s.body.as_str());
+        let has_grub_defaults = files.contains_key("/etc/default/grub");
+        let boot_loader = boot::detect(pbt_status, raw.ok_body("efibootmgr"), has_grub_defaults);
+
+        let cpu = body("cpu");
+        let cpu_vendor = if cpu.contains("GenuineIntel") {
+            CpuVendor::Intel
+        } else if cpu.contains("AuthenticAMD") || cpu.contains("HygonGenuine") {
+            CpuVendor::Amd
+        } else {
+            CpuVendor::Other
+        };
+
+        let mut guests = raw
+            .ok_body("guests")
+            .map(pve::parse_qm_list)
+            .unwrap_or_default();
+        guests.extend(
+            raw.ok_body("containers")
+                .map(pve::parse_pct_list)
+                .unwrap_or_default(),
+        );
+
+        let initramfs = raw
+            .all("initramfs")
+            .map(|s| {
+                initramfs::parse(
+                    s.first_arg(),
+                    s.attrs().get("mtime").and_then(|v| v.parse().ok()),
+                    &s.body,
+                )
+            })
+            .collect();
+
+        Ok(HostFacts {
+            hostname: body("hostname").trim().to_string(),
+            pve_version: raw.ok_body("pveversion").and_then(pve::parse_pveversion),
+            pveversion_failed: raw.get("pveversion").is_some_and(|s| !s.ok()),
+            os: body("os-release")
+                .lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string()),
+            cpu_vendor,
+            running_kernel,
+            proc_cmdline,
+            boot_id: raw.ok_body("boot-id").map(|b| b.trim().to_string()),
+            uefi,
+            acpi_tables,
+            boot_loader,
+            kernels: kernels::parse(body("kernels")),
+            pinned_kernel: raw
+                .ok_body("proxmox-boot-tool-kernels")
+                .and_then(kernels::pbt_pinned),
+            files,
+            devices,
+            kernel_log: kernel_log::parse(body("kernel-log")),
+            loaded_modules: raw.ok_body("proc-modules").map(|b| {
+                b.lines()
+                    .filter_map(|l| l.split_whitespace().next())
+                    .map(modconf::module_name)
+                    .collect()
+            }),
+            root: topology::parse_root_disks(body("root-disks")),
+            management: topology::parse_net(body("net-devices")),
+            guests,
+            ha_resources: raw
+                .ok_body("ha")
+                .map(pve::parse_ha_resources)
+                .unwrap_or_default(),
+            quorate: raw.ok_body("cluster").and_then(pve::parse_quorate),
+            initramfs,
+        })
+    }
+
+    pub fn device(&self, address: &PciAddress) -> Option<&PciDevice> {
+        self.devices.iter().find(|d| d.address == *address)
+    }
+
+    /// IOMMU groups exist: the kernel has an active IOMMU.
+    pub fn iommu_active(&self) -> bool {
+        self.devices.iter().any(|d| d.iommu_group.is_some())
+    }
+
+    /// The firmware describes an IOMMU (ACPI DMAR or IVRS), or the kernel initialised one.
+    pub fn firmware_iommu(&self) -> Option<bool> {
+        if self.acpi_tables.iter().any(|t| t == "DMAR" || t == "IVRS")
+            || self.kernel_log.iommu_initialised
+            || self.iommu_active()
+        {
+            Some(true)
+        } else if self.acpi_tables.is_empty() {
+            None
+        } else {
+            Some(false)
+        }
+    }
+
+    pub fn group_members(&self, group: u32) -> Vec<&PciDevice> {
+        self.devices
+            .iter()
+            .filter(|d| d.iommu_group == Some(group))
+            .collect()
+    }
+
+    /// The kernel the next boot will run: a pinned one, else the newest installed.
+    pub fn next_boot_kernel(&self) -> Option<&str> {
+        self.pinned_kernel
+            .as_deref()
+            .or_else(|| self.kernels.last().map(|k| k.version.as_str()))
+    }
+
+    /// Files the probe dumped under a directory (not following the modules.conf symlink twice).
+    pub fn files_under<'a>(
+        &'a self,
+        dir: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a FileFact)> + 'a {
+        self.files
+            .iter()
+            .filter(move |(p, f)| p.starts_with(dir) && f.link.is_none())
+    }
+
+    pub fn guest_ids_running(&self) -> BTreeSet<u32> {
+        self.guests
+            .iter()
+            .filter(|g| g.status == "running")
+            .map(|g| g.vmid)
+            .collect()
+    }
+}
+
+fn merge_devices(
+    lspci: Vec<lspci::LspciDevice>,
+    sysfs: Vec<sysfs_pci::SysfsPci>,
+    groups: Option<BTreeMap<PciAddress, u32>>,
+) -> Vec<PciDevice> {
+    let by_addr: BTreeMap<PciAddress, &lspci::LspciDevice> =
+        lspci.iter().map(|d| (d.address, d)).collect();
+    let mut out: Vec<PciDevice> = if sysfs.is_empty() {
+        lspci
+            .iter()
+            .map(|l| PciDevice {
+                address: l.address,
+                class: (l.class as u32) << 8,
+                class_name: l.class_name.clone(),
+                description: l.description.clone(),
+                id: l.id,
+                subsystem: l.subsystem,
+                driver: l.driver.clone(),
+                modules: l.modules.clone(),
+                iommu_group: groups.as_ref().and_then(|g| g.get(&l.address).copied()),
+                boot_vga: false,
+                reset_methods: Vec::new(),
+                driver_override: None,
+                upstream: Vec::new(),
+            })
+            .collect()
+    } else {
+        sysfs
+            .into_iter()
+            .map(|s| {
+                let l = by_addr.get(&s.address);
+                PciDevice {
+                    address: s.address,
+                    class: s.class,
+                    class_name: l.map(|l| l.class_name.clone()).unwrap_or_default(),
+                    description: l.map(|l| l.description.clone()).unwrap_or_default(),
+                    id: s.id,
+                    subsystem: s.subsystem,
+                    driver: s.driver,
+                    modules: l.map(|l| l.modules.clone()).unwrap_or_default(),
+                    iommu_group: s.iommu_group,
+                    boot_vga: s.boot_vga,
+                    reset_methods: s.reset_methods,
+                    driver_override: s.driver_override,
+                    upstream: s.upstream,
+                }
+            })
+            .collect()
+    };
+    out.sort_by_key(|d| d.address);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_assembled_facts_from_a_forum_paste() {
+        let text = "### pvegpu facts 1\n### pvegpu uname\n6.8.12-10-pve\n### pvegpu proc-cmdline\nBOOT_IMAGE=/boot/vmlinuz root=/dev/mapper/pve-root ro quiet\n### pvegpu lspci\n02:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tKernel driver in use: nouveau\n\tKernel modules: nvidiafb, nouveau\n### pvegpu iommu-groups\nIOMMU Group 29 02:00.0 VGA compatible controller [0300]: NVIDIA\n";
+        let f = HostFacts::from_raw(&RawFacts::parse(text).unwrap()).unwrap();
+        assert_eq!(f.devices.len(), 1);
+        assert_eq!(f.devices[0].class, 0x030000);
+        assert_eq!(f.devices[0].iommu_group, Some(29));
+        assert_eq!(f.devices[0].driver.as_deref(), Some("nouveau"));
+        assert!(f.iommu_active());
+        assert!(!f.pveversion_failed);
+        assert!(matches!(f.boot_loader, BootLoader::Unknown { .. }));
+    }
+
+    #[test]
+    fn missing_essentials_are_named() {
+        let err = HostFacts::from_raw(
+            &RawFacts::parse("### pvegpu facts 1\n### pvegpu uname\n6.8\n").unwrap(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("proc-cmdline"), "{err}");
+    }
+}

@@ -1,0 +1,201 @@
+//! The probe's output, split into its sections. This text is also the saved facts file, so it
+//! must stay easy to assemble by hand: `### pvegpu <section> [argument]`, the command's output,
+//! and optionally `### pvegpu exit <status>`.
+
+use std::collections::BTreeMap;
+
+pub const MARKER: &str = "### pvegpu ";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RawError {
+    #[error(
+        "line {line}: `{text}` is not a pvegpu facts header; expected `### pvegpu facts {FORMAT_VERSION}` before any section"
+    )]
+    MissingHeader { line: usize, text: String },
+    #[error(
+        "facts format version {found} is not supported (this pvegpu reads version {FORMAT_VERSION}); gather the facts again with this pvegpu"
+    )]
+    Version { found: String },
+    #[error("line {line}: `{text}` has no section name after `### pvegpu`")]
+    EmptyMarker { line: usize, text: String },
+    #[error("line {line}: `### pvegpu exit {value}` is not a number")]
+    BadExit { line: usize, value: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: String,
+    /// What follows the name on the marker line, e.g. the path of a `file` section.
+    pub arg: String,
+    pub body: String,
+    /// `None` when the section was assembled by hand without an exit line.
+    pub exit: Option<i32>,
+    /// 1-based line number of the marker, for error messages.
+    pub line: usize,
+}
+
+impl Section {
+    /// True when the command ran and succeeded (or the exit status was not recorded).
+    pub fn ok(&self) -> bool {
+        self.exit.is_none_or(|rc| rc == 0)
+    }
+
+    /// Key/value words on the marker line after the first word (`mode=644 owner=root:root`).
+    pub fn attrs(&self) -> BTreeMap<&str, &str> {
+        self.arg
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|w| w.split_once('='))
+            .collect()
+    }
+
+    pub fn first_arg(&self) -> &str {
+        self.arg.split_whitespace().next().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawFacts {
+    pub sections: Vec<Section>,
+}
+
+impl RawFacts {
+    pub fn parse(text: &str) -> Result<Self, RawError> {
+        let mut sections: Vec<Section> = Vec::new();
+        let mut seen_header = false;
+        let mut current: Option<Section> = None;
+        for (idx, line) in text.lines().enumerate() {
+            let lineno = idx + 1;
+            let Some(rest) = line
+                .strip_prefix(MARKER)
+                .or_else(|| (line == MARKER.trim_end()).then_some(""))
+            else {
+                if let Some(section) = current.as_mut() {
+                    section.body.push_str(line);
+                    section.body.push('\n');
+                } else if seen_header || line.trim().is_empty() || line.starts_with('#') {
+                    // comments and blank lines before the first section are allowed
+                } else {
+                    return Err(RawError::MissingHeader {
+                        line: lineno,
+                        text: line.to_string(),
+                    });
+                }
+                continue;
+            };
+            let rest = rest.trim();
+            let (name, arg) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            if name.is_empty() {
+                return Err(RawError::EmptyMarker {
+                    line: lineno,
+                    text: line.to_string(),
+                });
+            }
+            match name {
+                "facts" => {
+                    if arg.trim() != FORMAT_VERSION.to_string() {
+                        return Err(RawError::Version {
+                            found: arg.trim().to_string(),
+                        });
+                    }
+                    seen_header = true;
+                }
+                "exit" => {
+                    let value = arg.trim();
+                    let rc = value.parse().map_err(|_| RawError::BadExit {
+                        line: lineno,
+                        value: value.to_string(),
+                    })?;
+                    if let Some(mut section) = current.take() {
+                        section.exit = Some(rc);
+                        sections.push(section);
+                    }
+                }
+                _ => {
+                    if !seen_header {
+                        return Err(RawError::MissingHeader {
+                            line: lineno,
+                            text: line.to_string(),
+                        });
+                    }
+                    if let Some(section) = current.take() {
+                        sections.push(section);
+                    }
+                    current = Some(Section {
+                        name: name.to_string(),
+                        arg: arg.trim().to_string(),
+                        body: String::new(),
+                        exit: None,
+                        line: lineno,
+                    });
+                }
+            }
+        }
+        if let Some(section) = current.take() {
+            sections.push(section);
+        }
+        if !seen_header {
+            return Err(RawError::MissingHeader {
+                line: 1,
+                text: text.lines().next().unwrap_or("").to_string(),
+            });
+        }
+        Ok(RawFacts { sections })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Section> + 'a {
+        self.sections.iter().filter(move |s| s.name == name)
+    }
+
+    /// The body of a section whose command succeeded.
+    pub fn ok_body(&self, name: &str) -> Option<&str> {
+        self.get(name).filter(|s| s.ok()).map(|s| s.body.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_sections_with_and_without_exit_lines() {
+        let text = "# saved by hand\n### pvegpu facts 1\n### pvegpu uname\n6.8.12-10-pve\n### pvegpu exit 0\n### pvegpu file /etc/modules mode=644 owner=root:root\nvfio\n### pvegpu lspci\n02:00.0 VGA\n";
+        let raw = RawFacts::parse(text).unwrap();
+        assert_eq!(raw.sections.len(), 3);
+        assert_eq!(raw.ok_body("uname"), Some("6.8.12-10-pve\n"));
+        let file = raw.get("file").unwrap();
+        assert_eq!(file.first_arg(), "/etc/modules");
+        assert_eq!(file.attrs().get("mode"), Some(&"644"));
+        assert_eq!(file.exit, None);
+        assert_eq!(raw.get("lspci").unwrap().line, 8);
+    }
+
+    #[test]
+    fn failed_commands_keep_their_output_but_are_not_ok() {
+        let raw = RawFacts::parse("### pvegpu facts 1\n### pvegpu pveversion\nbash: pveversion: command not found\n### pvegpu exit 127\n").unwrap();
+        let s = raw.get("pveversion").unwrap();
+        assert!(!s.ok());
+        assert_eq!(raw.ok_body("pveversion"), None);
+    }
+
+    #[test]
+    fn refuses_text_that_is_not_facts() {
+        assert!(matches!(
+            RawFacts::parse("hello\n"),
+            Err(RawError::MissingHeader { line: 1, .. })
+        ));
+        assert!(matches!(
+            RawFacts::parse("### pvegpu facts 9\n"),
+            Err(RawError::Version { .. })
+        ));
+        assert!(matches!(
+            RawFacts::parse("### pvegpu facts 1\n### pvegpu uname\n### pvegpu exit x\n"),
+            Err(RawError::BadExit { line: 3, .. })
+        ));
+    }
+}

@@ -1,0 +1,261 @@
+//! The inventory: which nodes exist, how to reach them, and what each should pass through.
+//!
+//! TOML, parsed into typed structs that deny unknown fields. TOML rather than YAML because
+//! YAML 1.1 reads a PCI address such as `02:00` as the sexagesimal number 120.
+
+use crate::pci::{PciAddress, PciId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read the inventory {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Semantic { path: PathBuf, message: String },
+    #[error("node `{name}` is not in the inventory {path} (it has: {known})")]
+    UnknownNode {
+        name: String,
+        path: PathBuf,
+        known: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    #[serde(default)]
+    pub nodes: BTreeMap<String, Node>,
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// SSH destination as for ssh(1): `root@osm45.example.org`, or a Host alias from
+    /// ~/.ssh/config, whose settings (port, key, jump host) then apply.
+    pub ssh: String,
+    /// An ssh_config file to use instead of ~/.ssh/config (relative to the inventory).
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
+    #[serde(default)]
+    pub host: HostSettings,
+    #[serde(default)]
+    pub gpus: Vec<GpuEntry>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    /// Add `iommu=pt` (passthrough mode for host devices; faster DMA for the host).
+    #[serde(default = "yes")]
+    pub iommu_pt: bool,
+    /// Which boot loader to configure; `auto` reads it from the node.
+    #[serde(default)]
+    pub boot_loader: BootLoaderChoice,
+    /// Accept a platform without interrupt remapping (`allow_unsafe_interrupts=1`): a guest
+    /// could then inject interrupts into the host. Off unless you know the risk.
+    #[serde(default)]
+    pub allow_unsafe_interrupts: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        HostSettings {
+            iommu_pt: true,
+            boot_loader: BootLoaderChoice::Auto,
+            allow_unsafe_interrupts: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootLoaderChoice {
+    #[default]
+    Auto,
+    SystemdBoot,
+    Grub,
+    ProxmoxGrub,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuEntry {
+    /// `0000:02:00` (the whole card: GPU and its audio function) or `0000:02:00.0`.
+    pub address: PciAddress,
+    /// The vendor:device id expected at that address; pvegpu refuses when it finds another,
+    /// e.g. after cards were moved between slots.
+    #[serde(default)]
+    pub id: Option<PciId>,
+}
+
+impl Inventory {
+    pub fn load(path: &Path) -> Result<Self, InventoryError> {
+        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, InventoryError> {
+        let mut inv: Inventory = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            InventoryError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        inv.path = path.to_path_buf();
+        inv.validate(text)?;
+        Ok(inv)
+    }
+
+    fn validate(&self, text: &str) -> Result<(), InventoryError> {
+        if self.nodes.is_empty() {
+            return Err(InventoryError::Semantic {
+                path: self.path.clone(),
+                message: "no nodes; add a `[nodes.NAME]` table with `ssh = \"root@host\"`".into(),
+            });
+        }
+        for (name, node) in &self.nodes {
+            if node.ssh.trim().is_empty() || node.ssh.contains(char::is_whitespace) {
+                return Err(self.at(text, &format!("[nodes.{name}]"), format!("node `{name}`: `ssh` must be one destination such as `root@{name}.example.org`")));
+            }
+            for (i, a) in node.gpus.iter().enumerate() {
+                for b in &node.gpus[i + 1..] {
+                    if a.address.covers(&b.address)
+                        || b.address.covers(&a.address)
+                        || a.address == b.address
+                    {
+                        return Err(self.at(
+                            text,
+                            &b.address.to_string(),
+                            format!(
+                                "node `{name}`: {} is listed twice ({} already covers it); keep one entry per card",
+                                b.address, a.address
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error located at the first line of the inventory mentioning `needle`.
+    fn at(&self, text: &str, needle: &str, message: String) -> InventoryError {
+        let short = needle.trim_start_matches("0000:");
+        match text
+            .lines()
+            .position(|l| l.contains(needle) || l.contains(short))
+        {
+            Some(i) => InventoryError::Invalid {
+                path: self.path.clone(),
+                line: i + 1,
+                column: 1,
+                message,
+            },
+            None => InventoryError::Semantic {
+                path: self.path.clone(),
+                message,
+            },
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Result<&Node, InventoryError> {
+        self.nodes
+            .get(name)
+            .ok_or_else(|| InventoryError::UnknownNode {
+                name: name.to_string(),
+                path: self.path.clone(),
+                known: self.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// A path from the inventory, relative to the inventory's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.path.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map(|i| before.len() - i)
+        .unwrap_or(before.len() + 1);
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Inventory, InventoryError> {
+        Inventory::parse(Path::new("inv.toml"), text)
+    }
+
+    #[test]
+    fn minimal_node() {
+        let inv = parse("[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"02:00\"\nid = \"10de:1b80\"\n").unwrap();
+        let n = inv.node("osm45").unwrap();
+        assert_eq!(n.gpus[0].address.to_string(), "0000:02:00");
+        assert!(n.host.iommu_pt);
+        assert!(
+            inv.node("other")
+                .unwrap_err()
+                .to_string()
+                .contains("it has: osm45")
+        );
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let err = parse("[nodes.osm45]\nssh = \"root@osm45\"\nsssh = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("inv.toml:3:1: unknown field `sssh`"),
+            "{err}"
+        );
+        let err =
+            parse("[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"2:0\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("inv.toml:4:11:"), "{err}");
+        assert!(err.contains("0000:02:00.0"), "{err}");
+    }
+
+    #[test]
+    fn a_card_listed_twice_is_refused() {
+        let err = parse("[nodes.a]\nssh = \"root@a\"\n[[nodes.a.gpus]]\naddress = \"02:00\"\n[[nodes.a.gpus]]\naddress = \"0000:02:00.1\"\n").unwrap_err().to_string();
+        assert!(err.contains("listed twice"), "{err}");
+        assert!(err.starts_with("inv.toml:6:1"), "{err}");
+    }
+}
