@@ -1,5 +1,14 @@
 //! pvegpu: converge a Proxmox VE node for NVIDIA GPU passthrough. See ARCHITECTURE.md.
 
+pub mod cli;
+pub mod commands;
+pub mod error;
 pub mod facts;
+pub mod gather;
+pub mod host;
 pub mod inventory;
 pub mod pci;
+pub mod plan;
+pub mod playbook;
+pub mod templates;
+pub mod transport;

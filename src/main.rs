@@ -1,1 +1,53 @@
-fn main() {}
+use clap::Parser;
+use pvegpu::cli::{Cli, ColorChoice};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.global.color {
+        ColorChoice::Always => anstream::ColorChoice::Always.write_global(),
+        ColorChoice::Never => anstream::ColorChoice::Never.write_global(),
+        ColorChoice::Auto => {}
+    }
+    let level = if cli.global.quiet {
+        "error"
+    } else {
+        match cli.global.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PVEGPU_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(pvegpu::commands::run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            let text = pvegpu::error::render(&err);
+            let mut stderr = anstream::stderr();
+            let _ = std::io::Write::write_all(&mut stderr, style_error(&text).as_bytes());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn style_error(text: &str) -> String {
+    let red = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
+    let cyan = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Cyan.into()));
+    text.replacen("error:", &format!("{red}error{red:#}:"), 1)
+        .replace("\nhint:", &format!("\n{cyan}hint{cyan:#}:"))
+}

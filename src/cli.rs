@@ -1,0 +1,90 @@
+//! Command-line interface (clap types only).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "pvegpu", version, about = "Prepare Proxmox VE nodes for NVIDIA GPU passthrough: plan, apply, verify", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The inventory of nodes (TOML)
+    #[arg(
+        long,
+        short = 'i',
+        global = true,
+        env = "PVEGPU_INVENTORY",
+        default_value = "pvegpu.toml",
+        help_heading = "Global options"
+    )]
+    pub inventory: PathBuf,
+    /// More log output on stderr (-v, -vv)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(
+        long,
+        short = 'q',
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
+    pub quiet: bool,
+    /// When to use colour
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = "Global options")]
+    pub color: ColorChoice,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true, help_heading = "Global options")]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every PCI device of a node with its IOMMU group and driver, and whether each GPU can be passed through (changes nothing)
+    Discover {
+        /// The node (all nodes of the inventory when left out)
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// Save the raw probe output to this file, for `plan --facts` anywhere
+        #[arg(long, value_name = "FILE", requires = "node")]
+        save: Option<PathBuf>,
+    },
+    /// Show every change passthrough needs, with diffs and reasons (changes nothing)
+    Plan {
+        /// The node (all nodes of the inventory when left out)
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// Plan offline from a facts file saved by `discover --save` (or assembled by hand)
+        #[arg(long, value_name = "FILE")]
+        facts: Option<PathBuf>,
+        /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Make the changes the plan shows
+    Apply {
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// Do not ask before changing anything
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}

@@ -1,0 +1,105 @@
+//! Every file pvegpu writes is rendered from a minijinja template in templates/, embedded in
+//! the binary. Undefined variables are errors, so a typo cannot render an empty line.
+
+use minijinja::{Environment, UndefinedBehavior};
+use std::sync::LazyLock;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "host/modules-load-vfio.conf.j2",
+        include_str!("../templates/host/modules-load-vfio.conf.j2"),
+    ),
+    (
+        "host/initramfs-modules.j2",
+        include_str!("../templates/host/initramfs-modules.j2"),
+    ),
+    (
+        "host/modprobe-vfio.conf.j2",
+        include_str!("../templates/host/modprobe-vfio.conf.j2"),
+    ),
+    (
+        "host/modprobe-blacklist.conf.j2",
+        include_str!("../templates/host/modprobe-blacklist.conf.j2"),
+    ),
+    (
+        "host/vfio-pci-override.sh.j2",
+        include_str!("../templates/host/vfio-pci-override.sh.j2"),
+    ),
+    (
+        "host/initramfs-hook.j2",
+        include_str!("../templates/host/initramfs-hook.j2"),
+    ),
+    (
+        "host/grub-pvegpu.cfg.j2",
+        include_str!("../templates/host/grub-pvegpu.cfg.j2"),
+    ),
+    (
+        "host/kernel-cmdline.j2",
+        include_str!("../templates/host/kernel-cmdline.j2"),
+    ),
+];
+
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("static syntax config"),
+    );
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .expect("embedded templates parse");
+    }
+    env
+});
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render template {name}")]
+pub struct TemplateError {
+    pub name: String,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+pub fn render(name: &str, context: minijinja::Value) -> Result<String, TemplateError> {
+    ENV.get_template(name)
+        .and_then(|t| t.render(context))
+        .map_err(|source| TemplateError {
+            name: name.to_string(),
+            source,
+        })
+}
+
+pub fn names() -> impl Iterator<Item = &'static str> {
+    TEMPLATES.iter().map(|(n, _)| *n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_undefined_is_an_error() {
+        let err = render("host/modules-load-vfio.conf.j2", minijinja::context! {}).unwrap_err();
+        assert!(err.to_string().contains("modules-load-vfio"));
+    }
+
+    #[test]
+    fn every_template_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        let mut on_disk = Vec::new();
+        for sub in std::fs::read_dir(&dir).unwrap() {
+            let sub = sub.unwrap().path();
+            for f in std::fs::read_dir(&sub).unwrap() {
+                let f = f.unwrap().path();
+                on_disk.push(f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned());
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = names().map(str::to_string).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
+}

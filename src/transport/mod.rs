@@ -1,0 +1,23 @@
+//! How pvegpu reaches a node's shell. The planner never sees this: it gets facts.
+
+pub mod ssh;
+
+use std::future::Future;
+
+#[derive(Debug, Clone)]
+pub struct RemoteOutput {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A node's shell, reached somehow. Implementations: [`ssh::SshRemote`] (OpenSSH) and, in
+/// tests, anything that answers a script with recorded output.
+pub trait Remote {
+    fn destination(&self) -> &str;
+    /// Run a POSIX shell script on the node and collect its output.
+    fn run_script(
+        &self,
+        script: &str,
+    ) -> impl Future<Output = Result<RemoteOutput, ssh::SshError>> + Send;
+}

@@ -1,0 +1,174 @@
+//! OpenSSH through the `openssh` crate: the user's ~/.ssh/config, agent and known_hosts apply,
+//! host keys are checked strictly, and the control master goes away with the session.
+
+use super::{Remote, RemoteOutput};
+use openssh::{KnownHosts, Session, SessionBuilder};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    /// Nothing reached the node; safe to retry.
+    #[error("cannot connect to {destination} over SSH: {detail}")]
+    Connect {
+        destination: String,
+        detail: String,
+        kind: ConnectFailure,
+    },
+    /// The connection broke while a command ran; the command may have run.
+    #[error("SSH to {destination} failed while running a command: {detail}")]
+    Run { destination: String, detail: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectFailure {
+    HostKey,
+    Auth,
+    Unreachable,
+    Other,
+}
+
+impl SshError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            SshError::Connect {
+                kind: ConnectFailure::HostKey,
+                destination,
+                ..
+            } => Some(format!(
+                "the host key of {destination} is unknown or has changed. If the node was reinstalled, verify its key out of band, then remove the old one with `ssh-keygen -R <host>` and connect once with `ssh {destination}` to record the new one"
+            )),
+            SshError::Connect {
+                kind: ConnectFailure::Auth,
+                destination,
+                ..
+            } => Some(format!(
+                "check that your key is loaded (`ssh-add -l`) and that `ssh {destination}` logs in without a password"
+            )),
+            SshError::Connect {
+                kind: ConnectFailure::Unreachable,
+                destination,
+                ..
+            } => Some(format!(
+                "check the address and port in the inventory and that `ssh {destination} true` works from this machine"
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn classify(detail: &str) -> ConnectFailure {
+    let d = detail.to_ascii_lowercase();
+    if d.contains("host key verification failed")
+        || d.contains("remote host identification has changed")
+        || d.contains("no matching host key")
+    {
+        ConnectFailure::HostKey
+    } else if d.contains("permission denied") || d.contains("too many authentication failures") {
+        ConnectFailure::Auth
+    } else if d.contains("connection refused")
+        || d.contains("timed out")
+        || d.contains("could not resolve")
+        || d.contains("no route to host")
+        || d.contains("network is unreachable")
+        || d.contains("connection closed")
+    {
+        ConnectFailure::Unreachable
+    } else {
+        ConnectFailure::Other
+    }
+}
+
+/// The full text of an openssh error, including its sources (they carry ssh's own stderr).
+fn error_text(e: &openssh::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    parts.dedup();
+    parts.join(": ").trim().to_string()
+}
+
+pub struct SshRemote {
+    destination: String,
+    session: Session,
+}
+
+impl SshRemote {
+    pub async fn connect(
+        destination: &str,
+        config_file: Option<PathBuf>,
+    ) -> Result<Self, SshError> {
+        let mut b = SessionBuilder::default();
+        b.known_hosts_check(KnownHosts::Strict)
+            .connect_timeout(Duration::from_secs(15))
+            .server_alive_interval(Duration::from_secs(5));
+        if let Some(cfg) = config_file {
+            b.config_file(cfg);
+        }
+        let session = b.connect_mux(destination).await.map_err(|e| {
+            let detail = error_text(&e);
+            SshError::Connect {
+                destination: destination.to_string(),
+                kind: classify(&detail),
+                detail,
+            }
+        })?;
+        Ok(SshRemote {
+            destination: destination.to_string(),
+            session,
+        })
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+impl Remote for SshRemote {
+    fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    async fn run_script(&self, script: &str) -> Result<RemoteOutput, SshError> {
+        let out = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .await
+            .map_err(|e| SshError::Run {
+                destination: self.destination.clone(),
+                detail: error_text(&e),
+            })?;
+        Ok(RemoteOutput {
+            status: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_messages_map_to_hints() {
+        assert_eq!(
+            classify("Host key verification failed."),
+            ConnectFailure::HostKey
+        );
+        assert_eq!(
+            classify("ssh: connect to host 127.0.0.1 port 1: Connection refused"),
+            ConnectFailure::Unreachable
+        );
+        assert_eq!(
+            classify("root@x: Permission denied (publickey)."),
+            ConnectFailure::Auth
+        );
+    }
+}

@@ -1,0 +1,307 @@
+//! Planner scenarios as snapshots: the plan text a user sees for each situation.
+//! osm45 facts are assembled from the seed write-up; testhost facts are real probe output
+//! from the QEMU test host (tests/testhost).
+
+mod support;
+use pvegpu::host::planner::plan;
+use pvegpu::plan::{Action, HostPlan};
+use support::*;
+
+const OSM45: &str = "[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"0000:02:00\"\nid = \"10de:1b80\"\n[[nodes.osm45.gpus]]\naddress = \"0000:83:00\"\nid = \"10de:1b80\"\n";
+const TESTHOST: &str = "[nodes.testhost]\nssh = \"root@127.0.0.1\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:03.0\"\nid = \"1234:11e8\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:04.0\"\nid = \"8086:100e\"\n";
+
+fn plan_for(inv: &str, node: &str, facts_text: &str) -> HostPlan {
+    let inv = inventory(inv);
+    plan(node, inv.node(node).unwrap(), &facts(facts_text)).unwrap()
+}
+
+fn written(p: &HostPlan, path: &str) -> Option<String> {
+    p.changes.iter().find_map(|c| match &c.action {
+        Action::WriteFile {
+            path: q, content, ..
+        } if q == path => Some(content.clone()),
+        _ => None,
+    })
+}
+
+/// The node after pvegpu applied `p` and rebooted: written files in place, fresh initramfs
+/// images carrying them, targets on vfio-pci.
+fn converge(text: &str, p: &HostPlan) -> String {
+    let mut out = text.to_string();
+    for c in &p.changes {
+        if let Action::WriteFile {
+            path,
+            content,
+            mode,
+            ..
+        } = &c.action
+        {
+            let head = format!("file {path}");
+            let body = content.clone();
+            if out.contains(&format!("### pvegpu {head} ")) {
+                out = set_section(&out, &head, &body);
+            } else {
+                out = add_section(
+                    &out,
+                    &format!("{head} mode={mode} owner=root:root mtime=1800000000"),
+                    &body,
+                );
+            }
+        }
+    }
+    if p.changes.iter().any(
+        |c| matches!(&c.action, Action::Run { command } if command.starts_with("update-initramfs")),
+    ) {
+        let f = facts(&out);
+        for k in f.kernels.iter().filter(|k| k.initrd_mtime.is_some()) {
+            out = add_section(
+                &out,
+                &format!("initramfs {} mtime=1800000100", k.version),
+                &format!(
+                    "usr/lib/modules/{0}/kernel/drivers/vfio/pci/vfio-pci.ko\netc/modprobe.d/pvegpu-vfio.conf\n",
+                    k.version
+                ),
+            );
+        }
+    }
+    for b in &p.bind {
+        // lspci -nnk form: the driver line follows the device's head line
+        let short = b.address.trim_start_matches("0000:");
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        if let Some(i) = lines
+            .iter()
+            .position(|l| l.starts_with(short) || l.starts_with(&b.address))
+        {
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].starts_with('\t') {
+                if lines[j].contains("Kernel driver in use:") {
+                    lines.remove(j);
+                    continue;
+                }
+                j += 1;
+            }
+            lines.insert(i + 1, "\tKernel driver in use: vfio-pci".into());
+        }
+        out = lines.join("\n") + "\n";
+        out = out.replace(
+            &format!("{} class=", b.address),
+            &format!("{} was=", b.address),
+        );
+    }
+    out
+}
+
+#[test]
+fn osm45_fresh() {
+    let p = plan_for(OSM45, "osm45", &read("facts/osm45.facts"));
+    assert!(p.refusals.is_empty());
+    assert_eq!(p.binding, "ids");
+    assert_eq!(p.bind.len(), 4);
+    assert!(p.needs_reboot());
+    // the command line already carries the parameters: /etc/kernel/cmdline is left alone
+    assert!(written(&p, "/etc/kernel/cmdline").is_none());
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn osm45_converged_then_no_changes() {
+    let text = read("facts/osm45.facts");
+    let first = plan_for(OSM45, "osm45", &text);
+    let after = converge(&text, &first);
+    let second = plan_for(OSM45, "osm45", &after);
+    assert_eq!(second.changes, vec![], "{}", second.render_text());
+    insta::assert_snapshot!(second.render_text());
+}
+
+#[test]
+fn osm45_new_kernel_installed_not_booted() {
+    let text = read("facts/osm45.facts");
+    let converged = converge(&text, &plan_for(OSM45, "osm45", &text));
+    // apt installed 6.8.12-11-pve after pvegpu's run, and its image lacks pvegpu's file
+    let kernels = "6.8.12-8-pve vmlinuz=yes initrd=1735000000\n6.8.12-10-pve vmlinuz=yes initrd=1735000000\n6.8.12-11-pve vmlinuz=yes initrd=1800000200\n";
+    let upgraded = add_section(
+        &set_section(&converged, "kernels", kernels),
+        "initramfs 6.8.12-11-pve mtime=1800000200",
+        "usr/lib/modules/6.8.12-11-pve/kernel/drivers/vfio/pci/vfio-pci.ko\n",
+    );
+    let p = plan_for(OSM45, "osm45", &upgraded);
+    let text = p.render_text();
+    assert!(
+        text.contains("6.8.12-11-pve (no pvegpu-vfio.conf)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kernel 6.8.12-11-pve is installed and boots next"),
+        "{text}"
+    );
+    assert!(
+        written(&p, "/etc/modprobe.d/pvegpu-vfio.conf").is_none(),
+        "only the upgrade's damage is fixed"
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn osm45_target_shares_group_with_sata_controller() {
+    let text = read("facts/osm45.facts");
+    let text = text.replace(
+        "/sys/kernel/iommu_groups/7/devices/0000:83:00.1\n",
+        "/sys/kernel/iommu_groups/7/devices/0000:83:00.1\n/sys/kernel/iommu_groups/7/devices/0000:00:1f.2\n",
+    );
+    let text = text.replace(
+        "### pvegpu lspci\n",
+        "### pvegpu lspci\n00:1f.2 SATA controller [0106]: Intel Corporation C610/X99 series chipset 6-Port SATA Controller [AHCI mode] [8086:8d02] (rev 05)\n\tKernel driver in use: ahci\n\tKernel modules: ahci\n",
+    );
+    let p = plan_for(OSM45, "osm45", &text);
+    assert!(
+        p.refusals
+            .iter()
+            .any(|r| r.reason.contains("0000:00:1f.2") && r.reason.contains("group 7")),
+        "{:?}",
+        p.refusals
+    );
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn osm45_identical_gpu_kept_for_the_host() {
+    let inv = "[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"02:00\"\n";
+    let p = plan_for(inv, "osm45", &read("facts/osm45.facts"));
+    assert_eq!(p.binding, "per-device");
+    assert_eq!(
+        p.bind
+            .iter()
+            .map(|b| b.address.as_str())
+            .collect::<Vec<_>>(),
+        vec!["0000:02:00.0", "0000:02:00.1"]
+    );
+    let conf = written(&p, "/etc/modprobe.d/pvegpu-vfio.conf").unwrap();
+    assert!(!conf.contains("ids="), "ids= would also take 83:00: {conf}");
+    let script = written(&p, "/usr/local/lib/pvegpu/vfio-pci-override.sh").unwrap();
+    assert!(script.contains("0000:02:00.0 0000:02:00.1") && !script.contains("83:00"));
+    assert!(
+        written(&p, "/etc/modprobe.d/pvegpu-blacklist.conf").is_none(),
+        "the host keeps nouveau for 83:00"
+    );
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn osm45_hand_configured_as_in_the_write_up() {
+    // the write-up's own files: vfio in /etc/modules, ids= in vfio.conf, a blacklist
+    let text = read("facts/osm45.facts");
+    let text = set_section(
+        &text,
+        "file /etc/modules ",
+        "vfio\nvfio_iommu_type1\nvfio_pci\n",
+    );
+    let text = add_section(
+        &text,
+        "file /etc/modprobe.d/vfio.conf mode=644 owner=root:root mtime=1704000000",
+        "options vfio-pci ids=10de:1b80,10de:10f0\n",
+    );
+    let text = add_section(
+        &text,
+        "file /etc/modprobe.d/blacklist.conf mode=644 owner=root:root mtime=1704000000",
+        "blacklist nouveau\nblacklist nvidia\nblacklist nvidia_drm\nblacklist nvidia_modeset\nblacklist nvidia_uvm\n",
+    );
+    let p = plan_for(OSM45, "osm45", &text);
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let conf = written(&p, "/etc/modprobe.d/pvegpu-vfio.conf").unwrap();
+    assert!(
+        !conf.contains("ids="),
+        "a second ids= would override the admin's line: {conf}"
+    );
+    assert!(written(&p, "/etc/modules-load.d/pvegpu-vfio.conf").is_none());
+    insta::assert_snapshot!(p.render_text());
+
+    // the same line now takes a card the inventory keeps for the host: refuse, name the line
+    let inv = "[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"02:00\"\n";
+    let p = plan_for(inv, "osm45", &text);
+    assert!(
+        p.refusals.iter().any(|r| r
+            .reason
+            .starts_with("/etc/modprobe.d/vfio.conf:1 binds [10de:1b80]")),
+        "{:?}",
+        p.refusals
+    );
+}
+
+#[test]
+fn osm45_wrong_card_or_missing_address() {
+    let inv = "[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"02:00\"\nid = \"10de:2204\"\n[[nodes.osm45.gpus]]\naddress = \"04:00\"\n";
+    let p = plan_for(inv, "osm45", &read("facts/osm45.facts"));
+    let reasons: Vec<&str> = p.refusals.iter().map(|r| r.reason.as_str()).collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("expects 10de:2204")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("no PCI device at 0000:04:00")),
+        "{reasons:?}"
+    );
+    assert!(p.changes.is_empty());
+}
+
+#[test]
+fn amd_host_on_grub() {
+    let inv = read("facts/amd-grub.toml");
+    let p = plan_for(&inv, "amdhost", &read("facts/amd-grub.facts"));
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let grub = written(&p, "/etc/default/grub.d/pvegpu.cfg").unwrap();
+    assert!(
+        grub.contains("iommu=pt") && !grub.contains("amd_iommu"),
+        "{grub}"
+    );
+    assert!(p.changes.iter().any(|c| c.action
+        == Action::Run {
+            command: "update-grub".into()
+        }));
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn testhost_fresh_real_kernel() {
+    let p = plan_for(
+        TESTHOST,
+        "testhost",
+        &read("probe/testhost-bookworm-fresh.txt"),
+    );
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let grub = written(&p, "/etc/default/grub.d/pvegpu.cfg").unwrap();
+    assert!(grub.contains("intel_iommu=on iommu=pt"));
+    let conf = written(&p, "/etc/modprobe.d/pvegpu-vfio.conf").unwrap();
+    assert!(
+        conf.contains("ids=1234:11e8,8086:100e") && conf.contains("softdep e1000 pre: vfio-pci"),
+        "{conf}"
+    );
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn testhost_boot_vga_is_refused() {
+    let inv = "[nodes.testhost]\nssh = \"root@127.0.0.1\"\n[[nodes.testhost.gpus]]\naddress = \"00:01.0\"\n";
+    let p = plan_for(inv, "testhost", &read("probe/testhost-bookworm-fresh.txt"));
+    assert!(
+        p.refusals.iter().any(|r| r.reason.contains("boot VGA")),
+        "{:?}",
+        p.refusals
+    );
+    assert!(p.render_text().contains("Refused:"));
+}
+
+#[test]
+fn testhost_root_disk_controller_is_refused() {
+    // the virtio disk holding / on the test host
+    let inv = "[nodes.testhost]\nssh = \"root@127.0.0.1\"\n[[nodes.testhost.gpus]]\naddress = \"00:05.0\"\n";
+    let p = plan_for(inv, "testhost", &read("probe/testhost-bookworm-fresh.txt"));
+    assert!(
+        p.refusals
+            .iter()
+            .any(|r| r.reason.contains("root filesystem")),
+        "{:?}",
+        p.refusals
+    );
+}
