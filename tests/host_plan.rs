@@ -305,3 +305,42 @@ fn testhost_root_disk_controller_is_refused() {
         p.refusals
     );
 }
+
+#[test]
+fn testhost_after_a_real_reboot_needs_nothing_at_runtime() {
+    // real probe output after the configuration was written by hand and the VM rebooted:
+    // the kernel parsed intel_iommu=on, both devices are on vfio-pci, the initramfs carries
+    // vfio-pci and the modprobe file
+    let text = read("probe/testhost-bookworm-converged.txt");
+    let f = facts(&text);
+    assert!(f.kernel_log.intel_iommu_param);
+    assert_eq!(f.kernel_log.irq_remapping, Some(true));
+    assert!(
+        f.kernel_log
+            .default_domain
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("Passthrough")
+    );
+    for a in ["0000:00:03.0", "0000:00:04.0"] {
+        assert_eq!(
+            f.device(&a.parse().unwrap()).unwrap().driver.as_deref(),
+            Some("vfio-pci"),
+            "{a}"
+        );
+    }
+    assert!(f.initramfs.iter().all(|i| {
+        i.has_vfio_pci
+            && i.modprobe_files
+                .iter()
+                .any(|m| m.ends_with("pvegpu-vfio.conf"))
+    }));
+    // the hand-written files differ from pvegpu's templates (comments, vfio_virqfd for 6.1);
+    // once they are pvegpu's own, nothing is left: no reboot, no initramfs rebuild
+    let first = plan_for(TESTHOST, "testhost", &text);
+    assert!(first.changes.iter().all(
+        |c| !matches!(&c.action, Action::WriteFile { path, .. } if path == "/etc/kernel/cmdline")
+    ));
+    let second = plan_for(TESTHOST, "testhost", &converge(&text, &first));
+    assert_eq!(second.changes, vec![], "{}", second.render_text());
+}

@@ -44,6 +44,7 @@ const REMAP_OFF: &[&str] = &[
     "Interrupt remapping disabled",
     "irq remapping not supported",
     "DMAR-IR: Not enabling IRQ remapping",
+    "No interrupt remapping support",
 ];
 
 pub fn parse(text: &str) -> KernelLog {

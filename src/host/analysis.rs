@@ -21,18 +21,22 @@ pub fn device_problems(
         });
     }
     if let Some(group) = dev.iommu_group {
-        for m in facts.group_members(group) {
-            if m.address == dev.address
-                || m.is_bridge()
-                || targets.contains(&m.address)
-                || m.address.slot() == dev.address.slot()
-            {
-                continue;
-            }
+        let foreign: Vec<String> = facts
+            .group_members(group)
+            .into_iter()
+            .filter(|m| {
+                !(m.is_bridge()
+                    || targets.contains(&m.address)
+                    || m.address.slot() == dev.address.slot())
+            })
+            .map(|m| format!("{} ({}: {})", m.address, m.class_name, m.short_name()))
+            .collect();
+        if !foreign.is_empty() {
             out.push(Refusal {
                 reason: format!(
-                    "{} shares IOMMU group {group} with {} ({}: {}), which the host would lose too",
-                    dev.address, m.address, m.class_name, m.short_name()
+                    "{} shares IOMMU group {group} with {}, which the host would lose too",
+                    dev.address.slot(),
+                    foreign.join(", ")
                 ),
                 hint: "move the card to a slot whose IOMMU group holds only the card (see `pvegpu discover`), or enable ACS in the firmware; pvegpu does not use pcie_acs_override, which only pretends isolation".into(),
             });
@@ -55,7 +59,7 @@ pub fn device_problems(
         out.push(Refusal {
             reason: format!(
                 "{} is or shares an IOMMU group with {nic}, the NIC behind {} that carries management traffic",
-                dev.address,
+                dev.address.slot(),
                 facts.management.interfaces.join(", ")
             ),
             hint: "the node would drop off the network; choose another device or move the card".into(),

@@ -47,7 +47,12 @@ pub fn plan(node_name: &str, node: &Node, facts: &HostFacts) -> Result<HostPlan,
     notes.extend(iommu_notes);
     for t in &targets {
         if let Some(dev) = facts.device(t) {
-            refusals.extend(device_problems(facts, dev, &targets));
+            for r in device_problems(facts, dev, &targets) {
+                // every function of a card reports the same group problem once
+                if !refusals.contains(&r) {
+                    refusals.push(r);
+                }
+            }
         }
     }
     if targets.is_empty() && node.gpus.is_empty() {
@@ -705,6 +710,11 @@ fn kernel_cmdline(step: &Step, facts: &HostFacts, d: &Desired) -> Result<Option<
                 context! { tokens => d.cmdline.clone() },
             )
             .map_err(template_refusal)?;
+            let reason = if ours {
+                format!("pvegpu's GRUB drop-in passes {}", d.cmdline.join(" "))
+            } else {
+                reason
+            };
             Ok(file_change(step, facts, GRUB_DROPIN, content, reason))
         }
     }

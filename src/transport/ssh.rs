@@ -104,7 +104,9 @@ impl SshRemote {
         let mut b = SessionBuilder::default();
         b.known_hosts_check(KnownHosts::Strict)
             .connect_timeout(Duration::from_secs(15))
-            .server_alive_interval(Duration::from_secs(5));
+            .server_alive_interval(Duration::from_secs(5))
+            // the control socket lives in a private temporary folder removed on close
+            .control_directory(std::env::temp_dir());
         if let Some(cfg) = config_file {
             b.config_file(cfg);
         }

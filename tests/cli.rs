@@ -1,0 +1,117 @@
+//! Whole CLI runs (offline: facts files, bad inventories), as a user sees them.
+
+mod support;
+use std::process::Command;
+use support::fixture;
+
+fn pvegpu(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PVEGPU_INVENTORY")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn plan_from_facts_file_with_detailed_exitcode() {
+    let inv = fixture("../../inventories/osm45.toml");
+    let facts = fixture("facts/osm45.facts");
+    let (code, stdout, stderr) = pvegpu(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "plan",
+        "--facts",
+        facts.to_str().unwrap(),
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stdout.contains("Plan: 4 file(s) to write, 1 command(s) to run, 1 reboot(s)."),
+        "{stdout}"
+    );
+    let (code, json, _) = pvegpu(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "--json",
+        "plan",
+        "--facts",
+        facts.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["node"], "osm45");
+    assert_eq!(
+        v[0]["changes"].as_array().unwrap().last().unwrap()["action"]["kind"],
+        "reboot"
+    );
+}
+
+#[test]
+fn malformed_inventory_names_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = dir.path().join("bad.toml");
+    std::fs::write(
+        &inv,
+        "[nodes.osm45]\nssh = \"root@osm45\"\n\n[[nodes.osm45.gpus]]\naddress = \"2:00\"\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = pvegpu(&["-i", inv.to_str().unwrap(), "plan"]);
+    assert_eq!(code, Some(1));
+    assert!(stdout.is_empty());
+    insta::assert_snapshot!(stderr.replace(dir.path().to_str().unwrap(), "[TMP]"));
+}
+
+#[test]
+fn missing_inventory_and_unknown_node() {
+    let (code, _, stderr) = pvegpu(&["-i", "/nonexistent/pvegpu.toml", "plan"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.starts_with(
+            "error: cannot read the inventory /nonexistent/pvegpu.toml\n  Caused by: No such file"
+        ),
+        "{stderr}"
+    );
+    let inv = fixture("../../inventories/osm45.toml");
+    let (code, _, stderr) = pvegpu(&["-i", inv.to_str().unwrap(), "plan", "--node", "osm46"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("node `osm46` is not in the inventory")
+            && stderr.contains("(it has: osm45)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn facts_file_that_is_not_facts() {
+    let inv = fixture("../../inventories/osm45.toml");
+    let (code, _, stderr) = pvegpu(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "plan",
+        "--facts",
+        inv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("is not a pvegpu facts file")
+            && stderr.contains("line 6: `[nodes.osm45]` is not a pvegpu facts header"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn apply_refuses_for_now_and_completions_work() {
+    let inv = fixture("../../inventories/osm45.toml");
+    let (code, _, stderr) = pvegpu(&["-i", inv.to_str().unwrap(), "apply", "--node", "osm45"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("cannot change nodes yet"), "{stderr}");
+    let (code, out, _) = pvegpu(&["completions", "bash"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("pvegpu") && out.contains("discover"));
+}

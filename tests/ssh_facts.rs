@@ -1,0 +1,248 @@
+//! Facts over a real OpenSSH connection: the test starts its own sshd on 127.0.0.1 with
+//! throwaway keys and strict host key checking, and runs the pvegpu binary against it.
+//! This machine is not Proxmox VE; where a test needs it to pass as one, sshd puts a
+//! stand-in `pveversion` on the PATH (the only stand-in: every other fact is this machine's).
+
+mod support;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+struct Sshd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ssh-keygen failed");
+}
+
+fn start_sshd(stand_in_pveversion: bool) -> Option<Sshd> {
+    if !Path::new(SSHD).exists() {
+        eprintln!(
+            "SKIP: {SSHD} is not installed (apt-get install openssh-server); .ci/run installs it"
+        );
+        return None;
+    }
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(&d.join("hostkey"));
+    keygen(&d.join("id"));
+    std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all(d.join("bin")).unwrap();
+    let stand_in = d.join("bin/pveversion");
+    std::fs::write(&stand_in, "#!/bin/sh\n# test stand-in: the real pveversion is a Proxmox VE package\necho \"pve-manager/9.1.1/0000000000000000 (running kernel: $(uname -r))\"\n").unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&stand_in)
+        .status()
+        .unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPidFile {0}/sshd.pid\nAuthorizedKeysFile {0}/authorized_keys\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n",
+        d.display()
+    );
+    if stand_in_pveversion {
+        cfg.push_str(&format!(
+            "SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{}/bin\n",
+            d.display()
+        ));
+    }
+    std::fs::write(d.join("sshd_config"), cfg).unwrap();
+    let child = Command::new(SSHD)
+        .arg("-D")
+        .arg("-e")
+        .arg("-f")
+        .arg(d.join("sshd_config"))
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+    let hostkey = std::fs::read_to_string(d.join("hostkey.pub")).unwrap();
+    std::fs::write(
+        d.join("known_hosts"),
+        format!("[127.0.0.1]:{port} {hostkey}"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("ssh_config"),
+        format!(
+            "Host testnode\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {0}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {0}/known_hosts\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    Some(Sshd { dir, port, child })
+}
+
+impl Sshd {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// An inventory whose node targets this machine's NIC (0000:00:03.0 where it exists).
+    fn inventory(&self, gpus: &str) -> PathBuf {
+        let p = self.path("inventory.toml");
+        std::fs::write(
+            &p,
+            format!("[nodes.testnode]\nssh = \"testnode\"\nssh_config = \"ssh_config\"\n{gpus}"),
+        )
+        .unwrap();
+        p
+    }
+
+    fn pvegpu(&self, inv: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_pvegpu"))
+            .arg("--inventory")
+            .arg(inv)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn refuses_a_node_that_is_not_proxmox() {
+    let Some(sshd) = start_sshd(false) else {
+        return;
+    };
+    let inv = sshd.inventory("");
+    let out = sshd.pvegpu(&inv, &["discover", "--node", "testnode"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: testnode") && err.contains("is not a Proxmox VE node"),
+        "{err}"
+    );
+    assert!(err.contains("hint: point the node's `ssh`"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn gathers_real_facts_and_plans_the_same_offline() {
+    let Some(sshd) = start_sshd(true) else { return };
+    let inv = sshd.inventory("");
+    let saved = sshd.path("testnode.facts");
+    let out = sshd.pvegpu(
+        &inv,
+        &[
+            "--json",
+            "discover",
+            "--node",
+            "testnode",
+            "--save",
+            saved.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let local_kernel = text(&Command::new("uname").arg("-r").output().unwrap().stdout)
+        .trim()
+        .to_string();
+    assert_eq!(report[0]["running_kernel"], local_kernel);
+    assert_eq!(report[0]["pve_version"], "9.1.1");
+    let local_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap();
+    let remote_cmdline: Vec<String> = serde_json::from_value(report[0]["cmdline"].clone()).unwrap();
+    assert_eq!(
+        remote_cmdline.join(" "),
+        local_cmdline
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // the saved file is the probe's raw output, and planning from it matches planning live
+    let facts = std::fs::read_to_string(&saved).unwrap();
+    let parsed = support::facts(&facts);
+    assert_eq!(parsed.running_kernel, local_kernel);
+    let local_devices = std::fs::read_dir("/sys/bus/pci/devices")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(parsed.devices.len(), local_devices);
+
+    let target = parsed
+        .devices
+        .first()
+        .map(|d| d.address.to_string())
+        .unwrap_or_else(|| "0000:00:03.0".into());
+    let inv = sshd.inventory(&format!(
+        "[[nodes.testnode.gpus]]\naddress = \"{target}\"\n"
+    ));
+    let live = sshd.pvegpu(&inv, &["plan", "--node", "testnode"]);
+    let offline = sshd.pvegpu(&inv, &["plan", "--facts", saved.to_str().unwrap()]);
+    assert_eq!(text(&live.stdout), text(&offline.stdout));
+    assert_eq!(live.status.code(), offline.status.code());
+    assert!(!text(&live.stdout).is_empty());
+}
+
+#[test]
+fn host_key_mismatch_is_refused_with_a_hint() {
+    let Some(sshd) = start_sshd(true) else { return };
+    let other = sshd.path("otherkey");
+    keygen(&other);
+    let wrong = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    std::fs::write(
+        sshd.path("known_hosts"),
+        format!("[127.0.0.1]:{} {wrong}", sshd.port),
+    )
+    .unwrap();
+    let inv = sshd.inventory("");
+    let out = sshd.pvegpu(&inv, &["plan", "--node", "testnode"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot connect to testnode over SSH"), "{err}");
+    assert!(
+        err.contains("hint: the host key of testnode is unknown or has changed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unreachable_node_is_a_clear_error() {
+    let Some(sshd) = start_sshd(true) else { return };
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = std::fs::read_to_string(sshd.path("ssh_config"))
+        .unwrap()
+        .replace(&format!("Port {}", sshd.port), &format!("Port {port}"));
+    std::fs::write(sshd.path("ssh_config"), cfg).unwrap();
+    let inv = sshd.inventory("");
+    let out = sshd.pvegpu(&inv, &["discover", "--node", "testnode"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot connect to testnode over SSH"), "{err}");
+    assert!(err.contains("hint: check the address and port"), "{err}");
+}
