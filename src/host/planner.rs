@@ -107,7 +107,8 @@ pub fn plan(node_name: &str, node: &Node, facts: &HostFacts) -> Result<HostPlan,
         refusals,
         notes,
     };
-    if desired.targets.is_empty() {
+    // a refused node gets no changes at all: nothing is half-applied
+    if desired.targets.is_empty() || !plan.refusals.is_empty() {
         return Ok(plan);
     }
 
@@ -151,6 +152,9 @@ pub fn plan(node_name: &str, node: &Node, facts: &HostFacts) -> Result<HostPlan,
             }
         };
         plan.changes.extend(change);
+    }
+    if !plan.refusals.is_empty() {
+        plan.changes.clear();
     }
     if plan.needs_reboot() {
         let running: Vec<String> = facts
