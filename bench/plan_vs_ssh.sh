@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Benchmark: `pvegpu plan` wall time against a bare `ssh host true`, with a fixed added
+# latency on loopback. Starts its own sshd on 127.0.0.1 (throwaway keys) and a delaying TCP
+# proxy in front of it (bench/delay_proxy.py), then times both commands at several delays.
+# If gathering facts took more than one round trip, plan's lead over `ssh true` would grow
+# with the delay; it stays flat. Usage: bash bench/plan_vs_ssh.sh [runs] [delays in ms...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-5}; shift || true
+DELAYS=("${@:-0 25 50}")
+read -r -a DELAYS <<< "${DELAYS[*]}"
+cargo build --release --quiet
+BIN=$PWD/target/release/pvegpu
+T=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
+ssh-keygen -q -t ed25519 -N '' -f "$T/hostkey"; ssh-keygen -q -t ed25519 -N '' -f "$T/id"
+cp "$T/id.pub" "$T/authorized_keys"; mkdir -p "$T/bin" /run/sshd
+printf '#!/bin/sh\necho "pve-manager/9.1.1/0 (running kernel: $(uname -r))"\n' > "$T/bin/pveversion"; chmod 755 "$T/bin/pveversion"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SSHD_PORT=$(port)
+cat > "$T/sshd_config" <<CFG
+Port $SSHD_PORT
+ListenAddress 127.0.0.1
+HostKey $T/hostkey
+PidFile $T/sshd.pid
+AuthorizedKeysFile $T/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$T/bin
+CFG
+/usr/sbin/sshd -D -f "$T/sshd_config" & sleep 0.5
+now() { date +%s.%N; }
+printf '%-10s %-18s %-18s %-14s\n' "delay" "ssh true (s)" "pvegpu plan (s)" "plan - ssh (s)"
+for d in "${DELAYS[@]}"; do
+  P=$(port); python3 bench/delay_proxy.py "$P" "$SSHD_PORT" "$d" & PROXY=$!; sleep 0.3
+  echo "[127.0.0.1]:$P $(cat "$T/hostkey.pub")" > "$T/known_hosts"
+  cat > "$T/ssh_config" <<CFG
+Host node
+  HostName 127.0.0.1
+  Port $P
+  User $(id -un)
+  IdentityFile $T/id
+  IdentitiesOnly yes
+  UserKnownHostsFile $T/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+CFG
+  printf '[nodes.node]\nssh = "node"\nssh_config = "%s/ssh_config"\n' "$T" > "$T/inv.toml"
+  s_total=0; p_total=0
+  for _ in $(seq "$RUNS"); do
+    a=$(now); ssh -F "$T/ssh_config" node true; b=$(now)
+    # this machine has no IOMMU, so the plan ends in a refusal (exit 1): the facts were gathered
+    "$BIN" -q -i "$T/inv.toml" plan --node node > /dev/null 2>&1 || true; c=$(now)
+    s_total=$(echo "$s_total + $b - $a" | bc); p_total=$(echo "$p_total + $c - $b" | bc)
+  done
+  s=$(echo "scale=3; $s_total / $RUNS" | bc); p=$(echo "scale=3; $p_total / $RUNS" | bc)
+  printf '%-10s %-18s %-18s %-14s\n' "${d} ms" "$s" "$p" "$(echo "scale=3; $p - $s" | bc)"
+  kill $PROXY; wait $PROXY 2>/dev/null || true
+done
