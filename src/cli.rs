@@ -74,13 +74,36 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// Make the changes the plan shows
+    /// Make the changes the plan shows, reboot if needed, and verify (nodes one at a time)
     Apply {
+        /// The node (all nodes of the inventory, one after the other, when left out)
         #[arg(long, short = 'n')]
         node: Option<String>,
+        /// Do not ask before changing anything (required when stdin is not a terminal)
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Shut running guests down cleanly through Proxmox before a reboot (otherwise refuse)
+        #[arg(long)]
+        stop_guests: bool,
+        /// How long to wait for a node to come back from a reboot, in seconds
+        #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+        reboot_timeout: u64,
+    },
+    /// Put back what pvegpu changed on a node's host configuration, and refresh initramfs and boot loader
+    Rollback {
+        #[arg(long, short = 'n')]
+        node: String,
         /// Do not ask before changing anything
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Reboot into the previous configuration afterwards
+        #[arg(long)]
+        reboot: bool,
+        /// Shut running guests down cleanly through Proxmox before the reboot
+        #[arg(long)]
+        stop_guests: bool,
+        #[arg(long, default_value_t = 900, value_name = "SECONDS")]
+        reboot_timeout: u64,
     },
     /// Print shell completions
     Completions {

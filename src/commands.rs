@@ -1,5 +1,6 @@
 //! The subcommands: the only layer that does I/O besides the transports.
 
+use crate::apply::{self, Executor, Progress};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::hinted;
 use crate::gather;
@@ -8,8 +9,10 @@ use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
@@ -20,15 +23,43 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             facts,
             detailed_exitcode,
         } => plan_cmd(g, node, facts, detailed_exitcode).await,
-        Command::Apply { node, .. } => {
-            let inv = Inventory::load(&g.inventory)?;
-            if let Some(n) = &node {
-                inv.node(n)?;
-            }
-            Err(hinted(
-                "`pvegpu apply` cannot change nodes yet: this build only plans",
-                "run `pvegpu plan` to see the changes; apply comes with the host-apply milestone (see the open issues)",
-            ))
+        Command::Apply {
+            node,
+            yes,
+            stop_guests,
+            reboot_timeout,
+        } => {
+            apply_cmd(
+                g,
+                node,
+                yes,
+                apply::Options {
+                    stop_guests,
+                    reboot_timeout: Duration::from_secs(reboot_timeout),
+                    verify: true,
+                },
+            )
+            .await
+        }
+        Command::Rollback {
+            node,
+            yes,
+            reboot,
+            stop_guests,
+            reboot_timeout,
+        } => {
+            rollback_cmd(
+                g,
+                node,
+                yes,
+                reboot,
+                apply::Options {
+                    stop_guests,
+                    reboot_timeout: Duration::from_secs(reboot_timeout),
+                    verify: false,
+                },
+            )
+            .await
         }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -164,4 +195,199 @@ where
         .into_iter()
         .map(|r| r.expect("every future completed"))
         .collect()
+}
+
+struct Stderr {
+    quiet: bool,
+}
+
+impl Progress for Stderr {
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Ask before changing a node; without a terminal only --yes may answer.
+fn confirm(node: &str, what: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            format!("refusing to {what} {node} without confirmation: stdin is not a terminal"),
+            "read the plan above, then run again with --yes",
+        ));
+    }
+    eprint!("{} {node}? [y/N] ", what[..1].to_uppercase() + &what[1..]);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(hinted(
+            format!("{node} was not changed"),
+            "nothing was done",
+        ))
+    }
+}
+
+fn print_report(g: &GlobalArgs, reports: &[apply::Report]) -> Result<()> {
+    if g.json {
+        return print_stdout(&(serde_json::to_string_pretty(reports)? + "\n"));
+    }
+    let mut out = String::new();
+    for r in reports {
+        out.push_str(&format!(
+            "\n{}: {} in {:.0} s, {} reboot(s), {} SSH round trip(s)\n",
+            r.node,
+            if r.ok { "converged" } else { "NOT converged" },
+            r.seconds,
+            r.reboots,
+            r.ssh_round_trips
+        ));
+        for c in &r.postconditions {
+            out.push_str(&format!(
+                "  {} {}: {}\n",
+                if c.ok { "✓" } else { "✗" },
+                c.name,
+                c.detail
+            ));
+        }
+    }
+    print_stdout(&out)
+}
+
+async fn apply_cmd(
+    g: &GlobalArgs,
+    node: Option<String>,
+    yes: bool,
+    options: apply::Options,
+) -> Result<ExitCode> {
+    let inv = Inventory::load(&g.inventory)?;
+    let nodes = selected(&inv, &node)?;
+    let progress = Stderr { quiet: g.quiet };
+    let mut reports = Vec::new();
+    for (name, n) in nodes {
+        let started = std::time::Instant::now();
+        let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
+        let connect = || apply::connect_node(n.ssh.clone(), config.clone());
+        let remote = connect().await?;
+        let gathered = gather::probe(name, &remote).await;
+        remote.close().await;
+        let facts = gathered?.facts;
+        let plan = planner::plan(name, n, &facts)?;
+        if !g.json {
+            print_stdout(&plan.render_text())?;
+        }
+        if !plan.refusals.is_empty() {
+            return Err(hinted(
+                format!("pvegpu refuses to change {name}: see `Refused` above"),
+                "nothing was changed; fix what each refusal names and apply again",
+            ));
+        }
+        if plan.is_empty() {
+            let mut report = apply::Report {
+                node: name.clone(),
+                ok: true,
+                ssh_round_trips: 1,
+                ..Default::default()
+            };
+            report.postconditions =
+                crate::host::checks::postconditions(name, n, &plan, &facts, &facts);
+            report.ok = report.postconditions.iter().all(|c| c.ok);
+            report.seconds = started.elapsed().as_secs_f64();
+            reports.push(report);
+            continue;
+        }
+        confirm(name, "apply these changes to", yes)?;
+        let mut exec = Executor {
+            node_name: name,
+            node: n,
+            options: options.clone(),
+            progress: &progress,
+            connect,
+            run_id: apply::run_id(),
+            report: apply::Report::default(),
+        };
+        exec.report.ssh_round_trips = 1;
+        let result = exec.execute(&plan, &facts).await;
+        let mut report = exec.report;
+        report.seconds = started.elapsed().as_secs_f64();
+        if let Err(e) = result {
+            print_report(g, &[report])?;
+            return Err(e.context(format!(
+                "apply stopped on {name}; running it again continues from what the node is now"
+            )));
+        }
+        let ok = report.ok;
+        reports.push(report);
+        if !ok {
+            print_report(g, &reports)?;
+            return Err(hinted(
+                format!("{name} did not converge: a postcondition failed (✗ above)"),
+                format!(
+                    "nothing more was changed; `pvegpu rollback --node {name}` undoes pvegpu's changes"
+                ),
+            ));
+        }
+    }
+    print_report(g, &reports)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn rollback_cmd(
+    g: &GlobalArgs,
+    name: String,
+    yes: bool,
+    reboot: bool,
+    options: apply::Options,
+) -> Result<ExitCode> {
+    let inv = Inventory::load(&g.inventory)?;
+    let n = inv.node(&name)?;
+    let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
+    let connect = || apply::connect_node(n.ssh.clone(), config.clone());
+    let remote = connect().await?;
+    let gathered = gather::probe(&name, &remote).await;
+    remote.close().await;
+    let facts = gathered?.facts;
+    let plan = crate::host::rollback::plan(&name, &facts, reboot);
+    if !g.json {
+        print_stdout(&plan.render_text())?;
+    }
+    if plan.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    confirm(&name, "roll back", yes)?;
+    let progress = Stderr { quiet: g.quiet };
+    let mut exec = Executor {
+        node_name: &name,
+        node: n,
+        options,
+        progress: &progress,
+        connect,
+        run_id: apply::run_id(),
+        report: apply::Report::default(),
+    };
+    let after = exec.execute(&plan, &facts).await;
+    let mut report = exec.report;
+    let after = after?;
+    let left = crate::host::rollback::plan(&name, &after, false);
+    report.postconditions.push(crate::host::checks::Check {
+        name: "nothing of pvegpu's left".into(),
+        ok: left.is_empty(),
+        detail: if left.is_empty() {
+            "pvegpu's files, block and words are gone".into()
+        } else {
+            format!("{} change(s) remain", left.changes.len())
+        },
+    });
+    report.ok = left.is_empty();
+    print_report(g, &[report])?;
+    Ok(if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

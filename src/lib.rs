@@ -1,5 +1,6 @@
 //! pvegpu: converge a Proxmox VE node for NVIDIA GPU passthrough. See ARCHITECTURE.md.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod error;

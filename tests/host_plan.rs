@@ -349,10 +349,23 @@ fn testhost_after_a_real_reboot_needs_nothing_at_runtime() {
 fn testhost_shared_group_behind_a_pci_bridge_is_refused() {
     // real: e1000 behind a conventional PCI bridge shares group 3 with an rtl8139 on 8139cp
     let inv = "[nodes.testhost]\nssh = \"root@127.0.0.1\"\n[[nodes.testhost.gpus]]\naddress = \"01:01.0\"\nid = \"8086:100e\"\n";
-    let p = plan_for(inv, "testhost", &read("probe/testhost-bookworm-shared-group.txt"));
+    let p = plan_for(
+        inv,
+        "testhost",
+        &read("probe/testhost-bookworm-shared-group.txt"),
+    );
     assert_eq!(p.refusals.len(), 1, "{:?}", p.refusals);
-    assert!(p.refusals[0].reason.starts_with("0000:01:01 shares IOMMU group 3 with 0000:01:02.0"), "{}", p.refusals[0].reason);
-    assert!(p.changes.is_empty(), "nothing is written for a refused node");
+    assert!(
+        p.refusals[0]
+            .reason
+            .starts_with("0000:01:01 shares IOMMU group 3 with 0000:01:02.0"),
+        "{}",
+        p.refusals[0].reason
+    );
+    assert!(
+        p.changes.is_empty(),
+        "nothing is written for a refused node"
+    );
     insta::assert_snapshot!(p.render_text());
 }
 
@@ -366,13 +379,24 @@ fn testhost_twin_devices_bind_by_address() {
     let script = written(&p, "/usr/local/lib/pvegpu/vfio-pci-override.sh").unwrap();
     assert!(script.contains("for dev in 0000:00:04.0; do"), "{script}");
     assert!(written(&p, "/etc/initramfs-tools/hooks/pvegpu-vfio").is_some());
-    assert!(!written(&p, "/etc/modprobe.d/pvegpu-vfio.conf").unwrap().contains("ids="));
+    assert!(
+        !written(&p, "/etc/modprobe.d/pvegpu-vfio.conf")
+            .unwrap()
+            .contains("ids=")
+    );
 }
 
 #[test]
 fn testhost_new_kernel_installed_not_booted() {
     // real: linux-image-6.1.0-56 installed by apt on the converged VM, not rebooted
-    let p = plan_for(TESTHOST, "testhost", &read("probe/testhost-bookworm-new-kernel.txt"));
+    let p = plan_for(
+        TESTHOST,
+        "testhost",
+        &read("probe/testhost-bookworm-new-kernel.txt"),
+    );
     let text = p.render_text();
-    assert!(text.contains("kernel 6.1.0-56-amd64 is installed and boots next (running 6.1.0-50-amd64)"), "{text}");
+    assert!(
+        text.contains("kernel 6.1.0-56-amd64 is installed and boots next (running 6.1.0-50-amd64)"),
+        "{text}"
+    );
 }

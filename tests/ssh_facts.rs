@@ -246,3 +246,21 @@ fn unreachable_node_is_a_clear_error() {
     assert!(err.contains("cannot connect to testnode over SSH"), "{err}");
     assert!(err.contains("hint: check the address and port"), "{err}");
 }
+
+#[test]
+fn apply_on_a_refused_node_changes_nothing() {
+    // this machine has no IOMMU: the plan is refused before any write
+    let Some(sshd) = start_sshd(true) else { return };
+    let inv = sshd.inventory("[[nodes.testnode.gpus]]\naddress = \"0000:00:03.0\"\n");
+    let state_before = Path::new("/var/lib/pvegpu").exists();
+    let out = sshd.pvegpu(&inv, &["apply", "--node", "testnode", "--yes"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pvegpu refuses to change testnode"), "{err}");
+    assert!(text(&out.stdout).contains("Refused:"));
+    assert_eq!(
+        Path::new("/var/lib/pvegpu").exists(),
+        state_before,
+        "no state or backup was written"
+    );
+}

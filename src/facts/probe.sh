@@ -90,7 +90,7 @@ net_devices() {
   for n in /sys/class/net/*; do
     i=${n##*/}
     lower=$( (ls "$n/brif" 2>/dev/null; ls -d "$n"/lower_* 2>/dev/null | sed 's/.*lower_//') | tr '\n' ',' | sed 's/,$//')
-    echo "iface $i device=$(readlink -f "$n/device" 2>/dev/null) lower=$lower"
+    echo "iface $i device=$(readlink -e "$n/device" 2>/dev/null) lower=$lower"
   done
 }
 
@@ -109,7 +109,7 @@ section efibootmgr -- efibootmgr -v
 section kernels -- kernels
 for f in /etc/kernel/cmdline /etc/default/grub /etc/default/grub.d/*.cfg /etc/modules \
          /etc/modules-load.d/*.conf /etc/modprobe.d/*.conf /etc/initramfs-tools/modules \
-         /usr/local/lib/pvegpu/*; do
+         /usr/local/lib/pvegpu/* /etc/initramfs-tools/hooks/pvegpu-vfio /var/lib/pvegpu/cmdline-added; do
   dump_file "$f"
 done
 section lspci -- lspci -nnk -D

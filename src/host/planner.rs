@@ -206,7 +206,7 @@ fn vfio_modules(facts: &HostFacts) -> Vec<String> {
     m
 }
 
-fn cmdline_tokens(facts: &HostFacts, node: &Node) -> Vec<String> {
+pub fn cmdline_tokens(facts: &HostFacts, node: &Node) -> Vec<String> {
     let mut t = Vec::new();
     // AMD's IOMMU is on by default and `amd_iommu=on` is not a valid value; Intel's only
     // became default in 6.8, so it is named explicitly.
@@ -562,7 +562,7 @@ fn managed_block(
 }
 
 /// The file without pvegpu's block, and whether it had one.
-fn strip_block(text: &str) -> (String, bool) {
+pub(crate) fn strip_block(text: &str) -> (String, bool) {
     let mut out = String::new();
     let mut inside = false;
     let mut had = false;

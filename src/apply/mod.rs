@@ -1,0 +1,310 @@
+//! The executor: runs a plan's changes on a node, reboots safely, re-gathers the facts and
+//! checks every postcondition. The plan is data from the pure planner; this module is where
+//! it meets the node.
+
+pub mod scripts;
+
+use crate::error::hinted;
+use crate::facts::HostFacts;
+use crate::gather;
+use crate::host::checks::{Check, postconditions, reboot_interlocks};
+use crate::inventory::Node;
+use crate::plan::{Action, Change, HostPlan};
+use crate::transport::Remote;
+use crate::transport::ssh::SshRemote;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub stop_guests: bool,
+    pub reboot_timeout: Duration,
+    /// For rollback: check nothing after the reboot but that it happened.
+    pub verify: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepOutcome {
+    pub step: String,
+    pub what: String,
+    pub ok: bool,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub output: String,
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct Report {
+    pub node: String,
+    pub steps: Vec<StepOutcome>,
+    pub reboots: u32,
+    pub ssh_round_trips: u32,
+    pub postconditions: Vec<Check>,
+    pub seconds: f64,
+    pub ok: bool,
+}
+
+/// Progress lines on stderr; quiet hides them.
+pub trait Progress {
+    fn say(&self, line: &str);
+}
+
+pub struct Executor<'a, P: Progress, C> {
+    pub node_name: &'a str,
+    pub node: &'a Node,
+    pub options: Options,
+    pub progress: &'a P,
+    /// Opens a new SSH connection to the node (used again after the reboot).
+    pub connect: C,
+    pub run_id: String,
+    pub report: Report,
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::WriteFile {
+            path, before: None, ..
+        } => format!("create {path}"),
+        Action::WriteFile { path, .. } => format!("update {path}"),
+        Action::RemoveFile { path, .. } => format!("remove {path}"),
+        Action::Run { command } => format!("run `{command}`"),
+        Action::Reboot => "reboot".into(),
+    }
+}
+
+/// Words a write adds to the kernel command line, recorded so rollback removes only those.
+fn added_words(path: &str, content: &str, before: Option<&str>) -> Vec<String> {
+    if path != crate::host::planner::KERNEL_CMDLINE {
+        return Vec::new();
+    }
+    let old: Vec<&str> = before.unwrap_or("").split_whitespace().collect();
+    content
+        .split_whitespace()
+        .filter(|w| !old.contains(w))
+        .map(str::to_string)
+        .collect()
+}
+
+impl<'a, P, C, F> Executor<'a, P, C>
+where
+    P: Progress,
+    C: Fn() -> F,
+    F: Future<Output = Result<SshRemote>>,
+{
+    async fn script(
+        &mut self,
+        remote: &SshRemote,
+        script: &str,
+    ) -> Result<crate::transport::RemoteOutput> {
+        self.report.ssh_round_trips += 1;
+        Ok(remote.run_script(script).await?)
+    }
+
+    pub async fn gather(&mut self, remote: &SshRemote) -> Result<HostFacts> {
+        self.report.ssh_round_trips += 1;
+        Ok(gather::probe(self.node_name, remote).await?.facts)
+    }
+
+    /// Run every change of `plan` in order; stops at the first failure.
+    pub async fn execute(&mut self, plan: &HostPlan, facts: &HostFacts) -> Result<HostFacts> {
+        let started = Instant::now();
+        self.report.node = self.node_name.to_string();
+        let mut remote = (self.connect)().await?;
+        if plan.needs_reboot() {
+            let (refusals, _) = reboot_interlocks(facts, self.options.stop_guests);
+            if let Some(r) = refusals.first() {
+                remote.close().await;
+                return Err(hinted(
+                    format!("{}: {} (nothing was changed)", self.node_name, r.reason),
+                    r.hint.clone(),
+                ));
+            }
+        }
+        let mut current = facts.clone();
+        for change in &plan.changes {
+            let what = describe(&change.action);
+            self.progress.say(&format!("{}: {what}", self.node_name));
+            let t = Instant::now();
+            let result = match &change.action {
+                Action::Reboot => {
+                    remote = self.reboot(remote, &current).await?;
+                    current = self.gather(&remote).await?;
+                    Ok(String::new())
+                }
+                _ => self.run_change(&remote, change).await,
+            };
+            let ok = result.is_ok();
+            let output = match &result {
+                Ok(o) => tail(o),
+                Err(e) => format!("{e:#}"),
+            };
+            self.report.steps.push(StepOutcome {
+                step: change.step.clone(),
+                what: what.clone(),
+                ok,
+                seconds: t.elapsed().as_secs_f64(),
+                output,
+            });
+            if let Err(e) = result {
+                remote.close().await;
+                self.report.seconds = started.elapsed().as_secs_f64();
+                return Err(e.context(format!(
+                    "{} failed on {}: {what}",
+                    change.step, self.node_name
+                )));
+            }
+        }
+        if !plan.needs_reboot() {
+            current = self.gather(&remote).await?;
+        }
+        remote.close().await;
+        if self.options.verify {
+            self.report.postconditions =
+                postconditions(self.node_name, self.node, plan, facts, &current);
+        }
+        self.report.ok = self.report.postconditions.iter().all(|c| c.ok);
+        self.report.seconds = started.elapsed().as_secs_f64();
+        Ok(current)
+    }
+
+    async fn run_change(&mut self, remote: &SshRemote, change: &Change) -> Result<String> {
+        let script = match &change.action {
+            Action::WriteFile {
+                path,
+                content,
+                mode,
+                before,
+            } => scripts::write_file(
+                &self.run_id,
+                path,
+                content,
+                mode,
+                before.as_deref(),
+                &added_words(path, content, before.as_deref()),
+            ),
+            Action::RemoveFile { path, .. } => scripts::remove_file(&self.run_id, path),
+            Action::Run { command } => scripts::run_command(command),
+            Action::Reboot => unreachable!("reboots are handled by execute"),
+        };
+        let out = self.script(remote, &script).await?;
+        if out.status != Some(0) {
+            anyhow::bail!(
+                "exit status {}: {}",
+                out.status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none (killed)".into()),
+                format!("{}{}", out.stdout, out.stderr).trim()
+            );
+        }
+        Ok(format!("{}{}", out.stdout, out.stderr))
+    }
+
+    async fn stop_guests(&mut self, remote: &SshRemote, facts: &HostFacts) -> Result<()> {
+        for g in facts.guests.iter().filter(|g| g.status == "running") {
+            let cmd = match g.kind {
+                crate::facts::pve::GuestKind::Vm => format!("qm shutdown {} --timeout 600", g.vmid),
+                crate::facts::pve::GuestKind::Container => {
+                    format!("pct shutdown {} --timeout 600", g.vmid)
+                }
+            };
+            self.progress.say(&format!(
+                "{}: shutting down guest {} ({}) through Proxmox",
+                self.node_name, g.vmid, g.name
+            ));
+            let out = self.script(remote, &scripts::run_command(&cmd)).await?;
+            if out.status != Some(0) {
+                anyhow::bail!("`{cmd}` failed: {}", out.stderr.trim());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reboot detached, then wait for a new boot_id over a fresh connection.
+    async fn reboot(&mut self, remote: SshRemote, facts: &HostFacts) -> Result<SshRemote> {
+        let (refusals, running) = reboot_interlocks(facts, self.options.stop_guests);
+        if let Some(r) = refusals.first() {
+            remote.close().await;
+            return Err(hinted(r.reason.clone(), r.hint.clone()));
+        }
+        if !running.is_empty() {
+            self.stop_guests(&remote, facts).await?;
+        }
+        let old = match &facts.boot_id {
+            Some(id) => id.clone(),
+            None => self
+                .script(&remote, scripts::BOOT_ID)
+                .await?
+                .stdout
+                .trim()
+                .to_string(),
+        };
+        self.script(&remote, &scripts::reboot()).await?;
+        remote.close().await;
+        self.report.reboots += 1;
+        let started = Instant::now();
+        let deadline = started + self.options.reboot_timeout;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        loop {
+            let waited = started.elapsed().as_secs();
+            if Instant::now() > deadline {
+                return Err(hinted(
+                    format!(
+                        "{} did not come back within {} s after the reboot",
+                        self.node_name,
+                        self.options.reboot_timeout.as_secs()
+                    ),
+                    "check the node's console; when it is up, run `pvegpu apply` again (it re-reads the node and continues); `pvegpu rollback` undoes pvegpu's changes",
+                ));
+            }
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(30), (self.connect)()).await
+            {
+                self.report.ssh_round_trips += 1;
+                if let Ok(Ok(out)) =
+                    tokio::time::timeout(Duration::from_secs(20), r.run_script(scripts::BOOT_ID))
+                        .await
+                {
+                    let id = out.stdout.trim().to_string();
+                    if !id.is_empty() && id != old {
+                        self.progress.say(&format!(
+                            "{}: back after {waited} s (new boot)",
+                            self.node_name
+                        ));
+                        return Ok(r);
+                    }
+                }
+                r.close().await;
+            }
+            self.progress.say(&format!(
+                "{}: waiting for the reboot ({waited} s)",
+                self.node_name
+            ));
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    let start = lines.len().saturating_sub(5);
+    lines[start..].join("\n")
+}
+
+/// A plan's facts were read at plan time; write scripts refuse if a file changed since.
+pub fn run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{now}-{}", std::process::id())
+}
+
+pub async fn connect_node(
+    destination: String,
+    config: Option<std::path::PathBuf>,
+) -> Result<SshRemote> {
+    SshRemote::connect(&destination, config)
+        .await
+        .with_context(|| format!("cannot reach {destination}"))
+}

@@ -1,0 +1,201 @@
+//! Checks around a reboot, pure over facts: the interlocks that must hold before pvegpu
+//! reboots a node, and the postconditions that must hold after it.
+
+use super::analysis::{device_problems, iommu_problems};
+use super::planner;
+use crate::facts::HostFacts;
+use crate::inventory::Node;
+use crate::pci::PciAddress;
+use crate::plan::{HostPlan, Refusal};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// Guests pvegpu would have to stop for a reboot, and the refusals that block it.
+pub fn reboot_interlocks(facts: &HostFacts, stop_guests: bool) -> (Vec<Refusal>, Vec<u32>) {
+    let mut refusals = Vec::new();
+    let running: Vec<&crate::facts::pve::Guest> = facts
+        .guests
+        .iter()
+        .filter(|g| g.status == "running")
+        .collect();
+    let ha: Vec<String> = running
+        .iter()
+        .filter(|g| facts.ha_resources.contains(&g.vmid))
+        .map(|g| g.vmid.to_string())
+        .collect();
+    if !ha.is_empty() {
+        refusals.push(Refusal {
+            reason: format!("running guests {} are managed by HA, which would restart or move them during the reboot", ha.join(", ")),
+            hint: "migrate them away or take them out of HA (`ha-manager set vm:ID --state ignored`), then apply again".into(),
+        });
+    }
+    if facts.quorate == Some(false) {
+        refusals.push(Refusal {
+            reason: "the cluster has no quorum: rebooting a node now can leave the cluster without one for longer".into(),
+            hint: "restore quorum first (`pvecm status`), then apply again".into(),
+        });
+    }
+    if !running.is_empty() && !stop_guests {
+        refusals.push(Refusal {
+            reason: format!(
+                "the reboot would kill running guests: {}",
+                running.iter().map(|g| format!("{} ({})", g.vmid, g.name)).collect::<Vec<_>>().join(", ")
+            ),
+            hint: "shut them down yourself, or pass --stop-guests to have pvegpu shut them down cleanly through Proxmox first".into(),
+        });
+    }
+    (refusals, running.iter().map(|g| g.vmid).collect())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn check(name: &str, ok: bool, detail: String) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        detail,
+    }
+}
+
+/// What must be true once the host phase converged: the running kernel carries the
+/// parameters, IOMMU and interrupt remapping are on, exactly the targets (of those that were
+/// not already) are on vfio-pci, their groups hold nothing of the host's, and nothing is left
+/// to plan.
+pub fn postconditions(
+    node_name: &str,
+    node: &Node,
+    plan: &HostPlan,
+    before: &HostFacts,
+    after: &HostFacts,
+) -> Vec<Check> {
+    let mut out = Vec::new();
+    let want = planner::cmdline_tokens(after, node);
+    let missing: Vec<&String> = want
+        .iter()
+        .filter(|w| !after.proc_cmdline.contains(w))
+        .collect();
+    out.push(check(
+        "kernel command line",
+        missing.is_empty(),
+        if missing.is_empty() {
+            format!("/proc/cmdline carries {}", want.join(" "))
+        } else {
+            format!(
+                "/proc/cmdline lacks {}",
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
+        },
+    ));
+    out.push(check(
+        "IOMMU",
+        after.iommu_active(),
+        if after.iommu_active() {
+            "IOMMU groups exist".into()
+        } else {
+            "no IOMMU groups: the IOMMU is off".into()
+        },
+    ));
+    let (iommu_refusals, _) = iommu_problems(after, node.host.allow_unsafe_interrupts);
+    out.push(check(
+        "interrupt remapping",
+        iommu_refusals.is_empty(),
+        match after.kernel_log.irq_remapping {
+            Some(true) => "enabled".into(),
+            _ if node.host.allow_unsafe_interrupts => {
+                "not confirmed; accepted by allow_unsafe_interrupts".into()
+            }
+            _ => iommu_refusals
+                .iter()
+                .map(|r| r.reason.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+    ));
+    let targets: BTreeSet<PciAddress> = plan
+        .bind
+        .iter()
+        .filter_map(|b| b.address.parse().ok())
+        .collect();
+    for t in &targets {
+        let driver = after.device(t).and_then(|d| d.driver.clone());
+        out.push(check(
+            &format!("{t} on vfio-pci"),
+            driver.as_deref() == Some("vfio-pci"),
+            format!("driver: {}", driver.as_deref().unwrap_or("none")),
+        ));
+    }
+    let was_vfio: BTreeSet<PciAddress> = before
+        .devices
+        .iter()
+        .filter(|d| d.driver.as_deref() == Some("vfio-pci"))
+        .map(|d| d.address)
+        .collect();
+    let strays: Vec<String> = after
+        .devices
+        .iter()
+        .filter(|d| {
+            d.driver.as_deref() == Some("vfio-pci")
+                && !targets.contains(&d.address)
+                && !was_vfio.contains(&d.address)
+        })
+        .map(|d| d.address.to_string())
+        .collect();
+    out.push(check(
+        "no other device taken",
+        strays.is_empty(),
+        if strays.is_empty() {
+            "only targets went to vfio-pci".into()
+        } else {
+            format!("also on vfio-pci now: {}", strays.join(", "))
+        },
+    ));
+    let mut group_problems = Vec::new();
+    for t in &targets {
+        if let Some(d) = after.device(t) {
+            for r in device_problems(after, d, &targets) {
+                if !group_problems.contains(&r.reason) {
+                    group_problems.push(r.reason);
+                }
+            }
+        }
+    }
+    out.push(check(
+        "groups isolated",
+        group_problems.is_empty(),
+        if group_problems.is_empty() {
+            "each target's IOMMU group holds only the card and bridges".into()
+        } else {
+            group_problems.join("; ")
+        },
+    ));
+    let again = planner::plan(node_name, node, after);
+    let left = again
+        .as_ref()
+        .map(|p| p.changes.len() + p.refusals.len())
+        .unwrap_or(1);
+    out.push(check(
+        "nothing left to plan",
+        left == 0,
+        match &again {
+            Ok(p) if left == 0 => "a new plan has no changes".into(),
+            Ok(p) => p
+                .changes
+                .iter()
+                .map(|c| format!("{}: {}", c.step, c.reason))
+                .chain(p.refusals.iter().map(|r| r.reason.clone()))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Err(e) => e.to_string(),
+        },
+    ));
+    out
+}

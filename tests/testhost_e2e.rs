@@ -1,0 +1,344 @@
+//! End to end on a real Linux kernel: pvegpu against the QEMU test host (tests/testhost/),
+//! a Debian 12 VM with an emulated Intel IOMMU, over real SSH.
+//!
+//! Slow (minutes: TCG emulation, update-initramfs, reboots), so it runs only when
+//! PVEGPU_TESTHOST=1 and the image exists (`.ci/run` builds it). The node is plain Debian, not
+//! Proxmox VE: the image carries a stand-in `pveversion` (see tests/testhost/README.md).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Instant;
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn enabled(image: &str) -> bool {
+    if std::env::var("PVEGPU_TESTHOST").as_deref() != Ok("1") {
+        eprintln!("SKIP: set PVEGPU_TESTHOST=1 to run the QEMU test host scenarios (.ci/run does)");
+        return false;
+    }
+    let path = repo().join(".cache/testhost").join(image);
+    if !path.exists() {
+        panic!(
+            "PVEGPU_TESTHOST=1 but {} is missing: run tests/testhost/build-image.sh",
+            path.display()
+        );
+    }
+    true
+}
+
+struct Vm {
+    port: u16,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl Vm {
+    fn start(layout: &str, boot: &str, port: u16) -> Vm {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("LAYOUT".to_string(), layout.to_string()),
+            ("BOOT".to_string(), boot.to_string()),
+            ("PORT".to_string(), port.to_string()),
+            (
+                "RUN".to_string(),
+                dir.path().join("run").to_string_lossy().into_owned(),
+            ),
+        ];
+        let vm = Vm { port, env, dir };
+        let t = Instant::now();
+        vm.script(&["start"]);
+        vm.script(&["wait", "900"]);
+        eprintln!(
+            "TIMING boot to SSH ({layout}, {boot}): {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+        let keys = Command::new("ssh-keyscan")
+            .args(["-p", &port.to_string(), "127.0.0.1"])
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        std::fs::write(vm.dir.path().join("known_hosts"), &keys.stdout).unwrap();
+        std::fs::write(
+            vm.dir.path().join("ssh_config"),
+            format!(
+                "Host testhost\n  HostName 127.0.0.1\n  Port {port}\n  User root\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  ServerAliveInterval 2\n  ServerAliveCountMax 3\n  BatchMode yes\n",
+                repo().join(".cache/testhost/id_ed25519").display(),
+                vm.dir.path().join("known_hosts").display()
+            ),
+        )
+        .unwrap();
+        vm
+    }
+
+    fn script(&self, args: &[&str]) -> Output {
+        let out = Command::new("bash")
+            .arg(repo().join("tests/testhost/vm.sh"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() || args[0] == "ssh",
+            "vm.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn ssh(&self, cmd: &str) -> String {
+        String::from_utf8_lossy(&self.script(&["ssh", cmd]).stdout).into_owned()
+    }
+
+    fn inventory(&self, gpus: &str) -> PathBuf {
+        let p = self.dir.path().join("inventory.toml");
+        std::fs::write(
+            &p,
+            format!("[nodes.testhost]\nssh = \"testhost\"\nssh_config = \"ssh_config\"\n{gpus}"),
+        )
+        .unwrap();
+        p
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/testhost/vm.sh"))
+            .arg("stop")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output();
+        let _ = self.port;
+    }
+}
+
+fn pvegpu(inv: &Path, args: &[&str]) -> (i32, String, String) {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
+        .arg("-i")
+        .arg(inv)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!(
+        "TIMING pvegpu {}: {:.0} s\n{stderr}",
+        args.join(" "),
+        t.elapsed().as_secs_f64()
+    );
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+fn report(json: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    v[0].clone()
+}
+
+const TARGETS: &str = "[[nodes.testhost.gpus]]\naddress = \"0000:00:03.0\"\nid = \"1234:11e8\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:04.0\"\nid = \"8086:100e\"\n";
+
+fn assert_converged(r: &serde_json::Value) {
+    let checks = r["postconditions"].as_array().unwrap();
+    assert!(!checks.is_empty());
+    for c in checks {
+        assert_eq!(c["ok"], true, "postcondition failed: {c}");
+    }
+}
+
+#[test]
+fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
+    if !enabled("base.qcow2") {
+        return;
+    }
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
+    let vm = Vm::start("default", "grub", 2241);
+    let inv = vm.inventory(TARGETS);
+
+    let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains("create /etc/default/grub.d/pvegpu.cfg"),
+        "{plan}"
+    );
+
+    // no terminal and no --yes: refused, and the node is untouched
+    let (code, _, err) = pvegpu(&inv, &["apply"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("stdin is not a terminal"), "{err}");
+    assert_eq!(
+        vm.ssh("ls /etc/modprobe.d/ | grep -c pvegpu || true")
+            .trim(),
+        "0"
+    );
+
+    // from scratch: exactly one reboot, every postcondition holds
+    let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let r = report(&out);
+    assert_eq!(r["reboots"], 1);
+    assert_converged(&r);
+    eprintln!(
+        "FIGURES apply from scratch: {:.0} s, {} reboot(s), {} SSH round trips",
+        r["seconds"].as_f64().unwrap(),
+        r["reboots"],
+        r["ssh_round_trips"]
+    );
+    assert!(
+        vm.ssh("cat /proc/cmdline")
+            .contains("intel_iommu=on iommu=pt")
+    );
+    assert!(
+        vm.ssh("lspci -nnk -s 00:04.0")
+            .contains("Kernel driver in use: vfio-pci")
+    );
+    assert!(vm.ssh("dmesg").contains("DMAR: IOMMU enabled"));
+    assert!(vm.ssh("ls /var/lib/pvegpu/backups").trim().lines().count() >= 1);
+
+    // converged: plan says so, apply changes nothing and does not reboot
+    let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{plan}");
+    assert!(plan.contains("No changes."));
+    let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report(&out);
+    assert_eq!(r["reboots"], 0);
+    assert!(r["steps"].as_array().unwrap().is_empty());
+    assert_converged(&r);
+    eprintln!(
+        "FIGURES converged re-run: {:.0} s, {} reboot(s), {} SSH round trips",
+        r["seconds"].as_f64().unwrap(),
+        r["reboots"],
+        r["ssh_round_trips"]
+    );
+
+    // a newer kernel package (from Debian's archive, reached through QEMU's user network)
+    let running = vm.ssh("uname -r").trim().to_string();
+    let newer = vm.ssh("apt-get update -qq >/dev/null 2>&1; apt-cache search --names-only '^linux-image-6\\.1\\.0-[0-9]+-amd64$' | cut -d' ' -f1 | sort -V | tail -1");
+    let newer = newer.trim().trim_start_matches("linux-image-").to_string();
+    if newer.is_empty() || newer == running {
+        eprintln!("SKIP new-kernel step: the archive offers no kernel newer than {running}");
+    } else {
+        vm.ssh(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-image-{newer} >/dev/null 2>&1"));
+        let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
+        assert_eq!(code, 2, "{plan}");
+        assert!(
+            plan.contains(&format!(
+                "kernel {newer} is installed and boots next (running {running})"
+            )),
+            "{plan}"
+        );
+        let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
+        assert_eq!(code, 0, "{err}");
+        let r = report(&out);
+        assert_eq!(r["reboots"], 1);
+        assert_converged(&r);
+        assert_eq!(vm.ssh("uname -r").trim(), newer);
+    }
+
+    // rollback: pvegpu's files, block and words go; after the reboot the devices are free
+    let (code, out, err) = pvegpu(
+        &inv,
+        &["rollback", "--node", "testhost", "--yes", "--reboot"],
+    );
+    assert_eq!(code, 0, "{err}\n{out}");
+    assert_eq!(
+        vm.ssh(
+            "ls /etc/modprobe.d/ /etc/modules-load.d/ /etc/default/grub.d/ | grep -c pvegpu || true"
+        )
+        .trim(),
+        "0"
+    );
+    assert!(
+        !vm.ssh("cat /etc/initramfs-tools/modules")
+            .contains("pvegpu")
+    );
+    assert!(!vm.ssh("cat /proc/cmdline").contains("intel_iommu=on"));
+    assert!(!vm.ssh("lspci -nnk -s 00:04.0").contains("vfio-pci"));
+}
+
+#[test]
+fn shared_group_is_refused_before_anything_is_written() {
+    if !enabled("base.qcow2") {
+        return;
+    }
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
+    let vm = Vm::start("shared-group", "grub", 2242);
+    let inv =
+        vm.inventory("[[nodes.testhost.gpus]]\naddress = \"0000:01:01.0\"\nid = \"8086:100e\"\n");
+    let (code, out, err) = pvegpu(&inv, &["apply", "--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("0000:01:01 shares IOMMU group") && out.contains("0000:01:02.0"),
+        "{out}"
+    );
+    assert!(err.contains("refuses to change testhost"), "{err}");
+    assert_eq!(
+        vm.ssh(
+            "ls /etc/modprobe.d/ /etc/modules-load.d/ /etc/default/grub.d/ | grep -c pvegpu || true"
+        )
+        .trim(),
+        "0"
+    );
+    assert_eq!(
+        vm.ssh("test -d /var/lib/pvegpu && echo yes || echo no")
+            .trim(),
+        "no"
+    );
+}
+
+#[test]
+fn apply_killed_during_initramfs_converges_on_rerun() {
+    if !enabled("base.qcow2") {
+        return;
+    }
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
+    let vm = Vm::start("default", "grub", 2243);
+    let inv = vm.inventory(TARGETS);
+    // start apply and kill pvegpu (SIGKILL, no cleanup) while update-initramfs runs
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
+        .arg("-i")
+        .arg(&inv)
+        .args(["apply", "--yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("update-initramfs") {
+            std::thread::sleep(std::time::Duration::from_secs(10));
+            child.kill().unwrap();
+            break;
+        }
+    }
+    let _ = child.wait();
+    assert!(seen.contains("update-initramfs"), "{seen}");
+    // the files were written, the images and the reboot were not: the plan says exactly that
+    let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        !plan.contains("create /etc/modprobe.d/pvegpu-vfio.conf"),
+        "already written: {plan}"
+    );
+    assert!(
+        plan.contains("update-initramfs -u -k all") && plan.contains("reboot"),
+        "{plan}"
+    );
+    let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let r = report(&out);
+    assert_eq!(r["reboots"], 1);
+    assert_converged(&r);
+}
