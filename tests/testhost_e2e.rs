@@ -342,3 +342,35 @@ fn apply_killed_during_initramfs_converges_on_rerun() {
     assert_eq!(r["reboots"], 1);
     assert_converged(&r);
 }
+
+#[test]
+fn systemd_boot_node_with_proxmox_boot_tool_stand_in() {
+    // tests/testhost/proxmox-boot-tool stands in for Proxmox's own (a Proxmox package that
+    // cannot be installed here): it copies kernels and initrds to the ESP and writes systemd-boot
+    // entries with /etc/kernel/cmdline, and update-initramfs triggers it, as on Proxmox VE
+    if !enabled("base-systemd-boot.qcow2") {
+        return;
+    }
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
+    let vm = Vm::start("default", "systemd-boot", 2244);
+    let inv = vm.inventory(TARGETS);
+    let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{plan}");
+    assert!(plan.contains("systemd-boot via proxmox-boot-tool"), "{plan}");
+    assert!(plan.contains("update /etc/kernel/cmdline") && plan.contains("run `proxmox-boot-tool refresh`"), "{plan}");
+    let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let r = report(&out);
+    assert_eq!(r["reboots"], 1);
+    assert_converged(&r);
+    let cmdline = vm.ssh("cat /proc/cmdline");
+    assert!(cmdline.contains("intel_iommu=on iommu=pt") && cmdline.contains("initrd=\\EFI\\proxmox\\"), "{cmdline}");
+    assert_eq!(vm.ssh("cat /var/lib/pvegpu/cmdline-added").split_whitespace().collect::<Vec<_>>(), vec!["intel_iommu=on", "iommu=pt"]);
+    let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{plan}");
+    // rollback takes out only the words pvegpu added to /etc/kernel/cmdline
+    let (code, _, err) = pvegpu(&inv, &["rollback", "--node", "testhost", "--yes"]);
+    assert_eq!(code, 0, "{err}");
+    let line = vm.ssh("cat /etc/kernel/cmdline");
+    assert!(line.starts_with("root=UUID=") && !line.contains("intel_iommu"), "{line}");
+}

@@ -4,22 +4,31 @@
 # host probe (src/facts/probe.sh) runs. vm.sh boots it under QEMU TCG with an emulated
 # Intel IOMMU.
 #
+# BOOT selects the boot loader (default grub):
+#   grub          OVMF -> GRUB (grub-mkimage) -> kernel; update-grub keeps grub.cfg
+#   systemd-boot  OVMF -> systemd-boot -> kernel + initrd copied onto the ESP, as on a Proxmox VE
+#                 ZFS/UEFI node: /etc/kernel/cmdline, and a TEST STAND-IN proxmox-boot-tool
+#                 (tests/testhost/proxmox-boot-tool) whose refresh the initramfs and kernel
+#                 hooks run. GRUB packages stay installed (as on PVE) but GRUB is not on the ESP.
+#
 # Output in $WORKDIR (default: <repo root>/.cache/testhost, git-ignored):
-#   base.qcow2      the disk image (~750 MB allocated, 3 GiB virtual)
+#   base.qcow2      the disk image (~750 MB allocated, 3 GiB virtual); BOOT=systemd-boot:
+#                   base-systemd-boot.qcow2
 #   id_ed25519      throwaway root SSH key baked into the image
 #   cache/          downloaded .debs (kept, speeds up a rebuild a little)
 #
-# Idempotent: does nothing when base.qcow2 exists, unless FORCE=1.
+# Idempotent: does nothing when the image exists, unless FORCE=1.
 # Needs root (debootstrap + chroot) but no loop devices, nbd, mounts or guestfish:
 # the ext4 root is made with `mkfs.ext4 -d`, the ESP with mkfs.vfat + mtools, the GPT
 # with sfdisk on a plain file.
 # Host packages: debootstrap qemu-utils dosfstools mtools fdisk openssh-client
 #   (to run the VM: qemu-system-x86 ovmf)
-# Env: WORKDIR, FORCE=1, MIRROR, SECURITY_MIRROR, ROOTSIZE_MIB, KEEP_ROOTFS=1
+# Env: BOOT, WORKDIR, FORCE=1, MIRROR, SECURITY_MIRROR, ROOTSIZE_MIB, KEEP_ROOTFS=1
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORKDIR=${WORKDIR:-$REPO_ROOT/.cache/testhost}
 FORCE=${FORCE:-0}
+BOOT=${BOOT:-grub}
 # the Debian mirror this machine's apt already uses (first and second URIs: of the deb822 file)
 SOURCES=/etc/apt/sources.list.d/debian.sources
 MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' "$SOURCES" 2>/dev/null || true)}
@@ -29,16 +38,25 @@ SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 ROOTSIZE_MIB=${ROOTSIZE_MIB:-3072}   # room for a second kernel package (~450 MB)
 ESPSIZE_MIB=63
 ROOTFS=$WORKDIR/rootfs
+SUFFIX=""                                   # of the image and of every file the build writes
 ROOT_UUID=${ROOT_UUID:-6a1c2a1e-8b0e-4c1e-9d3a-0d5e1f00c0de}
 ESP_VOLID=${ESP_VOLID:-1234ABCD}            # vfat "UUID" becomes 1234-ABCD
 PACKAGES=linux-image-amd64,systemd-sysv,udev,kmod,dbus,openssh-server,initramfs-tools,pciutils,iproute2,grub-efi-amd64,efibootmgr,procps,zstd
+if [ "$BOOT" = systemd-boot ]; then
+  SUFFIX=-systemd-boot
+  ROOTFS=$WORKDIR/rootfs$SUFFIX
+  ESPSIZE_MIB=511                           # kernels + initrds live on the ESP (PVE: 512 MiB)
+  PACKAGES=$PACKAGES,systemd-boot,systemd-boot-efi
+fi
+IMAGE=base$SUFFIX.qcow2
 
 log() { printf '[build-image %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
 
 case "$WORKDIR" in *' '*) die "WORKDIR must not contain spaces: $WORKDIR" ;; esac
-if [ -f "$WORKDIR/base.qcow2" ] && [ "$FORCE" != 1 ]; then
-  log "$WORKDIR/base.qcow2 exists; nothing to do (FORCE=1 rebuilds it)"
+case "$BOOT" in grub|systemd-boot) ;; *) die "unknown BOOT '$BOOT' (grub, systemd-boot)" ;; esac
+if [ -f "$WORKDIR/$IMAGE" ] && [ "$FORCE" != 1 ]; then
+  log "$WORKDIR/$IMAGE exists; nothing to do (FORCE=1 rebuilds it)"
   exit 0
 fi
 [ "$(id -u)" = 0 ] || die "must run as root (debootstrap and chroot)"
@@ -48,8 +66,8 @@ done
 
 mkdir -p "$WORKDIR/cache"
 cd "$WORKDIR"
-log "WORKDIR=$WORKDIR  mirror=$MIRROR  security=$SECURITY_MIRROR"
-rm -f base.qcow2 base.qcow2.tmp
+log "WORKDIR=$WORKDIR  BOOT=$BOOT  mirror=$MIRROR  security=$SECURITY_MIRROR"
+rm -f "$IMAGE" "$IMAGE.tmp"
 t0=$(date +%s)
 
 # ---- 1. debootstrap (downloads ~120 MB of .debs into $WORKDIR/cache once) ------------
@@ -59,8 +77,8 @@ else
   log "1/3 debootstrap bookworm (about 100 s; first run downloads ~120 MB)"
   rm -rf "$ROOTFS"
   debootstrap --variant=minbase --cache-dir="$WORKDIR/cache" --include="$PACKAGES" \
-    bookworm "$ROOTFS" "$MIRROR" > "$WORKDIR/debootstrap.log" 2>&1 \
-    || { tail -20 "$WORKDIR/debootstrap.log" >&2; die "debootstrap failed (log: $WORKDIR/debootstrap.log)"; }
+    bookworm "$ROOTFS" "$MIRROR" > "$WORKDIR/debootstrap$SUFFIX.log" 2>&1 \
+    || { tail -20 "$WORKDIR/debootstrap$SUFFIX.log" >&2; die "debootstrap failed (log: $WORKDIR/debootstrap$SUFFIX.log)"; }
 fi
 t1=$(date +%s)
 
@@ -116,6 +134,7 @@ cat > "$ROOTFS/usr/bin/pveversion" <<'EOF'
 echo "pve-manager/9.1.1/0000000000000000 (running kernel: $(uname -r))"
 EOF
 chmod 755 "$ROOTFS/usr/bin/pveversion"
+if [ "$BOOT" = grub ]; then
 # grub defaults as on a stock Debian/PVE host; pvegpu adds /etc/default/grub.d/pvegpu.cfg
 sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=0/' \
        -e 's/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX="console=ttyS0,115200n8"/' "$ROOTFS/etc/default/grub"
@@ -146,6 +165,43 @@ chroot "$ROOTFS" grub-mkimage -O x86_64-efi -o /tmp/BOOTX64.EFI -p /boot/grub -c
   part_gpt part_msdos ext2 fat search search_fs_uuid configfile normal linux gzio echo test \
   all_video efi_gop serial terminal
 mv "$ROOTFS/tmp/BOOTX64.EFI" "$WORKDIR/BOOTX64.EFI"; rm -f "$ROOTFS/tmp/early.cfg"
+else
+# systemd-boot managed by proxmox-boot-tool, as on a Proxmox VE ZFS/UEFI node. The kernel
+# command line lives in /etc/kernel/cmdline (no GRUB_CMDLINE_LINUX, no grub.cfg).
+echo "root=UUID=$ROOT_UUID ro console=ttyS0,115200n8 quiet" > "$ROOTFS/etc/kernel/cmdline"
+echo "${ESP_VOLID:0:4}-${ESP_VOLID:4:4}" > "$ROOTFS/etc/kernel/proxmox-boot-uuids"
+install -m 755 "$REPO_ROOT/tests/testhost/proxmox-boot-tool" "$ROOTFS/usr/sbin/proxmox-boot-tool"
+# the hooks of Proxmox's proxmox-kernel-helper: update-initramfs refreshes the ESP (unless a
+# kernel package's hook runs it: zz-proxmox-boot refreshes once after all hooks), and so do
+# kernel package installs and removals
+mkdir -p "$ROOTFS/etc/initramfs/post-update.d" "$ROOTFS/etc/kernel/postrm.d"
+cat > "$ROOTFS/etc/initramfs/post-update.d/proxmox-boot-sync" <<'EOS'
+#!/bin/sh
+# TEST STAND-IN hook (pvegpu tests/testhost/build-image.sh), as in Proxmox's proxmox-kernel-helper
+set -e
+if [ -z "$INITRAMFS_TOOLS_KERNEL_HOOK" ]; then
+	/usr/sbin/proxmox-boot-tool refresh --hook 'zz-proxmox-boot'
+fi
+EOS
+for d in postinst.d postrm.d; do
+  cat > "$ROOTFS/etc/kernel/$d/zz-proxmox-boot" <<'EOS'
+#!/bin/sh
+# TEST STAND-IN hook (pvegpu tests/testhost/build-image.sh): kernel package installed or
+# removed -> copy the kernels onto the ESP, as Proxmox's zz-proxmox-boot does
+PBT_HOOK=$0 exec /usr/sbin/proxmox-boot-tool refresh --hook zz-proxmox-boot
+EOS
+done
+chmod 755 "$ROOTFS/etc/initramfs/post-update.d/proxmox-boot-sync" "$ROOTFS"/etc/kernel/post*.d/zz-proxmox-boot
+# the ESP's content, staged in a folder: systemd-boot where bootctl installs it and on the
+# removable-media path that OVMF falls back to (there is no NVRAM entry), then what the
+# stand-in's first refresh writes (kernel, initrd, loader entry, loader.conf; it also disables
+# the systemd-boot package's own kernel hooks, as the real tool does)
+STAGE=$ROOTFS/tmp/esp
+rm -rf "$STAGE"; mkdir -p "$STAGE/EFI/BOOT" "$STAGE/EFI/systemd"
+cp "$ROOTFS/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$STAGE/EFI/BOOT/BOOTX64.EFI"
+cp "$ROOTFS/usr/lib/systemd/boot/efi/systemd-bootx64.efi" "$STAGE/EFI/systemd/systemd-bootx64.efi"
+chroot "$ROOTFS" env PBT_ESP=/tmp/esp /usr/sbin/proxmox-boot-tool refresh 2>&1 | sed 's/^/[build-image]   /'
+fi
 # the initrd built in the chroot is MODULES=most (~36 MB; `dep` cannot be computed in a
 # chroot). Rebuilds inside the VM use `dep`: ~8 MB, and update-initramfs under TCG drops
 # from ~15 min to ~1.5-2 min.
@@ -155,25 +211,32 @@ t2=$(date +%s)
 
 # ---- 3. filesystems and disk, no mounts ---------------------------------------------------
 log "3/3 assembling the disk (GPT: ${ESPSIZE_MIB} MiB ESP + ${ROOTSIZE_MIB} MiB ext4)"
-rm -f esp.img root.img disk.raw
-mkfs.vfat -C -F 32 -i "$ESP_VOLID" -n ESP esp.img $((ESPSIZE_MIB * 1024)) >/dev/null
-mmd -i esp.img ::/EFI ::/EFI/BOOT
-mcopy -i esp.img "$WORKDIR/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
-mkfs.ext4 -q -F -L pveroot -U "$ROOT_UUID" -d "$ROOTFS" root.img "${ROOTSIZE_MIB}M" >/dev/null
-truncate -s $((1 + ESPSIZE_MIB + ROOTSIZE_MIB + 1))M disk.raw
-sfdisk -q disk.raw <<EOF
+ESP_IMG=esp$SUFFIX.img ROOT_IMG=root$SUFFIX.img RAW=disk$SUFFIX.raw
+rm -f "$ESP_IMG" "$ROOT_IMG" "$RAW"
+mkfs.vfat -C -F 32 -i "$ESP_VOLID" -n ESP "$ESP_IMG" $((ESPSIZE_MIB * 1024)) >/dev/null
+if [ "$BOOT" = grub ]; then
+  mmd -i "$ESP_IMG" ::/EFI ::/EFI/BOOT
+  mcopy -i "$ESP_IMG" "$WORKDIR/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+else
+  mcopy -s -m -i "$ESP_IMG" "$STAGE/EFI" "$STAGE/loader" ::/
+  rm -rf "$STAGE"
+  mdir -/ -b -i "$ESP_IMG" ::/ | sed 's/^/[build-image]   ESP /'
+fi
+mkfs.ext4 -q -F -L pveroot -U "$ROOT_UUID" -d "$ROOTFS" "$ROOT_IMG" "${ROOTSIZE_MIB}M" >/dev/null
+truncate -s $((1 + ESPSIZE_MIB + ROOTSIZE_MIB + 1))M "$RAW"
+sfdisk -q "$RAW" <<EOF
 label: gpt
 start=1MiB, size=${ESPSIZE_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
 start=$((1 + ESPSIZE_MIB))MiB, size=${ROOTSIZE_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
 EOF
-dd if=esp.img  of=disk.raw bs=1M seek=1 conv=notrunc,sparse status=none
-dd if=root.img of=disk.raw bs=1M seek=$((1 + ESPSIZE_MIB)) conv=notrunc,sparse status=none
-rm -f esp.img root.img
-qemu-img convert -f raw -O qcow2 disk.raw base.qcow2.tmp
-rm -f disk.raw
-mv base.qcow2.tmp base.qcow2
+dd if="$ESP_IMG"  of="$RAW" bs=1M seek=1 conv=notrunc,sparse status=none
+dd if="$ROOT_IMG" of="$RAW" bs=1M seek=$((1 + ESPSIZE_MIB)) conv=notrunc,sparse status=none
+rm -f "$ESP_IMG" "$ROOT_IMG"
+qemu-img convert -f raw -O qcow2 "$RAW" "$IMAGE.tmp"
+rm -f "$RAW"
+mv "$IMAGE.tmp" "$IMAGE"
 if [ "${KEEP_ROOTFS:-0}" != 1 ]; then rm -rf "$ROOTFS"; fi
 t3=$(date +%s)
 log "done: kernel $KVER; debootstrap $((t1-t0)) s, configure $((t2-t1)) s, disk $((t3-t2)) s, total $((t3-t0)) s"
-qemu-img info base.qcow2 | grep -E 'virtual size|disk size' | sed 's/^/[build-image] /'
-log "image: $WORKDIR/base.qcow2  key: $WORKDIR/id_ed25519"
+qemu-img info "$IMAGE" | grep -E 'virtual size|disk size' | sed 's/^/[build-image] /'
+log "image: $WORKDIR/$IMAGE  key: $WORKDIR/id_ed25519"

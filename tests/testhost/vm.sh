@@ -18,6 +18,9 @@
 #                   (10ec:8139, claimed by 8139cp) behind it: a conventional PCI bus, so
 #                   bridge + both devices share one IOMMU group
 #     twin          two edu devices (1234:11e8, identical ids), each in its own group
+#   BOOT      which image `start` boots (default grub): grub -> base.qcow2, systemd-boot ->
+#             base-systemd-boot.qcow2 (systemd-boot + a stand-in proxmox-boot-tool, see
+#             build-image.sh); OVMF finds no NVRAM entry and runs \EFI\BOOT\BOOTX64.EFI
 #   PORT      loopback SSH port (default 2222); hostfwd binds 127.0.0.1 only
 #   SMP=2 MEM=1024 (UEFI: keep <= ~1 GiB, GRUB says "initrd is too big" at 2 GiB)
 #   RUN       per-VM state folder (default $WORKDIR/run): overlay, OVMF vars, serial logs
@@ -31,7 +34,12 @@ set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORKDIR=${WORKDIR:-$REPO_ROOT/.cache/testhost}
 RUN=${RUN:-$WORKDIR/run}
-BASE=${BASE:-$WORKDIR/base.qcow2}
+BOOT=${BOOT:-grub}
+case "$BOOT" in
+  grub)         BASE=${BASE:-$WORKDIR/base.qcow2} ;;
+  systemd-boot) BASE=${BASE:-$WORKDIR/base-systemd-boot.qcow2} ;;
+  *) echo "vm.sh: unknown BOOT '$BOOT' (grub, systemd-boot)" >&2; exit 1 ;;
+esac
 PORT=${PORT:-2222}
 SMP=${SMP:-2}
 MEM=${MEM:-1024}
@@ -80,7 +88,7 @@ boot_id() { timeout 20 ssh "${SSH_OPTS[@]}" root@127.0.0.1 cat /proc/sys/kernel/
 
 case "${1:-}" in
 start)
-  [ -f "$BASE" ] || die "no image at $BASE; run tests/testhost/build-image.sh first"
+  [ -f "$BASE" ] || die "no image at $BASE; run BOOT=$BOOT tests/testhost/build-image.sh first"
   ! running || die "a VM is already running from $RUN (vm.sh stop first)"
   layout_devices >/dev/null
   if (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; then die "127.0.0.1:$PORT is in use (another VM? set PORT)"; fi
@@ -88,7 +96,7 @@ start)
   rm -rf "$RUN"; mkdir -p "$RUN"
   qemu-img create -q -f qcow2 -F qcow2 -b "$BASE" "$RUN/disk.qcow2"
   cp /usr/share/OVMF/OVMF_VARS_4M.fd "$RUN/OVMF_VARS.fd"
-  echo "$PORT" > "$RUN/port"; echo "$LAYOUT" > "$RUN/layout"
+  echo "$PORT" > "$RUN/port"; echo "$LAYOUT" > "$RUN/layout"; echo "$BOOT" > "$RUN/boot"
   { echo '#!/bin/bash'; echo "exec $(qemu_cmd)"; } > "$RUN/qemu.sh"
   # supervisor: qemu exits with status 0 on guest reboot (-no-reboot) and is started again
   # on the same disk; serial.log is opened anew each time (older boots go to serial.log.N).
@@ -105,7 +113,7 @@ start)
     done
     rm -f "$0/qemu.pid"' "$RUN" > "$RUN/supervisor.log" 2>&1 < /dev/null &
   echo $! > "$RUN/supervisor.pid"
-  echo "vm.sh: started LAYOUT=$LAYOUT on 127.0.0.1:$PORT (state in $RUN)" ;;
+  echo "vm.sh: started BOOT=$BOOT LAYOUT=$LAYOUT on 127.0.0.1:$PORT (state in $RUN)" ;;
 wait)   # wait until sshd answers
   t0=$(date +%s); deadline=$(( t0 + ${2:-600} ))
   until timeout 20 ssh "${SSH_OPTS[@]}" root@127.0.0.1 true 2>/dev/null; do
@@ -139,5 +147,5 @@ stop)
   done
   [ "$alive" = 0 ] || { [ -n "$qpid" ] && kill -9 "$qpid" 2>/dev/null; echo "vm.sh: qemu $qpid killed" >&2; }
   rm -f "$RUN/port" ;;
-*) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+*) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
