@@ -105,9 +105,39 @@ pub enum Command {
         #[arg(long, default_value_t = 900, value_name = "SECONDS")]
         reboot_timeout: u64,
     },
+    /// Which driver, CUDA and Triton release fit a set of GPUs, and why (offline, from the built-in tables)
+    Compat {
+        /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),
+        /// or `id=name`; repeat for each card
+        #[arg(required = true, num_args = 1.., value_name = "GPU")]
+        gpus: Vec<String>,
+        /// The guest distribution
+        #[arg(long, default_value = "debian-12", value_parser = ["debian-12", "debian-13", "ubuntu-22.04", "ubuntu-24.04"])]
+        distro: String,
+        /// The driver installed in the guest, as `nvidia-smi` prints it (`535.261.03`) or a branch (`535`)
+        #[arg(long)]
+        driver: Option<String>,
+        /// Backends served (default: all)
+        #[arg(long = "backend", value_delimiter = ',', value_parser = ["onnx", "tensorrt", "python"])]
+        backends: Vec<String>,
+    },
+    /// Check files offline for GPU routing mistakes
+    Lint {
+        #[command(subcommand)]
+        what: LintWhat,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LintWhat {
+    /// A Docker Compose file: count with device_ids, CUDA_VISIBLE_DEVICES and NVIDIA_VISIBLE_DEVICES against the reservation, tensor parallelism larger than the GPUs a service sees
+    Compose {
+        /// The compose file
+        file: PathBuf,
     },
 }

@@ -61,6 +61,36 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             )
             .await
         }
+        Command::Compat {
+            gpus,
+            distro,
+            driver,
+            backends,
+        } => {
+            print_stdout(&crate::compat::compat_command(
+                &gpus,
+                &distro,
+                driver.as_deref(),
+                &backends,
+                g.json,
+            )?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lint {
+            what: crate::cli::LintWhat::Compose { file },
+        } => {
+            let findings = crate::lint::compose::lint_compose(&file)?;
+            if g.json {
+                print_stdout(&(serde_json::to_string_pretty(&findings)? + "\n"))?;
+            } else {
+                print_stdout(&crate::lint::compose::render(&findings))?;
+            }
+            Ok(if crate::lint::compose::has_errors(&findings) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "pvegpu", &mut std::io::stdout());
@@ -370,6 +400,7 @@ async fn rollback_cmd(
         run_id: apply::run_id(),
         report: apply::Report::default(),
     };
+    exec.report.ssh_round_trips = 1;
     let after = exec.execute(&plan, &facts).await;
     let mut report = exec.report;
     let after = after?;

@@ -36,6 +36,8 @@ pub fn render(err: &anyhow::Error) -> String {
             hints.push(h.hint.clone());
         } else if let Some(s) = cause.downcast_ref::<crate::transport::ssh::SshError>() {
             hints.extend(s.hint());
+        } else if let Some(l) = cause.downcast_ref::<crate::lint::compose::LintError>() {
+            hints.extend(l.hint());
         }
     }
     for h in hints {

@@ -3,11 +3,13 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod compat;
 pub mod error;
 pub mod facts;
 pub mod gather;
 pub mod host;
 pub mod inventory;
+pub mod lint;
 pub mod pci;
 pub mod plan;
 pub mod playbook;

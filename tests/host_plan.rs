@@ -404,10 +404,20 @@ fn testhost_new_kernel_installed_not_booted() {
 #[test]
 fn testhost_systemd_boot_edits_kernel_cmdline() {
     // real probe of the systemd-boot variant (proxmox-boot-tool stand-in, tests/testhost)
-    let p = plan_for(TESTHOST, "testhost", &read("probe/testhost-bookworm-systemd-boot-fresh.txt"));
+    let p = plan_for(
+        TESTHOST,
+        "testhost",
+        &read("probe/testhost-bookworm-systemd-boot-fresh.txt"),
+    );
     assert!(p.refusals.is_empty(), "{:?}", p.refusals);
     let line = written(&p, "/etc/kernel/cmdline").unwrap();
-    assert!(line.starts_with("root=UUID=") && line.ends_with(" quiet intel_iommu=on iommu=pt\n"), "{line}");
+    assert!(
+        line.starts_with("root=UUID=") && line.ends_with(" quiet intel_iommu=on iommu=pt\n"),
+        "{line}"
+    );
     assert!(written(&p, "/etc/default/grub.d/pvegpu.cfg").is_none());
-    assert!(p.changes.iter().any(|c| c.action == Action::Run { command: "proxmox-boot-tool refresh".into() }));
+    assert!(p.changes.iter().any(|c| c.action
+        == Action::Run {
+            command: "proxmox-boot-tool refresh".into()
+        }));
 }

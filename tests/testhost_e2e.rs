@@ -239,6 +239,12 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
         let r = report(&out);
         assert_eq!(r["reboots"], 1);
         assert_converged(&r);
+        eprintln!(
+            "FIGURES new kernel: {:.0} s, {} reboot(s), {} SSH round trips",
+            r["seconds"].as_f64().unwrap(),
+            r["reboots"],
+            r["ssh_round_trips"]
+        );
         assert_eq!(vm.ssh("uname -r").trim(), newer);
     }
 
@@ -356,21 +362,39 @@ fn systemd_boot_node_with_proxmox_boot_tool_stand_in() {
     let inv = vm.inventory(TARGETS);
     let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{plan}");
-    assert!(plan.contains("systemd-boot via proxmox-boot-tool"), "{plan}");
-    assert!(plan.contains("update /etc/kernel/cmdline") && plan.contains("run `proxmox-boot-tool refresh`"), "{plan}");
+    assert!(
+        plan.contains("systemd-boot via proxmox-boot-tool"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("update /etc/kernel/cmdline")
+            && plan.contains("run `proxmox-boot-tool refresh`"),
+        "{plan}"
+    );
     let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
     assert_eq!(code, 0, "{err}\n{out}");
     let r = report(&out);
     assert_eq!(r["reboots"], 1);
     assert_converged(&r);
     let cmdline = vm.ssh("cat /proc/cmdline");
-    assert!(cmdline.contains("intel_iommu=on iommu=pt") && cmdline.contains("initrd=\\EFI\\proxmox\\"), "{cmdline}");
-    assert_eq!(vm.ssh("cat /var/lib/pvegpu/cmdline-added").split_whitespace().collect::<Vec<_>>(), vec!["intel_iommu=on", "iommu=pt"]);
+    assert!(
+        cmdline.contains("intel_iommu=on iommu=pt") && cmdline.contains("initrd=\\EFI\\proxmox\\"),
+        "{cmdline}"
+    );
+    assert_eq!(
+        vm.ssh("cat /var/lib/pvegpu/cmdline-added")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        vec!["intel_iommu=on", "iommu=pt"]
+    );
     let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{plan}");
     // rollback takes out only the words pvegpu added to /etc/kernel/cmdline
     let (code, _, err) = pvegpu(&inv, &["rollback", "--node", "testhost", "--yes"]);
     assert_eq!(code, 0, "{err}");
     let line = vm.ssh("cat /etc/kernel/cmdline");
-    assert!(line.starts_with("root=UUID=") && !line.contains("intel_iommu"), "{line}");
+    assert!(
+        line.starts_with("root=UUID=") && !line.contains("intel_iommu"),
+        "{line}"
+    );
 }

@@ -1,0 +1,590 @@
+//! The driver side: the branch window a set of GPUs can share, the kernel module flavour,
+//! and the package that installs it (the distribution's where one fits, else NVIDIA's
+//! repository).
+
+use super::distro::Distro;
+use super::reason::Reason;
+use super::tables::{Arch, DistroPackage, Gpu, Tables};
+use super::version::{CudaVersion, DriverVersion};
+use serde::Serialize;
+use std::fmt;
+
+/// The first branch with open GPU kernel modules (drivers.json, branch 515 `notes`).
+pub const OPEN_MODULE_FIRST_BRANCH: u32 = 515;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DriverError {
+    #[error(
+        "no driver branch supports all of these GPUs: {too_old} and {too_new} have no branch in common; one driver serves a whole VM, so pass them through to separate VMs"
+    )]
+    EmptyWindow { too_old: String, too_new: String },
+    #[error(
+        "{gpu} needs the {legacy} legacy driver, older than any branch pvegpu knows (R{oldest} and newer); pvegpu cannot set up this card"
+    )]
+    LegacyOnly {
+        gpu: String,
+        legacy: String,
+        oldest: u32,
+    },
+    #[error(
+        "no driver branch in pvegpu's table supports {gpu} ({arch}); pvegpu does not guess one, and cannot set up this card yet"
+    )]
+    NoBranch { gpu: String, arch: Arch },
+    #[error(
+        "no kernel module flavour drives all of these GPUs: the open module is required by {open}, the proprietary one by {proprietary}; a driver loads one flavour, so pass them through to separate VMs"
+    )]
+    ModuleConflict { open: String, proprietary: String },
+    #[error(
+        "driver {given} is branch R{branch}, which is not in pvegpu's driver table ({known}); give the version `nvidia-smi` prints, or a branch from the table"
+    )]
+    UnknownBranch {
+        given: String,
+        branch: u32,
+        known: String,
+    },
+}
+
+/// The driver branches every GPU of the set supports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub first: u32,
+    /// None: no last branch is known (the newest architectures are still supported).
+    pub last: Option<u32>,
+    /// The branches of the table inside the window, oldest first.
+    pub branches: Vec<u32>,
+}
+
+impl Window {
+    pub fn contains(&self, branch: u32) -> bool {
+        branch >= self.first && self.last.is_none_or(|l| branch <= l)
+    }
+}
+
+impl fmt::Display for Window {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.last {
+            Some(l) if l == self.first => write!(f, "R{l}"),
+            Some(l) => write!(f, "R{}–R{l}", self.first),
+            None => write!(f, "R{}+", self.first),
+        }
+    }
+}
+
+/// (first, last) branch for one GPU: the first table branch listing its architecture; the
+/// architecture's last branch, lowered to the card's legacy branch if it has one.
+fn gpu_range(t: &Tables, g: &Gpu) -> Result<(u32, Option<u32>), DriverError> {
+    let first = t
+        .branches_for(g.arch)
+        .map(|b| b.branch)
+        .next()
+        .ok_or_else(|| DriverError::NoBranch {
+            gpu: g.label(),
+            arch: g.arch,
+        })?;
+    let arch_last = t
+        .architectures
+        .get(&g.arch)
+        .and_then(|a| a.last_driver_branch);
+    let last = match (arch_last, g.legacy_branch_number()) {
+        (Some(a), Some(l)) => Some(a.min(l)),
+        (a, l) => a.or(l),
+    };
+    if let Some(l) = last.filter(|l| *l < first) {
+        return Err(DriverError::LegacyOnly {
+            gpu: g.label(),
+            legacy: g.legacy_branch.clone().unwrap_or(format!("R{l}")),
+            oldest: first,
+        });
+    }
+    Ok((first, last))
+}
+
+/// Window = [max of the first branches, min of the last branches]; empty is an error that
+/// names the GPUs on each side.
+pub fn window(t: &Tables, gpus: &[&Gpu]) -> Result<(Window, Vec<Reason>), DriverError> {
+    let mut ranges = Vec::new();
+    for g in gpus {
+        ranges.push((*g, gpu_range(t, g)?));
+    }
+    let first = ranges.iter().map(|(_, (f, _))| *f).max().unwrap_or(0);
+    let last = ranges.iter().filter_map(|(_, (_, l))| *l).min();
+    if let Some(l) = last.filter(|l| *l < first) {
+        let too_old: Vec<String> = ranges
+            .iter()
+            .filter(|(_, (_, gl))| gl.is_some_and(|gl| gl < first))
+            .map(|(g, (_, gl))| {
+                format!(
+                    "{} ({}, last driver R{})",
+                    g.label(),
+                    g.arch,
+                    gl.unwrap_or(l)
+                )
+            })
+            .collect();
+        let too_new: Vec<String> = ranges
+            .iter()
+            .filter(|(_, (gf, _))| *gf > l)
+            .map(|(g, (gf, _))| format!("{} ({}, first driver R{gf})", g.label(), g.arch))
+            .collect();
+        return Err(DriverError::EmptyWindow {
+            too_old: too_old.join(", "),
+            too_new: too_new.join(", "),
+        });
+    }
+    let w = Window {
+        first,
+        last,
+        branches: t
+            .branches
+            .iter()
+            .map(|b| b.branch)
+            .filter(|b| *b >= first && last.is_none_or(|l| *b <= l))
+            .collect(),
+    };
+
+    let mut reasons = Vec::new();
+    let mut archs: Vec<Arch> = gpus.iter().map(|g| g.arch).collect();
+    archs.sort();
+    archs.dedup();
+    for arch in archs {
+        let (f, l) = ranges
+            .iter()
+            .find(|(g, _)| g.arch == arch)
+            .map(|(_, r)| *r)
+            .unwrap_or((first, last));
+        let first_branch = t.branch(f);
+        let support = t.architectures.get(&arch);
+        let last_text = match support.and_then(|a| a.last_driver_branch) {
+            Some(b) => format!("R{b} is its last branch"),
+            None => "no last branch is announced".to_string(),
+        };
+        let text = format!(
+            "{arch}: R{f} is the first branch in the table that lists it, {last_text}{}",
+            match l {
+                Some(l) if support.and_then(|a| a.last_driver_branch) != Some(l) =>
+                    format!(" (legacy branch R{l} for this card)"),
+                _ => String::new(),
+            }
+        );
+        let inferred =
+            first_branch.is_some_and(|b| b.inferred.iter().any(|i| i.contains("first-branch")));
+        let sources = support
+            .map(|a| a.source.iter())
+            .into_iter()
+            .flatten()
+            .chain(first_branch.map(|b| b.source.iter()).into_iter().flatten());
+        reasons.push(Reason::new(text, inferred, sources));
+    }
+    if gpus.len() > 1 {
+        reasons.push(Reason::new(
+            format!(
+                "the GPUs share the branches from the newest first branch to the oldest last branch: {w}"
+            ),
+            false,
+            [],
+        ));
+    }
+    Ok((w, reasons))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavour {
+    Proprietary,
+    Open,
+}
+
+impl fmt::Display for Flavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flavour::Proprietary => "proprietary",
+            Flavour::Open => "open",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KernelModule {
+    pub flavour: Flavour,
+    /// Required by some GPU (false: a recommendation; the other flavour also works).
+    pub required: bool,
+    pub why: String,
+}
+
+enum Need {
+    Open(String),
+    Proprietary(String),
+    Either,
+}
+
+/// Proprietary for Maxwell..Volta (and anything without open-module support), open where
+/// the architecture requires it, open by preference when every GPU supports it (and, for a
+/// Debian package, when Debian's open module package lists every GPU).
+pub fn kernel_module(
+    t: &Tables,
+    gpus: &[&Gpu],
+    driver: &DriverChoice,
+) -> Result<(KernelModule, Reason), DriverError> {
+    let branch = driver.branch;
+    let mut open = Vec::new();
+    let mut proprietary = Vec::new();
+    let mut sources: Vec<&String> = Vec::new();
+    let mut inferred = false;
+    for g in gpus {
+        let support = t.architectures.get(&g.arch);
+        let rule = support.and_then(|a| a.kernel_module.as_deref());
+        let need = match rule {
+            Some(r) if r.starts_with("proprietary") => {
+                Need::Proprietary(format!("{}: {r}", g.arch))
+            }
+            Some(r) if r.starts_with("open") => {
+                inferred |= r.contains("secondary source");
+                Need::Open(format!("{}: {r}", g.arch))
+            }
+            _ if g.open_module == Some(true) => Need::Either,
+            _ => Need::Proprietary(format!(
+                "{} is not listed as supported by the open module",
+                g.id
+            )),
+        };
+        match need {
+            Need::Open(why) => {
+                open.push((g.label(), why));
+                sources.extend(support.map(|a| a.source.iter()).into_iter().flatten());
+            }
+            Need::Proprietary(why) => {
+                proprietary.push((g.label(), why));
+                match support.filter(|a| a.kernel_module.is_some()) {
+                    Some(a) => sources.extend(a.source.iter()),
+                    None => sources.extend(g.source.iter()),
+                }
+            }
+            Need::Either => sources.extend(g.source.iter()),
+        }
+    }
+    let labels = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(l, _)| l.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let whys = |v: &[(String, String)]| {
+        let mut w: Vec<String> = v.iter().map(|(_, w)| w.clone()).collect();
+        w.dedup();
+        w.join("; ")
+    };
+    if !open.is_empty() && !proprietary.is_empty() {
+        return Err(DriverError::ModuleConflict {
+            open: labels(&open),
+            proprietary: labels(&proprietary),
+        });
+    }
+    let note = t
+        .distro_notes
+        .iter()
+        .find(|n| n.fact.starts_with("Kernel module flavours"));
+    let m = if !open.is_empty() {
+        KernelModule {
+            flavour: Flavour::Open,
+            required: true,
+            why: whys(&open),
+        }
+    } else if !proprietary.is_empty() {
+        KernelModule {
+            flavour: Flavour::Proprietary,
+            required: true,
+            why: whys(&proprietary),
+        }
+    } else if branch < OPEN_MODULE_FIRST_BRANCH {
+        KernelModule {
+            flavour: Flavour::Proprietary,
+            required: true,
+            why: format!("R{branch} predates the open module (R{OPEN_MODULE_FIRST_BRANCH})"),
+        }
+    } else if let (DriverSource::Distro { .. }, true) = (
+        &driver.source,
+        gpus.iter().any(|g| !g.debian_open_listed) && driver.debian,
+    ) {
+        let missing: Vec<String> = gpus
+            .iter()
+            .filter(|g| !g.debian_open_listed)
+            .map(|g| g.id.to_string())
+            .collect();
+        KernelModule {
+            flavour: Flavour::Proprietary,
+            required: false,
+            why: format!(
+                "Debian's open module package (nvidia-open-kernel-dkms) does not list {}; the proprietary module drives every GPU",
+                missing.join(", ")
+            ),
+        }
+    } else {
+        if let Some(n) = note {
+            sources.extend(n.source.iter());
+        }
+        KernelModule {
+            flavour: Flavour::Open,
+            required: false,
+            why: "every GPU supports the open module, NVIDIA's default from R560".to_string(),
+        }
+    };
+    let reason = Reason::new(
+        format!("kernel module {}: {}", m.flavour, m.why),
+        inferred,
+        sources,
+    );
+    Ok((m, reason))
+}
+
+/// Where the driver comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum DriverSource {
+    Distro {
+        package: String,
+        version: String,
+        suite: String,
+    },
+    NvidiaRepository,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverChoice {
+    #[serde(flatten)]
+    pub source: DriverSource,
+    /// A Debian package (nvidia-detect lists decide what it supports).
+    #[serde(skip)]
+    pub debian: bool,
+    pub branch: u32,
+    /// The driver version it installs (a bare branch for NVIDIA's repository).
+    pub version: DriverVersion,
+}
+
+/// The distribution's driver package when its branch is inside the window and it supports
+/// every GPU (Debian: nvidia-detect lists the id; Ubuntu: the branch lists the
+/// architecture); otherwise NVIDIA's CUDA repository at the newest branch of the window.
+pub fn choose_driver(
+    t: &Tables,
+    distro: Distro,
+    gpus: &[&Gpu],
+    window: &Window,
+) -> (DriverChoice, Vec<Reason>) {
+    let mut reasons = Vec::new();
+    let mut candidates: Vec<&DistroPackage> = Vec::new();
+    for p in t
+        .distro_packages
+        .iter()
+        .filter(|p| p.distro == distro.family() && p.codename == distro.codename() && p.is_driver())
+    {
+        // One entry per package: the newest upstream version across suites.
+        match candidates.iter_mut().find(|c| c.apt_name() == p.apt_name()) {
+            Some(c) if p.upstream() > c.upstream() => *c = p,
+            Some(_) => {}
+            None => candidates.push(p),
+        }
+    }
+    let mut misfits = Vec::new();
+    let mut fits: Vec<&DistroPackage> = Vec::new();
+    for p in &candidates {
+        let branch = p.branch.unwrap_or(0);
+        if !window.contains(branch) {
+            misfits.push(format!("{} (R{branch}) is outside {window}", p.apt_name()));
+            continue;
+        }
+        let unsupported: Vec<String> = gpus
+            .iter()
+            .filter(|g| {
+                if distro.is_debian() {
+                    !g.debian
+                        .get(distro.codename())
+                        .is_some_and(|l| l.iter().any(|n| n == p.apt_name()))
+                } else {
+                    !t.branch(branch).is_some_and(|b| b.archs.contains(&g.arch))
+                }
+            })
+            .map(|g| g.id.to_string())
+            .collect();
+        if unsupported.is_empty() {
+            fits.push(p);
+        } else {
+            let by = if distro.is_debian() {
+                "Debian's nvidia-detect does not list"
+            } else {
+                "its branch does not list the architecture of"
+            };
+            misfits.push(format!(
+                "{} (R{branch}): {by} {}",
+                p.apt_name(),
+                unsupported.join(", ")
+            ));
+        }
+    }
+    // Newest branch first; on a tie the main package (`nvidia-driver`) before the tesla ones.
+    fits.sort_by_key(|p| (std::cmp::Reverse(p.branch), p.apt_name().contains("tesla")));
+    let detect_sources = gpus.iter().flat_map(|g| {
+        g.source
+            .iter()
+            .filter(|s| s.contains("nvidia-detect") && s.contains(distro.codename()))
+    });
+    if let Some(p) = fits.first() {
+        let version = p
+            .upstream()
+            .unwrap_or_else(|| DriverVersion::branch_only(p.branch.unwrap_or(0)));
+        let support = if distro.is_debian() {
+            "Debian's nvidia-detect lists every GPU for it"
+        } else {
+            "the branch lists every GPU's architecture (per-id support is not in the data)"
+        };
+        let text = format!(
+            "{distro} packages {} {} ({}); R{} is inside {window} and {support}",
+            p.apt_name(),
+            p.version,
+            p.suite,
+            p.branch.unwrap_or(0)
+        );
+        let inferred = !p.inferred.is_empty() || !distro.is_debian();
+        reasons.push(Reason::new(
+            text,
+            inferred,
+            p.source.iter().chain(detect_sources),
+        ));
+        let choice = DriverChoice {
+            debian: distro.is_debian(),
+            source: DriverSource::Distro {
+                package: p.apt_name().to_string(),
+                version: p.version.clone(),
+                suite: p.suite.clone(),
+            },
+            branch: p.branch.unwrap_or(0),
+            version,
+        };
+        if distro.is_debian() {
+            push_note(t, &mut reasons, "nvidia-container-toolkit is not packaged");
+        }
+        return (choice, reasons);
+    }
+    let branch = *window.branches.last().unwrap_or(&window.first);
+    let what = if misfits.is_empty() {
+        format!("{distro} packages no NVIDIA driver")
+    } else {
+        format!("no {distro} driver package fits: {}", misfits.join("; "))
+    };
+    let package_sources = candidates.iter().flat_map(|p| p.source.iter());
+    reasons.push(Reason::new(
+        format!(
+            "{what}; use NVIDIA's CUDA repository at R{branch}, the newest branch of {window} (the data does not list which branches that repository carries for {distro})"
+        ),
+        true,
+        package_sources
+            .chain(detect_sources)
+            .chain(t.branch(branch).map(|b| b.source.iter()).into_iter().flatten()),
+    ));
+    if distro.is_debian() && gpus.iter().any(|g| g.arch >= Arch::Blackwell) {
+        push_note(
+            t,
+            &mut reasons,
+            "Debian (bookworm, trixie, sid) packages no",
+        );
+    }
+    if distro.is_debian() {
+        push_note(t, &mut reasons, "nvidia-container-toolkit is not packaged");
+    }
+    (
+        DriverChoice {
+            debian: false,
+            source: DriverSource::NvidiaRepository,
+            branch,
+            version: DriverVersion::branch_only(branch),
+        },
+        reasons,
+    )
+}
+
+fn push_note(t: &Tables, reasons: &mut Vec<Reason>, starts: &str) {
+    if let Some(n) = t.distro_notes.iter().find(|n| n.fact.starts_with(starts)) {
+        reasons.push(Reason::new(
+            n.fact.clone(),
+            !n.inferred.is_empty(),
+            n.source.iter(),
+        ));
+    }
+}
+
+/// The driver a user says is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Installed {
+    pub version: DriverVersion,
+    pub branch: u32,
+    /// The newest CUDA this branch runs natively.
+    pub max_cuda: CudaVersion,
+    pub in_window: bool,
+}
+
+pub fn installed(
+    t: &Tables,
+    version: &DriverVersion,
+    window: &Window,
+) -> Result<(Installed, Reason), DriverError> {
+    let b = t
+        .branch(version.branch())
+        .ok_or_else(|| DriverError::UnknownBranch {
+            given: version.to_string(),
+            branch: version.branch(),
+            known: t
+                .branches
+                .iter()
+                .map(|b| format!("R{}", b.branch))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+    let inside = window.contains(b.branch);
+    let verdict = if inside {
+        format!("inside {window}")
+    } else {
+        format!("outside {window}: it does not drive every GPU; replace it")
+    };
+    let reason = Reason::new(
+        format!(
+            "installed driver {version} is R{} (runs CUDA {} natively), {verdict}",
+            b.branch, b.max_cuda
+        ),
+        b.inferred.iter().any(|i| i == "max_cuda"),
+        b.source.iter(),
+    );
+    Ok((
+        Installed {
+            version: version.clone(),
+            branch: b.branch,
+            max_cuda: b.max_cuda.clone(),
+            in_window: inside,
+        },
+        reason,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compat::tables::tables;
+
+    #[test]
+    fn open_modules_start_at_the_branch_the_data_names() {
+        let b = tables().branch(OPEN_MODULE_FIRST_BRANCH).unwrap();
+        assert!(
+            b.notes
+                .contains("First branch with open GPU kernel modules")
+        );
+    }
+
+    #[test]
+    fn architecture_last_branches_agree_with_the_branch_lists() {
+        let t = tables();
+        for (arch, a) in &t.architectures {
+            let last_listed = t.branches_for(*arch).map(|b| b.branch).last();
+            match a.last_driver_branch {
+                Some(l) => assert_eq!(last_listed, Some(l), "{arch}"),
+                None => assert_eq!(last_listed, t.branches.last().map(|b| b.branch), "{arch}"),
+            }
+        }
+    }
+}

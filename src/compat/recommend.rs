@@ -1,0 +1,192 @@
+//! The recommender: GPUs + distribution (+ installed driver, + served backends) -> driver
+//! window, kernel module, driver package, CUDA range, Triton release per backend, reasons.
+//! Pure: it reads only the tables it is given.
+
+use super::CompatError;
+use super::cuda::{CudaRange, cuda_range};
+use super::distro::Distro;
+use super::driver::{
+    DriverChoice, Installed, KernelModule, Window, choose_driver, installed, kernel_module, window,
+};
+use super::gpu::{GpuError, resolve};
+use super::reason::Reason;
+use super::tables::{Arch, Gpu, Tables};
+use super::triton::{Backend, BackendChoice, choose};
+use super::version::{Cc, DriverVersion};
+use crate::pci::PciId;
+use serde::Serialize;
+
+/// What to recommend for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// PCI ids, names, or `id=name` (see `gpu::resolve`); one entry per card.
+    pub gpus: Vec<String>,
+    pub distro: Distro,
+    /// The driver installed in the guest, if any.
+    pub driver: Option<DriverVersion>,
+    /// The backends served; empty means all of them.
+    pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GpuSummary {
+    pub input: String,
+    pub id: PciId,
+    pub name: String,
+    pub chip: String,
+    pub arch: Arch,
+    pub cc: Cc,
+    pub brand: Option<String>,
+    pub open_module: Option<bool>,
+    /// Other ids the name covers (same facts).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub same_name: Vec<PciId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recommendation {
+    pub distro: Distro,
+    pub gpus: Vec<GpuSummary>,
+    /// The lowest compute capability: it decides CUDA and Triton.
+    pub min_cc: Cc,
+    pub oldest_arch: Arch,
+    pub window: Window,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub installed: Option<Installed>,
+    /// What pvegpu would install.
+    pub driver: DriverChoice,
+    /// The driver CUDA and Triton are chosen for: the installed one when it is inside the
+    /// window, else the one pvegpu would install.
+    pub assumed_driver: DriverVersion,
+    pub kernel_module: KernelModule,
+    pub cuda: CudaRange,
+    pub triton: Vec<BackendChoice>,
+    pub reasons: Vec<Reason>,
+}
+
+pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatError> {
+    if req.gpus.is_empty() {
+        return Err(GpuError::NoGpus.into());
+    }
+    let mut reasons = Vec::new();
+    let mut found = Vec::new();
+    for spec in &req.gpus {
+        found.push(resolve(t, spec)?);
+    }
+    let mut gpus: Vec<&Gpu> = Vec::new();
+    let mut summaries = Vec::new();
+    for r in &found {
+        let g = r.gpu;
+        let cc = g.cc.ok_or_else(|| GpuError::UnknownCc {
+            gpu: g.label(),
+            chip: g.chip.clone(),
+            arch: g.arch.to_string(),
+        })?;
+        summaries.push(GpuSummary {
+            input: r.input.clone(),
+            id: g.id,
+            name: g.name.clone(),
+            chip: g.chip.clone(),
+            arch: g.arch,
+            cc,
+            brand: g.brand.clone(),
+            open_module: g.open_module,
+            same_name: r.same_name.clone(),
+        });
+        if gpus.iter().any(|x| x.id == g.id) {
+            continue;
+        }
+        gpus.push(g);
+        let mut text = format!(
+            "{} is {} ({}): {}, CC {cc} ({})",
+            g.id, g.name, g.chip, g.arch, g.cc_basis
+        );
+        if !r.same_name.is_empty() {
+            let ids: Vec<String> = r.same_name.iter().map(|i| i.to_string()).collect();
+            text.push_str(&format!(
+                "; the name also covers {}, with the same facts",
+                ids.join(", ")
+            ));
+        }
+        let inferred = g
+            .inferred
+            .iter()
+            .any(|i| i.starts_with("compute_capability") || i.starts_with("architecture"));
+        reasons.push(Reason::new(text, inferred, g.source.iter()));
+    }
+
+    let ccs = {
+        let mut c: Vec<Cc> = gpus.iter().filter_map(|g| g.cc).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let min_cc = ccs[0];
+    let lowest = gpus.iter().find(|g| g.cc == Some(min_cc)).copied();
+    let oldest_arch = gpus.iter().map(|g| g.arch).min().unwrap_or(Arch::Kepler);
+
+    let (w, why) = window(t, &gpus)?;
+    reasons.extend(why);
+    let (driver, why) = choose_driver(t, req.distro, &gpus, &w);
+    reasons.extend(why);
+    let mut inst = None;
+    let mut assumed = driver.version.clone();
+    if let Some(v) = &req.driver {
+        let (i, why) = installed(t, v, &w)?;
+        reasons.push(why);
+        if i.in_window {
+            assumed = v.clone();
+        }
+        inst = Some(i);
+    }
+    let module_driver = DriverChoice {
+        branch: assumed.branch(),
+        ..driver.clone()
+    };
+    let (module, why) = kernel_module(t, &gpus, &module_driver)?;
+    reasons.push(why);
+    let (cuda, why) = cuda_range(t, &ccs, &assumed);
+    reasons.extend(why);
+
+    if ccs.len() > 1 {
+        if let Some(l) = lowest {
+            reasons.push(Reason::new(
+                format!(
+                    "mixed GPUs: CUDA and Triton are chosen for the lowest compute capability, {min_cc} ({}); a model whose backend lacks kernels for some GPUs can be kept off them with Triton's per-model instance_group.gpus",
+                    l.label()
+                ),
+                true,
+                l.source.iter(),
+            ));
+        }
+    }
+    let all_datacenter = gpus.iter().all(|g| g.is_datacenter());
+    let mut backends = if req.backends.is_empty() {
+        Backend::ALL.to_vec()
+    } else {
+        req.backends.clone()
+    };
+    backends.sort();
+    backends.dedup();
+    let mut triton = Vec::new();
+    for b in backends {
+        let (c, why) = choose(t, b, &ccs, &assumed, all_datacenter, &w);
+        reasons.extend(why);
+        triton.push(c);
+    }
+
+    Ok(Recommendation {
+        distro: req.distro,
+        gpus: summaries,
+        min_cc,
+        oldest_arch,
+        window: w,
+        installed: inst,
+        driver,
+        assumed_driver: assumed,
+        kernel_module: module,
+        cuda,
+        triton,
+        reasons,
+    })
+}

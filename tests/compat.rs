@@ -1,0 +1,582 @@
+//! The compatibility knowledge base: the known answers of RULES.md and issue 5 as table
+//! tests, two text outputs as snapshots, and (where ../shared/compat exists) a check that the
+//! embedded tables agree with the shared sources field by field.
+
+use pvegpu::compat::driver::{DriverError, DriverSource, Flavour};
+use pvegpu::compat::gpu::GpuError;
+use pvegpu::compat::onnx::Limit;
+use pvegpu::compat::triton::{BackendChoice, DriverFit};
+use pvegpu::compat::{
+    Backend, CompatError, Distro, Recommendation, Request, compat_command, model_fits, recommend,
+    tables,
+};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn rec(gpus: &[&str], distro: Distro, driver: Option<&str>) -> Result<Recommendation, CompatError> {
+    recommend(
+        tables(),
+        &Request {
+            gpus: gpus.iter().map(|g| g.to_string()).collect(),
+            distro,
+            driver: driver.map(|d| d.parse().unwrap()),
+            backends: vec![],
+        },
+    )
+}
+
+fn backend(r: &Recommendation, b: Backend) -> &BackendChoice {
+    r.triton.iter().find(|c| c.backend == b).unwrap()
+}
+
+/// (recommended release, how it meets the driver, newest release for the CCs if newer).
+fn triton(r: &Recommendation, b: Backend) -> (Option<&str>, Option<&DriverFit>, Option<&str>) {
+    let c = backend(r, b);
+    (
+        c.recommended.as_ref().map(|x| x.release.as_str()),
+        c.recommended.as_ref().map(|x| &x.driver_fit),
+        c.newest.as_ref().map(|x| x.release.as_str()),
+    )
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn gtx_1080_on_debian_12_with_its_535_driver() {
+    let r = rec(&["10de:1b80"], Distro::Debian12, Some("535.261.03")).unwrap();
+    assert_eq!(r.gpus[0].name, "NVIDIA GeForce GTX 1080");
+    assert_eq!(r.min_cc.to_string(), "6.1");
+    assert_eq!((r.window.first, r.window.last), (470, Some(580)));
+    assert!(
+        matches!(&r.driver.source, DriverSource::Distro { package, .. } if package == "nvidia-driver")
+    );
+    assert_eq!(r.driver.branch, 535);
+    assert_eq!(r.kernel_module.flavour, Flavour::Proprietary);
+    assert!(r.kernel_module.required);
+    assert_eq!(r.cuda.oldest.as_ref().unwrap().to_string(), "11.0.2");
+    assert_eq!(r.cuda.newest.as_ref().unwrap().to_string(), "12.9.1");
+    assert_eq!(r.cuda.newest_native.as_ref().unwrap().to_string(), "12.2.2");
+
+    // ONNX: 23.10 is the newest within 535's native CUDA 12.2; 24.10 (the last ORT with
+    // sm_61) only through minor-version compatibility, or natively from R560.
+    assert_eq!(
+        triton(&r, Backend::Onnx),
+        (Some("23.10"), Some(&DriverFit::Native), Some("24.10"))
+    );
+    let newest = backend(&r, Backend::Onnx).newest.as_ref().unwrap();
+    assert_eq!(newest.driver_fit, DriverFit::Mvc);
+    assert_eq!(newest.native_branches, vec![560, 565, 570, 575, 580]);
+    assert_eq!(newest.max_ir_version, Some(10));
+    // TensorRT plans: the last release for Pascal is 24.04 (TensorRT 8.6).
+    assert_eq!(
+        triton(&r, Backend::Tensorrt),
+        (Some("23.10"), Some(&DriverFit::Native), Some("24.04"))
+    );
+    // Python: the notes' CC 6.0 floor lasts until 24.12.
+    assert_eq!(triton(&r, Backend::Python).2, Some("24.12"));
+    assert!(r.reasons.iter().all(|x| !x.text.is_empty()));
+    assert!(
+        r.reasons
+            .iter()
+            .any(|x| x.text.contains("24.11") && x.source.iter().any(|s| s.contains("r24.11")))
+    );
+
+    let text = compat_command(
+        &strings(&["10de:1b80"]),
+        "debian-12",
+        Some("535.261.03"),
+        &[],
+        false,
+    )
+    .unwrap();
+    insta::assert_snapshot!("gtx_1080_debian_12_driver_535", text);
+}
+
+#[test]
+fn onnx_on_pascal_never_goes_past_24_10_whatever_the_driver() {
+    for driver in ["470.256.02", "535", "560.35.03", "580.173.02"] {
+        let r = rec(&["10de:1b80"], Distro::Ubuntu2404, Some(driver)).unwrap();
+        let (recommended, _, newest) = triton(&r, Backend::Onnx);
+        let last = newest.or(recommended).unwrap();
+        assert_eq!(last, "24.10", "driver {driver}");
+        assert!(recommended.unwrap() <= "24.10");
+        let (_, _, trt_newest) = triton(&r, Backend::Tensorrt);
+        assert!(trt_newest.or(triton(&r, Backend::Tensorrt).0).unwrap() <= "24.04");
+    }
+    // With a driver of R560-R580, 24.10 runs natively.
+    let r = rec(&["10de:1b80"], Distro::Ubuntu2404, Some("580.173.02")).unwrap();
+    assert_eq!(
+        triton(&r, Backend::Onnx),
+        (Some("24.10"), Some(&DriverFit::Native), None)
+    );
+    assert_eq!(triton(&r, Backend::Tensorrt).0, Some("24.04"));
+}
+
+#[test]
+fn the_seeds_23_05_with_an_ir_10_model_is_a_misfit_naming_the_fix() {
+    let t = tables();
+    let r2305 = t.triton_release("23.05").unwrap();
+    let m = model_fits(r2305, 10, 17).unwrap_err();
+    assert_eq!(m.limit, Limit::IrVersion);
+    assert_eq!(m.max_ir_version, Some(9));
+    assert_eq!(m.loads_from.as_deref(), Some("24.05"));
+    let e = m.export.as_ref().unwrap();
+    assert_eq!(
+        (e.onnx.as_str(), e.ir_version, e.max_opset),
+        ("1.15", 9, 19)
+    );
+    let text = m.to_string();
+    for part in [
+        "23.05",
+        "1.15.0",
+        "IR version 10 > 9",
+        "Triton 24.05 or newer",
+        "onnx <= 1.15",
+        "opset <= 19",
+    ] {
+        assert!(text.contains(part), "{part} missing from: {text}");
+    }
+    // The write-up's re-export (onnx 1.12: IR 8, opset 17) loads.
+    assert_eq!(model_fits(r2305, 8, 17), Ok(()));
+    // 24.10 loads IR 10 / opset 21, not opset 22 (first loaded by 25.03, ORT 1.21).
+    let r2410 = t.triton_release("24.10").unwrap();
+    assert_eq!(model_fits(r2410, 10, 21), Ok(()));
+    let m = model_fits(r2410, 10, 22).unwrap_err();
+    assert_eq!(m.limit, Limit::Opset);
+    assert_eq!(m.loads_from.as_deref(), Some("25.03"));
+    // A release whose ONNX Runtime is not in the data is not guessed at.
+    let r2609 = t.triton_release("26.09").unwrap();
+    assert_eq!(model_fits(r2609, 8, 17).unwrap_err().limit, Limit::Unknown);
+}
+
+#[test]
+fn h100() {
+    let r = rec(&["10de:2331"], Distro::Ubuntu2404, None).unwrap();
+    assert_eq!(
+        (r.gpus[0].arch.to_string(), r.min_cc.to_string()),
+        ("Hopper".into(), "9.0".into())
+    );
+    assert_eq!((r.window.first, r.window.last), (520, None));
+    assert!(
+        matches!(&r.driver.source, DriverSource::Distro { package, .. } if package == "nvidia-driver-580")
+    );
+    assert_eq!(r.kernel_module.flavour, Flavour::Open);
+    assert!(!r.kernel_module.required);
+    assert_eq!(r.cuda.oldest.as_ref().unwrap().to_string(), "11.8.0");
+    // R580 runs CUDA 13.0 natively: 25.11 (13.0.2); 26.07 (13.3) only through MVC.
+    assert_eq!(
+        triton(&r, Backend::Onnx),
+        (Some("25.11"), Some(&DriverFit::Native), Some("26.07"))
+    );
+    // On Debian 12's 535, a data-center card may use forward compatibility.
+    let r = rec(&["NVIDIA H100 PCIe"], Distro::Debian12, None).unwrap();
+    assert_eq!(r.driver.branch, 535);
+    let (release, fit, _) = triton(&r, Backend::Onnx);
+    assert!(
+        matches!(fit, Some(DriverFit::ForwardCompat { .. })),
+        "{fit:?}"
+    );
+    assert!(release.unwrap() > "23.10");
+}
+
+#[test]
+fn pascal_with_ada_takes_the_lowest_cc_and_a_shared_window() {
+    let r = rec(&["10de:1b80", "10de:2684"], Distro::Debian12, None).unwrap();
+    assert_eq!(r.min_cc.to_string(), "6.1");
+    assert_eq!((r.window.first, r.window.last), (520, Some(580)));
+    assert_eq!(r.driver.branch, 535);
+    assert_eq!(r.kernel_module.flavour, Flavour::Proprietary);
+    // CUDA must build for both: from 11.8 (first with 8.9) to 12.9 (last with 6.1).
+    assert_eq!(r.cuda.oldest.as_ref().unwrap().to_string(), "11.8.0");
+    assert_eq!(r.cuda.newest.as_ref().unwrap().to_string(), "12.9.1");
+    assert_eq!(
+        triton(&r, Backend::Onnx),
+        (Some("23.10"), Some(&DriverFit::Native), Some("24.10"))
+    );
+    assert_eq!(triton(&r, Backend::Tensorrt).2, Some("24.04"));
+}
+
+#[test]
+fn kepler_gets_r470_only_and_no_triton() {
+    let r = rec(&["10de:102d"], Distro::Debian12, None).unwrap();
+    assert_eq!(r.gpus[0].arch.to_string(), "Kepler");
+    assert_eq!((r.window.first, r.window.last), (470, Some(470)));
+    assert!(
+        matches!(&r.driver.source, DriverSource::Distro { package, .. } if package == "nvidia-tesla-470-driver")
+    );
+    assert_eq!(r.kernel_module.flavour, Flavour::Proprietary);
+    assert_eq!(r.cuda.newest.as_ref().unwrap().to_string(), "11.8.0");
+    assert_eq!(r.cuda.newest_native.as_ref().unwrap().to_string(), "11.4.4");
+    for b in &r.triton {
+        assert!(b.recommended.is_none() && b.newest.is_none(), "{b:?}");
+        assert!(b.none_because.as_ref().unwrap().contains("CC 6.0"), "{b:?}");
+    }
+}
+
+#[test]
+fn blackwell_on_debian_12_needs_nvidias_repository() {
+    let r = rec(&["10de:2b85"], Distro::Debian12, None).unwrap();
+    assert_eq!(r.gpus[0].arch.to_string(), "Blackwell");
+    assert_eq!((r.window.first, r.window.last), (570, None));
+    assert_eq!(r.driver.source, DriverSource::NvidiaRepository);
+    assert!(r.driver.branch >= 570);
+    assert_eq!(r.kernel_module.flavour, Flavour::Open);
+    assert!(r.kernel_module.required);
+    assert_eq!(r.cuda.oldest.as_ref().unwrap().to_string(), "12.8.0");
+    // Triton releases before 25.01 (CUDA < 12.8) have no code for CC 12.0.
+    for b in &r.triton {
+        assert!(b.recommended.as_ref().unwrap().release.as_str() >= "25.01");
+    }
+    assert!(r.reasons.iter().any(|x| {
+        x.text
+            .contains("No Debian-packaged driver supports Blackwell")
+    }));
+    let text = compat_command(&strings(&["10de:2b85"]), "debian-12", None, &[], false).unwrap();
+    insta::assert_snapshot!("blackwell_debian_12", text);
+}
+
+#[test]
+fn kepler_with_blackwell_is_an_empty_window_naming_both() {
+    let e = rec(&["10de:102d", "10de:2b85"], Distro::Debian12, None).unwrap_err();
+    assert!(
+        matches!(e, CompatError::Driver(DriverError::EmptyWindow { .. })),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    for part in [
+        "10de:102d",
+        "Tesla K80",
+        "R470",
+        "10de:2b85",
+        "RTX 5090",
+        "R570",
+        "separate VMs",
+    ] {
+        assert!(msg.contains(part), "{part} missing from: {msg}");
+    }
+}
+
+#[test]
+fn pascal_with_blackwell_shares_a_window_but_no_kernel_module() {
+    let e = rec(&["10de:1b80", "10de:2b85"], Distro::Ubuntu2404, None).unwrap_err();
+    assert!(
+        matches!(e, CompatError::Driver(DriverError::ModuleConflict { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn unknown_ids_unpublished_ccs_and_bad_input_are_errors_that_say_what_to_do() {
+    let cmd = |gpus: &[&str], distro: &str, driver: Option<&str>, backends: &[&str]| {
+        compat_command(&strings(gpus), distro, driver, &strings(backends), false).unwrap_err()
+    };
+    let e = cmd(&["10de:ffff"], "debian-12", None, &[]);
+    assert!(matches!(e, CompatError::Gpu(GpuError::UnknownId { .. })));
+    assert!(e.to_string().contains("does not guess"), "{e}");
+    // GB112: architecture known, compute capability unpublished: not guessed.
+    let e = cmd(&["10de:3200"], "debian-12", None, &[]);
+    assert!(
+        matches!(e, CompatError::Gpu(GpuError::UnknownCc { .. })),
+        "{e:?}"
+    );
+    let e = cmd(&["10de:1b80"], "debian-11", None, &[]);
+    assert!(
+        e.to_string()
+            .contains("debian-12, debian-13, ubuntu-22.04, ubuntu-24.04"),
+        "{e}"
+    );
+    let e = cmd(&["10de:1b80"], "debian-12", Some("450.80.02"), &[]);
+    assert!(
+        matches!(e, CompatError::Driver(DriverError::UnknownBranch { .. })),
+        "{e:?}"
+    );
+    let e = cmd(&["10de:1b80"], "debian-12", Some("latest"), &[]);
+    assert!(e.to_string().contains("nvidia-smi"), "{e}");
+    let e = cmd(&["10de:1b80"], "debian-12", None, &["pytorch"]);
+    assert!(e.to_string().contains("onnx, tensorrt or python"), "{e}");
+    let e = cmd(&[], "debian-12", None, &[]);
+    assert!(matches!(e, CompatError::Gpu(GpuError::NoGpus)));
+    // A GRID K1 needs the R367 legacy driver, older than anything in the tables.
+    let e = cmd(&["10de:0ff2"], "debian-12", None, &[]);
+    assert!(
+        matches!(e, CompatError::Driver(DriverError::LegacyOnly { .. })),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_installed_driver_outside_the_window_is_reported_and_not_assumed() {
+    let r = rec(&["10de:2684"], Distro::Debian12, Some("470.256.02")).unwrap();
+    let i = r.installed.as_ref().unwrap();
+    assert!(!i.in_window);
+    assert_eq!(r.assumed_driver.branch(), 535);
+}
+
+#[test]
+fn json_output_carries_the_choices_and_the_cited_reasons() {
+    let out = compat_command(
+        &strings(&["10de:1b80"]),
+        "debian-12",
+        Some("535.261.03"),
+        &strings(&["onnx"]),
+        true,
+    )
+    .unwrap();
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["distro"], "debian-12");
+    assert_eq!(v["window"]["first"], 470);
+    assert_eq!(v["driver"]["from"], "distro");
+    assert_eq!(v["kernel_module"]["flavour"], "proprietary");
+    assert_eq!(v["triton"].as_array().unwrap().len(), 1);
+    assert_eq!(v["triton"][0]["recommended"]["release"], "23.10");
+    assert_eq!(v["triton"][0]["recommended"]["driver_fit"]["how"], "native");
+    assert_eq!(v["triton"][0]["newest"]["release"], "24.10");
+    assert_eq!(v["triton"][0]["newest"]["driver_fit"]["how"], "mvc");
+    for reason in v["reasons"].as_array().unwrap() {
+        assert!(reason["inferred"].is_boolean());
+        assert!(reason["source"].is_array());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The embedded tables against ../shared/compat.
+
+fn shared() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/compat");
+    dir.join("gpus.json").is_file().then_some(dir)
+}
+
+fn load(dir: &std::path::Path, file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join(file)).unwrap()).unwrap()
+}
+
+/// A JSON string or null, as an Option.
+fn opt(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+fn list(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn num(v: &Value) -> Option<u32> {
+    match v {
+        Value::String(s) => Some(s.parse().unwrap()),
+        Value::Number(n) => Some(n.as_u64().unwrap() as u32),
+        _ => None,
+    }
+}
+
+#[test]
+fn tables_agree_with_the_shared_sources() {
+    let Some(dir) = shared() else {
+        eprintln!(
+            "skipped: {}/../shared/compat is not present; the embedded tables are checked only where the sources are",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        return;
+    };
+    let t = tables();
+
+    let g = load(&dir, "gpus.json");
+    let devices = g["devices"].as_array().unwrap();
+    assert_eq!(t.gpus.len(), devices.len());
+    for (s, m) in devices.iter().zip(&t.gpus) {
+        let id = s["pci_id"].as_str().unwrap();
+        assert_eq!(m.id.to_string(), id);
+        assert_eq!(m.name, s["name"].as_str().unwrap(), "{id}");
+        assert_eq!(m.pci_ids_name, opt(&s["pci_ids_name"]), "{id}");
+        assert_eq!(m.chip, s["chip"].as_str().unwrap(), "{id}");
+        assert_eq!(
+            m.arch.to_string(),
+            s["architecture"].as_str().unwrap(),
+            "{id}"
+        );
+        assert_eq!(
+            m.cc.map(|c| c.to_string()),
+            opt(&s["compute_capability"]),
+            "{id}"
+        );
+        assert_eq!(m.cc_basis, s["cc_basis"].as_str().unwrap(), "{id}");
+        assert_eq!(
+            m.cc_nvidia_list.map(|c| c.to_string()),
+            opt(&s["compute_capability_nvidia_list"]),
+            "{id}"
+        );
+        assert_eq!(m.legacy_branch, opt(&s["nvidia_legacy_branch"]), "{id}");
+        assert_eq!(
+            m.open_module,
+            s["open_kernel_module_supported"].as_bool(),
+            "{id}"
+        );
+        assert_eq!(m.brand, opt(&s["brand_class"]), "{id}");
+        let deb = s["debian"].as_object().unwrap();
+        assert_eq!(m.debian.len() + 1, deb.len(), "{id}");
+        for (codename, pkgs) in &m.debian {
+            assert_eq!(pkgs, &list(&deb[codename]), "{id} {codename}");
+        }
+        assert_eq!(
+            m.debian_open_listed,
+            deb["open_kernel_module_listed"].as_bool().unwrap()
+        );
+        assert_eq!(m.inferred, list(&s["inferred"]), "{id}");
+        assert_eq!(m.source, list(&s["source"]), "{id}");
+    }
+
+    let d = load(&dir, "drivers.json");
+    let archs = d["architecture_support"].as_object().unwrap();
+    assert_eq!(t.architectures.len(), archs.len());
+    for (name, s) in archs {
+        let m = t
+            .architectures
+            .iter()
+            .find(|(a, _)| a.to_string() == *name)
+            .map(|(_, m)| m)
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(
+            m.last_driver_branch,
+            num(&s["last_driver_branch"]),
+            "{name}"
+        );
+        assert_eq!(m.kernel_module, opt(&s["kernel_module"]), "{name}");
+        assert_eq!(m.source, list(&s["source"]), "{name}");
+    }
+    let branches = d["branches"].as_array().unwrap();
+    assert_eq!(t.branches.len(), branches.len());
+    for (s, m) in branches.iter().zip(&t.branches) {
+        let b = s["branch"].as_str().unwrap();
+        assert_eq!(m.branch.to_string(), b);
+        assert_eq!(m.max_cuda.raw, s["max_cuda"].as_str().unwrap(), "R{b}");
+        let a: Vec<String> = m.archs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(a, list(&s["architectures"]), "R{b}");
+        assert_eq!(m.lifecycle, opt(&s["lifecycle"]), "R{b}");
+        assert_eq!(m.notes, s["notes"].as_str().unwrap(), "R{b}");
+        assert_eq!(m.inferred, list(&s["inferred"]), "R{b}");
+        assert_eq!(m.source, list(&s["source"]), "R{b}");
+    }
+    let pkgs = d["distro_packages"].as_array().unwrap();
+    assert_eq!(t.distro_packages.len(), pkgs.len());
+    for (s, m) in pkgs.iter().zip(&t.distro_packages) {
+        for (mine, key) in [
+            (&m.distro, "distro"),
+            (&m.release, "release"),
+            (&m.codename, "codename"),
+            (&m.package, "package"),
+            (&m.version, "version"),
+            (&m.suite, "suite"),
+        ] {
+            assert_eq!(mine, s[key].as_str().unwrap(), "{} {key}", m.package);
+        }
+        assert_eq!(m.branch, num(&s["branch"]), "{}", m.package);
+        assert_eq!(m.inferred, list(&s["inferred"]), "{}", m.package);
+        assert_eq!(m.source, list(&s["source"]), "{}", m.package);
+    }
+    let notes = d["distro_notes"].as_array().unwrap();
+    assert_eq!(t.distro_notes.len(), notes.len());
+    for (s, m) in notes.iter().zip(&t.distro_notes) {
+        assert_eq!(m.fact, s["fact"].as_str().unwrap());
+        assert_eq!(m.inferred, list(&s["inferred"]));
+        assert_eq!(m.source, list(&s["source"]));
+    }
+
+    let c = load(&dir, "cuda.json");
+    let versions = c["versions"].as_array().unwrap();
+    assert_eq!(t.cuda.len(), versions.len());
+    for (s, m) in versions.iter().zip(&t.cuda) {
+        let v = s["version"].as_str().unwrap();
+        assert_eq!(m.version.raw, v);
+        assert_eq!(
+            m.min_driver.raw,
+            s["min_driver_linux"].as_str().unwrap(),
+            "{v}"
+        );
+        assert_eq!(Some(m.branch), num(&s["driver_branch"]), "{v}");
+        assert_eq!(m.cc_min.to_string(), s["cc_min"].as_str().unwrap(), "{v}");
+        assert_eq!(m.cc_max.to_string(), s["cc_max"].as_str().unwrap(), "{v}");
+        assert_eq!(
+            m.sm,
+            s.get("sm_targets").filter(|x| !x.is_null()).map(list),
+            "{v}"
+        );
+        assert_eq!(m.inferred, list(&s["inferred"]), "{v}");
+        assert_eq!(m.source, list(&s["source"]), "{v}");
+    }
+
+    let tr = load(&dir, "triton.json");
+    let releases = tr["releases"].as_array().unwrap();
+    assert_eq!(t.triton.len(), releases.len());
+    for (s, m) in releases.iter().zip(&t.triton) {
+        let r = s["release"].as_str().unwrap();
+        assert_eq!(m.release, r);
+        assert_eq!(m.cuda.raw, s["cuda_version"].as_str().unwrap(), "{r}");
+        assert_eq!(
+            m.driver_min.as_ref().map(|d| d.raw.clone()),
+            opt(&s["driver_min"]),
+            "{r}"
+        );
+        let dc = s["datacenter_compat_drivers"]
+            .as_array()
+            .map(|_| list(&s["datacenter_compat_drivers"]));
+        assert_eq!(
+            m.dc_compat_drivers
+                .as_ref()
+                .map(|l| l.iter().map(|d| d.raw.clone()).collect::<Vec<_>>()),
+            dc,
+            "{r}"
+        );
+        assert_eq!(
+            m.mvc_floor.raw,
+            s["minor_version_compat_floor"].as_str().unwrap(),
+            "{r}"
+        );
+        assert_eq!(
+            m.cc_min.to_string(),
+            s["cc_min_documented"].as_str().unwrap(),
+            "{r}"
+        );
+        assert_eq!(m.ort, opt(&s["onnxruntime_version"]), "{r}");
+        assert_eq!(
+            m.ort_min_cc.map(|c| c.to_string()),
+            opt(&s["onnxruntime_min_cc"]),
+            "{r}"
+        );
+        assert_eq!(m.ort_max_ir, num(&s["onnxruntime_max_ir_version"]), "{r}");
+        assert_eq!(m.ort_max_opset, num(&s["onnxruntime_max_opset"]), "{r}");
+        assert_eq!(m.trt, opt(&s["tensorrt_version"]), "{r}");
+        assert_eq!(m.trt_series, opt(&s["tensorrt_series"]), "{r}");
+        assert_eq!(
+            m.trt_min_cc.map(|c| c.to_string()),
+            opt(&s["tensorrt_min_cc"]),
+            "{r}"
+        );
+        assert_eq!(m.conflicts, list(&s["conflicts"]), "{r}");
+        assert_eq!(m.inferred, list(&s["inferred"]), "{r}");
+        assert_eq!(m.source, list(&s["source"]), "{r}");
+    }
+
+    let o = load(&dir, "onnx.json");
+    let ort = o["onnxruntime"].as_array().unwrap();
+    assert_eq!(t.ort.len(), ort.len());
+    for (s, m) in ort.iter().zip(&t.ort) {
+        let v = s["onnxruntime"].as_str().unwrap();
+        assert_eq!(m.version, v);
+        assert_eq!(Some(m.max_ir), num(&s["max_ir_version"]), "{v}");
+        assert_eq!(Some(m.max_opset), num(&s["max_opset"]), "{v}");
+        assert_eq!(m.inferred, list(&s["inferred"]), "{v}");
+        assert_eq!(m.source, list(&s["source"]), "{v}");
+    }
+    let py = o["onnx_python_releases"].as_array().unwrap();
+    assert_eq!(t.onnx.len(), py.len());
+    for (s, m) in py.iter().zip(&t.onnx) {
+        let v = s["onnx"].as_str().unwrap();
+        assert_eq!(m.version, v);
+        assert_eq!(Some(m.ir), num(&s["ir_version"]), "{v}");
+        assert_eq!(Some(m.max_opset), num(&s["max_opset"]), "{v}");
+        assert_eq!(m.inferred, list(&s["inferred"]), "{v}");
+        assert_eq!(m.source, list(&s["source"]), "{v}");
+    }
+}
