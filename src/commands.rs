@@ -303,10 +303,7 @@ async fn apply_cmd(
         let started = std::time::Instant::now();
         let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
         let connect = || apply::connect_node(n.ssh.clone(), config.clone());
-        let remote = connect().await?;
-        let gathered = gather::probe(name, &remote).await;
-        remote.close().await;
-        let facts = gathered?.facts;
+        let facts = gather::live(&inv, name, n).await?.facts;
         let plan = planner::plan(name, n, &facts)?;
         if !g.json {
             print_stdout(&plan.render_text())?;
@@ -332,16 +329,7 @@ async fn apply_cmd(
             continue;
         }
         confirm(name, "apply these changes to", yes)?;
-        let mut exec = Executor {
-            node_name: name,
-            node: n,
-            options: options.clone(),
-            progress: &progress,
-            connect,
-            run_id: apply::run_id(),
-            report: apply::Report::default(),
-        };
-        exec.report.ssh_round_trips = 1;
+        let mut exec = Executor::new(name, n, options.clone(), &progress, connect);
         let result = exec.execute(&plan, &facts).await;
         let mut report = exec.report;
         report.seconds = started.elapsed().as_secs_f64();
@@ -378,10 +366,7 @@ async fn rollback_cmd(
     let n = inv.node(&name)?;
     let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
     let connect = || apply::connect_node(n.ssh.clone(), config.clone());
-    let remote = connect().await?;
-    let gathered = gather::probe(&name, &remote).await;
-    remote.close().await;
-    let facts = gathered?.facts;
+    let facts = gather::live(&inv, &name, n).await?.facts;
     let plan = crate::host::rollback::plan(&name, &facts, reboot);
     if !g.json {
         print_stdout(&plan.render_text())?;
@@ -391,16 +376,7 @@ async fn rollback_cmd(
     }
     confirm(&name, "roll back", yes)?;
     let progress = Stderr { quiet: g.quiet };
-    let mut exec = Executor {
-        node_name: &name,
-        node: n,
-        options,
-        progress: &progress,
-        connect,
-        run_id: apply::run_id(),
-        report: apply::Report::default(),
-    };
-    exec.report.ssh_round_trips = 1;
+    let mut exec = Executor::new(&name, n, options, &progress, connect);
     let after = exec.execute(&plan, &facts).await;
     let mut report = exec.report;
     let after = after?;
