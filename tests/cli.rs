@@ -111,3 +111,32 @@ fn completions_work() {
     assert_eq!(code, Some(0));
     assert!(out.contains("pvegpu") && out.contains("discover") && out.contains("rollback"));
 }
+
+#[test]
+fn compat_and_lint_through_the_binary() {
+    let (code, out, err) = pvegpu(&[
+        "compat",
+        "10de:1b80",
+        "--driver",
+        "535.261.03",
+        "--backend",
+        "onnx",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("onnx      23.10   native"), "{out}");
+    let (code, _, err) = pvegpu(&["compat", "10de:ffff"]);
+    assert_eq!(code, Some(1));
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("10de:ffff"), "{err}");
+    let bad = fixture("compose/bad_seed_remap.yml");
+    let (code, out, _) = pvegpu(&["lint", "compose", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("error[count-with-device-ids] service `reserved`"),
+        "{out}"
+    );
+    let good = fixture("compose/good_triton.yml");
+    let (code, out, _) = pvegpu(&["--json", "lint", "compose", good.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "[]");
+}
