@@ -12,5 +12,9 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   # one package at a time: a conflict in one must not block the others
-  for p in $(printf '%s\n' "${need[@]}" | sort -u); do $SUDO apt-get install -y -qq "$p" >/dev/null; done
+  for p in $(printf '%s\n' "${need[@]}" | sort -u); do
+    $SUDO apt-get install -y -qq "$p" >/dev/null \
+      || $SUDO apt-get install -y -qq --no-install-recommends "$p" >/dev/null \
+      || { echo "install-testhost-deps: apt-get could not install $p (see its message above)" >&2; exit 1; }
+  done
 fi
