@@ -94,9 +94,26 @@ where
     F: Future<Output = Result<SshRemote>>,
 {
     /// An executor for a plan made from facts gathered in one SSH round trip already.
-    pub fn new(node_name: &'a str, node: &'a Node, options: Options, progress: &'a P, connect: C) -> Self {
-        let report = Report { ssh_round_trips: 1, ..Report::default() };
-        Executor { node_name, node, options, progress, connect, run_id: run_id(), report }
+    pub fn new(
+        node_name: &'a str,
+        node: &'a Node,
+        options: Options,
+        progress: &'a P,
+        connect: C,
+    ) -> Self {
+        let report = Report {
+            ssh_round_trips: 1,
+            ..Report::default()
+        };
+        Executor {
+            node_name,
+            node,
+            options,
+            progress,
+            connect,
+            run_id: run_id(),
+            report,
+        }
     }
 
     async fn script(
