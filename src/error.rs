@@ -38,6 +38,8 @@ pub fn render(err: &anyhow::Error) -> String {
             hints.extend(s.hint());
         } else if let Some(l) = cause.downcast_ref::<crate::lint::compose::LintError>() {
             hints.extend(l.hint());
+        } else if let Some(p) = cause.downcast_ref::<crate::pve::PveError>() {
+            hints.extend(p.hint());
         }
     }
     for h in hints {

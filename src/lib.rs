@@ -13,5 +13,6 @@ pub mod lint;
 pub mod pci;
 pub mod plan;
 pub mod playbook;
+pub mod pve;
 pub mod templates;
 pub mod transport;

@@ -1,0 +1,697 @@
+//! Handlers: what each route does to the [`FakeCluster`], with PVE's messages.
+
+use super::schema::{Params, scalar_text, split_list};
+use super::state::{
+    Effect, FakeCluster, PciMapping, Principal, Ticket, Vm, apply_config, parse_property_string,
+    sha1_hex,
+};
+use super::{ApiError, ApiResult, parse_upid};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+/// Parameters that steer a handler and are never VM options.
+const CONFIG_CONTROL: &[&str] = &[
+    "node",
+    "vmid",
+    "digest",
+    "delete",
+    "revert",
+    "skiplock",
+    "background_delay",
+    "force",
+];
+const CREATE_CONTROL: &[&str] = &[
+    "node",
+    "vmid",
+    "start",
+    "archive",
+    "storage",
+    "force",
+    "unique",
+    "pool",
+    "live-restore",
+    "bwlimit",
+];
+
+fn s(params: &Params, k: &str) -> Option<String> {
+    params.get(k).map(scalar_text)
+}
+
+fn flag(params: &Params, k: &str) -> bool {
+    s(params, k).is_some_and(|v| v == "1")
+}
+
+pub fn dispatch(
+    st: &mut FakeCluster,
+    method: &str,
+    route: &str,
+    who: Option<&Principal>,
+    p: &Params,
+) -> ApiResult {
+    if route == "/access/ticket" {
+        return if method == "GET" {
+            Ok(Value::Null)
+        } else {
+            ticket(st, p)
+        };
+    }
+    let who = who.expect("authenticated");
+    if let Some(node) = s(p, "node")
+        && !st.nodes.contains_key(&node)
+    {
+        return Err(ApiError::new(
+            596,
+            format!("no such cluster node '{node}'\n"),
+        ));
+    }
+    match (method, route) {
+        ("GET", "/version") => Ok(json!({
+            "version": st.version, "release": st.release, "repoid": "0123abcd4567ef89",
+        })),
+        ("GET", "/nodes") => Ok(st
+            .nodes
+            .values()
+            .map(|n| {
+                json!({
+                    "node": n.name, "status": if n.online { "online" } else { "offline" },
+                    "cpu": 0.01, "maxcpu": 32, "mem": 8_589_934_592u64,
+                    "maxmem": 137_438_953_472u64, "uptime": 86400, "level": "",
+                    "ssl_fingerprint": st.ssl_fingerprint, "id": format!("node/{}", n.name),
+                    "type": "node",
+                })
+            })
+            .collect()),
+        ("GET", "/nodes/{node}/hardware/pci") => pci_list(st, who, p),
+        ("GET", "/cluster/mapping/pci") => Ok(st
+            .mappings
+            .iter()
+            .map(|(id, m)| mapping_json(id, m))
+            .collect()),
+        ("POST", "/cluster/mapping/pci") => mapping_create(st, who, p),
+        ("GET", "/cluster/mapping/pci/{id}") => {
+            let id = s(p, "id").unwrap_or_default();
+            let m = st
+                .mappings
+                .get(&id)
+                .ok_or_else(|| ApiError::die(format!("PCI mapping '{id}' not found\n")))?;
+            let mut v = mapping_json(&id, m);
+            v["type"] = json!("pci");
+            v["digest"] = json!(sha1_hex(m.render().as_bytes()));
+            Ok(v)
+        }
+        ("PUT", "/cluster/mapping/pci/{id}") => mapping_update(st, who, p),
+        ("DELETE", "/cluster/mapping/pci/{id}") => {
+            require(st, who, "/mapping/pci", "Mapping.Modify")?;
+            let id = s(p, "id").unwrap_or_default();
+            st.mappings.remove(&id);
+            Ok(Value::Null)
+        }
+        ("GET", "/cluster/nextid") => match s(p, "vmid") {
+            Some(v) => {
+                let id: u32 = v.trim_start_matches('+').parse().unwrap_or(0);
+                if st.vms.contains_key(&id) {
+                    Err(ApiError::param("vmid", format!("VM {id} already exists\n")))
+                } else {
+                    Ok(json!(id.to_string()))
+                }
+            }
+            None => Ok(json!(st.next_vmid().to_string())),
+        },
+        ("POST", "/nodes/{node}/qemu") => create_vm(st, who, p),
+        ("GET", "/nodes/{node}/qemu/{vmid}/config") => {
+            let vm = vm_of(st, p)?;
+            let conf = if flag(p, "current") {
+                vm.config.clone()
+            } else {
+                vm.merged()
+            };
+            let mut out = serde_json::Map::new();
+            for (k, v) in conf {
+                out.insert(k.clone(), typed(&k, &v));
+            }
+            if let Some(l) = &vm.lock {
+                out.insert("lock".into(), json!(l));
+            }
+            out.insert("digest".into(), json!(vm.digest()));
+            Ok(Value::Object(out))
+        }
+        ("PUT", "/nodes/{node}/qemu/{vmid}/config") => update_config(st, who, p, false),
+        ("POST", "/nodes/{node}/qemu/{vmid}/config") => update_config(st, who, p, true),
+        ("GET", "/nodes/{node}/qemu/{vmid}/pending") => {
+            let vm = vm_of(st, p)?;
+            let mut keys: Vec<String> = vm.config.keys().cloned().collect();
+            keys.extend(vm.pending.keys().cloned());
+            keys.extend(vm.pending_delete.iter().cloned());
+            keys.sort();
+            keys.dedup();
+            Ok(keys
+                .iter()
+                .map(|k| {
+                    let mut e = json!({ "key": k });
+                    if let Some(v) = vm.config.get(k) {
+                        e["value"] = typed(k, v);
+                    }
+                    if let Some(v) = vm.pending.get(k) {
+                        e["pending"] = typed(k, v);
+                    }
+                    if vm.pending_delete.contains(k) {
+                        e["delete"] = json!(1);
+                    }
+                    e
+                })
+                .collect())
+        }
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/start") => power(st, who, p, "qmstart"),
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/stop") => power(st, who, p, "qmstop"),
+        ("POST", "/nodes/{node}/qemu/{vmid}/status/shutdown") => power(st, who, p, "qmshutdown"),
+        ("GET", "/nodes/{node}/qemu/{vmid}/status/current") => {
+            let vmid = vmid_of(p);
+            let vm = vm_of(st, p)?;
+            let conf = vm.config.clone();
+            let mem: u64 = conf
+                .get("memory")
+                .and_then(|m| parse_property_string(m, "current").get("current").cloned())
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(2048);
+            let mut v = json!({
+                "vmid": vmid, "status": if vm.running { "running" } else { "stopped" },
+                "qmpstatus": if vm.running { "running" } else { "stopped" },
+                "name": conf.get("name").cloned().unwrap_or_else(|| format!("VM {vmid}")),
+                "cpus": conf.get("cores").and_then(|c| c.parse::<u64>().ok()).unwrap_or(1),
+                "maxmem": mem * 1024 * 1024, "mem": 0, "maxdisk": 0,
+                "uptime": if vm.running { 42 } else { 0 },
+                "ha": { "managed": 0 },
+            });
+            if vm.running {
+                v["pid"] = json!(4242);
+                v["running-machine"] = json!("pc-i440fx-9.2+pve1");
+                v["running-qemu"] = json!("9.2.0");
+            }
+            if conf
+                .get("agent")
+                .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"))
+            {
+                v["agent"] = json!(1);
+            }
+            if let Some(l) = &vm.lock {
+                v["lock"] = json!(l);
+            }
+            Ok(v)
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/status") => {
+            let upid = task_of(st, p)?;
+            st.poll_task(&upid);
+            let t = &st.tasks[&upid];
+            let (user, tokenid) = match t.user.split_once('!') {
+                Some((u, tok)) => (u.to_string(), Some(tok.to_string())),
+                None => (t.user.clone(), None),
+            };
+            let mut v = json!({
+                "upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart,
+                "starttime": t.starttime, "type": t.kind, "id": t.id, "user": user,
+                "status": if t.exitstatus.is_some() { "stopped" } else { "running" },
+            });
+            if let Some(tok) = tokenid {
+                v["tokenid"] = json!(tok);
+            }
+            if let Some(e) = &t.exitstatus {
+                v["exitstatus"] = json!(e);
+            }
+            Ok(v)
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/log") => {
+            let upid = task_of(st, p)?;
+            let t = &st.tasks[&upid];
+            let start: usize = s(p, "start").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let limit: usize = s(p, "limit").and_then(|v| v.parse().ok()).unwrap_or(50);
+            let lines: Vec<Value> = if t.log.is_empty() {
+                vec![json!({"n": 1, "t": "no content"})]
+            } else {
+                t.log
+                    .iter()
+                    .enumerate()
+                    .skip(start)
+                    .take(limit)
+                    .map(|(i, l)| json!({"n": i + 1, "t": l}))
+                    .collect()
+            };
+            // `total` rides in the envelope; handlers return data only, so inline it here.
+            Ok(Value::Array(lines))
+        }
+        _ => Err(ApiError::new(
+            501,
+            format!("Method '{method} {route}' not implemented"),
+        )),
+    }
+}
+
+fn require(st: &FakeCluster, who: &Principal, path: &str, privilege: &str) -> Result<(), ApiError> {
+    if st.has_priv(who, path, privilege) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(path, privilege))
+    }
+}
+
+fn ticket(st: &mut FakeCluster, p: &Params) -> ApiResult {
+    let fail = || ApiError::new(401, "authentication failure\n");
+    let mut user = s(p, "username").unwrap_or_default();
+    if !user.contains('@')
+        && let Some(realm) = s(p, "realm")
+    {
+        user = format!("{user}@{realm}");
+    }
+    let password = s(p, "password").unwrap_or_default();
+    let by_password = st.users.get(&user).is_some_and(|pw| *pw == password);
+    let by_ticket = st
+        .tickets
+        .iter()
+        .any(|t| t.user == user && t.ticket == password && !t.expired);
+    if !by_password && !by_ticket {
+        return Err(fail());
+    }
+    let time = format!("{:08X}", 0x66F1_E2D3u32 + st.tickets.len() as u32);
+    let sig = sha1_hex(format!("{user}{time}{}", st.tickets.len()).as_bytes());
+    let ticket = format!("PVE:{}:{time}::{sig}", user.replace(':', "%3A"));
+    let csrf = format!("{time}:{}", &sha1_hex(sig.as_bytes())[..27]);
+    st.tickets.push(Ticket {
+        user: user.clone(),
+        ticket: ticket.clone(),
+        csrf: csrf.clone(),
+        expired: false,
+    });
+    Ok(json!({
+        "username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
+        "clustername": st.cluster_name, "cap": {},
+    }))
+}
+
+fn pci_list(st: &FakeCluster, who: &Principal, p: &Params) -> ApiResult {
+    if !st.has_priv(who, "/", "Sys.Audit") && !st.has_priv(who, "/", "Sys.Modify") {
+        return Err(ApiError::new(
+            403,
+            "Permission check failed (/, Sys.Audit|Sys.Modify)\n",
+        ));
+    }
+    let node = &st.nodes[&s(p, "node").unwrap()];
+    let blacklist = split_list(&s(p, "pci-class-blacklist").unwrap_or_else(|| "05;06;0b".into()));
+    let verbose = s(p, "verbose").is_none_or(|v| v == "1");
+    let mut devs: Vec<_> = node
+        .pci
+        .iter()
+        .filter(|d| {
+            let class = d.class.trim_start_matches("0x");
+            !blacklist.iter().any(|b| class.starts_with(b.as_str()))
+        })
+        .collect();
+    devs.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(devs.iter().map(|d| d.to_json(verbose)).collect())
+}
+
+fn mapping_json(id: &str, m: &PciMapping) -> Value {
+    let mut v = json!({ "id": id, "map": m.map });
+    if let Some(d) = &m.description {
+        v["description"] = json!(d);
+    }
+    if m.mdev {
+        v["mdev"] = json!(1);
+    }
+    if m.live_migration {
+        v["live-migration-capable"] = json!(1);
+    }
+    v
+}
+
+fn map_list(p: &Params) -> Vec<String> {
+    match p.get("map") {
+        Some(Value::Array(a)) => a.iter().map(scalar_text).collect(),
+        Some(v) => vec![scalar_text(v)],
+        None => Vec::new(),
+    }
+}
+
+fn mapping_create(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
+    require(st, who, "/mapping/pci", "Mapping.Modify")?;
+    let id = s(p, "id").unwrap_or_default();
+    if st.mappings.contains_key(&id) {
+        return Err(ApiError::die(format!("pci ID '{id}' already defined\n")));
+    }
+    let m = PciMapping {
+        description: s(p, "description"),
+        map: map_list(p),
+        mdev: flag(p, "mdev"),
+        live_migration: flag(p, "live-migration-capable"),
+    };
+    st.mappings.insert(id, m);
+    Ok(Value::Null)
+}
+
+fn mapping_update(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
+    require(st, who, "/mapping/pci", "Mapping.Modify")?;
+    let id = s(p, "id").unwrap_or_default();
+    let m = st
+        .mappings
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::die(format!("no such pci ID '{id}'\n")))?;
+    if let Some(d) = s(p, "digest")
+        && d != sha1_hex(m.render().as_bytes())
+    {
+        return Err(ApiError::die(
+            "detected modified configuration - file changed by other user? Try again.\n",
+        ));
+    }
+    for k in split_list(&s(p, "delete").unwrap_or_default()) {
+        match k.as_str() {
+            "description" => m.description = None,
+            "mdev" => m.mdev = false,
+            "live-migration-capable" => m.live_migration = false,
+            _ => {}
+        }
+    }
+    if let Some(d) = s(p, "description") {
+        m.description = Some(d);
+    }
+    if p.contains_key("map") {
+        m.map = map_list(p);
+    }
+    if p.contains_key("mdev") {
+        m.mdev = flag(p, "mdev");
+    }
+    if p.contains_key("live-migration-capable") {
+        m.live_migration = flag(p, "live-migration-capable");
+    }
+    Ok(Value::Null)
+}
+
+fn vmid_of(p: &Params) -> u32 {
+    s(p, "vmid")
+        .and_then(|v| v.trim_start_matches('+').parse().ok())
+        .unwrap_or(0)
+}
+
+fn vm_of<'a>(st: &'a FakeCluster, p: &Params) -> Result<&'a Vm, ApiError> {
+    let node = s(p, "node").unwrap_or_default();
+    let vmid = vmid_of(p);
+    st.vms
+        .get(&vmid)
+        .filter(|vm| vm.node == node)
+        .ok_or_else(|| {
+            ApiError::die(format!(
+                "Configuration file 'nodes/{node}/qemu-server/{vmid}.conf' does not exist\n"
+            ))
+        })
+}
+
+fn task_of(st: &FakeCluster, p: &Params) -> Result<String, ApiError> {
+    let upid = s(p, "upid").unwrap_or_default();
+    if parse_upid(&upid).is_none() {
+        return Err(ApiError::param("upid", "unable to parse worker upid\n"));
+    }
+    if !st.tasks.contains_key(&upid) {
+        return Err(ApiError::param("upid", "no such task\n"));
+    }
+    Ok(upid)
+}
+
+/// Integer and boolean options come back as JSON numbers, the rest as strings.
+fn typed(key: &str, v: &str) -> Value {
+    const NUMERIC: &[&str] = &[
+        "cores",
+        "sockets",
+        "vcpus",
+        "onboot",
+        "acpi",
+        "kvm",
+        "numa",
+        "protection",
+        "template",
+        "balloon",
+        "shares",
+        "tablet",
+        "localtime",
+        "reboot",
+        "freeze",
+        "autostart",
+        "vmgenid_",
+    ];
+    if NUMERIC.contains(&key)
+        && let Ok(n) = v.parse::<i64>()
+    {
+        return json!(n);
+    }
+    json!(v)
+}
+
+/// `check_hostpci_perm`: raw `host=` needs a root@pam ticket; `mapping=` needs Mapping.Use.
+fn hostpci_perm(st: &FakeCluster, who: &Principal, key: &str, value: &str) -> Result<(), ApiError> {
+    if who.is_root_ticket() {
+        return Ok(());
+    }
+    let opts = parse_property_string(value, "host");
+    if opts.contains_key("host") {
+        return Err(ApiError::die(format!(
+            "only root can set '{key}' config for non-mapped devices\n"
+        )));
+    }
+    match opts.get("mapping") {
+        Some(m) => require(st, who, &format!("/mapping/pci/{m}"), "Mapping.Use"),
+        None => Err(ApiError::die("either 'host' or 'mapping' must be set.\n")),
+    }
+}
+
+fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
+    let node = s(p, "node").unwrap();
+    let vmid = vmid_of(p);
+    require(st, who, &format!("/vms/{vmid}"), "VM.Allocate")?;
+    if let Some(vm) = st.vms.get(&vmid) {
+        return Err(ApiError::die(format!(
+            "unable to create VM {vmid} - VM {vmid} already exists on node '{}'\n",
+            vm.node
+        )));
+    }
+    let mut conf: BTreeMap<String, String> = p
+        .iter()
+        .filter(|(k, _)| !CREATE_CONTROL.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), scalar_text(v)))
+        .collect();
+    for (k, v) in &conf {
+        if k.starts_with("hostpci") {
+            hostpci_perm(st, who, k, v)?;
+        }
+    }
+    let storages = st.nodes[&node].storages.clone();
+    let mut disk_n = 0;
+    let mut boot = Vec::new();
+    for (k, v) in conf.iter_mut() {
+        let is_disk = ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"]
+            .iter()
+            .any(|d| k.starts_with(d) && k[d.len()..].chars().all(|c| c.is_ascii_digit()));
+        if is_disk {
+            let (file, rest) = v.split_once(',').map_or((v.as_str(), ""), |(a, b)| (a, b));
+            if let Some((storage, size)) = file.split_once(':') {
+                if !storages.iter().any(|s| s == storage) && file != "none" {
+                    return Err(ApiError::die(format!(
+                        "storage '{storage}' does not exist\n"
+                    )));
+                }
+                if size.parse::<f64>().is_ok() {
+                    let size = if k.starts_with("efidisk") {
+                        "528K".to_string()
+                    } else {
+                        format!("{size}G")
+                    };
+                    let mut nv = format!("{storage}:vm-{vmid}-disk-{disk_n},size={size}");
+                    if !rest.is_empty() {
+                        nv = format!("{storage}:vm-{vmid}-disk-{disk_n},{rest},size={size}");
+                    }
+                    *v = nv;
+                    disk_n += 1;
+                }
+            }
+            if !k.starts_with("efidisk") && !k.starts_with("tpmstate") {
+                boot.push(k.clone());
+            }
+        }
+        if k.starts_with("net") && k[3..].chars().all(|c| c.is_ascii_digit()) {
+            let opts = parse_property_string(v, "model");
+            if let Some(model) = opts.get("model").cloned()
+                && !opts.contains_key(&model)
+                && !opts.contains_key("macaddr")
+            {
+                let mac = format!(
+                    "BC:24:11:{:02X}:{:02X}:{:02X}",
+                    vmid % 256,
+                    (vmid / 256) % 256,
+                    k.len()
+                );
+                let rest: Vec<String> = opts
+                    .iter()
+                    .filter(|(k, _)| *k != "model")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                *v = std::iter::once(format!("{model}={mac}"))
+                    .chain(rest)
+                    .collect::<Vec<_>>()
+                    .join(",");
+            }
+            boot.push(k.clone());
+        }
+    }
+    conf.entry("boot".into())
+        .or_insert_with(|| format!("order={}", boot.join(";")));
+    conf.entry("smbios1".into())
+        .or_insert_with(|| format!("uuid=5f3c{vmid:04x}-0000-4000-8000-00000000{vmid:04x}"));
+    conf.entry("vmgenid".into())
+        .or_insert_with(|| format!("6a1b{vmid:04x}-0000-4000-8000-00000000{vmid:04x}"));
+    conf.insert("meta".into(), "creation-qemu=9.2.0,ctime=1760000000".into());
+    st.vms.insert(
+        vmid,
+        Vm {
+            node: node.clone(),
+            config: conf,
+            lock: Some("create".into()),
+            ..Vm::default()
+        },
+    );
+    let start = flag(p, "start");
+    let upid = st.spawn_task(
+        &node,
+        "qmcreate",
+        &vmid.to_string(),
+        &who.id(),
+        None,
+        Effect::Created { vmid, start },
+    );
+    Ok(json!(upid))
+}
+
+fn update_config(
+    st: &mut FakeCluster,
+    who: &Principal,
+    p: &Params,
+    asynchronous: bool,
+) -> ApiResult {
+    let node = s(p, "node").unwrap();
+    let vmid = vmid_of(p);
+    if p.contains_key("skiplock") && !who.is_root_ticket() {
+        return Err(ApiError::param(
+            "skiplock",
+            "Only root may use this option.",
+        ));
+    }
+    let vm = vm_of(st, p)?.clone();
+    let set: BTreeMap<String, String> = p
+        .iter()
+        .filter(|(k, _)| !CONFIG_CONTROL.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), scalar_text(v)))
+        .collect();
+    let delete = split_list(&s(p, "delete").unwrap_or_default());
+    let revert = split_list(&s(p, "revert").unwrap_or_default());
+    if set.is_empty() && delete.is_empty() && revert.is_empty() {
+        return Err(ApiError::die("no options specified\n"));
+    }
+    let merged = vm.merged();
+    for k in &delete {
+        if set.contains_key(k) {
+            return Err(ApiError::param(
+                "delete",
+                format!("you can't use '-{k}' and -delete {k}' at the same time"),
+            ));
+        }
+        if !merged.contains_key(k) && !vm.config.contains_key(k) {
+            return Err(ApiError::param("delete", format!("unknown option '{k}'")));
+        }
+    }
+    // What runs in the updatefn, under the config lock (the worker for POST).
+    let checks = || -> Result<(), ApiError> {
+        if let Some(d) = s(p, "digest")
+            && d != vm.digest()
+        {
+            return Err(ApiError::die(
+                "checksum mismatch (file change by other user?)\n",
+            ));
+        }
+        if let Some(l) = &vm.lock
+            && !flag(p, "skiplock")
+        {
+            return Err(ApiError::die(format!("VM is locked ({l})\n")));
+        }
+        for k in set
+            .keys()
+            .chain(&delete)
+            .filter(|k| k.starts_with("hostpci"))
+        {
+            if let Some(old) = merged.get(k) {
+                hostpci_perm(st, who, k, old)?;
+            }
+            if let Some(new) = set.get(k) {
+                hostpci_perm(st, who, k, new)?;
+            }
+        }
+        if !set.is_empty() || !delete.is_empty() {
+            require(st, who, &format!("/vms/{vmid}"), "VM.Config.HWType")
+                .or_else(|_| require(st, who, &format!("/vms/{vmid}"), "VM.Allocate"))?;
+        }
+        Ok(())
+    };
+    let check = checks();
+    if !asynchronous {
+        check?;
+        let vm = st.vms.get_mut(&vmid).unwrap();
+        apply_config(vm, &set, &delete, &revert);
+        return Ok(Value::Null);
+    }
+    let error = check.err().map(|e| e.message.trim_end().to_string());
+    let upid = st.spawn_task(
+        &node,
+        "qmconfig",
+        &vmid.to_string(),
+        &who.id(),
+        error,
+        Effect::Config {
+            vmid,
+            set,
+            delete,
+            revert,
+        },
+    );
+    if p.contains_key("background_delay") {
+        st.finish_task(&upid);
+        return match st.tasks[&upid].exitstatus.as_deref() {
+            Some("OK") => Ok(Value::Null),
+            Some(e) => Err(ApiError::die(format!("failed to update VM {vmid}: {e}\n"))),
+            None => Ok(json!(upid)),
+        };
+    }
+    Ok(json!(upid))
+}
+
+fn power(st: &mut FakeCluster, who: &Principal, p: &Params, kind: &str) -> ApiResult {
+    let node = s(p, "node").unwrap();
+    let vmid = vmid_of(p);
+    require(st, who, &format!("/vms/{vmid}"), "VM.PowerMgmt")?;
+    if p.contains_key("skiplock") && !who.is_root_ticket() {
+        return Err(ApiError::param(
+            "skiplock",
+            "Only root may use this option.",
+        ));
+    }
+    let vm = vm_of(st, p)?;
+    if let Some(l) = &vm.lock
+        && !flag(p, "skiplock")
+    {
+        return Err(ApiError::die(format!("VM is locked ({l})\n")));
+    }
+    let effect = match kind {
+        "qmstart" => Effect::Start { vmid },
+        _ => Effect::Stop { vmid },
+    };
+    Ok(json!(st.spawn_task(
+        &node,
+        kind,
+        &vmid.to_string(),
+        &who.id(),
+        None,
+        effect
+    )))
+}

@@ -1,0 +1,647 @@
+//! The fake cluster's state: nodes and their PCI devices, storages, PCI mappings, VMs
+//! (config, pending changes, lock, run state), tasks, users, tokens and tickets.
+
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug)]
+pub struct PciDevice {
+    /// Full address with domain, e.g. `0000:02:00.0`.
+    pub id: String,
+    pub class: String,
+    pub vendor: String,
+    pub device: String,
+    pub subsystem_vendor: String,
+    pub subsystem_device: String,
+    pub iommugroup: i64,
+    pub mdev: bool,
+    pub vendor_name: Option<String>,
+    pub device_name: Option<String>,
+}
+
+impl PciDevice {
+    pub fn to_json(&self, verbose: bool) -> Value {
+        let mut v = json!({
+            "id": self.id, "class": self.class, "vendor": self.vendor,
+            "device": self.device, "iommugroup": self.iommugroup,
+        });
+        if self.mdev {
+            v["mdev"] = json!(1);
+        }
+        if verbose {
+            v["subsystem_vendor"] = json!(self.subsystem_vendor);
+            v["subsystem_device"] = json!(self.subsystem_device);
+            if let Some(n) = &self.vendor_name {
+                v["vendor_name"] = json!(n);
+            }
+            if let Some(n) = &self.device_name {
+                v["device_name"] = json!(n);
+            }
+        }
+        v
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub name: String,
+    pub online: bool,
+    pub pci: Vec<PciDevice>,
+    pub storages: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PciMapping {
+    pub description: Option<String>,
+    pub map: Vec<String>,
+    pub mdev: bool,
+    pub live_migration: bool,
+}
+
+impl PciMapping {
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        if let Some(d) = &self.description {
+            s.push_str(&format!("description {d}\n"));
+        }
+        for m in &self.map {
+            s.push_str(&format!("map {m}\n"));
+        }
+        s
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Vm {
+    pub node: String,
+    pub config: BTreeMap<String, String>,
+    pub pending: BTreeMap<String, String>,
+    pub pending_delete: BTreeSet<String>,
+    pub running: bool,
+    pub lock: Option<String>,
+}
+
+impl Vm {
+    /// The config file as PVE writes it; the digest is its SHA1.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        if let Some(l) = &self.lock {
+            s.push_str(&format!("lock: {l}\n"));
+        }
+        for (k, v) in &self.config {
+            s.push_str(&format!("{k}: {v}\n"));
+        }
+        if !self.pending.is_empty() || !self.pending_delete.is_empty() {
+            s.push_str("\n[PENDING]\n");
+            if !self.pending_delete.is_empty() {
+                let d: Vec<&str> = self.pending_delete.iter().map(String::as_str).collect();
+                s.push_str(&format!("delete: {}\n", d.join(",")));
+            }
+            for (k, v) in &self.pending {
+                s.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        s
+    }
+
+    pub fn digest(&self) -> String {
+        sha1_hex(self.render().as_bytes())
+    }
+
+    /// The config with pending changes applied (what GET config shows by default).
+    pub fn merged(&self) -> BTreeMap<String, String> {
+        let mut c = self.config.clone();
+        for k in &self.pending_delete {
+            c.remove(k);
+        }
+        c.extend(self.pending.clone());
+        c
+    }
+
+    pub fn apply_pending(&mut self) {
+        self.config = self.merged();
+        self.pending.clear();
+        self.pending_delete.clear();
+    }
+}
+
+/// What happens when a task finishes successfully.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    None,
+    /// Create worker: drop the `create` lock, optionally start.
+    Created {
+        vmid: u32,
+        start: bool,
+    },
+    Start {
+        vmid: u32,
+    },
+    Stop {
+        vmid: u32,
+    },
+    /// A config update done in a `qmconfig` worker.
+    Config {
+        vmid: u32,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+        revert: Vec<String>,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub upid: String,
+    pub node: String,
+    pub pid: u32,
+    pub pstart: u32,
+    pub starttime: u32,
+    pub kind: String,
+    pub id: String,
+    pub user: String,
+    pub polls_left: u32,
+    pub log: Vec<String>,
+    /// `None` while running; `Some(exitstatus)` when stopped.
+    pub exitstatus: Option<String>,
+    /// An error decided before the worker "ran" (checks inside the worker).
+    pub error: Option<String>,
+    pub effect: Effect,
+}
+
+#[derive(Clone, Debug)]
+pub struct Token {
+    pub secret: String,
+    /// `None`: privsep=0, the user's privileges (all, for root@pam).
+    /// `Some`: only these `(path, privilege)` grants (propagating to sub-paths).
+    pub grants: Option<Vec<(String, String)>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ticket {
+    pub user: String,
+    pub ticket: String,
+    pub csrf: String,
+    pub expired: bool,
+}
+
+/// The authenticated principal of a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user: String,
+    pub token: Option<String>,
+    pub by_ticket: bool,
+}
+
+impl Principal {
+    /// `root@pam` with a ticket: the only one allowed raw `host=` hostpci entries.
+    pub fn is_root_ticket(&self) -> bool {
+        self.user == "root@pam" && self.token.is_none()
+    }
+
+    /// The id in UPIDs and task owners: `user@realm` or `user@realm!token`.
+    pub fn id(&self) -> String {
+        match &self.token {
+            Some(t) => format!("{}!{t}", self.user),
+            None => self.user.clone(),
+        }
+    }
+}
+
+pub struct FakeCluster {
+    pub cluster_name: String,
+    pub version: String,
+    pub release: String,
+    pub nodes: BTreeMap<String, Node>,
+    pub mappings: BTreeMap<String, PciMapping>,
+    pub vms: BTreeMap<u32, Vm>,
+    pub tasks: BTreeMap<String, Task>,
+    /// `user@realm` -> password.
+    pub users: BTreeMap<String, String>,
+    /// `user@realm!name` -> token.
+    pub tokens: BTreeMap<String, Token>,
+    pub tickets: Vec<Ticket>,
+    /// How many task-status polls a task answers `running` before it stops.
+    pub task_polls: u32,
+    /// The next task (of any kind) ends with this error instead of its effect.
+    pub fail_next_task: Option<String>,
+    pub ssl_fingerprint: String,
+    next_pid: u32,
+    clock: u32,
+}
+
+impl FakeCluster {
+    /// One node `pve` with the seed's two GPUs (02:00 and 83:00, each with HDMI audio),
+    /// storages `local`, `local-lvm` and `nvme-zfs`, user root@pam (password `secret`),
+    /// a privsep=0 token `root@pam!pvegpu` (secret [`ROOT_TOKEN_SECRET`]) and a
+    /// privilege-separated token `root@pam!limited` without Mapping.Use.
+    pub fn new() -> Self {
+        let gpu = |addr: &str, dev: &str, class: &str, group: i64, name: &str| PciDevice {
+            id: addr.to_string(),
+            class: class.to_string(),
+            vendor: "0x10de".into(),
+            device: dev.to_string(),
+            subsystem_vendor: "0x10de".into(),
+            subsystem_device: "0x11d8".into(),
+            iommugroup: group,
+            mdev: false,
+            vendor_name: Some("NVIDIA Corporation".into()),
+            device_name: Some(name.to_string()),
+        };
+        let other = |addr: &str, class: &str, vendor: &str, dev: &str, group: i64| PciDevice {
+            id: addr.to_string(),
+            class: class.to_string(),
+            vendor: vendor.to_string(),
+            device: dev.to_string(),
+            subsystem_vendor: vendor.to_string(),
+            subsystem_device: "0x0000".into(),
+            iommugroup: group,
+            mdev: false,
+            vendor_name: None,
+            device_name: None,
+        };
+        let pci = vec![
+            other("0000:00:00.0", "0x060000", "0x8086", "0x2020", 0),
+            other("0000:00:1f.2", "0x010601", "0x8086", "0xa182", 5),
+            gpu(
+                "0000:02:00.0",
+                "0x1b80",
+                "0x030000",
+                14,
+                "GP104 [GeForce GTX 1080]",
+            ),
+            gpu(
+                "0000:02:00.1",
+                "0x10f0",
+                "0x040300",
+                14,
+                "GP104 High Definition Audio Controller",
+            ),
+            other("0000:05:00.0", "0x020000", "0x8086", "0x1533", 20),
+            gpu(
+                "0000:83:00.0",
+                "0x1b80",
+                "0x030000",
+                40,
+                "GP104 [GeForce GTX 1080]",
+            ),
+            gpu(
+                "0000:83:00.1",
+                "0x10f0",
+                "0x040300",
+                40,
+                "GP104 High Definition Audio Controller",
+            ),
+        ];
+        let node = Node {
+            name: "pve".into(),
+            online: true,
+            pci,
+            storages: vec!["local".into(), "local-lvm".into(), "nvme-zfs".into()],
+        };
+        let mut tokens = BTreeMap::new();
+        tokens.insert(
+            "root@pam!pvegpu".to_string(),
+            Token {
+                secret: ROOT_TOKEN_SECRET.into(),
+                grants: None,
+            },
+        );
+        tokens.insert(
+            "root@pam!limited".to_string(),
+            Token {
+                secret: LIMITED_TOKEN_SECRET.into(),
+                grants: Some(vec![
+                    ("/vms".into(), "VM.Allocate".into()),
+                    ("/vms".into(), "VM.Config.HWType".into()),
+                    ("/vms".into(), "VM.Audit".into()),
+                    ("/vms".into(), "VM.PowerMgmt".into()),
+                    ("/nodes".into(), "Sys.Audit".into()),
+                    ("/mapping/pci".into(), "Mapping.Audit".into()),
+                ]),
+            },
+        );
+        FakeCluster {
+            cluster_name: "lab".into(),
+            version: "9.1.9".into(),
+            release: "9.1".into(),
+            nodes: [("pve".to_string(), node)].into(),
+            mappings: BTreeMap::new(),
+            vms: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            users: [("root@pam".to_string(), "secret".to_string())].into(),
+            tokens,
+            tickets: Vec::new(),
+            task_polls: 2,
+            fail_next_task: None,
+            ssl_fingerprint: String::new(),
+            next_pid: 0x0012_ABCD,
+            clock: 0x66F1_E2D3,
+        }
+    }
+
+    /// Lowest free VMID from 100.
+    pub fn next_vmid(&self) -> u32 {
+        (100..).find(|id| !self.vms.contains_key(id)).unwrap()
+    }
+
+    /// Whether `p` holds `privilege` on `path` (grants propagate to sub-paths).
+    pub fn has_priv(&self, p: &Principal, path: &str, privilege: &str) -> bool {
+        if p.token.is_none() {
+            return p.user == "root@pam";
+        }
+        match self.tokens.get(&p.id()).and_then(|t| t.grants.as_ref()) {
+            None => p.user == "root@pam",
+            Some(grants) => grants.iter().any(|(gp, gpriv)| {
+                gpriv == privilege
+                    && (gp == "/" || path == gp || path.starts_with(&format!("{gp}/")))
+            }),
+        }
+    }
+
+    /// Start a task: a UPID as PVE writes it, `running` for `task_polls` polls.
+    pub fn spawn_task(
+        &mut self,
+        node: &str,
+        kind: &str,
+        id: &str,
+        user: &str,
+        error: Option<String>,
+        effect: Effect,
+    ) -> String {
+        self.next_pid += 1;
+        self.clock += 1;
+        let (pid, pstart, starttime) = (self.next_pid, 0x0A1B_2C3D, self.clock);
+        let upid =
+            format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{id}:{user}:");
+        let error = error.or_else(|| self.fail_next_task.take());
+        let task = Task {
+            upid: upid.clone(),
+            node: node.to_string(),
+            pid,
+            pstart,
+            starttime,
+            kind: kind.to_string(),
+            id: id.to_string(),
+            user: user.to_string(),
+            polls_left: self.task_polls,
+            log: Vec::new(),
+            exitstatus: None,
+            error,
+            effect,
+        };
+        self.tasks.insert(upid.clone(), task);
+        if self.task_polls == 0 {
+            self.finish_task(&upid);
+        }
+        upid
+    }
+
+    /// Count one status poll; stop the task when its polls are used up.
+    pub fn poll_task(&mut self, upid: &str) {
+        let Some(t) = self.tasks.get_mut(upid) else {
+            return;
+        };
+        if t.exitstatus.is_some() {
+            return;
+        }
+        t.polls_left = t.polls_left.saturating_sub(1);
+        if t.polls_left == 0 {
+            self.finish_task(upid);
+        }
+    }
+
+    /// Run the worker: its checks, then its effect; write the log and exit status.
+    pub fn finish_task(&mut self, upid: &str) {
+        let Some(task) = self.tasks.get(upid).cloned() else {
+            return;
+        };
+        if task.exitstatus.is_some() {
+            return;
+        }
+        let mut log = Vec::new();
+        let result = match task.error.clone() {
+            Some(e) => Err(e),
+            None => self.run_effect(&task.effect, &mut log),
+        };
+        // A failed create leaves the lock on (as PVE does when the worker dies early).
+        let exit = match result {
+            Ok(()) => {
+                log.push("TASK OK".to_string());
+                "OK".to_string()
+            }
+            Err(e) => {
+                log.push(format!("TASK ERROR: {e}"));
+                e
+            }
+        };
+        let t = self.tasks.get_mut(upid).unwrap();
+        t.log = log;
+        t.exitstatus = Some(exit);
+    }
+
+    fn run_effect(&mut self, effect: &Effect, log: &mut Vec<String>) -> Result<(), String> {
+        match effect.clone() {
+            Effect::None => Ok(()),
+            Effect::Created { vmid, start } => {
+                let vm = self.vms.get_mut(&vmid).ok_or("VM vanished")?;
+                vm.lock = None;
+                if start {
+                    return self.start_vm(vmid, log);
+                }
+                Ok(())
+            }
+            Effect::Start { vmid } => self.start_vm(vmid, log),
+            Effect::Stop { vmid } => {
+                let vm = self.vms.get_mut(&vmid).ok_or("VM vanished")?;
+                vm.running = false;
+                Ok(())
+            }
+            Effect::Config {
+                vmid,
+                set,
+                delete,
+                revert,
+            } => {
+                let vm = self.vms.get_mut(&vmid).ok_or("VM vanished")?;
+                apply_config(vm, &set, &delete, &revert);
+                log.push(format!(
+                    "update VM {vmid}: {}",
+                    set.keys().cloned().collect::<Vec<_>>().join(",")
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// `qmstart`: pending changes applied, then the hostpci checks PVE runs at start.
+    fn start_vm(&mut self, vmid: u32, log: &mut Vec<String>) -> Result<(), String> {
+        let vm = self.vms.get(&vmid).ok_or("VM vanished")?;
+        if vm.running {
+            return Err(format!("VM {vmid} already running"));
+        }
+        let node = self.nodes.get(&vm.node).ok_or("node vanished")?;
+        let conf = vm.merged();
+        let q35 = conf.get("machine").is_some_and(|m| m.contains("q35"));
+        let mut used: BTreeSet<String> = BTreeSet::new();
+        for (k, v) in conf.iter().filter(|(k, _)| k.starts_with("hostpci")) {
+            let opts = parse_property_string(v, "host");
+            if opts.get("pcie").is_some_and(|p| p == "1" || p == "on") && !q35 {
+                // No trailing newline in PVE, so Perl appends the location.
+                return Err(
+                    "q35 machine model is not enabled at /usr/share/perl5/PVE/QemuServer/PCI.pm line 661."
+                        .to_string(),
+                );
+            }
+            let devices: Vec<String> = match (opts.get("host"), opts.get("mapping")) {
+                (Some(_), Some(_)) => return Err("Cannot set both 'host' and 'mapping'.".into()),
+                (None, None) => return Err("Either 'host' or 'mapping' must be set.".into()),
+                (Some(h), None) => h.split(';').map(str::to_string).collect(),
+                (None, Some(m)) => {
+                    let mapping = self
+                        .mappings
+                        .get(m)
+                        .ok_or(format!("PCI device mapping not found for '{m}'"))?;
+                    let entry = mapping
+                        .map
+                        .iter()
+                        .map(|e| parse_property_string(e, ""))
+                        .find(|e| e.get("node") == Some(&vm.node))
+                        .ok_or(format!("PCI device mapping not found for '{m}'"))?;
+                    let path = entry.get("path").cloned().unwrap_or_default();
+                    let dev = node.pci.iter().find(|d| pci_matches(&d.id, &path));
+                    let expected = entry.get("id").cloned().unwrap_or_default();
+                    match dev {
+                        Some(d) if format!("{}:{}", &d.vendor[2..], &d.device[2..]) == expected => {
+                        }
+                        _ => {
+                            return Err(format!(
+                                "PCI device mapping invalid (hardware probably changed): {m}"
+                            ));
+                        }
+                    }
+                    vec![path]
+                }
+            };
+            let Some(dev) = devices
+                .iter()
+                .find(|d| node.pci.iter().any(|p| pci_matches(&p.id, d)))
+            else {
+                let first = devices.first().cloned().unwrap_or_default();
+                return Err(format!("no PCI device found for '{}'", full_pci_id(&first)));
+            };
+            if !used.insert(full_pci_id(dev)) {
+                return Err(format!(
+                    "device '{}' assigned more than once",
+                    full_pci_id(dev)
+                ));
+            }
+            log.push(format!("{k}: {}", full_pci_id(dev)));
+        }
+        let vm = self.vms.get_mut(&vmid).unwrap();
+        vm.apply_pending();
+        vm.running = true;
+        Ok(())
+    }
+}
+
+impl Default for FakeCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub const ROOT_TOKEN_SECRET: &str = "8a3c1f4e-0d6b-4c51-9e2f-6a7b8c9d0e1f";
+pub const LIMITED_TOKEN_SECRET: &str = "11111111-2222-4333-8444-555555555555";
+
+/// Apply a config update: set/delete/revert, pending where the VM runs and the option
+/// cannot be hot-plugged (hostpci, machine, bios, cpu, memory, ...).
+pub fn apply_config(
+    vm: &mut Vm,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+    revert: &[String],
+) {
+    for k in revert {
+        vm.pending.remove(k);
+        vm.pending_delete.remove(k);
+    }
+    for k in delete {
+        if vm.running && !hotpluggable(k) {
+            vm.pending.remove(k);
+            vm.pending_delete.insert(k.clone());
+        } else {
+            vm.config.remove(k);
+            vm.pending.remove(k);
+        }
+    }
+    for (k, v) in set {
+        if vm.running && !hotpluggable(k) {
+            vm.pending_delete.remove(k);
+            if vm.config.get(k) == Some(v) {
+                vm.pending.remove(k);
+            } else {
+                vm.pending.insert(k.clone(), v.clone());
+            }
+        } else {
+            vm.config.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Options PVE changes on a running VM at once (default hotplug `network,disk,usb`).
+fn hotpluggable(key: &str) -> bool {
+    const FAST: &[&str] = &[
+        "name",
+        "description",
+        "onboot",
+        "tags",
+        "protection",
+        "startup",
+        "lock",
+    ];
+    const PLUG: &[&str] = &["net", "scsi", "virtio", "sata", "ide", "usb", "unused"];
+    FAST.contains(&key)
+        || PLUG.iter().any(|p| {
+            key.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+        })
+}
+
+/// `k=v,...` with `default_key` for a bare part (no validation: that is the schema's job).
+pub fn parse_property_string(s: &str, default_key: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        match part.split_once('=') {
+            Some((k, v)) => m.insert(k.to_string(), v.to_string()),
+            None => m.insert(default_key.to_string(), part.to_string()),
+        };
+    }
+    m
+}
+
+/// `02:00` -> `0000:02:00`, `02:00.0` -> `0000:02:00.0`.
+pub fn full_pci_id(id: &str) -> String {
+    if id.matches(':').count() >= 2 {
+        id.to_string()
+    } else {
+        format!("0000:{id}")
+    }
+}
+
+/// Whether listing id `0000:02:00.0` is named by `02:00`, `0000:02:00` or `0000:02:00.0`.
+pub fn pci_matches(listing_id: &str, wanted: &str) -> bool {
+    let w = full_pci_id(wanted);
+    listing_id == w
+        || listing_id
+            .strip_suffix(|c: char| c.is_ascii_hexdigit())
+            .and_then(|s| s.strip_suffix('.'))
+            == Some(&w)
+}
+
+pub fn sha1_hex(data: &[u8]) -> String {
+    Sha1::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
