@@ -142,6 +142,21 @@ fn report(json: &str) -> serde_json::Value {
     v[0].clone()
 }
 
+/// A fresh VM of `layout` booted with `boot`, or None (skipped) when the scenarios are off.
+/// The guard keeps one VM at a time: under TCG one VM uses both cores.
+fn vm(
+    image: &str,
+    layout: &str,
+    boot: &str,
+    port: u16,
+) -> Option<(std::sync::MutexGuard<'static, ()>, Vm)> {
+    if !enabled(image) {
+        return None;
+    }
+    let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    Some((guard, Vm::start(layout, boot, port)))
+}
+
 const TARGETS: &str = "[[nodes.testhost.gpus]]\naddress = \"0000:00:03.0\"\nid = \"1234:11e8\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:04.0\"\nid = \"8086:100e\"\n";
 
 fn assert_converged(r: &serde_json::Value) {
@@ -154,11 +169,9 @@ fn assert_converged(r: &serde_json::Value) {
 
 #[test]
 fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
-    if !enabled("base.qcow2") {
+    let Some((_one, vm)) = vm("base.qcow2", "default", "grub", 2241) else {
         return;
-    }
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
-    let vm = Vm::start("default", "grub", 2241);
+    };
     let inv = vm.inventory(TARGETS);
 
     let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
@@ -271,11 +284,9 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
 
 #[test]
 fn shared_group_is_refused_before_anything_is_written() {
-    if !enabled("base.qcow2") {
+    let Some((_one, vm)) = vm("base.qcow2", "shared-group", "grub", 2242) else {
         return;
-    }
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
-    let vm = Vm::start("shared-group", "grub", 2242);
+    };
     let inv =
         vm.inventory("[[nodes.testhost.gpus]]\naddress = \"0000:01:01.0\"\nid = \"8086:100e\"\n");
     let (code, out, err) = pvegpu(&inv, &["apply", "--yes"]);
@@ -301,11 +312,9 @@ fn shared_group_is_refused_before_anything_is_written() {
 
 #[test]
 fn apply_killed_during_initramfs_converges_on_rerun() {
-    if !enabled("base.qcow2") {
+    let Some((_one, vm)) = vm("base.qcow2", "default", "grub", 2243) else {
         return;
-    }
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
-    let vm = Vm::start("default", "grub", 2243);
+    };
     let inv = vm.inventory(TARGETS);
     // start apply and kill pvegpu (SIGKILL, no cleanup) while update-initramfs runs
     let mut child = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
@@ -354,11 +363,9 @@ fn systemd_boot_node_with_proxmox_boot_tool_stand_in() {
     // tests/testhost/proxmox-boot-tool stands in for Proxmox's own (a Proxmox package that
     // cannot be installed here): it copies kernels and initrds to the ESP and writes systemd-boot
     // entries with /etc/kernel/cmdline, and update-initramfs triggers it, as on Proxmox VE
-    if !enabled("base-systemd-boot.qcow2") {
+    let Some((_one, vm)) = vm("base-systemd-boot.qcow2", "default", "systemd-boot", 2244) else {
         return;
-    }
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap();
-    let vm = Vm::start("default", "systemd-boot", 2244);
+    };
     let inv = vm.inventory(TARGETS);
     let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{plan}");
