@@ -101,11 +101,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 fn selected<'a>(inv: &'a Inventory, node: &Option<String>) -> Result<Vec<(&'a String, &'a Node)>> {
     Ok(match node {
-        Some(n) => vec![
-            (inv.nodes
-                .get_key_value(n.as_str())
-                .ok_or_else(|| inv.node(n).unwrap_err())?),
-        ],
+        Some(n) => {
+            inv.node(n)?;
+            inv.nodes.iter().filter(|(k, _)| *k == n).collect()
+        }
         None => inv.nodes.iter().collect(),
     })
 }

@@ -32,7 +32,6 @@ fn enabled(image: &str) -> bool {
 }
 
 struct Vm {
-    port: u16,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
 }
@@ -49,7 +48,7 @@ impl Vm {
                 dir.path().join("run").to_string_lossy().into_owned(),
             ),
         ];
-        let vm = Vm { port, env, dir };
+        let vm = Vm { env, dir };
         let t = Instant::now();
         vm.script(&["start"]);
         vm.script(&["wait", "900"]);
@@ -112,7 +111,6 @@ impl Drop for Vm {
             .arg("stop")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output();
-        let _ = self.port;
     }
 }
 

@@ -314,7 +314,7 @@ fn tail(s: &str) -> String {
     lines[start..].join("\n")
 }
 
-/// A plan's facts were read at plan time; write scripts refuse if a file changed since.
+/// Names this run's backup folder on the node (`/var/lib/pvegpu/backups/<run id>`).
 pub fn run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -326,13 +326,10 @@ fn binding(facts: &HostFacts, d: &mut Desired) -> Vec<Refusal> {
         }
     }
     d.softdeps = softdeps.into_iter().collect();
-    if !d.softdeps.iter().all(|m| satisfied_dep(m))
-        || !d.ids.is_empty()
-        || d.per_device
-        || d.allow_unsafe_interrupts
-    {
-        // pvegpu's file is needed; it carries every softdep so it stands on its own
-    } else {
+    // when pvegpu's file is needed anyway it carries every softdep, so it stands on its own;
+    // otherwise foreign softdeps or blacklists already cover the targets
+    let file_needed_anyway = !d.ids.is_empty() || d.per_device || d.allow_unsafe_interrupts;
+    if !file_needed_anyway && d.softdeps.iter().all(|m| satisfied_dep(m)) {
         d.softdeps.clear();
     }
 
