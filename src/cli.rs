@@ -67,7 +67,7 @@ pub enum Command {
         /// The node (all nodes of the inventory when left out)
         #[arg(long, short = 'n')]
         node: Option<String>,
-        /// Plan offline from a facts file saved by `discover --save` (or assembled by hand)
+        /// Take the host's facts from a file saved by `discover --save` (or assembled by hand) instead of SSH; the VM phase, where the node has a [vm] table, still asks the Proxmox API
         #[arg(long, value_name = "FILE")]
         facts: Option<PathBuf>,
         /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
@@ -88,6 +88,10 @@ pub enum Command {
         /// How long to wait for a node to come back from a reboot, in seconds
         #[arg(long, default_value_t = 900, value_name = "SECONDS")]
         reboot_timeout: u64,
+        /// Take the host's facts from a file saved by `discover --save` instead of SSH: only the
+        /// VM phase runs, and only when those facts show a converged host
+        #[arg(long, value_name = "FILE", requires = "node")]
+        facts: Option<PathBuf>,
     },
     /// Put back what pvegpu changed on a node's host configuration, and refresh initramfs and boot loader
     Rollback {
@@ -104,6 +108,11 @@ pub enum Command {
         stop_guests: bool,
         #[arg(long, default_value_t = 900, value_name = "SECONDS")]
         reboot_timeout: u64,
+    },
+    /// Read the node's API certificate fingerprint over SSH, for `fingerprint =` under [api]
+    Fingerprint {
+        #[arg(long, short = 'n')]
+        node: String,
     },
     /// Which driver, CUDA and Triton release fit a set of GPUs, and why (offline, from the built-in tables)
     Compat {

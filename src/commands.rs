@@ -7,6 +7,8 @@ use crate::gather;
 use crate::host::{discover, planner};
 use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
+use crate::vm::VmPlan;
+use crate::vm::phase::{Phase, host_readiness};
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use std::io::IsTerminal;
@@ -28,11 +30,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             yes,
             stop_guests,
             reboot_timeout,
+            facts,
         } => {
             apply_cmd(
                 g,
                 node,
                 yes,
+                facts,
                 apply::Options {
                     stop_guests,
                     reboot_timeout: Duration::from_secs(reboot_timeout),
@@ -91,6 +95,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Fingerprint { node } => fingerprint_cmd(g, node).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "pvegpu", &mut std::io::stdout());
@@ -154,30 +159,52 @@ async fn plan_cmd(
     detailed: bool,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
-    let plans: Vec<HostPlan> = if let Some(path) = facts {
+    let plans: Vec<NodePlan> = if let Some(path) = facts {
         let (name, got) = gather::from_file(node.as_deref(), &path)?;
         let n = inv.node(&name)?;
-        vec![planner::plan(&name, n, &got.facts)?]
+        let host = planner::plan(&name, n, &got.facts)?;
+        let vm = match Phase::connect(&inv, &name, n, Some(&got.facts)).await? {
+            Some(phase) => Some(
+                phase
+                    .plan(&name, n, &host_readiness(&name, n, &got.facts, &host))
+                    .await?,
+            ),
+            None => None,
+        };
+        vec![NodePlan { host, vm }]
     } else {
         let nodes = selected(&inv, &node)?;
-        let gathered =
-            futures_join(nodes.iter().map(|(name, n)| gather::live(&inv, name, n))).await;
-        let mut plans = Vec::new();
-        for ((name, n), res) in nodes.iter().zip(gathered) {
-            plans.push(planner::plan(name, n, &res?.facts)?);
-        }
-        plans
+        let planned = futures_join(nodes.iter().map(|(name, n)| {
+            let inv = &inv;
+            async move {
+                let facts = gather::live(inv, name, n).await?.facts;
+                let host = planner::plan(name, n, &facts)?;
+                let vm = match Phase::connect(inv, name, n, Some(&facts)).await? {
+                    Some(phase) => Some(
+                        phase
+                            .plan(name, n, &host_readiness(name, n, &facts, &host))
+                            .await?,
+                    ),
+                    None => None,
+                };
+                anyhow::Ok(NodePlan { host, vm })
+            }
+        }))
+        .await;
+        gathered_all(planned)?
     };
     if g.json {
         print_stdout(&(serde_json::to_string_pretty(&plans)? + "\n"))?;
     } else {
-        let text: Vec<String> = plans.iter().map(|p| p.render_text()).collect();
+        let text: Vec<String> = plans.iter().map(NodePlan::render_text).collect();
         print_stdout(&text.join("\n"))?;
     }
     let refused: Vec<&str> = plans
         .iter()
-        .filter(|p| !p.refusals.is_empty())
-        .map(|p| p.node.as_str())
+        .filter(|p| {
+            !p.host.refusals.is_empty() || p.vm.as_ref().is_some_and(|v| !v.refusals.is_empty())
+        })
+        .map(|p| p.host.node.as_str())
         .collect();
     if !refused.is_empty() {
         return Err(hinted(
@@ -194,6 +221,31 @@ async fn plan_cmd(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One node's plan: the host phase and, where the inventory has a [vm] table, the VM phase.
+#[derive(serde::Serialize)]
+struct NodePlan {
+    #[serde(flatten)]
+    host: HostPlan,
+    vm: Option<VmPlan>,
+}
+
+impl NodePlan {
+    fn is_empty(&self) -> bool {
+        self.host.is_empty() && self.vm.as_ref().is_none_or(VmPlan::is_empty)
+    }
+    fn render_text(&self) -> String {
+        let mut s = self.host.render_text();
+        if let Some(v) = &self.vm {
+            s.push_str(&v.render_text());
+        }
+        s
+    }
+}
+
+fn gathered_all<T>(results: Vec<Result<T>>) -> Result<Vec<T>> {
+    results.into_iter().collect()
 }
 
 /// Run one future per node concurrently, keeping their order.
@@ -292,6 +344,7 @@ async fn apply_cmd(
     g: &GlobalArgs,
     node: Option<String>,
     yes: bool,
+    saved_facts: Option<std::path::PathBuf>,
     options: apply::Options,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
@@ -302,18 +355,45 @@ async fn apply_cmd(
         let started = std::time::Instant::now();
         let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
         let connect = || apply::connect_node(n.ssh.clone(), config.clone());
-        let facts = gather::live(&inv, name, n).await?.facts;
+        let facts = match &saved_facts {
+            Some(path) => gather::from_file(Some(name), path)?.1.facts,
+            None => gather::live(&inv, name, n).await?.facts,
+        };
         let plan = planner::plan(name, n, &facts)?;
+        if let Some(path) = &saved_facts
+            && (!plan.is_empty() || !plan.refusals.is_empty())
+        {
+            print_stdout(&plan.render_text())?;
+            return Err(hinted(
+                format!(
+                    "the facts in {} show a host that is not converged; --facts runs the VM phase only",
+                    path.display()
+                ),
+                "run `pvegpu apply` without --facts to converge the host over SSH first",
+            ));
+        }
+        let phase = Phase::connect(&inv, name, n, Some(&facts)).await?;
+        let vm_plan = match &phase {
+            Some(p) => Some(
+                p.plan(name, n, &host_readiness(name, n, &facts, &plan))
+                    .await?,
+            ),
+            None => None,
+        };
         if !g.json {
             print_stdout(&plan.render_text())?;
+            if let Some(v) = &vm_plan {
+                print_stdout(&v.render_text())?;
+            }
         }
-        if !plan.refusals.is_empty() {
+        if !plan.refusals.is_empty() || vm_plan.as_ref().is_some_and(|v| !v.refusals.is_empty()) {
             return Err(hinted(
                 format!("pvegpu refuses to change {name}: see `Refused` above"),
                 "nothing was changed; fix what each refusal names and apply again",
             ));
         }
-        if plan.is_empty() {
+        let vm_empty = vm_plan.as_ref().is_none_or(VmPlan::is_empty);
+        if plan.is_empty() && vm_empty {
             let mut report = apply::Report {
                 node: name.clone(),
                 ok: true,
@@ -322,21 +402,82 @@ async fn apply_cmd(
             };
             report.postconditions =
                 crate::host::checks::postconditions(name, n, &plan, &facts, &facts);
+            if let Some(v) = &vm_plan {
+                report.postconditions.push(crate::host::checks::Check {
+                    name: format!("VM {} matches the inventory", v.vmid.unwrap_or(0)),
+                    ok: true,
+                    detail: format!("nothing to change; devices: {}", v.devices.join(", ")),
+                });
+                report.postconditions.push(crate::host::checks::Check {
+                    name: format!("VM {} running", v.vmid.unwrap_or(0)),
+                    ok: v.running,
+                    detail: if v.running {
+                        "running".into()
+                    } else {
+                        "stopped".into()
+                    },
+                });
+            }
             report.ok = report.postconditions.iter().all(|c| c.ok);
             report.seconds = started.elapsed().as_secs_f64();
             reports.push(report);
             continue;
         }
+        if vm_plan.as_ref().is_some_and(VmPlan::disrupts) {
+            eprintln!("warning: applying stops the running VM and starts it again (see ⟳ above)");
+        }
         confirm(name, "apply these changes to", yes)?;
-        let mut exec = Executor::new(name, n, options.clone(), &progress, connect);
-        let result = exec.execute(&plan, &facts).await;
-        let mut report = exec.report;
-        report.seconds = started.elapsed().as_secs_f64();
-        if let Err(e) = result {
-            print_report(g, &[report])?;
-            return Err(e.context(format!(
-                "apply stopped on {name}; running it again continues from what the node is now"
-            )));
+        let mut report;
+        let after;
+        if plan.is_empty() {
+            report = apply::Report {
+                node: name.clone(),
+                ok: true,
+                ssh_round_trips: 1,
+                ..Default::default()
+            };
+            report.postconditions =
+                crate::host::checks::postconditions(name, n, &plan, &facts, &facts);
+            report.ok = report.postconditions.iter().all(|c| c.ok);
+            after = facts.clone();
+        } else {
+            let mut exec = Executor::new(name, n, options.clone(), &progress, connect);
+            let result = exec.execute(&plan, &facts).await;
+            report = exec.report;
+            report.seconds = started.elapsed().as_secs_f64();
+            match result {
+                Err(e) => {
+                    print_report(g, &[report])?;
+                    return Err(e.context(format!(
+                        "apply stopped on {name}; running it again continues from what the node is now"
+                    )));
+                }
+                Ok(a) => after = a,
+            }
+        }
+        if let (Some(phase), true) = (&phase, report.ok) {
+            let host_now = planner::plan(name, n, &after)?;
+            let ready = host_readiness(name, n, &after, &host_now);
+            let vm_plan = phase.plan(name, n, &ready).await?;
+            if !vm_plan.refusals.is_empty() {
+                print_stdout(&vm_plan.render_text())?;
+                return Err(hinted(
+                    format!("pvegpu refuses to change the VM of {name}: see `Refused` above"),
+                    "the host is converged; fix what the refusal names and apply again",
+                ));
+            }
+            match phase.apply(name, n, &vm_plan, &ready, &progress).await {
+                Ok((_vm_report, checks)) => report.postconditions.extend(checks),
+                Err(e) => {
+                    report.ok = false;
+                    print_report(g, &[report])?;
+                    return Err(e.context(format!(
+                        "the VM phase stopped on {name}; running apply again continues from what the VM is now"
+                    )));
+                }
+            }
+            report.ok = report.postconditions.iter().all(|c| c.ok);
+            report.seconds = started.elapsed().as_secs_f64();
         }
         let ok = report.ok;
         reports.push(report);
@@ -396,4 +537,36 @@ async fn rollback_cmd(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The pin is read over SSH, whose host key the user already trusts, so the API's
+/// self-signed certificate can be trusted without turning verification off.
+async fn fingerprint_cmd(g: &GlobalArgs, name: String) -> Result<ExitCode> {
+    use crate::transport::Remote;
+    let inv = Inventory::load(&g.inventory)?;
+    let n = inv.node(&name)?;
+    let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
+    let remote = crate::transport::ssh::SshRemote::connect(&n.ssh, config).await?;
+    let out = remote
+        .run_script(crate::vm::connect::FINGERPRINT_COMMAND)
+        .await;
+    remote.close().await;
+    let out = out?;
+    let fp = crate::vm::connect::parse_fingerprint_output(&out.stdout).with_context(|| {
+        format!(
+            "cannot read the API certificate of {name}: {}",
+            out.stderr.trim()
+        )
+    })?;
+    if g.json {
+        print_stdout(
+            &(serde_json::json!({"node": name, "fingerprint": fp.to_string()}).to_string() + "\n"),
+        )?;
+    } else {
+        print_stdout(&format!(
+            "# the certificate pveproxy serves on {name}, read over SSH ({})\n[nodes.{name}.api]\nfingerprint = \"{fp}\"\n",
+            n.ssh
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -38,6 +38,10 @@ pub fn render(err: &anyhow::Error) -> String {
             hints.extend(s.hint());
         } else if let Some(l) = cause.downcast_ref::<crate::lint::compose::LintError>() {
             hints.extend(l.hint());
+        } else if let Some(c) = cause.downcast_ref::<crate::vm::connect::ConnectError>() {
+            hints.extend(c.hint());
+        } else if let Some(x) = cause.downcast_ref::<crate::vm::exec::ExecError>() {
+            hints.extend(x.hint());
         } else if let Some(p) = cause.downcast_ref::<crate::pve::PveError>() {
             hints.extend(p.hint());
         }

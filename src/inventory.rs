@@ -55,6 +55,12 @@ pub struct Node {
     pub host: HostSettings,
     #[serde(default)]
     pub gpus: Vec<GpuEntry>,
+    /// How to reach the node's Proxmox VE API (needed for the VM phase).
+    #[serde(default)]
+    pub api: Option<crate::vm::ApiSettings>,
+    /// The VM that receives the GPUs.
+    #[serde(default)]
+    pub vm: Option<crate::vm::VmSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -16,3 +16,4 @@ pub mod playbook;
 pub mod pve;
 pub mod templates;
 pub mod transport;
+pub mod vm;

@@ -62,3 +62,70 @@ pub fn set_section(text: &str, head: &str, body: &str) -> String {
 pub fn add_section(text: &str, head: &str, body: &str) -> String {
     format!("{text}### pvegpu {head}\n{body}")
 }
+
+/// The node after pvegpu applied `p` and rebooted: written files in place, fresh initramfs
+/// images carrying them, targets on vfio-pci.
+pub fn converge(text: &str, p: &pvegpu::plan::HostPlan) -> String {
+    let mut out = text.to_string();
+    for c in &p.changes {
+        if let pvegpu::plan::Action::WriteFile {
+            path,
+            content,
+            mode,
+            ..
+        } = &c.action
+        {
+            let head = format!("file {path}");
+            let body = content.clone();
+            if out.contains(&format!("### pvegpu {head} ")) {
+                out = set_section(&out, &head, &body);
+            } else {
+                out = add_section(
+                    &out,
+                    &format!("{head} mode={mode} owner=root:root mtime=1800000000"),
+                    &body,
+                );
+            }
+        }
+    }
+    if p.changes.iter().any(
+        |c| matches!(&c.action, pvegpu::plan::Action::Run { command } if command.starts_with("update-initramfs")),
+    ) {
+        let f = facts(&out);
+        for k in f.kernels.iter().filter(|k| k.initrd_mtime.is_some()) {
+            out = add_section(
+                &out,
+                &format!("initramfs {} mtime=1800000100", k.version),
+                &format!(
+                    "usr/lib/modules/{0}/kernel/drivers/vfio/pci/vfio-pci.ko\netc/modprobe.d/pvegpu-vfio.conf\n",
+                    k.version
+                ),
+            );
+        }
+    }
+    for b in &p.bind {
+        // lspci -nnk form: the driver line follows the device's head line
+        let short = b.address.trim_start_matches("0000:");
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        if let Some(i) = lines
+            .iter()
+            .position(|l| l.starts_with(short) || l.starts_with(&b.address))
+        {
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].starts_with('\t') {
+                if lines[j].contains("Kernel driver in use:") {
+                    lines.remove(j);
+                    continue;
+                }
+                j += 1;
+            }
+            lines.insert(i + 1, "\tKernel driver in use: vfio-pci".into());
+        }
+        out = lines.join("\n") + "\n";
+        out = out.replace(
+            &format!("{} class=", b.address),
+            &format!("{} was=", b.address),
+        );
+    }
+    out
+}

@@ -118,6 +118,175 @@ pub fn dispatch(
             None => Ok(json!(st.next_vmid().to_string())),
         },
         ("POST", "/nodes/{node}/qemu") => create_vm(st, who, p),
+        ("GET", "/cluster/resources") => {
+            let want = s(p, "type");
+            let mut out = Vec::new();
+            if want.is_none() || want.as_deref() == Some("vm") {
+                for (vmid, vm) in &st.vms {
+                    if !st.has_priv(who, &format!("/vms/{vmid}"), "VM.Audit") {
+                        continue;
+                    }
+                    let c = vm.merged();
+                    out.push(json!({
+                        "id": format!("qemu/{vmid}"), "type": "qemu", "vmid": vmid,
+                        "node": vm.node, "name": c.get("name").cloned().unwrap_or_else(|| format!("VM {vmid}")),
+                        "status": if vm.running { "running" } else { "stopped" },
+                        "template": 0, "maxmem": 0, "maxcpu": 1, "uptime": 0,
+                    }));
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        ("GET", "/nodes/{node}/storage") => {
+            let node = &st.nodes[&s(p, "node").unwrap()];
+            Ok(node
+                .storages
+                .iter()
+                .map(|name| {
+                    json!({
+                        "storage": name, "type": if name == "nvme-zfs" { "zfspool" } else if name == "local" { "dir" } else { "lvmthin" },
+                        "content": node.content.get(name).cloned().unwrap_or_else(|| "images".into()),
+                        "active": 1, "enabled": 1, "shared": 0,
+                        "total": 1_000_000_000_000u64, "used": 1_000_000_000u64, "avail": 999_000_000_000u64,
+                    })
+                })
+                .collect())
+        }
+        ("GET", "/nodes/{node}/storage/{storage}/content") => {
+            let node = &st.nodes[&s(p, "node").unwrap()];
+            let storage = s(p, "storage").unwrap();
+            if !node.storages.contains(&storage) {
+                return Err(ApiError::die(format!(
+                    "storage '{storage}' does not exist\n"
+                )));
+            }
+            let content = s(p, "content");
+            let mut out: Vec<Value> = node
+                .import_volumes
+                .iter()
+                .filter(|v| v.starts_with(&format!("{storage}:")))
+                .filter(|_| content.is_none() || content.as_deref() == Some("import"))
+                .map(|v| json!({"volid": v, "content": "import", "format": "qcow2", "size": 3_221_225_472u64}))
+                .collect();
+            if content.is_none() || content.as_deref() == Some("images") {
+                for (vmid, vm) in &st.vms {
+                    for v in vm.config.values() {
+                        if let Some(vol) = v
+                            .split(',')
+                            .next()
+                            .filter(|f| f.starts_with(&format!("{storage}:vm-{vmid}-")))
+                        {
+                            out.push(json!({"volid": vol, "content": "images", "vmid": vmid, "format": "raw", "size": 0}));
+                        }
+                    }
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        ("DELETE", "/nodes/{node}/qemu/{vmid}") => {
+            let node = s(p, "node").unwrap();
+            let vmid = vmid_of(p);
+            require(st, who, &format!("/vms/{vmid}"), "VM.Allocate")?;
+            if p.contains_key("skiplock") && !who.is_root_ticket() {
+                return Err(ApiError::param(
+                    "skiplock",
+                    "Only root may use this option.",
+                ));
+            }
+            let vm = vm_of(st, p)?;
+            if vm.running {
+                return Err(ApiError::die(format!(
+                    "VM {vmid} is running - destroy failed\n"
+                )));
+            }
+            if let Some(l) = &vm.lock
+                && !flag(p, "skiplock")
+            {
+                return Err(ApiError::die(format!("VM is locked ({l})\n")));
+            }
+            Ok(json!(st.spawn_task(
+                &node,
+                "qmdestroy",
+                &vmid.to_string(),
+                &who.id(),
+                None,
+                Effect::Destroy { vmid }
+            )))
+        }
+        ("PUT", "/nodes/{node}/qemu/{vmid}/resize") => {
+            let node = s(p, "node").unwrap();
+            let vmid = vmid_of(p);
+            require(st, who, &format!("/vms/{vmid}"), "VM.Config.Disk")?;
+            let vm = vm_of(st, p)?;
+            if let Some(l) = &vm.lock {
+                return Err(ApiError::die(format!("VM is locked ({l})\n")));
+            }
+            let disk = s(p, "disk").unwrap();
+            let size = s(p, "size").unwrap();
+            let Some(cur) = vm.config.get(&disk) else {
+                return Err(ApiError::die(format!("disk '{disk}' does not exist\n")));
+            };
+            let gib = |v: &str| -> f64 {
+                let v = v.trim_start_matches('+');
+                let (n, u) =
+                    v.split_at(v.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(v.len()));
+                let n: f64 = n.parse().unwrap_or(0.0);
+                match u {
+                    "T" => n * 1024.0,
+                    "G" => n,
+                    "M" => n / 1024.0,
+                    "K" => n / 1048576.0,
+                    _ => n / 1073741824.0,
+                }
+            };
+            let now = cur
+                .split(',')
+                .find_map(|p| p.strip_prefix("size="))
+                .map(gib)
+                .unwrap_or(0.0);
+            let new = if size.starts_with('+') {
+                now + gib(&size)
+            } else {
+                gib(&size)
+            };
+            if new < now {
+                return Err(ApiError::die("shrinking disks is not supported\n"));
+            }
+            let size = format!("{}G", new.round() as u64);
+            Ok(json!(st.spawn_task(
+                &node,
+                "resize",
+                &vmid.to_string(),
+                &who.id(),
+                None,
+                Effect::Resize { vmid, disk, size }
+            )))
+        }
+        ("GET", "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces") => {
+            let vmid = vmid_of(p);
+            require(st, who, &format!("/vms/{vmid}"), "VM.GuestAgent.Audit")?;
+            let vm = vm_of(st, p)?;
+            let conf = vm.merged();
+            if !conf
+                .get("agent")
+                .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"))
+            {
+                return Err(ApiError::die("No QEMU guest agent configured\n"));
+            }
+            if !vm.running {
+                return Err(ApiError::die(format!("VM {vmid} is not running\n")));
+            }
+            let ip = conf
+                .get("ipconfig0")
+                .and_then(|c| parse_property_string(c, "ip").get("ip").cloned())
+                .filter(|ip| ip != "dhcp")
+                .unwrap_or_else(|| "192.168.1.50/24".into());
+            let (addr, prefix) = ip.split_once('/').unwrap_or((&ip, "24"));
+            Ok(json!({"result": [
+                {"name": "lo", "hardware-address": "00:00:00:00:00:00", "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]},
+                {"name": "eth0", "hardware-address": "bc:24:11:00:00:01", "ip-addresses": [{"ip-address": addr, "ip-address-type": "ipv4", "prefix": prefix.parse::<u32>().unwrap_or(24)}]}
+            ]}))
+        }
         ("GET", "/nodes/{node}/qemu/{vmid}/config") => {
             let vm = vm_of(st, p)?;
             let conf = if flag(p, "current") {
@@ -270,7 +439,11 @@ fn ticket(st: &mut FakeCluster, p: &Params) -> ApiResult {
     if !by_password && !by_ticket {
         return Err(fail());
     }
-    let time = format!("{:08X}", 0x66F1_E2D3u32 + st.tickets.len() as u32);
+    // Issued now: clients check the 2-hour lifetime against their clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32);
+    let time = format!("{:08X}", now + st.tickets.len() as u32);
     let sig = sha1_hex(format!("{user}{time}{}", st.tickets.len()).as_bytes());
     let ticket = format!("PVE:{}:{time}::{sig}", user.replace(':', "%3A"));
     let csrf = format!("{time}:{}", &sha1_hex(sig.as_bytes())[..27]);
@@ -494,8 +667,25 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
                         "storage '{storage}' does not exist\n"
                     )));
                 }
+                let import = property_string_get(rest, "import-from");
+                if let Some(src) = &import {
+                    if !st.nodes[&node].import_volumes.contains(src) {
+                        return Err(ApiError::die(format!(
+                            "unable to parse volume ID '{src}' - volume does not exist\n"
+                        )));
+                    }
+                }
                 if size.parse::<f64>().is_ok() {
-                    let size = if k.starts_with("efidisk") {
+                    // An imported disk takes the image's size (a Debian cloud image: 3G).
+                    let rest_owned: String = rest
+                        .split(',')
+                        .filter(|p| !p.starts_with("import-from="))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let rest = rest_owned.as_str();
+                    let size = if import.is_some() {
+                        "3G".to_string()
+                    } else if k.starts_with("efidisk") {
                         "528K".to_string()
                     } else {
                         format!("{size}G")
@@ -694,4 +884,9 @@ fn power(st: &mut FakeCluster, who: &Principal, p: &Params, kind: &str) -> ApiRe
         None,
         effect
     )))
+}
+
+fn property_string_get(s: &str, key: &str) -> Option<String> {
+    s.split(',')
+        .find_map(|p| p.strip_prefix(&format!("{key}=")).map(str::to_string))
 }

@@ -60,6 +60,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/nodes/{node}/qemu/{vmid}/status/current"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    ("GET", "/cluster/resources"),
+    ("GET", "/nodes/{node}/storage"),
+    ("GET", "/nodes/{node}/storage/{storage}/content"),
+    ("DELETE", "/nodes/{node}/qemu/{vmid}"),
+    ("PUT", "/nodes/{node}/qemu/{vmid}/resize"),
+    (
+        "GET",
+        "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
+    ),
     ("GET", "/access/ticket"),
     ("POST", "/access/ticket"),
 ];

@@ -49,6 +49,10 @@ pub struct Node {
     pub online: bool,
     pub pci: Vec<PciDevice>,
     pub storages: Vec<String>,
+    /// Storage -> content types (`images,rootdir`).
+    pub content: BTreeMap<String, String>,
+    /// Volumes of content `import` (cloud images), as volume ids.
+    pub import_volumes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -140,6 +144,16 @@ pub enum Effect {
     },
     Stop {
         vmid: u32,
+    },
+    /// `qmdestroy`.
+    Destroy {
+        vmid: u32,
+    },
+    /// `resize`: the disk's size= rewritten.
+    Resize {
+        vmid: u32,
+        disk: String,
+        size: String,
     },
     /// A config update done in a `qmconfig` worker.
     Config {
@@ -298,6 +312,13 @@ impl FakeCluster {
             online: true,
             pci,
             storages: vec!["local".into(), "local-lvm".into(), "nvme-zfs".into()],
+            content: [
+                ("local".to_string(), "backup,import,iso,vztmpl".to_string()),
+                ("local-lvm".to_string(), "images,rootdir".to_string()),
+                ("nvme-zfs".to_string(), "images,rootdir".to_string()),
+            ]
+            .into(),
+            import_volumes: vec!["local:import/debian-12-genericcloud-amd64.qcow2".into()],
         };
         let mut tokens = BTreeMap::new();
         tokens.insert(
@@ -452,6 +473,20 @@ impl FakeCluster {
                 Ok(())
             }
             Effect::Start { vmid } => self.start_vm(vmid, log),
+            Effect::Destroy { vmid } => {
+                self.vms.remove(&vmid).ok_or("VM vanished")?;
+                log.push(format!("destroyed VM {vmid}"));
+                Ok(())
+            }
+            Effect::Resize { vmid, disk, size } => {
+                let vm = self.vms.get_mut(&vmid).ok_or("VM vanished")?;
+                let v = vm.config.get(&disk).cloned().ok_or("disk vanished")?;
+                let kept: Vec<&str> = v.split(',').filter(|p| !p.starts_with("size=")).collect();
+                vm.config
+                    .insert(disk.clone(), format!("{},size={size}", kept.join(",")));
+                log.push(format!("Image resized to {size}"));
+                Ok(())
+            }
             Effect::Stop { vmid } => {
                 let vm = self.vms.get_mut(&vmid).ok_or("VM vanished")?;
                 vm.running = false;

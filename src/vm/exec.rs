@@ -1,0 +1,409 @@
+//! Runs a VM plan through the API, one step at a time, waiting for each task. A create that
+//! fails is cleaned up (the half-made VM destroyed) or reported with the state it left.
+
+use super::planner::{VmPlan, VmStep};
+use super::spec::VmSpec;
+use crate::apply::Progress;
+use crate::pve::request::api_path;
+use crate::pve::{ApiRequest, Params, PveClient, PveError, Upid, WaitOptions};
+use serde_json::Value;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("{step}; {state}")]
+    Step {
+        step: String,
+        #[source]
+        source: PveError,
+        /// What the VM looks like now, for the user to act on.
+        state: String,
+        hint: Option<String>,
+    },
+    #[error("VM {vmid} started but was not reachable within {waited} s ({last})")]
+    Unreachable {
+        vmid: u32,
+        waited: u64,
+        last: String,
+    },
+    #[error("refusing to start VM {vmid}: {why}")]
+    HostNotReady { vmid: u32, why: String },
+}
+
+impl ExecError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ExecError::Step { hint, source, .. } => hint.clone().or_else(|| source.hint()),
+            ExecError::Unreachable { .. } => Some("check the VM console in the Proxmox GUI: cloud-init network settings, or the guest agent (install qemu-guest-agent in the guest)".into()),
+            ExecError::HostNotReady { .. } => Some("run `pvegpu apply` for the host and `pvegpu verify` until the host layer passes".into()),
+        }
+    }
+}
+
+/// Result of a run, for the report.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct VmReport {
+    pub vmid: Option<u32>,
+    pub steps_done: Vec<String>,
+    pub address: Option<String>,
+    pub restarted: bool,
+}
+
+pub struct VmExecutor<'a, P: Progress> {
+    pub client: &'a PveClient,
+    pub progress: &'a P,
+    pub wait: WaitOptions,
+    pub report: VmReport,
+}
+
+fn step_error(step: &str, source: PveError, state: String) -> ExecError {
+    let hint = match &source {
+        PveError::Permission { message, .. } if message.contains("Mapping") => Some(
+            "the API token lacks a PCI mapping privilege: grant it Mapping.Modify on /mapping/pci (to create) and Mapping.Use on /mapping/pci/ID (Datacenter > Permissions > Add > API Token Permission), or create the mapping yourself, or use `user = \"root@pam\"` to pass raw devices".to_string(),
+        ),
+        // Synchronous PUT answers 500; the async POST's worker fails its task with it.
+        e if e.to_string().contains("checksum mismatch") => Some(
+            "someone changed the VM config since pvegpu read it; nothing was overwritten: run `pvegpu plan` to see the new state and apply again".to_string(),
+        ),
+        _ => None,
+    };
+    ExecError::Step {
+        step: step.to_string(),
+        source,
+        state,
+        hint,
+    }
+}
+
+impl<'a, P: Progress> VmExecutor<'a, P> {
+    pub fn new(client: &'a PveClient, progress: &'a P) -> Self {
+        Self {
+            client,
+            progress,
+            wait: WaitOptions::default(),
+            report: VmReport::default(),
+        }
+    }
+
+    /// Waits for the UPID an async call returned (`null` means it finished already).
+    async fn finish(&self, reply: Value) -> Result<(), PveError> {
+        if let Value::String(s) = reply
+            && let Ok(upid) = s.parse::<Upid>()
+        {
+            self.client.wait_task(&upid, &self.wait).await?;
+        }
+        Ok(())
+    }
+
+    async fn call(&self, req: ApiRequest) -> Result<(), PveError> {
+        let reply: Value = self.client.call(&req).await?;
+        self.finish(reply).await
+    }
+
+    pub async fn execute(
+        &mut self,
+        plan: &VmPlan,
+        spec: &VmSpec,
+        host_ready: Result<(), String>,
+    ) -> Result<(), ExecError> {
+        let node = plan.pve_node.as_str();
+        let mut vmid = plan.vmid.unwrap_or(0);
+        self.report.vmid = plan.vmid;
+        for step in &plan.steps {
+            match step {
+                VmStep::CreateMapping { id, map } => {
+                    self.progress.say(&format!("  creating PCI mapping {id}"));
+                    let req = ApiRequest::post(
+                        "/cluster/mapping/pci",
+                        &Params::new().str("id", id).list("map", [map.clone()]).str(
+                            "description",
+                            format!(
+                                "pvegpu: {} for VM {}",
+                                map.split(',')
+                                    .find(|p| p.starts_with("path="))
+                                    .unwrap_or(""),
+                                plan.name
+                            ),
+                        ),
+                    );
+                    self.call(req).await.map_err(|e| {
+                        step_error(
+                            &format!("creating PCI mapping {id} failed"),
+                            e,
+                            "no VM was created or changed".into(),
+                        )
+                    })?;
+                }
+                VmStep::UpdateMapping {
+                    id, map, digest, ..
+                } => {
+                    self.progress.say(&format!("  updating PCI mapping {id}"));
+                    let req = ApiRequest::put(
+                        api_path(&["cluster", "mapping", "pci", id]),
+                        &Params::new()
+                            .list("map", map.clone())
+                            .opt_str("digest", digest.clone()),
+                    );
+                    self.call(req).await.map_err(|e| {
+                        step_error(
+                            &format!("updating PCI mapping {id} failed"),
+                            e,
+                            "no VM was created or changed".into(),
+                        )
+                    })?;
+                }
+                VmStep::CreateVm { vmid: id, params } => {
+                    vmid = *id;
+                    self.progress
+                        .say(&format!("  creating VM {id} `{}`", plan.name));
+                    let mut p = Params::new().int("vmid", i64::from(*id));
+                    for (k, v) in params {
+                        p = p.str(k, v);
+                    }
+                    let req = ApiRequest::post(api_path(&["nodes", node, "qemu"]), &p);
+                    if let Err(e) = self.call(req).await {
+                        let state = self.clean_up_create(node, *id).await;
+                        return Err(step_error(&format!("creating VM {id} failed"), e, state));
+                    }
+                }
+                VmStep::SetConfig { changes, digest } => {
+                    self.progress.say(&format!(
+                        "  updating the config of VM {vmid}: {}",
+                        changes
+                            .iter()
+                            .map(|c| c.key.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    let mut p = Params::new().str("digest", digest);
+                    let mut delete = Vec::new();
+                    for c in changes {
+                        match &c.to {
+                            Some(v) => p = p.str(&c.key, v),
+                            None => delete.push(c.key.clone()),
+                        }
+                    }
+                    if !delete.is_empty() {
+                        p = p.str("delete", delete.join(","));
+                    }
+                    let req = ApiRequest::post(
+                        api_path(&["nodes", node, "qemu", &vmid.to_string(), "config"]),
+                        &p,
+                    );
+                    self.call(req).await.map_err(|e| {
+                        step_error(
+                            &format!("updating the config of VM {vmid} failed"),
+                            e,
+                            format!("VM {vmid} keeps its previous config"),
+                        )
+                    })?;
+                }
+                VmStep::ResizeDisk { disk, to, .. } => {
+                    self.progress
+                        .say(&format!("  growing {disk} of VM {vmid} to {to}"));
+                    let req = ApiRequest::put(
+                        api_path(&["nodes", node, "qemu", &vmid.to_string(), "resize"]),
+                        &Params::new().str("disk", disk).str("size", to),
+                    );
+                    self.call(req).await.map_err(|e| {
+                        step_error(&format!("growing {disk} of VM {vmid} failed"), e, format!("VM {vmid} exists with its disk at the previous size; `pvegpu apply` retries the resize"))
+                    })?;
+                }
+                VmStep::Restart { keys } => {
+                    host_ready
+                        .clone()
+                        .map_err(|why| ExecError::HostNotReady { vmid, why })?;
+                    self.progress.say(&format!(
+                        "  shutting VM {vmid} down to apply {}",
+                        keys.join(", ")
+                    ));
+                    let base = ["nodes", node, "qemu", &vmid.to_string(), "status"];
+                    let req = ApiRequest::post(
+                        api_path(&[&base[..], &["shutdown"]].concat()),
+                        &Params::new().int("timeout", 180).bool("forceStop", true),
+                    );
+                    self.call(req).await.map_err(|e| {
+                        step_error(
+                            &format!("shutting VM {vmid} down failed"),
+                            e,
+                            format!("VM {vmid} may still be running with its pending changes"),
+                        )
+                    })?;
+                    self.start(node, vmid).await?;
+                    self.report.restarted = true;
+                }
+                VmStep::Start => {
+                    host_ready
+                        .clone()
+                        .map_err(|why| ExecError::HostNotReady { vmid, why })?;
+                    self.start(node, vmid).await?;
+                }
+            }
+            self.report
+                .steps_done
+                .push(format!("{step:?}").chars().take(80).collect());
+        }
+        if plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, VmStep::Start | VmStep::Restart { .. }))
+        {
+            self.report.address = Some(self.wait_reachable(node, vmid, spec).await?);
+        }
+        Ok(())
+    }
+
+    async fn start(&self, node: &str, vmid: u32) -> Result<(), ExecError> {
+        self.progress.say(&format!("  starting VM {vmid}"));
+        let req = ApiRequest::post(
+            api_path(&["nodes", node, "qemu", &vmid.to_string(), "status", "start"]),
+            &Params::new(),
+        );
+        self.call(req).await.map_err(|e| {
+            step_error(
+                &format!("starting VM {vmid} failed"),
+                e,
+                format!("VM {vmid} is configured but stopped"),
+            )
+        })
+    }
+
+    /// After a failed create: destroy what the create left, or say what is there.
+    async fn clean_up_create(&self, node: &str, vmid: u32) -> String {
+        let cfg: Result<Value, _> = self
+            .client
+            .get(
+                &api_path(&["nodes", node, "qemu", &vmid.to_string(), "config"]),
+                &Params::new(),
+            )
+            .await;
+        if cfg.is_err() {
+            return format!("no VM {vmid} was left behind");
+        }
+        self.progress
+            .say(&format!("  removing the half-created VM {vmid}"));
+        // A failed create keeps its `create` lock; only root@pam may skip a lock.
+        let root = matches!(self.client.credentials(), Some(crate::pve::Credentials::Ticket(t)) if t.username == "root@pam");
+        let mut p = Params::new()
+            .bool("purge", true)
+            .bool("destroy-unreferenced-disks", true);
+        if root {
+            p = p.bool("skiplock", true);
+        }
+        let req = ApiRequest::delete(api_path(&["nodes", node, "qemu", &vmid.to_string()]), &p);
+        match self.call(req).await {
+            Ok(()) => format!("the half-created VM {vmid} was removed"),
+            Err(e) => format!(
+                "VM {vmid} was left half-created and could not be removed ({e}); remove it with `qm destroy {vmid} --purge --skiplock` on the node"
+            ),
+        }
+    }
+
+    /// Until the guest agent reports an address or the SSH port answers.
+    async fn wait_reachable(
+        &self,
+        node: &str,
+        vmid: u32,
+        spec: &VmSpec,
+    ) -> Result<String, ExecError> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + Duration::from_secs(spec.reach_timeout);
+        let static_ip = spec
+            .cloud_init
+            .as_ref()
+            .filter(|c| c.ip != "dhcp")
+            .map(|c| c.ip.split('/').next().unwrap_or("").to_string());
+        let mut last;
+        let mut said = tokio::time::Instant::now();
+        loop {
+            let agent: Result<Value, PveError> = self
+                .client
+                .get(
+                    &api_path(&[
+                        "nodes",
+                        node,
+                        "qemu",
+                        &vmid.to_string(),
+                        "agent",
+                        "network-get-interfaces",
+                    ]),
+                    &Params::new(),
+                )
+                .await;
+            match agent {
+                Ok(v) => {
+                    if let Some(ip) = agent_ipv4(&v) {
+                        self.progress
+                            .say(&format!("  VM {vmid} is up: the guest agent reports {ip}"));
+                        return Ok(ip);
+                    }
+                    last = "the guest agent answers without an IPv4 address".into();
+                }
+                Err(e) => last = format!("guest agent: {e}"),
+            }
+            if let Some(ip) = &static_ip {
+                let conn = tokio::time::timeout(
+                    Duration::from_secs(3),
+                    tokio::net::TcpStream::connect((ip.as_str(), 22)),
+                )
+                .await;
+                if let Ok(Ok(_)) = conn {
+                    self.progress
+                        .say(&format!("  VM {vmid} is up: SSH answers on {ip}"));
+                    return Ok(ip.clone());
+                }
+                last = format!("{last}; SSH on {ip}:22 does not answer");
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ExecError::Unreachable {
+                    vmid,
+                    waited: spec.reach_timeout,
+                    last,
+                });
+            }
+            if now - said >= Duration::from_secs(15) {
+                self.progress.say(&format!(
+                    "  waiting for VM {vmid} ({} s): {last}",
+                    (now - started).as_secs()
+                ));
+                said = now;
+            }
+            tokio::time::sleep(Duration::from_secs(2).min(deadline - now)).await;
+        }
+    }
+}
+
+/// The first non-loopback IPv4 in a `network-get-interfaces` reply (`{"result": [...]}`).
+pub fn agent_ipv4(v: &Value) -> Option<String> {
+    let list = v.get("result").unwrap_or(v).as_array()?;
+    list.iter()
+        .flat_map(|i| {
+            i.get("ip-addresses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter(|a| a.get("ip-address-type").and_then(Value::as_str) == Some("ipv4"))
+        .filter_map(|a| a.get("ip-address").and_then(Value::as_str))
+        .find(|ip| !ip.starts_with("127."))
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn agent_reply_gives_the_first_real_ipv4() {
+        let v = json!({"result": [
+            {"name": "lo", "ip-addresses": [{"ip-address": "127.0.0.1", "ip-address-type": "ipv4", "prefix": 8}]},
+            {"name": "eth0", "hardware-address": "bc:24:11:00:00:01", "ip-addresses": [
+                {"ip-address": "fe80::1", "ip-address-type": "ipv6", "prefix": 64},
+                {"ip-address": "10.3.0.201", "ip-address-type": "ipv4", "prefix": 8}]}
+        ]});
+        assert_eq!(agent_ipv4(&v).as_deref(), Some("10.3.0.201"));
+        assert_eq!(agent_ipv4(&json!({"result": []})), None);
+    }
+}

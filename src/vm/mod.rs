@@ -1,0 +1,17 @@
+//! The VM phase: the VM that receives the node's GPUs, reconciled through the Proxmox VE API.
+//!
+//! `spec` is the inventory's part; `state` parses what the API reports; `planner` is the pure
+//! plan; `render` prints it; `gather`, `connect` and `exec` are the only parts doing I/O.
+
+pub mod connect;
+pub mod exec;
+pub mod gather;
+pub mod phase;
+pub mod planner;
+pub mod readiness;
+pub mod render;
+pub mod spec;
+pub mod state;
+
+pub use planner::{DeviceMethod, HostDevice, HostReadiness, VmPlan, VmStep};
+pub use spec::{ApiSettings, VmSpec};

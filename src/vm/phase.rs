@@ -1,0 +1,155 @@
+//! The VM phase as the commands run it: connect, gather, plan; apply, then re-gather and
+//! re-plan to prove nothing is left.
+
+use super::connect::{self, ConnectError};
+use super::exec::{VmExecutor, VmReport};
+use super::gather::gather;
+use super::planner::{self, HostReadiness, Inputs, VmPlan};
+use super::readiness::readiness;
+use crate::apply::Progress;
+use crate::facts::HostFacts;
+use crate::host::checks::Check;
+use crate::inventory::{Inventory, Node};
+use crate::plan::HostPlan;
+use crate::pve::PveClient;
+use anyhow::{Context, Result};
+
+/// A node's VM phase, connected.
+pub struct Phase {
+    pub client: PveClient,
+    pub pve_node: String,
+    ssh_key: Option<String>,
+}
+
+/// The Proxmox node name: the inventory's `api.node`, else the host's own name.
+fn pve_node_name(name: &str, node: &Node, facts: Option<&HostFacts>) -> String {
+    node.api
+        .as_ref()
+        .and_then(|a| a.node.clone())
+        .or_else(|| facts.map(|f| f.hostname.split('.').next().unwrap_or("").to_string()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| name.to_string())
+}
+
+impl Phase {
+    /// `None` when the node has no `[vm]` table.
+    pub async fn connect(
+        inv: &Inventory,
+        name: &str,
+        node: &Node,
+        facts: Option<&HostFacts>,
+    ) -> Result<Option<Phase>> {
+        let Some(vm) = &node.vm else { return Ok(None) };
+        let Some(api) = &node.api else {
+            return Err(crate::error::hinted(
+                format!(
+                    "{}: node `{name}` has a [vm] table but no [api] table",
+                    inv.path.display()
+                ),
+                "add `[nodes.NAME.api]` with `url` and credentials (see inventories/osm45.toml)",
+            ));
+        };
+        let ssh_key = match vm.cloud_init.as_ref().and_then(|c| c.ssh_key_file.as_ref()) {
+            Some(p) => {
+                let p = expand_home(&inv.resolve(p));
+                Some(std::fs::read_to_string(&p).with_context(|| {
+                    format!(
+                        "{}: node `{name}`: cannot read cloud_init.ssh_key_file {}",
+                        inv.path.display(),
+                        p.display()
+                    )
+                })?)
+            }
+            None => None,
+        };
+        let client = connect::client(&inv.path, name, api, |p| expand_home(&inv.resolve(p)))
+            .await
+            .map_err(|e: ConnectError| anyhow::Error::new(e))
+            .with_context(|| format!("cannot use the Proxmox API of {name}"))?;
+        Ok(Some(Phase {
+            client,
+            pve_node: pve_node_name(name, node, facts),
+            ssh_key,
+        }))
+    }
+
+    pub async fn plan(&self, name: &str, node: &Node, host: &HostReadiness) -> Result<VmPlan> {
+        let spec = node.vm.as_ref().expect("connect checked [vm]");
+        let facts = gather(&self.client, &self.pve_node, spec)
+            .await
+            .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))?;
+        Ok(planner::plan(&Inputs {
+            node: name,
+            spec,
+            api: node.api.as_ref().expect("connect checked [api]"),
+            host,
+            ssh_key: self.ssh_key.as_deref(),
+            facts: &facts,
+        }))
+    }
+
+    /// Apply `plan`, then check: a fresh plan is empty and the VM runs.
+    pub async fn apply<P: Progress>(
+        &self,
+        name: &str,
+        node: &Node,
+        plan: &VmPlan,
+        host: &HostReadiness,
+        progress: &P,
+    ) -> Result<(VmReport, Vec<Check>)> {
+        let spec = node.vm.as_ref().expect("connect checked [vm]");
+        let ready = match (&host.converged, host.devices.iter().find(|d| !d.on_vfio)) {
+            (false, _) => Err(host
+                .pending
+                .clone()
+                .unwrap_or_else(|| "the host is not converged".into())),
+            (true, Some(d)) => Err(format!("{} is not on vfio-pci", d.slot)),
+            (true, None) => Ok(()),
+        };
+        let mut exec = VmExecutor::new(&self.client, progress);
+        exec.execute(plan, spec, ready)
+            .await
+            .map_err(anyhow::Error::new)?;
+        let after = self.plan(name, node, host).await?;
+        let mut checks = vec![Check {
+            name: format!("VM {} matches the inventory", after.vmid.unwrap_or(0)),
+            ok: after.is_empty() && after.refusals.is_empty(),
+            detail: if after.is_empty() {
+                format!(
+                    "a fresh plan has nothing left; devices: {}",
+                    after.devices.join(", ")
+                )
+            } else {
+                format!("a fresh plan still has {} step(s)", after.steps.len())
+            },
+        }];
+        checks.push(Check {
+            name: format!("VM {} running", after.vmid.unwrap_or(0)),
+            ok: after.running,
+            detail: match &exec.report.address {
+                Some(a) => format!("reachable at {a}"),
+                None if after.running => "running".into(),
+                None => "not running".into(),
+            },
+        });
+        Ok((exec.report, checks))
+    }
+}
+
+/// The facts the host phase hands over.
+pub fn host_readiness(
+    name: &str,
+    node: &Node,
+    facts: &HostFacts,
+    plan: &HostPlan,
+) -> HostReadiness {
+    readiness(name, node, facts, plan)
+}
+
+fn expand_home(p: &std::path::Path) -> std::path::PathBuf {
+    let s = p.to_string_lossy();
+    match (s.find("~/"), std::env::var_os("HOME")) {
+        (Some(i), Some(home)) => std::path::PathBuf::from(home).join(&s[i + 2..]),
+        _ => p.to_path_buf(),
+    }
+}

@@ -1,0 +1,513 @@
+//! The VM phase end to end: the pvegpu binary against the fake Proxmox VE over real HTTPS
+//! (a self-signed certificate pinned by fingerprint). The host side comes from a real probe
+//! of the converged QEMU test host (tests/fixtures/probe), given with `--facts`, so only the
+//! VM phase talks to a server. Where ../shared/pve-api is present the fake validates every
+//! request against the official schema and answers 400 on any violation.
+
+#[path = "support/fake_pve/mod.rs"]
+mod fake_pve;
+mod support;
+use fake_pve::{FakeCluster, FakePve, LIMITED_TOKEN_SECRET, PciDevice, ROOT_TOKEN_SECRET};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const FACTS: &str = "probe/testhost-bookworm-converged.txt";
+
+/// The fake cluster with one node named like the test host, holding its two target devices.
+fn cluster() -> FakeCluster {
+    let mut c = FakeCluster::new();
+    let mut node = c.nodes.remove("pve").unwrap();
+    node.name = "pvetest".into();
+    let dev = |id: &str, class: &str, vendor: &str, device: &str, group: i64| PciDevice {
+        id: id.into(),
+        class: class.into(),
+        vendor: vendor.into(),
+        device: device.into(),
+        subsystem_vendor: "0x1af4".into(),
+        subsystem_device: "0x1100".into(),
+        iommugroup: group,
+        mdev: false,
+        vendor_name: None,
+        device_name: None,
+    };
+    node.pci = vec![
+        dev("0000:00:03.0", "0x00ff00", "0x1234", "0x11e8", 3),
+        dev("0000:00:04.0", "0x020000", "0x8086", "0x100e", 4),
+    ];
+    c.nodes.insert("pvetest".into(), node);
+    c.task_polls = 2;
+    c
+}
+
+struct Lab {
+    fake: FakePve,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    async fn start() -> Lab {
+        Lab {
+            fake: FakePve::start_with(cluster()).await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// An inventory for the test host with an [api] table (`auth` lines) and the seed's VM.
+    fn inventory(&self, auth: &str, vm_extra: &str) -> PathBuf {
+        let key = self.dir.path().join("id.pub");
+        std::fs::write(
+            &key,
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests raphael@workstation\n",
+        )
+        .unwrap();
+        let text = format!(
+            r#"[nodes.pvetest]
+ssh = "root@127.0.0.1"
+[[nodes.pvetest.gpus]]
+address = "0000:00:03.0"
+id = "1234:11e8"
+[[nodes.pvetest.gpus]]
+address = "0000:00:04.0"
+id = "8086:100e"
+[nodes.pvetest.api]
+url = "{url}"
+fingerprint = "{fp}"
+{auth}
+[nodes.pvetest.vm]
+vmid = 201
+name = "triton-gpu"
+memory_mib = 30720
+cores = 10
+cpu = "kvm64,flags=+aes"
+reach_timeout = 20
+{vm_extra}
+[nodes.pvetest.vm.disk]
+storage = "nvme-zfs"
+size_gb = 100
+image = "local:import/debian-12-genericcloud-amd64.qcow2"
+[nodes.pvetest.vm.cloud_init]
+user = "raphael"
+ssh_key_file = "id.pub"
+ip = "10.3.0.201/8"
+gateway = "10.0.0.45"
+dns = "9.9.9.9"
+"#,
+            url = self.fake.https_base,
+            fp = self.fake.fingerprint
+        );
+        let p = self.dir.path().join("pvegpu.toml");
+        std::fs::write(&p, text).unwrap();
+        self.facts(&p);
+        p
+    }
+
+    /// The real probe of the converged test host, brought up to this version's files (the
+    /// probe predates two comment lines and `vfio_virqfd`), so the host plan is empty.
+    fn facts(&self, inv: &Path) -> PathBuf {
+        let text = support::read(FACTS);
+        let inventory = pvegpu::inventory::Inventory::load(inv).unwrap();
+        let node = inventory.node("pvetest").unwrap();
+        let mut p = pvegpu::host::planner::plan("pvetest", node, &support::facts(&text)).unwrap();
+        p.bind.clear(); // the devices are on vfio-pci in the probe already
+        let converged = support::converge(&text, &p);
+        let again =
+            pvegpu::host::planner::plan("pvetest", node, &support::facts(&converged)).unwrap();
+        assert!(again.is_empty(), "{}", again.render_text());
+        let path = self.dir.path().join("pvetest.facts");
+        std::fs::write(&path, converged).unwrap();
+        path
+    }
+
+    fn requests(&self) -> usize {
+        self.fake.requests.lock().unwrap().len()
+    }
+}
+
+const TOKEN: &str = "token = \"root@pam!pvegpu\"";
+
+/// Runs the binary on a blocking thread (the fake serves on the runtime's workers).
+async fn pvegpu(inv: &Path, args: &[&str], secret: &str) -> (i32, String, String) {
+    let facts = inv.with_file_name("pvetest.facts");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pvegpu"));
+    cmd.arg("-i").arg(inv).args(args).arg("--facts").arg(facts);
+    cmd.env("PVEGPU_TOKEN_SECRET", secret)
+        .env("PVEGPU_PASSWORD", "secret")
+        .env("NO_COLOR", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let (o, e) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(
+        !o.contains(ROOT_TOKEN_SECRET) && !e.contains(ROOT_TOKEN_SECRET),
+        "a secret leaked"
+    );
+    assert!(
+        !o.contains(LIMITED_TOKEN_SECRET) && !e.contains(LIMITED_TOKEN_SECRET),
+        "a secret leaked"
+    );
+    (out.status.code().unwrap_or(-1), o, e)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
+    let lab = Lab::start().await;
+    let inv = lab.inventory(TOKEN, "");
+
+    let (code, plan, err) = pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 2, "{err}\n{plan}");
+    assert!(plan.contains("create PCI mapping `gpu-00-03`: node=pvetest,path=0000:00:03,id=1234:11e8,iommugroup=3,subsystem-id=1af4:1100"), "{plan}");
+    assert!(
+        plan.contains("devices by `mapping=`: an API token may not write raw `host=`"),
+        "{plan}"
+    );
+    assert!(plan.contains("+ create VM 201"), "{plan}");
+    assert!(
+        plan.contains("hostpci0: mapping=gpu-00-03")
+            && plan.contains("hostpci1: mapping=gpu-00-04"),
+        "{plan}"
+    );
+    assert!(
+        lab.fake.state.lock().unwrap().vms.is_empty(),
+        "plan changed something"
+    );
+
+    let (code, out, err) = pvegpu(
+        &inv,
+        &["--json", "apply", "--yes", "-n", "pvetest"],
+        ROOT_TOKEN_SECRET,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for c in report[0]["postconditions"].as_array().unwrap() {
+        assert_eq!(c["ok"], true, "{c}");
+    }
+    assert!(
+        err.contains("is up: the guest agent reports 10.3.0.201"),
+        "{err}"
+    );
+    {
+        let st = lab.fake.state.lock().unwrap();
+        let vm = &st.vms[&201];
+        assert!(vm.running);
+        assert_eq!(vm.config["memory"], "30720");
+        assert_eq!(vm.config["hostpci0"], "mapping=gpu-00-03");
+        assert_eq!(vm.config["ipconfig0"], "ip=10.3.0.201/8,gw=10.0.0.45");
+        assert!(
+            vm.config["scsi0"].ends_with("size=100G"),
+            "{}",
+            vm.config["scsi0"]
+        );
+        assert!(!vm.config["scsi0"].contains("import-from"));
+        assert!(
+            vm.config["sshkeys"].starts_with("ssh-ed25519%20AAAA"),
+            "{}",
+            vm.config["sshkeys"]
+        );
+        assert_eq!(st.mappings.len(), 2);
+    }
+
+    // converged: nothing to do, in a bounded number of calls
+    let before = lab.requests();
+    let (code, plan, err) = pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 0, "{err}\n{plan}");
+    assert!(plan.ends_with("No changes.\n"), "{plan}");
+    // version, nodes, storage, resources, mappings, config and pending of the running VM
+    assert_eq!(lab.requests() - before, 7, "API calls for one converged VM");
+    let (code, out, err) = pvegpu(
+        &inv,
+        &["--json", "apply", "--yes", "-n", "pvetest"],
+        ROOT_TOKEN_SECRET,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        !err.contains("creating") && !err.contains("updating"),
+        "{err}"
+    );
+    let _: serde_json::Value = serde_json::from_str(&out).unwrap();
+
+    // another VM on the node costs one more call (its config is read for its devices)
+    lab.fake.state.lock().unwrap().vms.insert(
+        300,
+        fake_pve::Vm {
+            node: "pvetest".into(),
+            config: [
+                ("name".to_string(), "other".to_string()),
+                ("memory".to_string(), "2048".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        },
+    );
+    let before = lab.requests();
+    let (code, _, _) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 0);
+    assert_eq!(lab.requests() - before, 8);
+
+    // drift: someone lowered the memory and removed a card
+    {
+        let mut st = lab.fake.state.lock().unwrap();
+        let vm = st.vms.get_mut(&201).unwrap();
+        vm.config.insert("memory".into(), "4096".into());
+        vm.config.remove("hostpci1");
+    }
+    let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 2, "{plan}");
+    assert!(
+        plan.contains("memory: 4096 -> 30720  [needs stop+start]"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("hostpci1: (unset) -> mapping=gpu-00-04  [needs stop+start]"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("shut the running VM down and start it again: hostpci1, memory"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("name:"),
+        "unchanged keys are not shown: {plan}"
+    );
+    let (code, _, err) = pvegpu(
+        &inv,
+        &["apply", "--yes", "-n", "pvetest"],
+        ROOT_TOKEN_SECRET,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("applying stops the running VM"), "{err}");
+    {
+        let st = lab.fake.state.lock().unwrap();
+        let vm = &st.vms[&201];
+        assert!(vm.running && vm.pending.is_empty());
+        assert_eq!(vm.config["memory"], "30720");
+        assert_eq!(vm.config["hostpci1"], "mapping=gpu-00-04");
+        assert_eq!(vm.config["name"], "triton-gpu");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_without_mapping_permission_fails_clearly_and_creates_no_vm() {
+    let lab = Lab::start().await;
+    let inv = lab.inventory("token = \"root@pam!limited\"", "");
+    let (code, out, err) = pvegpu(
+        &inv,
+        &["apply", "--yes", "-n", "pvetest"],
+        LIMITED_TOKEN_SECRET,
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        err.contains("creating PCI mapping gpu-00-03 failed; no VM was created or changed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Permission check failed (/mapping/pci, Mapping.Modify)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: the API token lacks a PCI mapping privilege"),
+        "{err}"
+    );
+    assert!(lab.fake.state.lock().unwrap().vms.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_ticket_passes_raw_devices_and_a_failed_create_is_cleaned_up_with_its_log() {
+    let lab = Lab::start().await;
+    let inv = lab.inventory("user = \"root@pam\"", "");
+    let (code, plan, err) = pvegpu(&inv, &["plan"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        plan.contains("devices by `host=`: root@pam with a ticket may write raw `host=`"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("hostpci0: 0000:00:03") && !plan.contains("mapping"),
+        "{plan}"
+    );
+
+    lab.fake.state.lock().unwrap().fail_next_task =
+        Some("unable to create VM 201 - zfs error: out of space".into());
+    let (code, _, err) = pvegpu(&inv, &["apply", "--yes", "-n", "pvetest"], "").await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("creating VM 201 failed; the half-created VM 201 was removed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("TASK ERROR: unable to create VM 201 - zfs error: out of space"),
+        "task log shown: {err}"
+    );
+    assert!(lab.fake.state.lock().unwrap().vms.is_empty());
+
+    // and it converges on the next run
+    let (code, _, err) = pvegpu(&inv, &["apply", "--yes", "-n", "pvetest"], "").await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        lab.fake.state.lock().unwrap().vms[&201].config["hostpci1"],
+        "0000:00:04"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_edit_is_detected_not_overwritten() {
+    use pvegpu::vm::exec::VmExecutor;
+    let lab = Lab::start().await;
+    let inv_path = lab.inventory(TOKEN, "");
+    let (code, _, err) = pvegpu(
+        &inv_path,
+        &["apply", "--yes", "-n", "pvetest"],
+        ROOT_TOKEN_SECRET,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    lab.fake
+        .state
+        .lock()
+        .unwrap()
+        .vms
+        .get_mut(&201)
+        .unwrap()
+        .config
+        .insert("cores".into(), "2".into());
+
+    // plan with the library, then someone edits the VM before the plan runs
+    let inv = pvegpu::inventory::Inventory::load(&inv_path).unwrap();
+    let node = inv.node("pvetest").unwrap();
+    let raw = std::fs::read_to_string(inv_path.with_file_name("pvetest.facts")).unwrap();
+    let facts = pvegpu::gather::from_text("pvetest", "fixture", raw)
+        .unwrap()
+        .facts;
+    let host = pvegpu::host::planner::plan("pvetest", node, &facts).unwrap();
+    let ready = pvegpu::vm::phase::host_readiness("pvetest", node, &facts, &host);
+    // SAFETY of env: set before any thread reads it in this test process
+    unsafe { std::env::set_var("PVEGPU_TOKEN_SECRET", ROOT_TOKEN_SECRET) };
+    let phase = pvegpu::vm::phase::Phase::connect(&inv, "pvetest", node, Some(&facts))
+        .await
+        .unwrap()
+        .unwrap();
+    let plan = phase.plan("pvetest", node, &ready).await.unwrap();
+    assert!(
+        matches!(
+            plan.steps.first(),
+            Some(pvegpu::vm::VmStep::SetConfig { .. })
+        ),
+        "{plan:?}"
+    );
+    lab.fake
+        .state
+        .lock()
+        .unwrap()
+        .vms
+        .get_mut(&201)
+        .unwrap()
+        .config
+        .insert("description".into(), "edited by hand".into());
+
+    struct Quiet;
+    impl pvegpu::apply::Progress for Quiet {
+        fn say(&self, _: &str) {}
+    }
+    let mut exec = VmExecutor::new(&phase.client, &Quiet);
+    let e = exec
+        .execute(&plan, node.vm.as_ref().unwrap(), Ok(()))
+        .await
+        .unwrap_err();
+    let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+    assert!(text.contains("checksum mismatch"), "{text}");
+    assert!(
+        e.hint()
+            .unwrap()
+            .contains("someone changed the VM config since pvegpu read it")
+    );
+    let st = lab.fake.state.lock().unwrap();
+    assert_eq!(st.vms[&201].config["cores"], "2", "nothing was overwritten");
+    assert_eq!(st.vms[&201].config["description"], "edited by hand");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_before_anything_changes() {
+    let lab = Lab::start().await;
+    // a storage that does not exist
+    let inv = lab.inventory(TOKEN, "");
+    let text = std::fs::read_to_string(&inv)
+        .unwrap()
+        .replace("storage = \"nvme-zfs\"", "storage = \"nvme\"");
+    std::fs::write(&inv, text).unwrap();
+    let (code, plan, err) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 1);
+    assert!(
+        plan.contains(
+            "storage `nvme` does not exist on node pvetest (it has: local, local-lvm, nvme-zfs)"
+        ),
+        "{plan}"
+    );
+    assert!(err.contains("refuses to converge pvetest"), "{err}");
+
+    // a VM id taken by another VM; a card another VM holds
+    lab.fake.state.lock().unwrap().vms.insert(
+        201,
+        fake_pve::Vm {
+            node: "pvetest".into(),
+            config: [
+                ("name".to_string(), "db".to_string()),
+                ("hostpci0".to_string(), "0000:00:04.0".to_string()),
+            ]
+            .into(),
+            ..Default::default()
+        },
+    );
+    let inv = lab.inventory(TOKEN, "");
+    let (code, plan, _) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 1);
+    assert!(
+        plan.contains("VM id 201 is taken by another VM, `db`"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("0000:00:04 (")
+            && plan.contains("is already given to VM 201 `db` (hostpci0: 0000:00:04.0)"),
+        "{plan}"
+    );
+    assert_eq!(lab.fake.state.lock().unwrap().vms.len(), 1);
+    assert!(lab.fake.state.lock().unwrap().mappings.is_empty());
+
+    // wrong token secret; wrong fingerprint; a card the host did not verify
+    let (code, _, err) = pvegpu(&inv, &["plan"], "00000000-0000-4000-8000-000000000000").await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("authentication failed") && err.contains("hint: check the API token"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&inv).unwrap().replace(
+        &lab.fake.fingerprint,
+        &"AB:"
+            .repeat(31)
+            .to_string()
+            .chars()
+            .chain("CD".chars())
+            .collect::<String>(),
+    );
+    std::fs::write(&inv, text).unwrap();
+    let (code, _, err) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not match the pinned fingerprint")
+            && err.contains(&lab.fake.fingerprint),
+        "{err}"
+    );
+    lab.fake.state.lock().unwrap().vms.clear();
+    let inv = lab.inventory(TOKEN, "gpus = [\"0000:00:05.0\"]");
+    let (code, plan, _) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 1);
+    assert!(
+        plan.contains("the VM's gpus list names 0000:00:05.0, which the host phase did not verify"),
+        "{plan}"
+    );
+}
