@@ -163,14 +163,26 @@ async fn plan_cmd(
         let (name, got) = gather::from_file(node.as_deref(), &path)?;
         let n = inv.node(&name)?;
         let host = planner::plan(&name, n, &got.facts)?;
-        let vm = match Phase::connect(&inv, &name, n, Some(&got.facts)).await? {
-            Some(phase) => Some(
-                phase
-                    .plan(&name, n, &host_readiness(&name, n, &got.facts, &host))
-                    .await?,
-            ),
-            None => None,
-        };
+        // Offline planning is what --facts is for: a VM phase that cannot reach the API is
+        // left out with the reason, not an error.
+        let vm = async {
+            match Phase::connect(&inv, &name, n, Some(&got.facts)).await? {
+                Some(phase) => Ok(Some(
+                    phase
+                        .plan(&name, n, &host_readiness(&name, n, &got.facts, &host))
+                        .await?,
+                )),
+                None => anyhow::Ok(None),
+            }
+        }
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "warning: the VM phase of {name} is left out of this offline plan:\n{}",
+                crate::error::render(&e)
+            );
+            None
+        });
         vec![NodePlan { host, vm }]
     } else {
         let nodes = selected(&inv, &node)?;
