@@ -1,0 +1,353 @@
+//! Guest planner scenarios as snapshots: the plan text a user sees. Base facts are in
+//! tests/fixtures/guest (provenance in SOURCES.md); each scenario below names its edit.
+
+mod support;
+use pvegpu::facts::RawFacts;
+use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
+use pvegpu::plan::Action;
+use support::{add_section, read, set_section};
+
+const SEED_SPEC: &str = "runtime = \"docker\"\n[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n";
+
+fn spec(toml_text: &str) -> GuestSpec {
+    toml::from_str(toml_text).expect("guest spec parses")
+}
+
+fn facts(text: &str) -> GuestFacts {
+    GuestFacts::from_raw(&RawFacts::parse(text).unwrap()).unwrap()
+}
+
+fn plan_for(spec_text: &str, facts_text: &str) -> GuestPlan {
+    plan(&spec(spec_text), &facts(facts_text)).unwrap()
+}
+
+/// Write every file a plan writes into the facts text, as the executor would.
+fn write_files(text: &str, p: &GuestPlan) -> String {
+    let mut out = text.to_string();
+    for c in &p.changes {
+        if let Action::WriteFile { path, content, .. } = &c.action {
+            let head = format!("file {path}");
+            if out.contains(&format!("### pvegpu {head} ")) {
+                out = set_section(&out, &head, content);
+            } else {
+                out = add_section(
+                    &out,
+                    &format!("{head} mode=644 owner=root:root mtime=1800000000"),
+                    content,
+                );
+            }
+        }
+    }
+    out
+}
+
+fn commands(p: &GuestPlan) -> Vec<&str> {
+    p.changes
+        .iter()
+        .filter_map(|c| match &c.action {
+            Action::Run { command } => Some(command.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fresh() -> String {
+    read("guest/gtx1080-debian12-fresh.facts")
+}
+
+/// The converged seed guest, with the files the fresh plan writes in place.
+fn converged() -> String {
+    let first = plan_for(SEED_SPEC, &fresh());
+    write_files(&read("guest/gtx1080-debian12-converged.facts"), &first)
+}
+
+/// The converged guest with pvegpu's Triton unit written and running.
+fn serving() -> String {
+    let text = converged();
+    let p = plan_for(SEED_SPEC, &text);
+    set_section(&write_files(&text, &p), "triton-service", "active\n")
+}
+
+#[test]
+fn seed_gtx1080_debian12_fresh_guest() {
+    let p = plan_for(SEED_SPEC, &fresh());
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let cmds = commands(&p);
+    assert!(
+        cmds.iter()
+            .any(|c| c.contains("install -y nvidia-driver nvidia-smi firmware-misc-nonfree"))
+    );
+    assert!(
+        !cmds.iter().any(|c| c.contains("nvidia-open")),
+        "Pascal needs the proprietary module"
+    );
+    assert!(p.needs_reboot());
+    // no UUIDs before the driver answers: no unit yet
+    assert!(!p.changes.iter().any(|c| c.step == "triton-unit"));
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn seed_guest_converged_plans_the_triton_unit_then_nothing() {
+    let text = converged();
+    let p = plan_for(SEED_SPEC, &text);
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let steps: Vec<&str> = p.changes.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(steps, ["triton-unit", "triton-start"]);
+    let unit = match &p.changes[0].action {
+        Action::WriteFile { content, .. } => content.clone(),
+        _ => unreachable!(),
+    };
+    insta::assert_snapshot!("seed_triton_unit", unit);
+    let after = set_section(&write_files(&text, &p), "triton-service", "active\n");
+    let again = plan_for(SEED_SPEC, &after);
+    assert!(again.is_empty(), "{}", again.render_text());
+    insta::assert_snapshot!(again.render_text());
+}
+
+#[test]
+fn kernel_upgrade_without_the_module_for_the_new_kernel() {
+    // unattended-upgrades installed 6.1.0-28 (no headers yet); the guest still runs 6.1.0-22
+    let text = set_section(
+        &serving(),
+        "guest-kernels",
+        "6.1.0-22-amd64 vmlinuz=yes headers=yes nvidia=/lib/modules/6.1.0-22-amd64/updates/dkms/nvidia-current.ko signed=no\n6.1.0-28-amd64 vmlinuz=yes headers=no nvidia=none signed=none\n",
+    );
+    let p = plan_for(SEED_SPEC, &text);
+    let cmds = commands(&p);
+    assert_eq!(
+        cmds,
+        [
+            "apt-get update",
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y linux-headers-6.1.0-28-amd64",
+            "dkms autoinstall -k 6.1.0-28-amd64",
+        ]
+    );
+    assert!(!p.needs_reboot(), "the running kernel keeps its module");
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn nouveau_still_has_the_gpus_after_the_driver_install() {
+    // the driver packages are in, but the guest was not rebooted: nouveau drives the cards
+    let mut text = read("guest/gtx1080-debian12-converged.facts");
+    text = set_section(&text, "lspci", &fresh_section("lspci"));
+    text = set_section(&text, "proc-modules", &fresh_section("proc-modules"));
+    text = set_section(
+        &text,
+        "nvidia-smi",
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n",
+    );
+    text = text.replace(
+        "### pvegpu nvidia-smi\nNVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n",
+        "### pvegpu nvidia-smi\nNVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n### pvegpu exit 9\n",
+    );
+    let text = write_files(&text, &plan_for(SEED_SPEC, &fresh()));
+    // pvegpu's blacklist is not there yet
+    let text = remove_file_section(&text, "/etc/modprobe.d/pvegpu-nouveau.conf");
+    let p = plan_for(SEED_SPEC, &text);
+    let steps: Vec<&str> = p.changes.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(steps, ["nouveau-blacklist", "initramfs", "reboot"]);
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn secure_boot_on_without_an_enrolled_key_is_refused() {
+    let text = set_section(&fresh(), "secure-boot", "SecureBoot enabled\n");
+    let text = set_section(&text, "secure-boot-efivar", "   6   0   0   0   1\n");
+    let p = plan_for(SEED_SPEC, &text);
+    assert!(p.changes.is_empty());
+    assert_eq!(p.refusals.len(), 1);
+    insta::assert_snapshot!(p.render_text());
+
+    // an enrolled DKMS key lifts the refusal
+    let ok = set_section(
+        &text,
+        "mok-keys",
+        "key /var/lib/dkms/mok.pub: /var/lib/dkms/mok.pub is already enrolled\n",
+    );
+    assert!(plan_for(SEED_SPEC, &ok).refusals.is_empty());
+
+    // an unsigned module already built is refused even with a key
+    let unsigned = set_section(
+        &ok,
+        "guest-kernels",
+        "6.1.0-22-amd64 vmlinuz=yes headers=yes nvidia=/lib/modules/6.1.0-22-amd64/updates/dkms/nvidia-current.ko signed=no\n",
+    );
+    let r = plan_for(SEED_SPEC, &unsigned).refusals;
+    assert!(r[0].reason.contains("6.1.0-22-amd64 is unsigned"), "{r:?}");
+}
+
+#[test]
+fn ubuntu_2404_h100_gets_the_open_module() {
+    let text = read("guest/h100-ubuntu2404-fresh.facts");
+    let p = plan_for(
+        "runtime = \"docker\"\ncuda_toolkit = true\n[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n",
+        &text,
+    );
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let cmds = commands(&p);
+    assert!(
+        cmds.iter()
+            .any(|c| c.ends_with("apt-get install -y nvidia-driver-580-open"))
+    );
+    assert!(
+        cmds.iter()
+            .any(|c| c.contains("linux-headers-6.8.0-45-generic linux-headers-virtual"))
+    );
+    assert!(!p.changes.iter().any(|c| c.step == "debian-components"));
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn podman_with_a_stale_cdi_spec_regenerates_it() {
+    let mut text = converged();
+    text = set_section(&text, "podman", "podman version 4.3.1\n");
+    text = set_section(&text, "triton-service", "active\n");
+    text = text.replace(
+        "ii  docker.io 20.10.24+dfsg1-1+deb12u1\n",
+        "ii  podman 4.3.1+ds1-8+deb12u1\n",
+    );
+    text = add_section(
+        &text,
+        "cdi /etc/cdi/nvidia.yaml mtime=1790000000",
+        "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n    hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n    hostPath: /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.535.216.03\n### pvegpu exit 0\n",
+    );
+    let podman_spec = SEED_SPEC.replace("runtime = \"docker\"", "runtime = \"podman\"");
+    // the unit pvegpu wrote for Podman is in place
+    let first = plan_for(&podman_spec, &text);
+    let unit = first
+        .changes
+        .iter()
+        .find_map(|c| match &c.action {
+            Action::WriteFile { path, content, .. } if path.ends_with("pvegpu-triton.service") => {
+                Some(content.clone())
+            }
+            _ => None,
+        })
+        .expect("the Podman unit is planned");
+    assert!(unit.contains("--device nvidia.com/gpu=GPU-3f1c2a9e-8d0b-4c55-a1e2-7b9d0c4e6f21"));
+    insta::assert_snapshot!("podman_triton_unit", unit);
+    let text = write_files(&text, &first);
+    let p = plan_for(&podman_spec, &text);
+    let steps: Vec<&str> = p.changes.iter().map(|c| c.step.as_str()).collect();
+    assert_eq!(steps, ["cdi-spec", "triton-start"]);
+    assert!(p.changes[0].reason.contains("535.216.03"));
+    insta::assert_snapshot!(p.render_text());
+
+    // regenerated for the loaded driver: nothing left
+    let fresh_spec = text.replace("535.216.03", "535.261.03");
+    assert!(plan_for(&podman_spec, &fresh_spec).is_empty());
+}
+
+#[test]
+fn blackwell_on_debian_12_is_refused() {
+    let text = fresh()
+        .replace("[10de:1b80]", "[10de:2b85]")
+        .replace("GP104 [GeForce GTX 1080]", "GB202 [GeForce RTX 5090]");
+    let p = plan_for(SEED_SPEC, &text);
+    assert!(p.changes.is_empty());
+    insta::assert_snapshot!(p.render_text());
+}
+
+#[test]
+fn bad_input_is_refused_and_nothing_is_planned() {
+    let debian11 = fresh()
+        .replace("VERSION_ID=\"12\"", "VERSION_ID=\"11\"")
+        .replace(
+            "Debian GNU/Linux 12 (bookworm)",
+            "Debian GNU/Linux 11 (bullseye)",
+        );
+    let unknown = fresh().replace("[10de:1b80]", "[10de:ffff]");
+    let no_repo = set_section(&fresh(), "model-repository", "no such directory\n").replace(
+        "### pvegpu model-repository /srv/triton/models\nno such directory\n",
+        "### pvegpu model-repository /srv/triton/models\nno such directory\n### pvegpu exit 2\n",
+    );
+    let mut out = String::new();
+    for (name, text) in [
+        ("debian 11", debian11),
+        ("unknown GPU id", unknown),
+        ("missing model repository", no_repo),
+    ] {
+        let p = plan_for(SEED_SPEC, &text);
+        assert!(p.changes.is_empty(), "{name}");
+        assert!(!p.refusals.is_empty(), "{name}");
+        out.push_str(&format!("== {name}\n{}\n", p.render_text()));
+    }
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn seed_release_override_with_an_ir10_model_stops_the_plan() {
+    // the seed's fallback: Triton 23.05 and price_tag_detection exported with IR 10
+    let text = fresh().replace(
+        "### pvegpu onnx /srv/triton/models/price_tag_detection/1/model.onnx ir=8 opset=17",
+        "### pvegpu onnx /srv/triton/models/price_tag_detection/1/model.onnx ir=10 opset=21",
+    );
+    let spec_2305 = format!("{SEED_SPEC}release = \"23.05\"\n");
+    let p = plan_for(&spec_2305, &text);
+    assert!(p.changes.is_empty());
+    assert_eq!(p.refusals.len(), 1, "{:?}", p.refusals);
+    assert!(
+        p.refusals[0]
+            .reason
+            .contains("price_tag_detection/1/model.onnx")
+    );
+    insta::assert_snapshot!(p.render_text());
+
+    // the seed's first try: the newest Triton has no ONNX Runtime kernels for CC 6.1
+    let newest = format!("{SEED_SPEC}release = \"25.01\"\n");
+    let r = plan_for(&newest, &fresh()).refusals;
+    assert!(
+        r[0].reason.contains("cudaErrorNoKernelImageForDevice"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn cuda_toolkit_is_chosen_within_the_range() {
+    let text = converged();
+    let p = plan_for(&format!("cuda_toolkit = true\n{SEED_SPEC}"), &text);
+    let cmds = commands(&p);
+    assert!(
+        cmds.iter()
+            .any(|c| c.ends_with("install -y cuda-toolkit-12-2")),
+        "{cmds:?}"
+    );
+    assert!(p.changes.iter().any(|c| c.step == "cuda-pin"));
+    let too_new = plan_for(&format!("cuda_toolkit = \"12.9\"\n{SEED_SPEC}"), &text);
+    assert!(
+        too_new.refusals[0].reason.contains("cannot run CUDA 12.9"),
+        "{:?}",
+        too_new.refusals
+    );
+    let too_old_gpu = plan_for(&format!("cuda_toolkit = \"13.0\"\n{SEED_SPEC}"), &text);
+    assert!(
+        too_old_gpu.refusals[0]
+            .reason
+            .contains("does not build for CC 6.1")
+    );
+}
+
+fn fresh_section(name: &str) -> String {
+    let f = fresh();
+    let start = f.find(&format!("### pvegpu {name}\n")).unwrap();
+    let body = &f[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("### pvegpu ").unwrap()].to_string()
+}
+
+fn remove_file_section(text: &str, path: &str) -> String {
+    let marker = format!("### pvegpu file {path} ");
+    let start = text.find(&marker).unwrap();
+    let after_head = start + text[start..].find('\n').unwrap() + 1;
+    let mut end = after_head
+        + text[after_head..]
+            .find("### pvegpu ")
+            .unwrap_or(text.len() - after_head);
+    // the section's exit line, when it has one, goes with it
+    if text[end..].starts_with("### pvegpu exit") {
+        end += text[end..].find('\n').unwrap() + 1;
+    }
+    format!("{}{}", &text[..start], &text[end..])
+}
