@@ -3,6 +3,7 @@
 use crate::apply::{self, Executor, Progress};
 use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::hinted;
+use crate::facts::HostFacts;
 use crate::gather;
 use crate::host::{discover, planner};
 use crate::inventory::{Inventory, Node};
@@ -352,6 +353,22 @@ fn print_report(g: &GlobalArgs, reports: &[apply::Report]) -> Result<()> {
     print_stdout(&out)
 }
 
+/// The report of a host with nothing to apply: its postconditions on the facts just read.
+fn converged_host_report(
+    name: &str,
+    n: &Node,
+    plan: &HostPlan,
+    facts: &HostFacts,
+) -> apply::Report {
+    apply::Report {
+        node: name.to_string(),
+        ok: true,
+        ssh_round_trips: 1,
+        postconditions: crate::host::checks::postconditions(name, n, plan, facts, facts),
+        ..Default::default()
+    }
+}
+
 async fn apply_cmd(
     g: &GlobalArgs,
     node: Option<String>,
@@ -406,29 +423,11 @@ async fn apply_cmd(
         }
         let vm_empty = vm_plan.as_ref().is_none_or(VmPlan::is_empty);
         if plan.is_empty() && vm_empty {
-            let mut report = apply::Report {
-                node: name.clone(),
-                ok: true,
-                ssh_round_trips: 1,
-                ..Default::default()
-            };
-            report.postconditions =
-                crate::host::checks::postconditions(name, n, &plan, &facts, &facts);
+            let mut report = converged_host_report(name, n, &plan, &facts);
             if let Some(v) = &vm_plan {
-                report.postconditions.push(crate::host::checks::Check {
-                    name: format!("VM {} matches the inventory", v.vmid.unwrap_or(0)),
-                    ok: true,
-                    detail: format!("nothing to change; devices: {}", v.devices.join(", ")),
-                });
-                report.postconditions.push(crate::host::checks::Check {
-                    name: format!("VM {} running", v.vmid.unwrap_or(0)),
-                    ok: v.running,
-                    detail: if v.running {
-                        "running".into()
-                    } else {
-                        "stopped".into()
-                    },
-                });
+                report
+                    .postconditions
+                    .extend(crate::vm::phase::postconditions(v, None));
             }
             report.ok = report.postconditions.iter().all(|c| c.ok);
             report.seconds = started.elapsed().as_secs_f64();
@@ -442,14 +441,7 @@ async fn apply_cmd(
         let mut report;
         let after;
         if plan.is_empty() {
-            report = apply::Report {
-                node: name.clone(),
-                ok: true,
-                ssh_round_trips: 1,
-                ..Default::default()
-            };
-            report.postconditions =
-                crate::host::checks::postconditions(name, n, &plan, &facts, &facts);
+            report = converged_host_report(name, n, &plan, &facts);
             report.ok = report.postconditions.iter().all(|c| c.ok);
             after = facts.clone();
         } else {
@@ -479,7 +471,7 @@ async fn apply_cmd(
                 ));
             }
             match phase.apply(name, n, &vm_plan, &ready, &progress).await {
-                Ok((_vm_report, checks)) => report.postconditions.extend(checks),
+                Ok(checks) => report.postconditions.extend(checks),
                 Err(e) => {
                     report.ok = false;
                     print_report(g, &[report])?;

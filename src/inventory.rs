@@ -148,6 +148,11 @@ impl Inventory {
             if node.ssh.trim().is_empty() || node.ssh.contains(char::is_whitespace) {
                 return Err(self.at(text, &format!("[nodes.{name}]"), format!("node `{name}`: `ssh` must be one destination such as `root@{name}.example.org`")));
             }
+            if let Some(vm) = &node.vm
+                && let Err((key, message)) = vm.check()
+            {
+                return Err(self.at(text, key, format!("node `{name}`: [vm] {message}")));
+            }
             for (i, a) in node.gpus.iter().enumerate() {
                 for b in &node.gpus[i + 1..] {
                     if a.address.covers(&b.address)
@@ -256,6 +261,28 @@ mod tests {
                 .to_string();
         assert!(err.starts_with("inv.toml:4:11:"), "{err}");
         assert!(err.contains("0000:02:00.0"), "{err}");
+    }
+
+    #[test]
+    fn vm_values_proxmox_would_reject_are_caught_with_their_line() {
+        let base = "[nodes.a]\nssh = \"root@a\"\n[nodes.a.vm]\nname = \"triton-gpu\"\nmemory_mib = 30720\ncores = 10\n[nodes.a.vm.disk]\nstorage = \"nvme-zfs\"\nsize_gb = 100\n";
+        assert!(parse(base).is_ok());
+        for (from, to, line, says) in [
+            (
+                "name = \"triton-gpu\"",
+                "name = \"triton gpu\"",
+                4,
+                "DNS name",
+            ),
+            ("cores = 10", "cores = 0", 6, "cores"),
+            ("memory_mib = 30720", "memory_mib = 8", 5, "memory_mib"),
+            ("size_gb = 100", "size_gb = 0", 9, "size_gb"),
+            ("cores = 10", "cores = 10\nvmid = 99", 7, "vmid"),
+        ] {
+            let err = parse(&base.replace(from, to)).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("inv.toml:{line}:1:")), "{err}");
+            assert!(err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -94,71 +94,92 @@ impl HostPlan {
                 ));
             }
         }
-        for n in &self.notes {
-            out.push_str(&format!("\nnote: {n}\n"));
-        }
-        if !self.refusals.is_empty() {
-            out.push_str("\nRefused:\n");
-            for r in &self.refusals {
-                out.push_str(&format!("  ✗ {}\n    hint: {}\n", r.reason, r.hint));
-            }
+        if render_verdict(
+            &mut out,
+            &self.notes,
+            &self.refusals,
+            self.changes.is_empty(),
+        ) {
             return out;
         }
-        if self.changes.is_empty() {
-            out.push_str("\nNo changes.\n");
-            return out;
-        }
-        out.push_str("\nChanges:\n");
-        for c in &self.changes {
-            let (sign, what) = match &c.action {
-                Action::WriteFile {
-                    path, before: None, ..
-                } => ("+", format!("create {path}")),
-                Action::WriteFile { path, .. } => ("~", format!("update {path}")),
-                Action::RemoveFile { path, .. } => ("-", format!("remove {path}")),
-                Action::Run { command } => ("!", format!("run `{command}`")),
-                Action::Reboot => ("⟳", "reboot".to_string()),
-            };
-            let reboot = if c.needs_reboot && c.action != Action::Reboot {
-                " (takes effect after reboot)"
-            } else {
-                ""
-            };
-            out.push_str(&format!(
-                "  {sign} {what}{reboot}\n      {}: {}\n",
-                c.summary, c.reason
-            ));
-            if let Some(diff) = &c.diff {
-                for line in diff.lines() {
-                    out.push_str(&format!("      {line}\n"));
-                }
-            }
-        }
-        let files = self
-            .changes
-            .iter()
-            .filter(|c| {
-                matches!(
-                    c.action,
-                    Action::WriteFile { .. } | Action::RemoveFile { .. }
-                )
-            })
-            .count();
-        let commands = self
-            .changes
-            .iter()
-            .filter(|c| matches!(c.action, Action::Run { .. }))
-            .count();
-        let reboots = self
-            .changes
-            .iter()
-            .filter(|c| c.action == Action::Reboot)
-            .count();
-        out.push_str(&format!(
-            "\nPlan: {files} file(s) to write, {commands} command(s) to run, {reboots} reboot(s).\n"
-        ));
+        render_changes(&mut out, &self.changes);
         out
     }
+}
+
+/// The shared middle of every plan's text: notes, then the refusals (which end the text) or
+/// `No changes.`. True when the text is complete.
+pub fn render_verdict(
+    out: &mut String,
+    notes: &[String],
+    refusals: &[Refusal],
+    empty: bool,
+) -> bool {
+    for n in notes {
+        out.push_str(&format!("\nnote: {n}\n"));
+    }
+    if !refusals.is_empty() {
+        out.push_str("\nRefused:\n");
+        for r in refusals {
+            out.push_str(&format!("  ✗ {}\n    hint: {}\n", r.reason, r.hint));
+        }
+        return true;
+    }
+    if empty {
+        out.push_str("\nNo changes.\n");
+        return true;
+    }
+    false
+}
+
+/// File and command changes with their reasons and diffs, and the count line.
+pub fn render_changes(out: &mut String, changes: &[Change]) {
+    out.push_str("\nChanges:\n");
+    for c in changes {
+        let (sign, what) = match &c.action {
+            Action::WriteFile {
+                path, before: None, ..
+            } => ("+", format!("create {path}")),
+            Action::WriteFile { path, .. } => ("~", format!("update {path}")),
+            Action::RemoveFile { path, .. } => ("-", format!("remove {path}")),
+            Action::Run { command } => ("!", format!("run `{command}`")),
+            Action::Reboot => ("⟳", "reboot".to_string()),
+        };
+        let reboot = if c.needs_reboot && c.action != Action::Reboot {
+            " (takes effect after reboot)"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {sign} {what}{reboot}\n      {}: {}\n",
+            c.summary, c.reason
+        ));
+        if let Some(diff) = &c.diff {
+            for line in diff.lines() {
+                out.push_str(&format!("      {line}\n"));
+            }
+        }
+    }
+    let files = changes
+        .iter()
+        .filter(|c| {
+            matches!(
+                c.action,
+                Action::WriteFile { .. } | Action::RemoveFile { .. }
+            )
+        })
+        .count();
+    let commands = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Run { .. }))
+        .count();
+    let reboots = changes
+        .iter()
+        .filter(|c| c.action == Action::Reboot)
+        .count();
+    out.push_str(&format!(
+        "\nPlan: {files} file(s) to write, {commands} command(s) to run, {reboots} reboot(s).\n"
+    ));
 }
 
 /// A unified diff between what a file holds now and what pvegpu would write.

@@ -37,6 +37,26 @@ const TEMPLATES: &[(&str, &str)] = &[
         "host/kernel-cmdline.j2",
         include_str!("../templates/host/kernel-cmdline.j2"),
     ),
+    (
+        "guest/debian-components.sources.j2",
+        include_str!("../templates/guest/debian-components.sources.j2"),
+    ),
+    (
+        "guest/apt-source.list.j2",
+        include_str!("../templates/guest/apt-source.list.j2"),
+    ),
+    (
+        "guest/apt-pin.pref.j2",
+        include_str!("../templates/guest/apt-pin.pref.j2"),
+    ),
+    (
+        "guest/nouveau-blacklist.conf.j2",
+        include_str!("../templates/guest/nouveau-blacklist.conf.j2"),
+    ),
+    (
+        "guest/triton.service.j2",
+        include_str!("../templates/guest/triton.service.j2"),
+    ),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -88,13 +108,17 @@ mod tests {
 
     #[test]
     fn every_template_file_is_embedded() {
-        // templates/guest/ is embedded by src/guest/templates.rs (and the CUDA probe by
-        // src/verify/runtime.rs); this environment holds the host's.
+        // Every minijinja template (`.j2`); the CUDA probe's C source beside them is shipped
+        // as is by src/verify/runtime.rs.
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
         let mut on_disk = Vec::new();
-        for sub in [dir.join("host")] {
+        for sub in std::fs::read_dir(&dir).unwrap() {
+            let sub = sub.unwrap().path();
             for f in std::fs::read_dir(&sub).unwrap() {
                 let f = f.unwrap().path();
+                if f.extension().is_none_or(|e| e != "j2") {
+                    continue;
+                }
                 on_disk.push(f.strip_prefix(&dir).unwrap().to_string_lossy().into_owned());
             }
         }

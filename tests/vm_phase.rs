@@ -414,7 +414,7 @@ async fn a_concurrent_edit_is_detected_not_overwritten() {
     impl pvegpu::apply::Progress for Quiet {
         fn say(&self, _: &str) {}
     }
-    let mut exec = VmExecutor::new(&phase.client, &Quiet);
+    let exec = VmExecutor::new(&phase.client, &Quiet);
     let e = exec
         .execute(&plan, node.vm.as_ref().unwrap(), Ok(()))
         .await

@@ -10,7 +10,6 @@ pub mod parse;
 pub mod planner;
 pub mod playbook;
 pub mod spec;
-pub mod templates;
 
 pub use facts::{GuestFacts, GuestFactsError, OnnxHeader, onnx_section, probe_script};
 pub use planner::{GuestError, GuestPlan, plan};

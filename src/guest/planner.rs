@@ -12,13 +12,13 @@ use super::onnx_check;
 use super::parse::SecureBoot;
 use super::playbook::{GUEST, GuestStep, GuestStepKind, Repository};
 use super::spec::{CudaToolkit, GuestSpec, Runtime};
-use super::templates;
 use crate::compat::driver::{DriverSource, Flavour};
 use crate::compat::tables::TritonRelease;
 use crate::compat::triton::{DriverFit, cc_floor, driver_fit};
 use crate::compat::version::CudaVersion;
 use crate::compat::{Backend, Distro, Recommendation, Request, recommend, tables};
 use crate::plan::{Action, Change, Refusal, unified_diff};
+use crate::templates;
 use crate::templates::TemplateError;
 use minijinja::context;
 use serde::Serialize;
@@ -65,50 +65,15 @@ impl GuestPlan {
                 out.push_str(&format!("  {c}\n"));
             }
         }
-        for n in &self.notes {
-            out.push_str(&format!("\nnote: {n}\n"));
-        }
-        if !self.refusals.is_empty() {
-            out.push_str("\nRefused:\n");
-            for r in &self.refusals {
-                out.push_str(&format!("  ✗ {}\n    hint: {}\n", r.reason, r.hint));
-            }
+        if crate::plan::render_verdict(
+            &mut out,
+            &self.notes,
+            &self.refusals,
+            self.changes.is_empty(),
+        ) {
             return out;
         }
-        if self.changes.is_empty() {
-            out.push_str("\nNo changes.\n");
-            return out;
-        }
-        out.push_str("\nChanges:\n");
-        let (mut files, mut commands, mut reboots) = (0, 0, 0);
-        for c in &self.changes {
-            let (sign, what) = match &c.action {
-                Action::WriteFile {
-                    path, before: None, ..
-                } => ("+", format!("create {path}")),
-                Action::WriteFile { path, .. } => ("~", format!("update {path}")),
-                Action::RemoveFile { path, .. } => ("-", format!("remove {path}")),
-                Action::Run { command } => ("!", format!("run `{command}`")),
-                Action::Reboot => ("⟳", "reboot".to_string()),
-            };
-            match c.action {
-                Action::WriteFile { .. } | Action::RemoveFile { .. } => files += 1,
-                Action::Run { .. } => commands += 1,
-                Action::Reboot => reboots += 1,
-            }
-            out.push_str(&format!(
-                "  {sign} {what}\n      {}: {}\n",
-                c.summary, c.reason
-            ));
-            if let Some(diff) = &c.diff {
-                for line in diff.lines() {
-                    out.push_str(&format!("      {line}\n"));
-                }
-            }
-        }
-        out.push_str(&format!(
-            "\nPlan: {files} file(s) to write, {commands} command(s) to run, {reboots} reboot(s).\n"
-        ));
+        crate::plan::render_changes(&mut out, &self.changes);
         out
     }
 }

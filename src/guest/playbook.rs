@@ -74,7 +74,7 @@ mod tests {
         for s in &GUEST.steps {
             if let Some(t) = &s.template {
                 assert!(
-                    super::super::templates::names().any(|n| n == t),
+                    crate::templates::names().any(|n| n == t),
                     "{} names unknown template {t}",
                     s.id
                 );

@@ -3,6 +3,7 @@
 
 use super::report::{Check, Layer};
 use crate::facts::kernels::compare_versions;
+use crate::guest::parse::{DkmsEntry, dkms_status, smi_bus_address};
 use crate::pci::PciAddress;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -43,25 +44,13 @@ pub struct SmiGpu {
     pub compute_cap: Option<String>,
 }
 
-/// nvidia-smi prints an 8-digit PCI domain (`00000000:01:00.0`); sysfs and Proxmox use 4.
-pub fn smi_bus_id(text: &str) -> Option<PciAddress> {
-    let t = text.trim();
-    let t = match t.split_once(':') {
-        Some((dom, rest)) if dom.len() == 8 && dom.starts_with("0000") => {
-            format!("{}:{rest}", &dom[4..])
-        }
-        _ => t.to_string(),
-    };
-    t.parse().ok()
-}
-
 /// The GPU lines of the query; every other line (errors, warnings) comes back separately.
 pub fn parse_smi_query(text: &str) -> (Vec<SmiGpu>, Vec<String>) {
     let mut gpus = Vec::new();
     let mut other = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        match (f.len(), smi_bus_id(f[0])) {
+        match (f.len(), smi_bus_address(f[0])) {
             (4 | 5, Some(bus_id)) => gpus.push(SmiGpu {
                 bus_id,
                 uuid: f[1].to_string(),
@@ -84,46 +73,6 @@ pub fn parse_modules(text: &str) -> BTreeSet<String> {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|m| *m != "Module")
         .map(|m| m.replace('-', "_"))
-        .collect()
-}
-
-/// One line of `dkms status`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DkmsEntry {
-    pub module: String,
-    pub version: String,
-    /// `None` for a module only added or built for no kernel yet.
-    pub kernel: Option<String>,
-    pub state: String,
-}
-
-/// Parses both layouts: `nvidia/535.183.01, 6.1.0-18-amd64, x86_64: installed` (dkms 3) and
-/// `nvidia, 535.183.01, 6.1.0-18-amd64, x86_64: installed` (dkms 2), plus `nvidia/535: added`.
-pub fn parse_dkms_status(text: &str) -> Vec<DkmsEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (head, state) = line.rsplit_once(": ")?;
-            // a trailing "(WARNING! ...)" belongs to the state; keep only its first word
-            let state = state.split_whitespace().next()?.trim_end_matches(',');
-            let mut parts: Vec<&str> = head.split(',').map(str::trim).collect();
-            let (module, version) = match parts[0].split_once('/') {
-                Some((m, v)) => {
-                    parts.remove(0);
-                    (m.to_string(), v.to_string())
-                }
-                None if parts.len() >= 2 => {
-                    let m = parts.remove(0).to_string();
-                    (m, parts.remove(0).to_string())
-                }
-                None => return None,
-            };
-            Some(DkmsEntry {
-                module,
-                version,
-                kernel: parts.first().map(|k| k.to_string()),
-                state: state.to_string(),
-            })
-        })
         .collect()
 }
 
@@ -162,7 +111,7 @@ fn not_checked(name: &str, command: &str) -> Check {
 
 pub fn checks(out: &GuestOutputs, expect: &GuestExpect) -> Vec<Check> {
     let mut checks = Vec::new();
-    let dkms = out.dkms_status.as_deref().map(parse_dkms_status);
+    let dkms = out.dkms_status.as_deref().map(dkms_status);
     let nvidia_dkms: Vec<&DkmsEntry> = dkms
         .iter()
         .flatten()
@@ -385,19 +334,19 @@ mod tests {
     #[test]
     fn smi_bus_ids_have_eight_digit_domains() {
         assert_eq!(
-            smi_bus_id("00000000:01:00.0").unwrap().to_string(),
+            smi_bus_address("00000000:01:00.0").unwrap().to_string(),
             "0000:01:00.0"
         );
         assert_eq!(
-            smi_bus_id("0000:c1:00.0").unwrap().to_string(),
+            smi_bus_address("0000:c1:00.0").unwrap().to_string(),
             "0000:c1:00.0"
         );
-        assert!(smi_bus_id("No devices were found").is_none());
+        assert!(smi_bus_address("No devices were found").is_none());
     }
 
     #[test]
     fn dkms_both_layouts_and_added_only() {
-        let e = parse_dkms_status(
+        let e = dkms_status(
             "nvidia/535.183.01, 6.1.0-18-amd64, x86_64: installed\nnvidia, 470.256.02, 5.10.0-30-amd64, x86_64: installed (WARNING! Diff between built and installed module!)\nnvidia/550.1: added\n",
         );
         assert_eq!(e.len(), 3);

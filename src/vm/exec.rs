@@ -40,20 +40,10 @@ impl ExecError {
     }
 }
 
-/// Result of a run, for the report.
-#[derive(Debug, Default, Clone, serde::Serialize)]
-pub struct VmReport {
-    pub vmid: Option<u32>,
-    pub steps_done: Vec<String>,
-    pub address: Option<String>,
-    pub restarted: bool,
-}
-
 pub struct VmExecutor<'a, P: Progress> {
     pub client: &'a PveClient,
     pub progress: &'a P,
     pub wait: WaitOptions,
-    pub report: VmReport,
 }
 
 fn step_error(step: &str, source: PveError, state: String) -> ExecError {
@@ -81,7 +71,6 @@ impl<'a, P: Progress> VmExecutor<'a, P> {
             client,
             progress,
             wait: WaitOptions::default(),
-            report: VmReport::default(),
         }
     }
 
@@ -100,15 +89,15 @@ impl<'a, P: Progress> VmExecutor<'a, P> {
         self.finish(reply).await
     }
 
+    /// Runs the steps; the address the VM answered on when it was started.
     pub async fn execute(
-        &mut self,
+        &self,
         plan: &VmPlan,
         spec: &VmSpec,
         host_ready: Result<(), String>,
-    ) -> Result<(), ExecError> {
+    ) -> Result<Option<String>, ExecError> {
         let node = plan.pve_node.as_str();
         let mut vmid = plan.vmid.unwrap_or(0);
-        self.report.vmid = plan.vmid;
         for step in &plan.steps {
             match step {
                 VmStep::CreateMapping { id, map } => {
@@ -230,7 +219,6 @@ impl<'a, P: Progress> VmExecutor<'a, P> {
                         )
                     })?;
                     self.start(node, vmid).await?;
-                    self.report.restarted = true;
                 }
                 VmStep::Start => {
                     host_ready
@@ -239,18 +227,15 @@ impl<'a, P: Progress> VmExecutor<'a, P> {
                     self.start(node, vmid).await?;
                 }
             }
-            self.report
-                .steps_done
-                .push(format!("{step:?}").chars().take(80).collect());
         }
         if plan
             .steps
             .iter()
             .any(|s| matches!(s, VmStep::Start | VmStep::Restart { .. }))
         {
-            self.report.address = Some(self.wait_reachable(node, vmid, spec).await?);
+            return Ok(Some(self.wait_reachable(node, vmid, spec).await?));
         }
-        Ok(())
+        Ok(None)
     }
 
     async fn start(&self, node: &str, vmid: u32) -> Result<(), ExecError> {

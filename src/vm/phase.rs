@@ -2,7 +2,7 @@
 //! re-plan to prove nothing is left.
 
 use super::connect::{self, ConnectError};
-use super::exec::{VmExecutor, VmReport};
+use super::exec::VmExecutor;
 use super::gather::gather;
 use super::planner::{self, HostReadiness, Inputs, VmPlan};
 use super::readiness::readiness;
@@ -96,7 +96,7 @@ impl Phase {
         plan: &VmPlan,
         host: &HostReadiness,
         progress: &P,
-    ) -> Result<(VmReport, Vec<Check>)> {
+    ) -> Result<Vec<Check>> {
         let spec = node.vm.as_ref().expect("connect checked [vm]");
         let ready = match (&host.converged, host.devices.iter().find(|d| !d.on_vfio)) {
             (false, _) => Err(host
@@ -106,13 +106,22 @@ impl Phase {
             (true, Some(d)) => Err(format!("{} is not on vfio-pci", d.slot)),
             (true, None) => Ok(()),
         };
-        let mut exec = VmExecutor::new(&self.client, progress);
-        exec.execute(plan, spec, ready)
+        let address = VmExecutor::new(&self.client, progress)
+            .execute(plan, spec, ready)
             .await
             .map_err(anyhow::Error::new)?;
         let after = self.plan(name, node, host).await?;
-        let mut checks = vec![Check {
-            name: format!("VM {} matches the inventory", after.vmid.unwrap_or(0)),
+        Ok(postconditions(&after, address.as_deref()))
+    }
+}
+
+/// What must hold once the VM phase is done, read from a fresh plan: nothing left to do,
+/// and the VM running (reachable at `address` when apply started it).
+pub fn postconditions(after: &VmPlan, address: Option<&str>) -> Vec<Check> {
+    let vmid = after.vmid.unwrap_or(0);
+    vec![
+        Check {
+            name: format!("VM {vmid} matches the inventory"),
             ok: after.is_empty() && after.refusals.is_empty(),
             detail: if after.is_empty() {
                 format!(
@@ -122,18 +131,17 @@ impl Phase {
             } else {
                 format!("a fresh plan still has {} step(s)", after.steps.len())
             },
-        }];
-        checks.push(Check {
-            name: format!("VM {} running", after.vmid.unwrap_or(0)),
+        },
+        Check {
+            name: format!("VM {vmid} running"),
             ok: after.running,
-            detail: match &exec.report.address {
+            detail: match address {
                 Some(a) => format!("reachable at {a}"),
                 None if after.running => "running".into(),
                 None => "not running".into(),
             },
-        });
-        Ok((exec.report, checks))
-    }
+        },
+    ]
 }
 
 /// The facts the host phase hands over.

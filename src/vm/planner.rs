@@ -348,20 +348,19 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
         hint: hint.to_string(),
     };
 
-    let (method, method_reason) = if i.api.token.is_some() {
-        (
+    let (method, method_reason) = match (&i.api.token, i.api.user.as_deref()) {
+        (None, Some("root@pam")) => (
+            DeviceMethod::Host,
+            "root@pam with a ticket may write raw `host=` hostpci entries, as `qm set --hostpci0 02:00` does",
+        ),
+        (Some(_), _) => (
             DeviceMethod::Mapping,
-            "an API token may not write raw `host=` hostpci entries (PVE allows that to root@pam with a ticket only), so each card goes through a cluster PCI resource mapping".to_string(),
-        )
-    } else {
-        (
-            DeviceMethod::Mapping.max_for(i.api.user.as_deref()),
-            if i.api.user.as_deref() == Some("root@pam") {
-                "root@pam with a ticket may write raw `host=` hostpci entries, as `qm set --hostpci0 02:00` does".to_string()
-            } else {
-                "only root@pam may write raw `host=` entries, so each card goes through a cluster PCI resource mapping".to_string()
-            },
-        )
+            "an API token may not write raw `host=` hostpci entries (PVE allows that to root@pam with a ticket only), so each card goes through a cluster PCI resource mapping",
+        ),
+        _ => (
+            DeviceMethod::Mapping,
+            "only root@pam may write raw `host=` entries, so each card goes through a cluster PCI resource mapping",
+        ),
     };
 
     if !facts.nodes.iter().any(|n| n == &pve_node) {
@@ -718,28 +717,12 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
     let devices: Vec<String> = placed.iter().map(|(k, v)| format!("{k}: {v}")).collect();
 
     let storage = &spec.disk.storage;
-    match current {
-        None if !exists => {
-            let Some(id) = vmid else {
-                refusals.push(refuse(
-                    "no VM id: /cluster/nextid did not answer".into(),
-                    "set `vmid` in the node's [vm] table",
-                ));
-                return finish(
-                    i,
-                    pve_node,
-                    vmid,
-                    exists,
-                    running,
-                    method,
-                    method_reason,
-                    devices,
-                    steps,
-                    refusals,
-                    notes,
-                    waits_for_host,
-                );
-            };
+    match (current, vmid) {
+        (None, None) if !exists => refusals.push(refuse(
+            "no VM id: /cluster/nextid did not answer".into(),
+            "set `vmid` in the node's [vm] table",
+        )),
+        (None, Some(id)) if !exists => {
             if let Some(img) = &spec.disk.image
                 && let Some(vols) = &facts.image_volumes
                 && !vols.iter().any(|v| v == img)
@@ -780,8 +763,8 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
             }
             steps.push(VmStep::Start);
         }
-        None => {}
-        Some(cur) => {
+        (None, _) => {}
+        (Some(cur), _) => {
             let mut changes = Vec::new();
             let want = managed_keys(spec, &[], i.ssh_key);
             let mut want_all = want.clone();
@@ -961,57 +944,17 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
             }
         }
     }
-    finish(
-        i,
-        pve_node,
-        vmid,
-        exists,
-        running,
-        method,
-        method_reason,
-        devices,
-        steps,
-        refusals,
-        notes,
-        waits_for_host,
-    )
-}
-
-impl DeviceMethod {
-    fn max_for(self, user: Option<&str>) -> DeviceMethod {
-        if user == Some("root@pam") {
-            DeviceMethod::Host
-        } else {
-            self
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    i: &Inputs<'_>,
-    pve_node: String,
-    vmid: Option<u32>,
-    exists: bool,
-    running: bool,
-    method: DeviceMethod,
-    method_reason: String,
-    devices: Vec<String>,
-    steps: Vec<VmStep>,
-    refusals: Vec<Refusal>,
-    notes: Vec<String>,
-    waits_for_host: Option<String>,
-) -> VmPlan {
     VmPlan {
         node: i.node.to_string(),
         pve_node,
-        name: i.spec.name.clone(),
+        name: spec.name.clone(),
         vmid,
         exists,
         running,
         method,
-        method_reason,
+        method_reason: method_reason.to_string(),
         devices,
+        // A refused plan carries no steps.
         steps: if refusals.is_empty() {
             steps
         } else {

@@ -40,18 +40,8 @@ impl VmPlan {
                 "  waits for the host: {w}; the VM steps run once the host is converged and verified\n"
             ));
         }
-        for n in &self.notes {
-            out.push_str(&format!("\nnote: {n}\n"));
-        }
-        if !self.refusals.is_empty() {
-            out.push_str("\nRefused:\n");
-            for r in &self.refusals {
-                out.push_str(&format!("  ✗ {}\n    hint: {}\n", r.reason, r.hint));
-            }
-            return out;
-        }
-        if self.steps.is_empty() {
-            out.push_str("\nNo changes.\n");
+        if crate::plan::render_verdict(&mut out, &self.notes, &self.refusals, self.steps.is_empty())
+        {
             return out;
         }
         out.push_str("\nChanges:\n");

@@ -90,6 +90,65 @@ pub struct VmSpec {
     pub reach_timeout: u64,
 }
 
+impl VmSpec {
+    /// Values Proxmox would reject only after pvegpu started changing things; the inventory
+    /// key to point at, and the fix.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let dns = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && !s.starts_with(['-', '.'])
+                && !s.ends_with(['-', '.'])
+        };
+        if !dns(&self.name) {
+            return Err((
+                "name =",
+                format!(
+                    "name {:?} must be a DNS name (letters, digits, `-` and `.`), e.g. \"triton-gpu\"",
+                    self.name
+                ),
+            ));
+        }
+        if let Some(id) = self.vmid
+            && !(100..=999_999_999).contains(&id)
+        {
+            return Err(("vmid =", format!("vmid {id} is outside 100..999999999")));
+        }
+        if self.cores == 0 {
+            return Err(("cores =", "cores must be at least 1".into()));
+        }
+        if self.memory_mib < 16 {
+            return Err((
+                "memory_mib =",
+                format!(
+                    "memory_mib {} is below Proxmox's minimum of 16 (MiB; 30 GB is 30720)",
+                    self.memory_mib
+                ),
+            ));
+        }
+        if self.disk.size_gb == 0 {
+            return Err(("size_gb =", "disk size_gb must be at least 1".into()));
+        }
+        if let Some(ci) = &self.cloud_init
+            && ci.ip != "dhcp"
+            && !ci.ip.split_once('/').is_some_and(|(a, p)| {
+                a.parse::<std::net::Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32)
+            })
+        {
+            return Err((
+                "ip =",
+                format!(
+                    "cloud_init ip {:?} must be an IPv4 address with its prefix (`10.3.0.201/8`) or `dhcp`",
+                    ci.ip
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn yes() -> bool {
     true
 }
