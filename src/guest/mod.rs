@@ -4,6 +4,7 @@
 //! `compat`; `onnx_check` reads the model repository's ONNX headers with prost and checks
 //! them against the chosen Triton release.
 
+pub mod access;
 pub mod facts;
 pub mod onnx_check;
 pub mod parse;

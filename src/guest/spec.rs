@@ -2,11 +2,19 @@
 //! if wanted, and the Triton service. Versions are not chosen here: compat chooses them.
 
 use crate::compat::Backend;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::path::PathBuf;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestSpec {
+    /// SSH destination of the guest as for ssh(1). Left out: `<cloud_init.user>@<address>`,
+    /// the address being cloud-init's static one, else what the guest agent reports.
+    #[serde(default)]
+    pub ssh: Option<String>,
+    /// An ssh_config file for the guest (relative to the inventory); left out, the node's.
+    #[serde(default)]
+    pub ssh_config: Option<PathBuf>,
     #[serde(default)]
     pub runtime: Runtime,
     /// `true` (the newest toolkit the GPUs and driver run), `false`/absent (none), or a
@@ -17,7 +25,7 @@ pub struct GuestSpec {
     pub triton: Option<TritonSpec>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {
     #[default]
@@ -34,7 +42,7 @@ impl Runtime {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum CudaToolkit {
     Wanted(bool),
@@ -47,12 +55,12 @@ impl Default for CudaToolkit {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TritonSpec {
     /// The model repository on the guest (`<repo>/<model>/<version>/model.onnx`).
     pub model_repository: String,
-    #[serde(deserialize_with = "backend")]
+    #[serde(deserialize_with = "backend", serialize_with = "backend_name")]
     pub backend: Backend,
     /// A Triton release (`"24.10"`) instead of the one compat recommends.
     #[serde(default)]
@@ -73,6 +81,10 @@ fn grpc() -> u16 {
 }
 fn metrics() -> u16 {
     8002
+}
+
+fn backend_name<S: Serializer>(b: &Backend, s: S) -> Result<S::Ok, S::Error> {
+    b.serialize(s)
 }
 
 fn backend<'de, D: Deserializer<'de>>(d: D) -> Result<Backend, D::Error> {

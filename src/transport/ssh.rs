@@ -97,12 +97,30 @@ pub struct SshRemote {
 }
 
 impl SshRemote {
+    /// A Proxmox node: its host key must already be known.
     pub async fn connect(
         destination: &str,
         config_file: Option<PathBuf>,
     ) -> Result<Self, SshError> {
+        Self::connect_with(destination, config_file, KnownHosts::Strict).await
+    }
+
+    /// A VM pvegpu created: cloud-init made its host key at first boot, so the first
+    /// connection records it (ssh's `accept-new`); a key that changes later still fails.
+    pub async fn connect_guest(
+        destination: &str,
+        config_file: Option<PathBuf>,
+    ) -> Result<Self, SshError> {
+        Self::connect_with(destination, config_file, KnownHosts::Add).await
+    }
+
+    async fn connect_with(
+        destination: &str,
+        config_file: Option<PathBuf>,
+        known_hosts: KnownHosts,
+    ) -> Result<Self, SshError> {
         let mut b = SessionBuilder::default();
-        b.known_hosts_check(KnownHosts::Strict)
+        b.known_hosts_check(known_hosts)
             .connect_timeout(Duration::from_secs(15))
             .server_alive_interval(Duration::from_secs(5))
             // the control socket lives in a private temporary folder removed on close

@@ -88,6 +88,9 @@ pub struct VmSpec {
     /// How long `apply` waits for the started VM to be reachable, in seconds.
     #[serde(default = "reach_timeout")]
     pub reach_timeout: u64,
+    /// What runs inside the VM (`[nodes.NAME.vm.guest]`): driver, runtime, Triton.
+    #[serde(default)]
+    pub guest: Option<crate::guest::GuestSpec>,
 }
 
 impl VmSpec {
