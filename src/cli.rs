@@ -114,6 +114,21 @@ pub enum Command {
         #[arg(long, short = 'n')]
         node: String,
     },
+    /// Prove the chain host, VM, guest, container runtime, Triton works, layer by layer, read-only; exit 0 only when every check passes
+    Verify {
+        /// The node (all nodes of the inventory when left out)
+        #[arg(long, short = 'n')]
+        node: Option<String>,
+        /// Only the node whose [vm] has this id
+        #[arg(long, value_name = "ID")]
+        vm: Option<u32>,
+        /// Check the host layer on a facts file saved by `discover --save` instead of over SSH
+        #[arg(long, value_name = "FILE", requires = "node")]
+        facts: Option<PathBuf>,
+        /// Plain ASCII marks instead of ✓ ✗ (for logs that mangle unicode)
+        #[arg(long)]
+        ascii: bool,
+    },
     /// Which driver, CUDA and Triton release fit a set of GPUs, and why (offline, from the built-in tables)
     Compat {
         /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),

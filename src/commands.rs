@@ -97,6 +97,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Fingerprint { node } => fingerprint_cmd(g, node).await,
+        Command::Verify {
+            node,
+            vm,
+            facts,
+            ascii,
+        } => verify_cmd(g, node, vm, facts, ascii).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "pvegpu", &mut std::io::stdout());
@@ -545,6 +551,75 @@ async fn rollback_cmd(
 
 /// The pin is read over SSH, whose host key the user already trusts, so the API's
 /// self-signed certificate can be trusted without turning verification off.
+async fn verify_cmd(
+    g: &GlobalArgs,
+    node: Option<String>,
+    vm: Option<u32>,
+    facts: Option<std::path::PathBuf>,
+    ascii: bool,
+) -> Result<ExitCode> {
+    let inv = Inventory::load(&g.inventory)?;
+    let mut nodes = selected(&inv, &node)?;
+    if let Some(id) = vm {
+        nodes.retain(|(_, n)| n.vm.as_ref().and_then(|v| v.vmid) == Some(id));
+        if nodes.is_empty() {
+            return Err(hinted(
+                format!(
+                    "{}: no {}node has a [vm] with vmid = {id}",
+                    inv.path.display(),
+                    node.as_ref().map(|n| format!("`{n}` ")).unwrap_or_default()
+                ),
+                "leave --vm out to verify every node, or set `vmid` in the node's [vm] table",
+            ));
+        }
+    }
+    let reports = futures_join(nodes.iter().map(|(name, n)| {
+        let inv = &inv;
+        let facts = facts.as_deref();
+        async move { crate::verify::run::verify_node(inv, name, n, facts).await }
+    }))
+    .await;
+    let passed = reports.iter().all(crate::verify::Report::passed);
+    if g.json {
+        let by_node: serde_json::Map<String, serde_json::Value> = nodes
+            .iter()
+            .zip(&reports)
+            .map(|((name, _), r)| (name.to_string(), r.to_json()))
+            .collect();
+        let doc = serde_json::json!({ "passed": passed, "nodes": by_node });
+        print_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
+    } else {
+        let style = crate::verify::Style {
+            unicode: !ascii,
+            color: matches!(g.color, crate::cli::ColorChoice::Always)
+                || (matches!(g.color, crate::cli::ColorChoice::Auto)
+                    && std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none()),
+        };
+        let text: Vec<String> = nodes
+            .iter()
+            .zip(&reports)
+            .map(|((name, _), r)| format!("Node {name}\n\n{}", r.render_text(style)))
+            .collect();
+        print_stdout(&text.join("\n"))?;
+    }
+    if passed {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let failed: Vec<&str> = nodes
+            .iter()
+            .zip(&reports)
+            .filter(|(_, r)| !r.passed())
+            .map(|((name, _), _)| name.as_str())
+            .collect();
+        eprintln!(
+            "error: verify did not pass for {}: see the checks marked failed or not checked above",
+            failed.join(", ")
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 async fn fingerprint_cmd(g: &GlobalArgs, name: String) -> Result<ExitCode> {
     use crate::transport::Remote;
     let inv = Inventory::load(&g.inventory)?;

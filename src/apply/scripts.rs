@@ -12,7 +12,7 @@ pub const STATE_DIR: &str = "/var/lib/pvegpu";
 /// Words pvegpu appended to /etc/kernel/cmdline (one per line), so rollback removes only those.
 pub const CMDLINE_ADDED: &str = "/var/lib/pvegpu/cmdline-added";
 
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 

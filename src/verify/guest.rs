@@ -204,6 +204,16 @@ pub fn checks(out: &GuestOutputs, expect: &GuestExpect) -> Vec<Check> {
             };
             if missing.is_empty() && gpus.len() >= want_count && !gpus.is_empty() {
                 Check::pass(Layer::Guest, "nvidia-smi sees every GPU", listing)
+            } else if gpus.is_empty()
+                && other.iter().any(|l| l.contains("not found") || l.contains("No such file"))
+            {
+                Check::fail(
+                    Layer::Guest,
+                    "nvidia-smi sees every GPU",
+                    listing,
+                    "the NVIDIA driver's utilities are not installed in the guest",
+                    "run `pvegpu apply` for this node (the guest phase installs the driver compat chooses for the GPUs), or see `pvegpu compat`",
+                )
             } else {
                 let saw = if missing.is_empty() {
                     format!("{} of {want_count} GPUs: {listing}", gpus.len())

@@ -4,11 +4,13 @@
 //! raw command output from the guest, HTTP answers from Triton) and returns
 //! [`report::Check`]s, so every diagnosis is tested on recorded output.
 
+pub mod collect;
 pub mod compose;
 pub mod guest;
 pub mod host;
 pub mod podman;
 pub mod report;
+pub mod run;
 pub mod runtime;
 pub mod triton;
 pub mod vm;

@@ -533,6 +533,14 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
             "rootless Podman drops supplementary groups inside the container unless told to keep them",
             "run with `--group-add keep-groups` (crun), or let the driver create the nodes 0666 (remove NVreg_DeviceFileMode)",
         )
+    } else if wanted.iter().all(|p| find(p).is_none()) {
+        // nothing to open is no proof of access
+        Check::skip(
+            Layer::Runtime,
+            name,
+            "no /dev/nvidia* device node exists to check",
+            "load the driver first (see the checks above), then verify again",
+        )
     } else {
         Check::pass(
             Layer::Runtime,

@@ -75,7 +75,8 @@ fn same_value(key: &str, want: &str, have: &str) -> bool {
         let (w, h) = (parse_hostpci(key, want), parse_hostpci(key, have));
         w.hosts == h.hosts && w.mapping == h.mapping && w.options == h.options
     } else {
-        want.trim() == have.trim()
+        // the VM planner's notion of "as desired", so verify and plan never disagree
+        crate::vm::planner::same(key, want, Some(have))
     }
 }
 

@@ -73,6 +73,11 @@ impl Phase {
         }))
     }
 
+    /// The public key(s) cloud-init gives the VM, as read from `ssh_key_file`.
+    pub fn ssh_key(&self) -> Option<&str> {
+        self.ssh_key.as_deref()
+    }
+
     pub async fn plan(&self, name: &str, node: &Node, host: &HostReadiness) -> Result<VmPlan> {
         let spec = node.vm.as_ref().expect("connect checked [vm]");
         let facts = gather(&self.client, &self.pve_node, spec)

@@ -239,7 +239,9 @@ fn normalised(key: &str, v: &str) -> BTreeMap<String, String> {
 }
 
 /// Whether the VM's current value already is what pvegpu wants.
-fn same(key: &str, want: &str, have: Option<&str>) -> bool {
+/// Whether a config value is what the inventory wants, as Proxmox may rewrite it (MAC kept,
+/// defaults filled in, ssh keys encoded).
+pub fn same(key: &str, want: &str, have: Option<&str>) -> bool {
     let Some(have) = have else { return false };
     if key.starts_with("net") {
         // The MAC PVE generated stays; model, bridge and VLAN are what the inventory says.
@@ -266,7 +268,12 @@ fn same(key: &str, want: &str, have: Option<&str>) -> bool {
 }
 
 /// The config pvegpu manages, as PVE would store it (disks aside).
-fn managed_keys(spec: &VmSpec, hostpci: &[String], ssh_key: Option<&str>) -> Vec<(String, String)> {
+/// The config keys pvegpu manages and their values (`hostpci` from the plan's devices).
+pub fn managed_keys(
+    spec: &VmSpec,
+    hostpci: &[String],
+    ssh_key: Option<&str>,
+) -> Vec<(String, String)> {
     let mut k: Vec<(String, String)> = Vec::new();
     let mut put = |key: &str, v: String| k.push((key.to_string(), v));
     if !spec.adopt {

@@ -1,6 +1,8 @@
 //! Shared test helpers: fixture loading and small edits of facts text.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use pvegpu::facts::{HostFacts, RawFacts};
 use pvegpu::inventory::Inventory;
 use std::path::{Path, PathBuf};

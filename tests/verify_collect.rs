@@ -1,0 +1,227 @@
+//! The guest side of `verify` from one probe run: the probe's text assembled from the recorded
+//! outputs under fixtures/verify (sources in SOURCES.md), section by section as the probe
+//! prints them, then read back into the guest, runtime and Triton checks.
+
+mod support;
+use pvegpu::guest::GuestSpec;
+use pvegpu::verify::collect::{checks, probe_script};
+use pvegpu::verify::guest::GuestExpect;
+use pvegpu::verify::{Check, Layer, Status};
+use support::read;
+
+fn section(name: &str, body: &str, rc: i32) -> String {
+    let body = if body.is_empty() || body.ends_with('\n') {
+        body.to_string()
+    } else {
+        format!("{body}\n")
+    };
+    format!("### pvegpu {name}\n{body}### pvegpu exit {rc}\n")
+}
+
+const UNIT: &str = "/etc/systemd/system/pvegpu-triton.service";
+const IMAGE: &str = "nvcr.io/nvidia/tritonserver:24.10-py3";
+
+/// One GTX 1080 guest with Docker and Triton serving, as the probe would print it.
+fn healthy() -> String {
+    let smi = read("verify/guest/nvidia-smi-query-2x1080.txt");
+    let first = smi.lines().next().unwrap();
+    [
+        "### pvegpu facts 1\n".to_string(),
+        section("uname", "6.1.0-35-amd64", 0),
+        section("modules", &read("verify/guest/lsmod-nvidia.txt"), 0),
+        section("kernels", &read("verify/guest/boot-kernels.txt"), 0),
+        section("nvidia-smi", first, 0),
+        section("mig", "[N/A]", 0),
+        section("dkms", &read("verify/guest/dkms-both-kernels.txt"), 0),
+        section("engine", "/usr/bin/docker", 0),
+        section(
+            &format!("runtime-nvml {IMAGE}"),
+            "GPU 0: NVIDIA GeForce GTX 1080 (UUID: GPU-c6467c28-be24-03ad-e7ea-9bc0e989488f)",
+            0,
+        ),
+        section(
+            &format!("runtime-cuda {IMAGE}"),
+            &read("verify/runtime/cuda-probe-ok-1.txt"),
+            0,
+        ),
+        section("triton-ready", "200", 0),
+        section(
+            "triton-index",
+            &read("verify/triton/index-all-ready.json"),
+            0,
+        ),
+        section(
+            "models",
+            "ensemble_python_resnet50\npostprocessing\npreprocessing\nresnet50_trt",
+            0,
+        ),
+    ]
+    .concat()
+}
+
+fn spec(text: &str) -> GuestSpec {
+    toml::from_str(text).unwrap()
+}
+
+fn docker_triton() -> GuestSpec {
+    spec("runtime = \"docker\"\n[triton]\nmodel_repository = \"/srv/models\"\nbackend = \"onnx\"\n")
+}
+
+fn one_1080() -> GuestExpect {
+    GuestExpect {
+        addresses: vec![],
+        count: 1,
+        compute_cap: Some("6.1".into()),
+    }
+}
+
+fn by_layer(c: &[Check], layer: Layer) -> Vec<&Check> {
+    c.iter().filter(|c| c.layer == layer).collect()
+}
+
+#[test]
+fn a_healthy_guest_passes_every_layer() {
+    let c = checks(&healthy(), Some(&docker_triton()), &one_1080());
+    assert!(c.iter().all(|c| c.status == Status::Pass), "{c:#?}");
+    for layer in [Layer::Guest, Layer::Runtime, Layer::Triton] {
+        assert!(!by_layer(&c, layer).is_empty(), "{layer:?} missing: {c:#?}");
+    }
+}
+
+#[test]
+fn seed_000_shows_only_in_the_cuda_runtime() {
+    // rootless Podman, nvidia-smi works in the container, cudaGetDeviceCount returns 3
+    let text = healthy()
+        .replace("/usr/bin/docker", "/usr/bin/podman")
+        .replace(
+            &read("verify/runtime/cuda-probe-ok-1.txt"),
+            &read("verify/runtime/cuda-probe-seed000.txt"),
+        );
+    let text = format!(
+        "{text}{}{}{}",
+        section(
+            "cdi /etc/cdi/nvidia.yaml",
+            &read("verify/cdi/nvidia-no-uvm-issue50.yaml"),
+            0
+        ),
+        section("id", "uid=1000(llm) gid=1000(llm) groups=1000(llm)", 0),
+        section("dev", &read("verify/dev/ls-dev-nvidia-no-uvm-tools.txt"), 0),
+    );
+    let s = spec("runtime = \"podman\"\n");
+    let c = checks(&text, Some(&s), &one_1080());
+    let runtime = by_layer(&c, Layer::Runtime);
+    let nvml = runtime
+        .iter()
+        .find(|c| c.name.contains("(NVML)"))
+        .expect("NVML check");
+    assert_eq!(nvml.status, Status::Pass, "{nvml:#?}");
+    let cuda = runtime
+        .iter()
+        .find(|c| c.name.contains("CUDA runtime"))
+        .expect("CUDA check");
+    assert_eq!(cuda.status, Status::Fail, "{cuda:#?}");
+    assert!(
+        cuda.cause.as_deref().unwrap_or("").contains("nvidia-uvm"),
+        "{cuda:#?}"
+    );
+    assert!(
+        runtime
+            .iter()
+            .any(|c| c.status == Status::Fail && c.saw.contains("/dev/nvidia-uvm-tools")),
+        "{runtime:#?}"
+    );
+    // the Triton layer is not asked for, so it is not there
+    assert!(by_layer(&c, Layer::Triton).is_empty());
+}
+
+#[test]
+fn missing_model_repository_and_no_probe_image() {
+    let text = healthy()
+        .split("### pvegpu runtime-nvml")
+        .next()
+        .unwrap()
+        .to_string()
+        + &section("triton-ready", "000", 7)
+        + &section("triton-index", "", 7)
+        + &section(
+            "models",
+            "ls: cannot access '/srv/models': No such file or directory",
+            2,
+        );
+    let c = checks(&text, Some(&docker_triton()), &one_1080());
+    let runtime = by_layer(&c, Layer::Runtime);
+    assert_eq!(runtime.len(), 1, "{runtime:#?}");
+    assert_eq!(runtime[0].status, Status::Skip);
+    assert!(runtime[0].saw.contains(UNIT), "{runtime:#?}");
+    let triton = by_layer(&c, Layer::Triton);
+    let repo = triton
+        .iter()
+        .find(|c| c.name == "model repository")
+        .expect("repository check");
+    assert_eq!(repo.status, Status::Fail);
+    assert!(repo.saw.contains("/srv/models"));
+    assert!(
+        triton.iter().all(|c| c.status != Status::Pass),
+        "{triton:#?}"
+    );
+}
+
+#[test]
+fn unreadable_probe_output_is_not_a_pass() {
+    let c = checks("ssh: something else entirely\n", None, &one_1080());
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].status, Status::Skip);
+}
+
+/// The real probe on this machine (no NVIDIA driver): every section it prints is read, the
+/// running kernel is named, and the guest layer fails instead of passing.
+#[test]
+fn the_real_probe_runs_here_and_finds_no_driver() {
+    let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for s in [
+        "uname",
+        "modules",
+        "nvidia-smi",
+        "dkms",
+        "engine",
+        "id",
+        "dev",
+    ] {
+        assert!(
+            text.contains(&format!("### pvegpu {s}\n")),
+            "no {s} section:\n{text}"
+        );
+    }
+    let c = checks(&text, Some(&spec("runtime = \"podman\"\n")), &one_1080());
+    let guest = by_layer(&c, Layer::Guest);
+    let loaded = guest
+        .iter()
+        .find(|c| c.name == "nvidia driver loaded")
+        .unwrap();
+    let uname = std::process::Command::new("uname")
+        .arg("-r")
+        .output()
+        .unwrap();
+    let uname = String::from_utf8_lossy(&uname.stdout).trim().to_string();
+    if std::path::Path::new("/proc/driver/nvidia/version").exists() {
+        eprintln!("this machine has an NVIDIA driver; the no-driver assertions do not apply");
+        return;
+    }
+    assert_eq!(loaded.status, Status::Fail, "{loaded:#?}");
+    assert!(loaded.saw.contains(&uname), "{loaded:#?}");
+    let smi = guest
+        .iter()
+        .find(|c| c.name == "nvidia-smi sees every GPU")
+        .unwrap();
+    assert_eq!(smi.status, Status::Fail);
+    assert!(
+        smi.cause.as_deref().unwrap().contains("not installed"),
+        "{smi:#?}"
+    );
+}
