@@ -189,6 +189,19 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
         "0"
     );
 
+    // verify on the untouched node: fails, naming the command line and what to run
+    let (code, out, _) = pvegpu(&inv, &["--json", "verify"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let failed: Vec<&str> = v["nodes"]["testhost"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(failed.contains(&"kernel command line"), "{out}");
+
     // from scratch: exactly one reboot, every postcondition holds
     let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
     assert_eq!(code, 0, "{err}\n{out}");
@@ -229,6 +242,20 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
         r["ssh_round_trips"]
     );
 
+    // verify on the converged node: every host check passes, exit 0
+    let (code, out, err) = pvegpu(&inv, &["--json", "verify", "--node", "testhost"]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["passed"], true);
+    let checks = v["nodes"]["testhost"]["checks"].as_array().unwrap();
+    assert!(
+        checks.len() >= 6
+            && checks
+                .iter()
+                .all(|c| c["layer"] == "host" && c["status"] == "pass"),
+        "{out}"
+    );
+
     // a newer kernel package (from Debian's archive, reached through QEMU's user network)
     let running = vm.ssh("uname -r").trim().to_string();
     let newer = vm.ssh("apt-get update -qq >/dev/null 2>&1; apt-cache search --names-only '^linux-image-6\\.1\\.0-[0-9]+-amd64$' | cut -d' ' -f1 | sort -V | tail -1");
@@ -245,6 +272,9 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
             )),
             "{plan}"
         );
+        let (code, out, _) = pvegpu(&inv, &["verify", "--ascii"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("FAIL no kernel change pending"), "{out}");
         let (code, out, err) = pvegpu(&inv, &["--json", "apply", "--yes"]);
         assert_eq!(code, 0, "{err}");
         let r = report(&out);
