@@ -67,9 +67,9 @@ pub enum Command {
         /// The node (all nodes of the inventory when left out)
         #[arg(long, short = 'n')]
         node: Option<String>,
-        /// Take the host's facts from a file saved by `discover --save` (or assembled by hand) instead of SSH; the VM phase, where the node has a [vm] table, still asks the Proxmox API
+        /// Take the host's facts from a file saved by `discover --save` (or assembled by hand) instead of SSH; repeat it for several nodes (planned concurrently, each file names its node); the VM phase, where the node has a [vm] table, still asks the Proxmox API
         #[arg(long, value_name = "FILE")]
-        facts: Option<PathBuf>,
+        facts: Vec<PathBuf>,
         /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,

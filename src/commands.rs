@@ -162,56 +162,78 @@ async fn discover_cmd(
 async fn plan_cmd(
     g: &GlobalArgs,
     node: Option<String>,
-    facts: Option<std::path::PathBuf>,
+    facts: Vec<std::path::PathBuf>,
     detailed: bool,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
-    let plans: Vec<NodePlan> = if let Some(path) = facts {
-        let (name, got) = gather::from_file(node.as_deref(), &path)?;
-        let n = inv.node(&name)?;
-        let host = planner::plan(&name, n, &got.facts)?;
-        // Offline planning is what --facts is for: a VM phase that cannot reach the API is
-        // left out with the reason, not an error.
-        let vm = async {
-            match Phase::connect(&inv, &name, n, Some(&got.facts)).await? {
-                Some(phase) => Ok(Some(
-                    phase
-                        .plan(&name, n, &host_readiness(&name, n, &got.facts, &host))
-                        .await?,
-                )),
-                None => anyhow::Ok(None),
+    // Each node to plan, with its saved facts when they come from files (each file names its
+    // node; `--node` names the node of a single file, or picks one of several).
+    let targets: Vec<(String, Option<gather::Gathered>)> = if facts.is_empty() {
+        selected(&inv, &node)?
+            .into_iter()
+            .map(|(name, _)| (name.clone(), None))
+            .collect()
+    } else {
+        let hint = if facts.len() == 1 {
+            node.as_deref()
+        } else {
+            None
+        };
+        let mut saved = Vec::new();
+        for path in &facts {
+            let (name, got) = gather::from_file(hint, path)?;
+            if node.as_ref().is_none_or(|n| *n == name) {
+                saved.push((name, Some(got)));
             }
         }
-        .await
-        .unwrap_or_else(|e| {
-            eprintln!(
-                "warning: the VM phase of {name} is left out of this offline plan:\n{}",
-                crate::error::render(&e)
-            );
-            None
-        });
-        vec![NodePlan { host, vm }]
-    } else {
-        let nodes = selected(&inv, &node)?;
-        let planned = futures_join(nodes.iter().map(|(name, n)| {
-            let inv = &inv;
-            async move {
-                let facts = gather::live(inv, name, n).await?.facts;
-                let host = planner::plan(name, n, &facts)?;
-                let vm = match Phase::connect(inv, name, n, Some(&facts)).await? {
-                    Some(phase) => Some(
-                        phase
-                            .plan(name, n, &host_readiness(name, n, &facts, &host))
-                            .await?,
-                    ),
-                    None => None,
-                };
-                anyhow::Ok(NodePlan { host, vm })
-            }
-        }))
-        .await;
-        gathered_all(planned)?
+        if let (true, Some(n)) = (saved.is_empty(), &node) {
+            return Err(hinted(
+                format!("none of the --facts files describes node {n}"),
+                "pass the file saved by `pvegpu discover --node NAME --save FILE` for that node",
+            ));
+        }
+        saved
     };
+    // All nodes at once: facts, host plan and VM plan of one node do not wait for another's.
+    let planned = futures_join(targets.into_iter().map(|(name, saved)| {
+        let inv = &inv;
+        async move {
+            let n = inv.node(&name)?;
+            let offline = saved.is_some();
+            let facts = match saved {
+                Some(got) => got.facts,
+                None => gather::live(inv, &name, n).await?.facts,
+            };
+            let host = planner::plan(&name, n, &facts)?;
+            let vm = async {
+                match Phase::connect(inv, &name, n, Some(&facts)).await? {
+                    Some(phase) => Ok(Some(
+                        phase
+                            .plan(&name, n, &host_readiness(&name, n, &facts, &host))
+                            .await?,
+                    )),
+                    None => anyhow::Ok(None),
+                }
+            }
+            .await;
+            let vm = match vm {
+                Ok(vm) => vm,
+                // Offline planning is what --facts is for: a VM phase that cannot reach the
+                // API is left out with the reason, not an error.
+                Err(e) if offline => {
+                    eprintln!(
+                        "warning: the VM phase of {name} is left out of this offline plan:\n{}",
+                        crate::error::render(&e)
+                    );
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            anyhow::Ok(NodePlan { host, vm })
+        }
+    }))
+    .await;
+    let plans: Vec<NodePlan> = gathered_all(planned)?;
     if g.json {
         print_stdout(&(serde_json::to_string_pretty(&plans)? + "\n"))?;
     } else {

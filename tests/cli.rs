@@ -140,3 +140,58 @@ fn compat_and_lint_through_the_binary() {
     assert_eq!(code, Some(0));
     assert_eq!(out.trim(), "[]");
 }
+
+#[test]
+fn plan_from_several_facts_files_plans_each_node_and_node_picks_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let osm = support::read("../../inventories/osm45.toml");
+    let osm = &osm[..osm.find("[nodes.osm45.api]").unwrap()];
+    let inv = dir.path().join("two.toml");
+    std::fs::write(
+        &inv,
+        format!("{osm}\n{}", support::read("facts/amd-grub.toml")),
+    )
+    .unwrap();
+    let (osm_facts, amd_facts) = (
+        fixture("facts/osm45.facts"),
+        fixture("facts/amd-grub.facts"),
+    );
+    let args = |node: Option<&str>| {
+        let mut a = vec![
+            "-i".to_string(),
+            inv.to_str().unwrap().to_string(),
+            "--json".into(),
+            "plan".into(),
+            "--facts".into(),
+            osm_facts.to_str().unwrap().into(),
+            "--facts".into(),
+            amd_facts.to_str().unwrap().into(),
+        ];
+        if let Some(n) = node {
+            a.extend(["--node".to_string(), n.to_string()]);
+        }
+        a
+    };
+    let nodes = |json: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["node"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let run = |a: Vec<String>| pvegpu(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (code, json, err) = run(args(None));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(nodes(&json), ["osm45", "amdhost"]);
+    let (code, json, err) = run(args(Some("amdhost")));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(nodes(&json), ["amdhost"]);
+    let (code, _, err) = run(args(Some("pve9")));
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("none of the --facts files describes node pve9"),
+        "{err}"
+    );
+}

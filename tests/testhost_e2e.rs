@@ -56,12 +56,33 @@ impl Vm {
             "TIMING boot to SSH ({layout}, {boot}): {:.0} s",
             t.elapsed().as_secs_f64()
         );
-        let keys = Command::new("ssh-keyscan")
-            .args(["-p", &port.to_string(), "127.0.0.1"])
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        std::fs::write(vm.dir.path().join("known_hosts"), &keys.stdout).unwrap();
+        // under TCG a key exchange can outlast ssh-keyscan's 5 s default, which then prints
+        // nothing (or not every key type): ask for the ed25519 key, with time, until it comes
+        let mut keys = Vec::new();
+        for _ in 0..5 {
+            keys = Command::new("ssh-keyscan")
+                .args([
+                    "-T",
+                    "30",
+                    "-t",
+                    "ed25519",
+                    "-p",
+                    &port.to_string(),
+                    "127.0.0.1",
+                ])
+                .stderr(Stdio::null())
+                .output()
+                .unwrap()
+                .stdout;
+            if String::from_utf8_lossy(&keys).contains("ssh-ed25519") {
+                break;
+            }
+        }
+        assert!(
+            String::from_utf8_lossy(&keys).contains("ssh-ed25519"),
+            "ssh-keyscan got no ed25519 host key from the test host"
+        );
+        std::fs::write(vm.dir.path().join("known_hosts"), &keys).unwrap();
         std::fs::write(
             vm.dir.path().join("ssh_config"),
             format!(

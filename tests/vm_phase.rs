@@ -525,3 +525,141 @@ async fn bad_input_is_refused_before_anything_changes() {
         "{plan}"
     );
 }
+
+/// `firmware = "ovmf"`: the VM is created for UEFI passthrough (OVMF, q35, an EFI vars disk,
+/// PCIe devices), with Microsoft's Secure Boot keys only when `secure_boot = true`; the fake
+/// refuses to start `pcie=1` devices without q35, as PVE does. A second plan has nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ovmf_creates_a_q35_vm_with_an_efi_disk_and_pcie_devices_then_nothing() {
+    for (extra, keys) in [
+        ("firmware = \"ovmf\"", "pre-enrolled-keys=0"),
+        (
+            "firmware = \"ovmf\"\nsecure_boot = true",
+            "pre-enrolled-keys=1",
+        ),
+    ] {
+        let lab = Lab::start().await;
+        let inv = lab.inventory(TOKEN, extra);
+        let (code, plan, err) =
+            pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;
+        assert_eq!(code, 2, "{err}\n{plan}");
+        for line in [
+            "      bios: ovmf\n",
+            "      machine: q35\n",
+            &format!("      efidisk0: nvme-zfs:1,efitype=4m,{keys}\n"),
+            "      hostpci0: mapping=gpu-00-03,pcie=1\n",
+            "      hostpci1: mapping=gpu-00-04,pcie=1\n",
+        ] {
+            assert!(plan.contains(line), "{line:?} missing:\n{plan}");
+        }
+
+        let (code, out, err) = pvegpu(
+            &inv,
+            &["apply", "--yes", "-n", "pvetest"],
+            ROOT_TOKEN_SECRET,
+        )
+        .await;
+        assert_eq!(code, 0, "{err}\n{out}");
+        {
+            let st = lab.fake.state.lock().unwrap();
+            let vm = &st.vms[&201];
+            assert!(vm.running && vm.pending.is_empty() && vm.lock.is_none());
+            assert_eq!(vm.config["bios"], "ovmf");
+            assert_eq!(vm.config["machine"], "q35");
+            let efi = &vm.config["efidisk0"];
+            assert!(efi.starts_with("nvme-zfs:vm-201-disk-"), "{efi}");
+            assert!(
+                efi.contains(",efitype=4m,") && efi.contains(keys) && efi.ends_with(",size=528K"),
+                "{efi}"
+            );
+            assert_eq!(vm.config["hostpci0"], "mapping=gpu-00-03,pcie=1");
+            assert_eq!(vm.config["hostpci1"], "mapping=gpu-00-04,pcie=1");
+        }
+
+        let (code, plan, err) =
+            pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;
+        assert_eq!(code, 0, "{err}\n{plan}");
+        assert!(plan.ends_with("No changes.\n"), "{plan}");
+    }
+}
+
+/// `plan` with several nodes plans them concurrently: the fake holds every request until two
+/// are in flight together, which only happens when the second node's API calls start while
+/// the first node's are still waiting. (Sequential planning would get its first answer only
+/// after the fake's hold limit, and `hold_met` would stay false.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_for_several_nodes_run_concurrently() {
+    let mut cluster = cluster();
+    let mut second = cluster.nodes["pvetest"].clone();
+    second.name = "pvetest2".into();
+    cluster.nodes.insert("pvetest2".into(), second);
+    let lab = Lab {
+        fake: FakePve::start_with(cluster).await,
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let one = lab.inventory(TOKEN, "");
+    let text = std::fs::read_to_string(&one).unwrap();
+    // the same node again as pvetest2, which its [api] table names, with its own VM id
+    let twin = text
+        .replace("[nodes.pvetest", "[nodes.pvetest2")
+        .replace("vmid = 201", "vmid = 202")
+        .replace(
+            "token = \"root@pam!pvegpu\"",
+            "token = \"root@pam!pvegpu\"\nnode = \"pvetest2\"",
+        );
+    let inv = lab.dir.path().join("two.toml");
+    std::fs::write(&inv, format!("{text}\n{twin}")).unwrap();
+    let converged = std::fs::read_to_string(lab.dir.path().join("pvetest.facts")).unwrap();
+    let mut files = Vec::new();
+    for name in ["pvetest", "pvetest2"] {
+        let path = lab.dir.path().join(format!("{name}.saved.facts"));
+        std::fs::write(&path, pvegpu::gather::saved_text(name, &converged)).unwrap();
+        files.push(path);
+    }
+
+    lab.fake.hold_until_in_flight(2);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pvegpu"));
+    cmd.arg("-i")
+        .arg(&inv)
+        .args(["plan", "--detailed-exitcode"]);
+    for f in &files {
+        cmd.arg("--facts").arg(f);
+    }
+    cmd.env("PVEGPU_TOKEN_SECRET", ROOT_TOKEN_SECRET)
+        .env("NO_COLOR", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let (plan, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(2), "{err}\n{plan}");
+    assert!(
+        plan.contains("+ create VM 201") && plan.contains("+ create VM 202"),
+        "both nodes are planned: {plan}"
+    );
+    assert!(
+        plan.find("create VM 201") < plan.find("create VM 202"),
+        "plans are shown in the order of the files: {plan}"
+    );
+    assert!(
+        lab.fake.hold_met(),
+        "the second node's requests did not start while the first node's were held (at most {} in flight)",
+        lab.fake.max_in_flight()
+    );
+    assert!(lab.fake.max_in_flight() >= 2);
+    let nodes: std::collections::BTreeSet<String> = lab
+        .fake
+        .accepted()
+        .iter()
+        .filter_map(|r| r.path.strip_prefix("/nodes/"))
+        .filter_map(|p| p.split('/').next())
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        nodes.into_iter().collect::<Vec<_>>(),
+        ["pvetest", "pvetest2"],
+        "each node's VM phase asked about its own Proxmox node"
+    );
+}

@@ -55,7 +55,7 @@ pub fn checks(text: &str, spec: Option<&GuestSpec>, expect: &GuestExpect) -> Vec
                 Layer::Guest,
                 "layer not checked",
                 format!("the guest probe's output is not readable: {e}"),
-                "run the probe by hand (`pvegpu verify -v` shows the command) and look at its output",
+                "log in to the guest with the same SSH destination and check that nothing (a banner, a shell profile) prints before a command's output",
             )];
         }
     };

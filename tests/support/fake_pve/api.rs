@@ -353,7 +353,12 @@ pub fn dispatch(
             });
             if vm.running {
                 v["pid"] = json!(4242);
-                v["running-machine"] = json!("pc-i440fx-9.2+pve1");
+                let q35 = conf.get("machine").is_some_and(|m| m.contains("q35"));
+                v["running-machine"] = json!(if q35 {
+                    "pc-q35-9.2+pve1"
+                } else {
+                    "pc-i440fx-9.2+pve1"
+                });
                 v["running-qemu"] = json!("9.2.0");
             }
             if conf

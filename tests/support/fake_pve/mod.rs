@@ -34,6 +34,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,11 +134,71 @@ impl ApiError {
 
 pub type ApiResult = Result<Value, ApiError>;
 
+/// The longest a held request waits for others (then nothing is held any more).
+pub const HOLD_LIMIT: Duration = Duration::from_secs(30);
+
+/// Requests in flight, their maximum so far, and an optional hold: until `n` requests are
+/// in flight together, each request waits before it is answered. A client that sends its
+/// requests one after the other never gets there: its first request is answered after
+/// [`HOLD_LIMIT`] and the hold is off from then on (`hold_met` stays false). A client that
+/// sends them concurrently opens the hold at once. The limit only keeps a sequential client
+/// from hanging; what a test asserts is `hold_met`, never a duration.
+pub struct Gate {
+    in_flight: AtomicUsize,
+    /// The most requests in flight together so far (it only grows, so a held request that
+    /// wakes up late still sees that the others came).
+    peak: tokio::sync::watch::Sender<usize>,
+    hold_until: AtomicUsize,
+    met: AtomicBool,
+    gave_up: AtomicBool,
+}
+
+/// One request in flight; leaving drops the count.
+struct InFlight(Arc<Gate>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Gate {
+    fn new() -> Gate {
+        Gate {
+            in_flight: AtomicUsize::new(0),
+            peak: tokio::sync::watch::Sender::new(0),
+            hold_until: AtomicUsize::new(0),
+            met: AtomicBool::new(false),
+            gave_up: AtomicBool::new(false),
+        }
+    }
+
+    async fn enter(self: &Arc<Self>) -> InFlight {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.send_if_modified(|peak| {
+            let more = now > *peak;
+            *peak = (*peak).max(now);
+            more
+        });
+        let guard = InFlight(self.clone());
+        let want = self.hold_until.load(Ordering::SeqCst);
+        if want > 0 && !self.met.load(Ordering::SeqCst) && !self.gave_up.load(Ordering::SeqCst) {
+            let mut rx = self.peak.subscribe();
+            match tokio::time::timeout(HOLD_LIMIT, rx.wait_for(|peak| *peak >= want)).await {
+                Ok(_) => self.met.store(true, Ordering::SeqCst),
+                Err(_) => self.gave_up.store(true, Ordering::SeqCst),
+            }
+        }
+        guard
+    }
+}
+
 pub(crate) struct Ctx {
     pub state: Arc<Mutex<FakeCluster>>,
     pub schema: Option<Arc<Schema>>,
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     pub auth_delay: Duration,
+    pub gate: Arc<Gate>,
 }
 
 /// A running fake. Dropping it stops both servers.
@@ -156,6 +217,7 @@ pub struct FakePve {
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     /// Whether requests are validated against the shared schema.
     pub validating: bool,
+    gate: Arc<Gate>,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -193,11 +255,13 @@ impl FakePve {
         let state = Arc::new(Mutex::new(cluster));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let validating = schema.is_some();
+        let gate = Arc::new(Gate::new());
         let ctx = Arc::new(Ctx {
             state: state.clone(),
             schema,
             requests: requests.clone(),
             auth_delay: Duration::ZERO,
+            gate: gate.clone(),
         });
         let app = Router::new().fallback(handle).with_state(ctx);
 
@@ -222,8 +286,24 @@ impl FakePve {
             state,
             requests,
             validating,
+            gate,
             servers: vec![s1, s2],
         }
+    }
+
+    /// Hold requests until `n` are in flight together (see [`Gate`]).
+    pub fn hold_until_in_flight(&self, n: usize) {
+        self.gate.hold_until.store(n, Ordering::SeqCst);
+    }
+
+    /// Whether the hold opened because `n` requests were in flight together.
+    pub fn hold_met(&self) -> bool {
+        self.gate.met.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were in flight at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        *self.gate.peak.borrow()
     }
 
     /// `https://127.0.0.1:PORT/api2/json`.
@@ -286,6 +366,7 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let _in_flight = ctx.gate.enter().await;
     let raw_path = uri.path();
     let rel = percent_decode(raw_path.strip_prefix("/api2/json").unwrap_or(raw_path));
     let mut rec = Recorded {
