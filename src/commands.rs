@@ -5,6 +5,7 @@ use crate::cli::{Cli, Command, GlobalArgs};
 use crate::error::hinted;
 use crate::facts::HostFacts;
 use crate::gather;
+use crate::guest::phase::GuestPhasePlan;
 use crate::host::{discover, planner};
 use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
@@ -207,11 +208,14 @@ async fn plan_cmd(
             let host = planner::plan(&name, n, &facts)?;
             let vm = async {
                 match Phase::connect(inv, &name, n, Some(&facts)).await? {
-                    Some(phase) => Ok(Some(
-                        phase
+                    Some(phase) => {
+                        let vm = phase
                             .plan(&name, n, &host_readiness(&name, n, &facts, &host))
-                            .await?,
-                    )),
+                            .await?;
+                        let agent =
+                            crate::guest::phase::agent_address_after(&phase, n, &vm).await;
+                        Ok(Some((vm, agent)))
+                    }
                     None => anyhow::Ok(None),
                 }
             }
@@ -229,7 +233,28 @@ async fn plan_cmd(
                 }
                 Err(e) => return Err(e),
             };
-            anyhow::Ok(NodePlan { host, vm })
+            let (vm, agent) = match vm {
+                Some((vm, agent)) => (Some(vm), agent),
+                None => (None, None),
+            };
+            // the guest is planned only after a VM phase with nothing left
+            let guest = match &vm {
+                Some(v) => match crate::guest::phase::plan(inv, &name, n, Some(v), agent.as_deref())
+                    .await
+                {
+                    Ok(g) => g,
+                    Err(e) if offline => {
+                        eprintln!(
+                            "warning: the guest phase of {name} is left out of this offline plan:\n{}",
+                            crate::error::render(&e)
+                        );
+                        None
+                    }
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            anyhow::Ok(NodePlan { host, vm, guest })
         }
     }))
     .await;
@@ -243,7 +268,9 @@ async fn plan_cmd(
     let refused: Vec<&str> = plans
         .iter()
         .filter(|p| {
-            !p.host.refusals.is_empty() || p.vm.as_ref().is_some_and(|v| !v.refusals.is_empty())
+            !p.host.refusals.is_empty()
+                || p.vm.as_ref().is_some_and(|v| !v.refusals.is_empty())
+                || p.guest.as_ref().is_some_and(GuestPhasePlan::refused)
         })
         .map(|p| p.host.node.as_str())
         .collect();
@@ -264,22 +291,29 @@ async fn plan_cmd(
     })
 }
 
-/// One node's plan: the host phase and, where the inventory has a [vm] table, the VM phase.
+/// One node's plan: the host phase and, where the inventory has a [vm] table, the VM phase,
+/// and with [vm.guest] the guest phase (or what it waits for).
 #[derive(serde::Serialize)]
 struct NodePlan {
     #[serde(flatten)]
     host: HostPlan,
     vm: Option<VmPlan>,
+    guest: Option<GuestPhasePlan>,
 }
 
 impl NodePlan {
     fn is_empty(&self) -> bool {
-        self.host.is_empty() && self.vm.as_ref().is_none_or(VmPlan::is_empty)
+        self.host.is_empty()
+            && self.vm.as_ref().is_none_or(VmPlan::is_empty)
+            && self.guest.as_ref().is_none_or(GuestPhasePlan::is_empty)
     }
     fn render_text(&self) -> String {
         let mut s = self.host.render_text();
         if let Some(v) = &self.vm {
             s.push_str(&v.render_text());
+        }
+        if let Some(g) = &self.guest {
+            s.push_str(&g.render_text());
         }
         s
     }
@@ -437,25 +471,43 @@ async fn apply_cmd(
             ),
             None => None,
         };
+        let agent = match (&phase, &vm_plan) {
+            (Some(p), Some(v)) => crate::guest::phase::agent_address_after(p, n, v).await,
+            _ => None,
+        };
+        let guest_plan =
+            crate::guest::phase::plan(&inv, name, n, vm_plan.as_ref(), agent.as_deref()).await?;
         if !g.json {
             print_stdout(&plan.render_text())?;
             if let Some(v) = &vm_plan {
                 print_stdout(&v.render_text())?;
             }
+            if let Some(gp) = &guest_plan {
+                print_stdout(&gp.render_text())?;
+            }
         }
-        if !plan.refusals.is_empty() || vm_plan.as_ref().is_some_and(|v| !v.refusals.is_empty()) {
+        if !plan.refusals.is_empty()
+            || vm_plan.as_ref().is_some_and(|v| !v.refusals.is_empty())
+            || guest_plan.as_ref().is_some_and(GuestPhasePlan::refused)
+        {
             return Err(hinted(
                 format!("pvegpu refuses to change {name}: see `Refused` above"),
                 "nothing was changed; fix what each refusal names and apply again",
             ));
         }
         let vm_empty = vm_plan.as_ref().is_none_or(VmPlan::is_empty);
-        if plan.is_empty() && vm_empty {
+        let guest_empty = guest_plan.as_ref().is_none_or(GuestPhasePlan::is_empty);
+        if plan.is_empty() && vm_empty && guest_empty {
             let mut report = converged_host_report(name, n, &plan, &facts);
             if let Some(v) = &vm_plan {
                 report
                     .postconditions
                     .extend(crate::vm::phase::postconditions(v, None));
+            }
+            if let Some(gp) = guest_plan.as_ref().and_then(|gp| gp.plan.as_ref()) {
+                report
+                    .postconditions
+                    .extend(crate::guest::exec::postconditions(gp));
             }
             report.ok = report.postconditions.iter().all(|c| c.ok);
             report.seconds = started.elapsed().as_secs_f64();
@@ -511,6 +563,21 @@ async fn apply_cmd(
             report.ok = report.postconditions.iter().all(|c| c.ok);
             report.seconds = started.elapsed().as_secs_f64();
         }
+        if crate::guest::phase::spec(n).is_some() && report.ok {
+            run_guest_phase(
+                g,
+                &inv,
+                name,
+                n,
+                phase.as_ref(),
+                guest_plan,
+                &options,
+                &progress,
+                &mut report,
+            )
+            .await?;
+            report.seconds = started.elapsed().as_secs_f64();
+        }
         let ok = report.ok;
         reports.push(report);
         if !ok {
@@ -525,6 +592,85 @@ async fn apply_cmd(
     }
     print_report(g, &reports)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The guest phase of `apply`, after the VM phase: the plan shown before (when the VM had
+/// nothing to do), else one made now that the VM runs; then the executor, whose
+/// postconditions join the node's report.
+#[allow(clippy::too_many_arguments)]
+async fn run_guest_phase(
+    g: &GlobalArgs,
+    inv: &Inventory,
+    name: &str,
+    n: &Node,
+    phase: Option<&Phase>,
+    shown: Option<GuestPhasePlan>,
+    options: &apply::Options,
+    progress: &Stderr,
+    report: &mut apply::Report,
+) -> Result<()> {
+    let planned = match shown.filter(|p| p.plan.is_some()) {
+        Some(p) => p,
+        None => {
+            let agent = match phase {
+                Some(p) => {
+                    crate::guest::phase::agent_address(p, n, n.vm.as_ref().and_then(|v| v.vmid))
+                        .await
+                }
+                None => None,
+            };
+            let p = crate::guest::phase::plan(inv, name, n, None, agent.as_deref())
+                .await?
+                .expect("the node has [vm.guest]");
+            if !g.json {
+                print_stdout(&p.render_text())?;
+            }
+            p
+        }
+    };
+    let Some(gp) = &planned.plan else {
+        report.ok = false;
+        print_report(g, std::slice::from_ref(report))?;
+        return Err(hinted(
+            format!(
+                "the guest of {name} cannot be planned: {}",
+                planned.waits_for.as_deref().unwrap_or("unknown")
+            ),
+            "check that the VM runs and that `ssh` to the guest works, then apply again",
+        ));
+    };
+    if !gp.refusals.is_empty() {
+        return Err(hinted(
+            format!("pvegpu refuses to change the guest of {name}: see `Refused` above"),
+            "the host and VM are converged; fix what the refusal names and apply again",
+        ));
+    }
+    if gp.is_empty() {
+        report
+            .postconditions
+            .extend(crate::guest::exec::postconditions(gp));
+        report.ok = report.postconditions.iter().all(|c| c.ok);
+        return Ok(());
+    }
+    let guest_options = crate::guest::exec::GuestOptions {
+        reboot_timeout: options.reboot_timeout,
+        ..Default::default()
+    };
+    let (guest_report, result) =
+        crate::guest::phase::apply(name, n, &planned, guest_options, progress).await;
+    report.steps.extend(guest_report.steps);
+    report.reboots += guest_report.reboots;
+    report.ssh_round_trips += guest_report.ssh_round_trips;
+    report.postconditions.extend(guest_report.postconditions);
+    if let Err(e) = result {
+        report.ok = false;
+        print_report(g, std::slice::from_ref(report))?;
+        return Err(e.context(format!(
+            "the guest phase stopped on {name}; running apply again continues from what the guest is now"
+        )));
+    }
+    report.ok = report.postconditions.iter().all(|c| c.ok);
+    Ok(())
 }
 
 async fn rollback_cmd(

@@ -173,3 +173,45 @@ fn the_probe_quotes_the_model_repository() {
     assert!(s.contains("### pvegpu facts 1"));
     assert!(!probe_script(None).contains("PVEGPU_MODEL_REPOSITORY='"));
 }
+
+/// The guest probe as the gatherer ran it on the QEMU test host (a Debian 12 VM without a GPU,
+/// tests/guest_testhost_e2e.rs), with the header of the model it found.
+#[test]
+fn a_real_probe_run_on_the_debian_12_test_guest_plans_a_refusal() {
+    let f = guest(&read("guest/recorded/testhost-debian12.facts"));
+    assert_eq!(f.distro().unwrap().id(), "debian-12");
+    assert!(f.kernels.iter().any(|k| k.version == f.running_kernel));
+    assert!(
+        f.kernels
+            .iter()
+            .all(|k| !k.headers && k.nvidia_module.is_none())
+    );
+    assert!(f.pci.is_empty());
+    assert!(f.loaded_modules.is_some());
+    assert!(f.boot_id.is_some());
+    let debian: Vec<_> = f
+        .apt_sources
+        .iter()
+        .filter(|s| s.file.ends_with("debian.sources"))
+        .collect();
+    assert_eq!(debian.len(), 2, "two deb822 stanzas");
+    assert!(debian.iter().all(|s| s.components == ["main"]));
+    let repo = f.model_repository.as_ref().unwrap();
+    assert!(repo.exists);
+    assert_eq!(repo.onnx_files.len(), 1);
+    assert_eq!(
+        (f.onnx[0].ir_version, f.onnx[0].opset),
+        (8, 17),
+        "the header read over SSH"
+    );
+    let spec: pvegpu::guest::GuestSpec =
+        toml::from_str("[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n")
+            .unwrap();
+    let p = pvegpu::guest::plan(&spec, &f).unwrap();
+    assert!(p.changes.is_empty());
+    assert!(
+        p.refusals[0].reason.contains("sees no NVIDIA GPU"),
+        "{:?}",
+        p.refusals
+    );
+}

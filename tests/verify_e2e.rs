@@ -74,7 +74,11 @@ ssh_config = "{ssh_config}"
         ssh_config = sshd.path("ssh_config").display(),
     );
     let p = dir.join("pvegpu.toml");
-    std::fs::write(&p, text).unwrap();
+    std::fs::write(&p, &text).unwrap();
+    // the same without [vm.guest]: `apply` then stops after the VM phase (this machine, the
+    // stand-in guest, has no GPU, so the guest phase would rightly refuse)
+    let vm_only = &text[..text.find("[nodes.pvetest.vm.guest]").unwrap()];
+    std::fs::write(dir.join("vm-only.toml"), vm_only).unwrap();
     // the converged test host's real probe output, brought to this version's files
     let probe = support::read("probe/testhost-bookworm-converged.txt");
     let inv = pvegpu::inventory::Inventory::load(&p).unwrap();
@@ -151,7 +155,11 @@ async fn verify_reads_every_layer_and_names_what_broke() {
             .contains("pvegpu apply --node pvetest")
     );
 
-    let (code, out, err) = pvegpu(&inv, &["apply", "--yes", "-n", "pvetest"]).await;
+    let (code, out, err) = pvegpu(
+        &inv.with_file_name("vm-only.toml"),
+        &["apply", "--yes", "-n", "pvetest"],
+    )
+    .await;
     assert_eq!(code, 0, "{err}\n{out}");
     let writes = fake
         .requests
@@ -226,7 +234,11 @@ async fn an_unreachable_guest_leaves_its_layers_unchecked_and_fails() {
         "runtime = \"docker\"\n[nodes.pvetest.vm.guest.triton]\nmodel_repository = \"/srv/models\"\nbackend = \"onnx\"",
     );
     drop(sshd); // the guest's sshd is gone
-    let (code, _, err) = pvegpu(&inv, &["apply", "--yes", "-n", "pvetest"]).await;
+    let (code, _, err) = pvegpu(
+        &inv.with_file_name("vm-only.toml"),
+        &["apply", "--yes", "-n", "pvetest"],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let (code, out, _) = pvegpu(&inv, &["--json", "verify", "-n", "pvetest"]).await;
     assert_eq!(code, 1);

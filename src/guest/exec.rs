@@ -1,0 +1,442 @@
+//! The guest executor: runs a [`GuestPlan`] inside the VM over any [`Remote`], one script per
+//! change, in order, stopping at the first failure with that step's output. Writes are the
+//! host executor's (`apply::scripts`: expected content checked, backup, temporary file and
+//! rename, read back); commands run as root under pvegpu's lock, with apt non-interactive and
+//! waiting for dpkg's lock; the reboot is scheduled detached and waited for by a new boot_id
+//! over fresh connections. After a reboot the guest is gathered and planned again (what needs
+//! the loaded driver, the Triton unit and the CDI spec, is planned only then), and the last
+//! plan must be empty.
+
+use super::facts::GuestFacts;
+use super::gather::{self, as_root};
+use super::planner::{self, GuestPlan};
+use super::spec::GuestSpec;
+use crate::apply::scripts;
+use crate::apply::{Progress, StepOutcome};
+use crate::error::hinted;
+use crate::host::checks::Check;
+use crate::plan::{Action, Change};
+use crate::transport::{Remote, RemoteOutput};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// Opens a connection to the guest (again after each reboot) and closes one.
+pub trait Connector {
+    type Remote: Remote;
+    fn connect(&self) -> impl Future<Output = Result<Self::Remote>>;
+    fn close(&self, remote: Self::Remote) -> impl Future<Output = ()>;
+}
+
+#[derive(Debug, Clone)]
+pub struct GuestOptions {
+    pub reboot_timeout: Duration,
+    /// Between polls for the new boot_id (and before the first).
+    pub poll_interval: Duration,
+    /// Plans applied at most: the first, and one more after each reboot.
+    pub max_passes: usize,
+}
+
+impl Default for GuestOptions {
+    fn default() -> Self {
+        GuestOptions {
+            reboot_timeout: Duration::from_secs(600),
+            poll_interval: Duration::from_secs(5),
+            max_passes: 3,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Default)]
+pub struct GuestReport {
+    pub guest: String,
+    pub steps: Vec<StepOutcome>,
+    pub reboots: u32,
+    /// Plans applied (a fresh guest: the first, then the one after the reboot).
+    pub passes: u32,
+    pub ssh_round_trips: u32,
+    pub postconditions: Vec<Check>,
+    pub seconds: f64,
+    pub ok: bool,
+}
+
+/// apt and dpkg never ask: no debconf prompts, no needrestart menu, the admin's changed
+/// config files kept, and a dpkg lock held by unattended-upgrades (usual on a first boot)
+/// waited for instead of failing.
+const APT_ENV: &str = "export DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a APT_LISTCHANGES_FRONTEND=none\n\
+mkdir -p /run/pvegpu\n\
+printf '%s\\n' 'DPkg::Lock::Timeout \"600\";' 'Dpkg::Options { \"--force-confdef\"; \"--force-confold\"; };' > /run/pvegpu/apt.conf\n\
+export APT_CONFIG=/run/pvegpu/apt.conf\n";
+
+/// The script for one change (a reboot is not a change script).
+pub fn change_script(run_id: &str, change: &Change) -> Option<String> {
+    Some(match &change.action {
+        Action::WriteFile {
+            path,
+            content,
+            mode,
+            before,
+        } => as_root(&scripts::write_file(
+            run_id,
+            path,
+            content,
+            mode,
+            before.as_deref(),
+            &[],
+        )),
+        Action::RemoveFile { path, .. } => as_root(&scripts::remove_file(run_id, path)),
+        Action::Run { command } => as_root(&format!("{APT_ENV}{}", scripts::run_command(command))),
+        Action::Reboot => return None,
+    })
+}
+
+fn describe(action: &Action) -> String {
+    match action {
+        Action::WriteFile {
+            path, before: None, ..
+        } => format!("create {path}"),
+        Action::WriteFile { path, .. } => format!("update {path}"),
+        Action::RemoveFile { path, .. } => format!("remove {path}"),
+        Action::Run { command } => format!("run `{command}`"),
+        Action::Reboot => "reboot".into(),
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub struct GuestExecutor<'a, P: Progress, C: Connector> {
+    pub guest: &'a str,
+    pub spec: &'a GuestSpec,
+    pub options: GuestOptions,
+    pub progress: &'a P,
+    pub connector: C,
+    pub run_id: String,
+    pub report: GuestReport,
+}
+
+impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
+    pub fn new(
+        guest: &'a str,
+        spec: &'a GuestSpec,
+        options: GuestOptions,
+        progress: &'a P,
+        connector: C,
+    ) -> Self {
+        GuestExecutor {
+            guest,
+            spec,
+            options,
+            progress,
+            connector,
+            run_id: crate::apply::run_id(),
+            report: GuestReport {
+                guest: guest.to_string(),
+                ..GuestReport::default()
+            },
+        }
+    }
+
+    fn model_repository(&self) -> Option<&str> {
+        self.spec
+            .triton
+            .as_ref()
+            .map(|t| t.model_repository.as_str())
+    }
+
+    async fn script(&mut self, remote: &C::Remote, script: &str) -> Result<RemoteOutput> {
+        self.report.ssh_round_trips += 1;
+        Ok(remote.run_script(script).await?)
+    }
+
+    pub async fn gather(&mut self, remote: &C::Remote) -> Result<GuestFacts> {
+        self.report.ssh_round_trips += 1;
+        Ok(gather::probe(self.guest, remote, self.model_repository())
+            .await?
+            .facts)
+    }
+
+    /// Apply `plan` (made from `facts`), re-plan after each reboot and apply that too, then
+    /// check that a fresh plan is empty. The facts of the guest at the end.
+    pub async fn execute(&mut self, plan: &GuestPlan, facts: &GuestFacts) -> Result<GuestFacts> {
+        let started = Instant::now();
+        let result = self.passes(plan, facts).await;
+        self.report.seconds = started.elapsed().as_secs_f64();
+        let (after, last) = result?;
+        self.report.postconditions = postconditions(&last);
+        self.report.ok = self.report.postconditions.iter().all(|c| c.ok);
+        Ok(after)
+    }
+
+    async fn passes(
+        &mut self,
+        plan: &GuestPlan,
+        facts: &GuestFacts,
+    ) -> Result<(GuestFacts, GuestPlan)> {
+        if !plan.refusals.is_empty() {
+            return Err(refused(self.guest, plan, "nothing was changed"));
+        }
+        let mut remote = self.connector.connect().await?;
+        let mut plan = plan.clone();
+        let mut facts = facts.clone();
+        for pass in 1..=self.options.max_passes.max(1) {
+            if plan.is_empty() {
+                break;
+            }
+            self.report.passes = pass as u32;
+            if pass > 1 {
+                self.progress.say(&format!(
+                    "{}: planned again after the reboot: {} more change(s)",
+                    self.guest,
+                    plan.changes.len()
+                ));
+            }
+            let mut rebooted = false;
+            for change in &plan.changes {
+                let what = describe(&change.action);
+                self.progress.say(&format!("{}: {what}", self.guest));
+                let t = Instant::now();
+                let result = match &change.action {
+                    Action::Reboot => match self.reboot(remote, &facts).await {
+                        Ok(r) => {
+                            remote = r;
+                            rebooted = true;
+                            self.report.steps.push(StepOutcome {
+                                step: change.step.clone(),
+                                what,
+                                ok: true,
+                                seconds: t.elapsed().as_secs_f64(),
+                                output: String::new(),
+                            });
+                            // what follows the reboot is planned again from the new facts
+                            break;
+                        }
+                        Err(e) => {
+                            self.report.steps.push(StepOutcome {
+                                step: change.step.clone(),
+                                what: what.clone(),
+                                ok: false,
+                                seconds: t.elapsed().as_secs_f64(),
+                                output: format!("{e:#}"),
+                            });
+                            return Err(e.context(format!(
+                                "{} failed on guest {}: {what}",
+                                change.step, self.guest
+                            )));
+                        }
+                    },
+                    _ => self.run_change(&remote, change).await,
+                };
+                let ok = result.is_ok();
+                self.report.steps.push(StepOutcome {
+                    step: change.step.clone(),
+                    what: what.clone(),
+                    ok,
+                    seconds: t.elapsed().as_secs_f64(),
+                    output: match &result {
+                        Ok(o) => tail(o, 5),
+                        Err(e) => format!("{e:#}"),
+                    },
+                });
+                if let Err(e) = result {
+                    self.connector.close(remote).await;
+                    return Err(e.context(format!(
+                        "{} failed on guest {}: {what}",
+                        change.step, self.guest
+                    )));
+                }
+            }
+            facts = match self.gather(&remote).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.connector.close(remote).await;
+                    return Err(e);
+                }
+            };
+            plan = planner::plan(self.spec, &facts)?;
+            if !plan.refusals.is_empty() {
+                self.connector.close(remote).await;
+                return Err(refused(
+                    self.guest,
+                    &plan,
+                    "the steps before it were applied; fix what it names and apply again",
+                ));
+            }
+            if !rebooted {
+                break;
+            }
+        }
+        self.connector.close(remote).await;
+        Ok((facts, plan))
+    }
+
+    async fn run_change(&mut self, remote: &C::Remote, change: &Change) -> Result<String> {
+        let script = change_script(&self.run_id, change).expect("reboots are handled apart");
+        let out = self.script(remote, &script).await?;
+        let text = format!("{}{}", out.stdout, out.stderr);
+        if out.status != Some(0) {
+            anyhow::bail!(
+                "exit status {}: {}",
+                out.status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "none (killed)".into()),
+                tail(text.trim(), 20)
+            );
+        }
+        Ok(text)
+    }
+
+    /// Reboot detached, then wait for a new boot_id over fresh connections.
+    async fn reboot(&mut self, remote: C::Remote, facts: &GuestFacts) -> Result<C::Remote> {
+        let old = match &facts.boot_id {
+            Some(id) => id.clone(),
+            None => self
+                .script(&remote, scripts::BOOT_ID)
+                .await?
+                .stdout
+                .trim()
+                .to_string(),
+        };
+        let out = self.script(&remote, &as_root(&scripts::reboot())).await?;
+        if out.status != Some(0) {
+            self.connector.close(remote).await;
+            anyhow::bail!(
+                "scheduling the reboot failed (exit {:?}): {}",
+                out.status,
+                format!("{}{}", out.stdout, out.stderr).trim()
+            );
+        }
+        self.connector.close(remote).await;
+        self.report.reboots += 1;
+        let started = Instant::now();
+        let deadline = started + self.options.reboot_timeout;
+        tokio::time::sleep(self.options.poll_interval).await;
+        loop {
+            let waited = started.elapsed().as_secs();
+            if Instant::now() > deadline {
+                return Err(hinted(
+                    format!(
+                        "guest {} did not come back within {} s after the reboot",
+                        self.guest,
+                        self.options.reboot_timeout.as_secs()
+                    ),
+                    "check the VM's console in Proxmox; when it is up, run `pvegpu apply` again (it re-reads the guest and continues)",
+                ));
+            }
+            if let Ok(Ok(r)) =
+                tokio::time::timeout(Duration::from_secs(30), self.connector.connect()).await
+            {
+                self.report.ssh_round_trips += 1;
+                if let Ok(Ok(out)) =
+                    tokio::time::timeout(Duration::from_secs(20), r.run_script(scripts::BOOT_ID))
+                        .await
+                {
+                    let id = out.stdout.trim().to_string();
+                    if !id.is_empty() && id != old {
+                        self.progress
+                            .say(&format!("{}: back after {waited} s (new boot)", self.guest));
+                        return Ok(r);
+                    }
+                }
+                self.connector.close(r).await;
+            }
+            self.progress.say(&format!(
+                "{}: waiting for the reboot ({waited} s)",
+                self.guest
+            ));
+            tokio::time::sleep(self.options.poll_interval).await;
+        }
+    }
+}
+
+fn refused(guest: &str, plan: &GuestPlan, done: &str) -> anyhow::Error {
+    let r = &plan.refusals[0];
+    hinted(
+        format!(
+            "pvegpu refuses to converge guest {guest}: {} ({done})",
+            r.reason
+        ),
+        r.hint.clone(),
+    )
+}
+
+/// What must hold once the guest phase is done, read from a fresh plan.
+pub fn postconditions(after: &GuestPlan) -> Vec<Check> {
+    vec![Check {
+        name: format!("guest {} matches the inventory", after.guest),
+        ok: after.is_empty() && after.refusals.is_empty(),
+        detail: if after.is_empty() {
+            format!("a fresh plan has nothing left ({})", after.context)
+        } else {
+            format!(
+                "a fresh plan still has {} step(s): {}",
+                after.changes.len(),
+                after
+                    .changes
+                    .iter()
+                    .map(|c| c.step.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+    }]
+}
+
+/// The guest's connection for the executor: OpenSSH, recording a new VM's host key on first
+/// use.
+pub struct SshConnector {
+    pub destination: String,
+    pub ssh_config: Option<std::path::PathBuf>,
+}
+
+impl Connector for SshConnector {
+    type Remote = crate::transport::ssh::SshRemote;
+
+    async fn connect(&self) -> Result<Self::Remote> {
+        crate::transport::ssh::SshRemote::connect_guest(&self.destination, self.ssh_config.clone())
+            .await
+            .with_context(|| format!("cannot reach the guest at {}", self.destination))
+    }
+
+    async fn close(&self, remote: Self::Remote) {
+        remote.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_run_as_root_under_the_lock_without_prompts() {
+        let c = Change {
+            step: "driver".into(),
+            summary: String::new(),
+            reason: String::new(),
+            action: Action::Run {
+                command: "apt-get install -y nvidia-driver".into(),
+            },
+            diff: None,
+            needs_reboot: false,
+        };
+        let s = change_script("r", &c).unwrap();
+        assert!(s.contains("sudo -n sh -c"), "{s}");
+        for needle in [
+            "DEBIAN_FRONTEND=noninteractive",
+            "DPkg::Lock::Timeout",
+            "--force-confold",
+            "flock -w 1800 /run/pvegpu.lock",
+            "apt-get install -y nvidia-driver",
+        ] {
+            assert!(s.contains(needle), "{needle} missing from {s}");
+        }
+        let reboot = Change {
+            action: Action::Reboot,
+            ..c
+        };
+        assert!(change_script("r", &reboot).is_none());
+    }
+}
