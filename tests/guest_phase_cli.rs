@@ -8,112 +8,10 @@
 #[path = "support/fake_pve/mod.rs"]
 mod fake_pve;
 mod support;
-use fake_pve::{FakeCluster, FakePve, ROOT_TOKEN_SECRET};
-use std::net::TcpListener;
+use fake_pve::{FakePve, ROOT_TOKEN_SECRET};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-
-const FACTS: &str = "probe/testhost-bookworm-converged.txt";
-const SSHD: &str = "/usr/sbin/sshd";
-
-fn cluster() -> FakeCluster {
-    let mut c = FakeCluster::new();
-    let mut node = c.nodes.remove("pve").unwrap();
-    node.name = "pvetest".into();
-    let dev = |id: &str, class: &str, vendor: &str, device: &str, group: i64| fake_pve::PciDevice {
-        id: id.into(),
-        class: class.into(),
-        vendor: vendor.into(),
-        device: device.into(),
-        subsystem_vendor: "0x1af4".into(),
-        subsystem_device: "0x1100".into(),
-        iommugroup: group,
-        mdev: false,
-        vendor_name: None,
-        device_name: None,
-    };
-    node.pci = vec![
-        dev("0000:00:03.0", "0x00ff00", "0x1234", "0x11e8", 3),
-        dev("0000:00:04.0", "0x020000", "0x8086", "0x100e", 4),
-    ];
-    c.nodes.insert("pvetest".into(), node);
-    c.task_polls = 2;
-    c
-}
-
-struct Sshd {
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn keygen(path: &Path) {
-    assert!(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
-/// sshd on a free loopback port, and an ssh_config naming it `guestbox`.
-fn start_sshd() -> Option<Sshd> {
-    if !Path::new(SSHD).exists() {
-        eprintln!("SKIP: {SSHD} is not installed (apt-get install openssh-server)");
-        return None;
-    }
-    let _ = std::fs::create_dir_all("/run/sshd");
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    keygen(&d.join("hostkey"));
-    keygen(&d.join("id"));
-    std::fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        d.join("sshd_config"),
-        format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/hostkey\nPidFile {0}/sshd.pid\nAuthorizedKeysFile {0}/authorized_keys\nStrictModes no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n",
-            d.display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(SSHD)
-        .arg("-D")
-        .arg("-e")
-        .arg("-f")
-        .arg(d.join("sshd_config"))
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-    // no known_hosts entry: a new VM's key is recorded on first use (accept-new)
-    std::fs::write(
-        d.join("ssh_config"),
-        format!(
-            "Host guestbox\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {0}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {0}/known_hosts\n  BatchMode yes\n",
-            d.display()
-        ),
-    )
-    .unwrap();
-    Some(Sshd { dir, child })
-}
+use std::process::Command;
+use support::sshd::{Sshd, start_sshd};
 
 /// The converged test host's facts (as tests/vm_phase.rs makes them) and the inventory with a
 /// [vm.guest] reached at `guestbox`.
@@ -153,7 +51,7 @@ ssh_key_file = "key.pub"
 ip = "10.3.0.201/8"
 [nodes.pvetest.vm.guest]
 ssh = "guestbox"
-ssh_config = "ssh_config"
+ssh_config = "guest_ssh_config"
 runtime = "docker"
 [nodes.pvetest.vm.guest.triton]
 model_repository = "{repo}"
@@ -165,12 +63,7 @@ backend = "onnx"
     );
     let inv = d.join("pvegpu.toml");
     std::fs::write(&inv, text).unwrap();
-    let host = support::read(FACTS);
-    let inventory = pvegpu::inventory::Inventory::load(&inv).unwrap();
-    let node = inventory.node("pvetest").unwrap();
-    let mut p = pvegpu::host::planner::plan("pvetest", node, &support::facts(&host)).unwrap();
-    p.bind.clear();
-    std::fs::write(d.join("pvetest.facts"), support::converge(&host, &p)).unwrap();
+    support::converged_testhost_facts(&inv);
     inv
 }
 
@@ -196,8 +89,11 @@ async fn pvegpu(inv: &Path, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused() {
-    let Some(sshd) = start_sshd() else { return };
-    let fake = FakePve::start_with(cluster()).await;
+    let Some(sshd) = start_sshd(false) else {
+        return;
+    };
+    sshd.guest_config("guestbox");
+    let fake = FakePve::start_with(fake_pve::testhost_cluster()).await;
     let inv = lab_files(&fake, &sshd);
 
     // no VM yet: the guest waits for the VM phase, and nothing connects to it
@@ -215,7 +111,7 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
     assert!(guest.get("changes").is_none(), "{guest}");
     assert!(!v[0]["vm"]["steps"].as_array().unwrap().is_empty());
     assert!(
-        !sshd.dir.path().join("known_hosts").exists(),
+        !sshd.dir.path().join("guest_known_hosts").exists(),
         "the guest was contacted before its VM existed"
     );
     let (code, text, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]).await;
@@ -239,7 +135,7 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
         err.contains("pvegpu refuses to change the guest of pvetest"),
         "{err}"
     );
-    let known = std::fs::read_to_string(sshd.dir.path().join("known_hosts")).unwrap();
+    let known = std::fs::read_to_string(sshd.dir.path().join("guest_known_hosts")).unwrap();
     let hostkey = std::fs::read_to_string(sshd.dir.path().join("hostkey.pub")).unwrap();
     let key_body = hostkey.split_whitespace().nth(1).unwrap();
     assert!(known.contains(key_body), "host key recorded: {known}");

@@ -6,32 +6,11 @@
 #[path = "support/fake_pve/mod.rs"]
 mod fake_pve;
 mod support;
-use fake_pve::{FakeCluster, FakePve, PciDevice, ROOT_TOKEN_SECRET};
+use fake_pve::{FakePve, ROOT_TOKEN_SECRET};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::sshd::{Sshd, start_sshd};
-
-fn cluster() -> FakeCluster {
-    let mut c = FakeCluster::new();
-    let mut node = c.nodes.remove("pve").unwrap();
-    node.name = "pvetest".into();
-    node.pci = vec![PciDevice {
-        id: "0000:00:03.0".into(),
-        class: "0x00ff00".into(),
-        vendor: "0x1234".into(),
-        device: "0x11e8".into(),
-        subsystem_vendor: "0x1af4".into(),
-        subsystem_device: "0x1100".into(),
-        iommugroup: 3,
-        mdev: false,
-        vendor_name: None,
-        device_name: None,
-    }];
-    c.nodes.insert("pvetest".into(), node);
-    c.task_polls = 1;
-    c
-}
 
 /// The inventory: the test host with one target, the fake's API, a VM, and its guest reached
 /// through the local sshd's `testnode` alias.
@@ -79,13 +58,7 @@ ssh_config = "{ssh_config}"
     // stand-in guest, has no GPU, so the guest phase would rightly refuse)
     let vm_only = &text[..text.find("[nodes.pvetest.vm.guest]").unwrap()];
     std::fs::write(dir.join("vm-only.toml"), vm_only).unwrap();
-    // the converged test host's real probe output, brought to this version's files
-    let probe = support::read("probe/testhost-bookworm-converged.txt");
-    let inv = pvegpu::inventory::Inventory::load(&p).unwrap();
-    let node = inv.node("pvetest").unwrap();
-    let mut hp = pvegpu::host::planner::plan("pvetest", node, &support::facts(&probe)).unwrap();
-    hp.bind.clear();
-    std::fs::write(dir.join("pvetest.facts"), support::converge(&probe, &hp)).unwrap();
+    support::converged_testhost_facts(&p);
     p
 }
 
@@ -132,7 +105,7 @@ async fn verify_reads_every_layer_and_names_what_broke() {
     let Some(sshd) = start_sshd(false) else {
         return;
     };
-    let fake = FakePve::start_with(cluster()).await;
+    let fake = FakePve::start_with(fake_pve::testhost_cluster()).await;
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory(dir.path(), &fake, &sshd, "runtime = \"podman\"");
 
@@ -225,7 +198,7 @@ async fn an_unreachable_guest_leaves_its_layers_unchecked_and_fails() {
     let Some(sshd) = start_sshd(false) else {
         return;
     };
-    let fake = FakePve::start_with(cluster()).await;
+    let fake = FakePve::start_with(fake_pve::testhost_cluster()).await;
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory(
         dir.path(),

@@ -7,37 +7,9 @@
 #[path = "support/fake_pve/mod.rs"]
 mod fake_pve;
 mod support;
-use fake_pve::{FakeCluster, FakePve, LIMITED_TOKEN_SECRET, PciDevice, ROOT_TOKEN_SECRET};
+use fake_pve::{FakePve, LIMITED_TOKEN_SECRET, ROOT_TOKEN_SECRET};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-const FACTS: &str = "probe/testhost-bookworm-converged.txt";
-
-/// The fake cluster with one node named like the test host, holding its two target devices.
-fn cluster() -> FakeCluster {
-    let mut c = FakeCluster::new();
-    let mut node = c.nodes.remove("pve").unwrap();
-    node.name = "pvetest".into();
-    let dev = |id: &str, class: &str, vendor: &str, device: &str, group: i64| PciDevice {
-        id: id.into(),
-        class: class.into(),
-        vendor: vendor.into(),
-        device: device.into(),
-        subsystem_vendor: "0x1af4".into(),
-        subsystem_device: "0x1100".into(),
-        iommugroup: group,
-        mdev: false,
-        vendor_name: None,
-        device_name: None,
-    };
-    node.pci = vec![
-        dev("0000:00:03.0", "0x00ff00", "0x1234", "0x11e8", 3),
-        dev("0000:00:04.0", "0x020000", "0x8086", "0x100e", 4),
-    ];
-    c.nodes.insert("pvetest".into(), node);
-    c.task_polls = 2;
-    c
-}
 
 struct Lab {
     fake: FakePve,
@@ -47,7 +19,7 @@ struct Lab {
 impl Lab {
     async fn start() -> Lab {
         Lab {
-            fake: FakePve::start_with(cluster()).await,
+            fake: FakePve::start_with(fake_pve::testhost_cluster()).await,
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -97,25 +69,8 @@ dns = "9.9.9.9"
         );
         let p = self.dir.path().join("pvegpu.toml");
         std::fs::write(&p, text).unwrap();
-        self.facts(&p);
+        support::converged_testhost_facts(&p);
         p
-    }
-
-    /// The real probe of the converged test host, brought up to this version's files (the
-    /// probe predates two comment lines and `vfio_virqfd`), so the host plan is empty.
-    fn facts(&self, inv: &Path) -> PathBuf {
-        let text = support::read(FACTS);
-        let inventory = pvegpu::inventory::Inventory::load(inv).unwrap();
-        let node = inventory.node("pvetest").unwrap();
-        let mut p = pvegpu::host::planner::plan("pvetest", node, &support::facts(&text)).unwrap();
-        p.bind.clear(); // the devices are on vfio-pci in the probe already
-        let converged = support::converge(&text, &p);
-        let again =
-            pvegpu::host::planner::plan("pvetest", node, &support::facts(&converged)).unwrap();
-        assert!(again.is_empty(), "{}", again.render_text());
-        let path = self.dir.path().join("pvetest.facts");
-        std::fs::write(&path, converged).unwrap();
-        path
     }
 
     fn requests(&self) -> usize {
@@ -589,7 +544,7 @@ async fn ovmf_creates_a_q35_vm_with_an_efi_disk_and_pcie_devices_then_nothing() 
 /// after the fake's hold limit, and `hold_met` would stay false.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plans_for_several_nodes_run_concurrently() {
-    let mut cluster = cluster();
+    let mut cluster = fake_pve::testhost_cluster();
     let mut second = cluster.nodes["pvetest"].clone();
     second.name = "pvetest2".into();
     cluster.nodes.insert("pvetest2".into(), second);

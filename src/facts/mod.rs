@@ -25,7 +25,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 /// The read-only script that gathers every host fact.
-pub const PROBE: &str = include_str!("probe.sh");
+pub const PROBE: &str = concat!(
+    include_str!("../probe-prelude.sh"),
+    include_str!("probe.sh")
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactsError {

@@ -1,18 +1,7 @@
 # pvegpu host probe: read-only; prints every fact pvegpu needs in one pass.
 # Each section starts with a line "### pvegpu <name> [<argument>]" and ends with "### pvegpu exit <rc>".
 # The parsers in src/facts/ read this text; a saved facts file is this text too.
-export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-
-section() { # name [argument] -- command...
-  name=$1; shift
-  arg=
-  if [ "$1" != "--" ]; then arg=" $1"; shift; fi
-  shift
-  echo "### pvegpu $name$arg"
-  "$@" 2>&1
-  echo "### pvegpu exit $?"
-}
+# (LC_ALL, PATH and section() come first, from src/probe-prelude.sh)
 
 dump_file() { # path
   if [ -e "$1" ]; then

@@ -12,7 +12,10 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The read-only script that gathers every guest fact.
-pub const PROBE: &str = include_str!("probe.sh");
+pub const PROBE: &str = concat!(
+    include_str!("../probe-prelude.sh"),
+    include_str!("probe.sh")
+);
 
 /// The probe with the model repository to list (shell-quoted, so any path is safe).
 pub fn probe_script(model_repository: Option<&str>) -> String {

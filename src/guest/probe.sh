@@ -3,18 +3,7 @@
 # command's output, "### pvegpu exit <rc>". The parsers in src/guest/ read this text; a saved
 # guest facts file is this text too. PVEGPU_MODEL_REPOSITORY, when set by the caller, names the
 # Triton model repository to list.
-export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-
-section() { # name [argument] -- command...
-  name=$1; shift
-  arg=
-  if [ "$1" != "--" ]; then arg=" $1"; shift; fi
-  shift
-  echo "### pvegpu $name$arg"
-  "$@" 2>&1
-  echo "### pvegpu exit $?"
-}
+# (LC_ALL, PATH and section() come first, from src/probe-prelude.sh)
 
 dump_file() { # path
   if [ -e "$1" ]; then

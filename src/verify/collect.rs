@@ -11,7 +11,10 @@ use crate::facts::raw::RawFacts;
 use crate::guest::spec::{GuestSpec, Runtime};
 use std::path::Path;
 
-const PROBE: &str = include_str!("probe.sh");
+const PROBE: &str = concat!(
+    include_str!("../probe-prelude.sh"),
+    include_str!("probe.sh")
+);
 /// The unit the guest phase writes; its image is the one the runtime probes run in.
 const TRITON_UNIT: &str = "/etc/systemd/system/pvegpu-triton.service";
 

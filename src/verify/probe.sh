@@ -3,18 +3,7 @@
 # Parameters, set before this text by pvegpu: ENGINE (docker|podman|empty), GPU_FLAGS,
 # IMAGE_HINT (a unit file naming the image to probe with), TRITON_PORT, MODEL_REPO, PROBE_PY.
 # Sections as in the host probe: "### pvegpu <name> [<arg>]" ... "### pvegpu exit <rc>".
-export LC_ALL=C
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-
-section() { # name [argument] -- command...
-  name=$1; shift
-  arg=
-  if [ "$1" != "--" ]; then arg=" $1"; shift; fi
-  shift
-  echo "### pvegpu $name$arg"
-  "$@" 2>&1
-  echo "### pvegpu exit $?"
-}
+# (LC_ALL, PATH and section() come first, from src/probe-prelude.sh)
 
 echo "### pvegpu facts 1"
 section uname -- uname -r

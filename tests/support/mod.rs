@@ -131,3 +131,20 @@ pub fn converge(text: &str, p: &pvegpu::plan::HostPlan) -> String {
     }
     out
 }
+
+/// The real probe of the converged QEMU test host, brought up to this version's files for
+/// node `pvetest` of the inventory at `inv` (the probe predates two comment lines and
+/// `vfio_virqfd`), written as `pvetest.facts` beside the inventory: its host plan is empty.
+pub fn converged_testhost_facts(inv: &Path) -> PathBuf {
+    let text = read("probe/testhost-bookworm-converged.txt");
+    let inventory = Inventory::load(inv).unwrap();
+    let node = inventory.node("pvetest").unwrap();
+    let mut p = pvegpu::host::planner::plan("pvetest", node, &facts(&text)).unwrap();
+    p.bind.clear(); // the devices are on vfio-pci in the probe already
+    let converged = converge(&text, &p);
+    let again = pvegpu::host::planner::plan("pvetest", node, &facts(&converged)).unwrap();
+    assert!(again.is_empty(), "{}", again.render_text());
+    let path = inv.with_file_name("pvetest.facts");
+    std::fs::write(&path, converged).unwrap();
+    path
+}

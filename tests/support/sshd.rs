@@ -99,6 +99,24 @@ pub fn start_sshd(stand_in_pveversion: bool) -> Option<Sshd> {
 }
 
 impl Sshd {
+    /// An ssh_config (`guest_ssh_config`) naming this server `alias` with no known host key
+    /// (`guest_known_hosts` does not exist), as for a VM pvegpu just created: its key is
+    /// recorded on first use.
+    pub fn guest_config(&self, alias: &str) -> PathBuf {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        let p = self.path("guest_ssh_config");
+        std::fs::write(
+            &p,
+            format!(
+                "Host {alias}\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d}/id\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/guest_known_hosts\n  BatchMode yes\n",
+                port = self.port,
+                d = self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        p
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

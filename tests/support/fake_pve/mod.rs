@@ -668,3 +668,31 @@ pub fn parse_upid(upid: &str) -> Option<(String, u32, u64, u32, String, String, 
 pub fn obj(v: Value) -> Map<String, Value> {
     v.as_object().cloned().unwrap_or_default()
 }
+
+/// A cluster with one node named like the QEMU test host (`pvetest`), listing the test host's
+/// two target devices as its probe shows them: QEMU's edu device in IOMMU group 3 and an
+/// e1000 NIC in group 4.
+pub fn testhost_cluster() -> FakeCluster {
+    let mut c = FakeCluster::new();
+    let mut node = c.nodes.remove("pve").unwrap();
+    node.name = "pvetest".into();
+    let dev = |id: &str, class: &str, vendor: &str, device: &str, group: i64| PciDevice {
+        id: id.into(),
+        class: class.into(),
+        vendor: vendor.into(),
+        device: device.into(),
+        subsystem_vendor: "0x1af4".into(),
+        subsystem_device: "0x1100".into(),
+        iommugroup: group,
+        mdev: false,
+        vendor_name: None,
+        device_name: None,
+    };
+    node.pci = vec![
+        dev("0000:00:03.0", "0x00ff00", "0x1234", "0x11e8", 3),
+        dev("0000:00:04.0", "0x020000", "0x8086", "0x100e", 4),
+    ];
+    c.nodes.insert("pvetest".into(), node);
+    c.task_polls = 2;
+    c
+}
