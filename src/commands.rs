@@ -741,10 +741,15 @@ async fn verify_cmd(
             ));
         }
     }
+    // a facts file that cannot be read is an input error, not an unreachable host
+    let mut saved = match &facts {
+        Some(path) => Some(gather::from_file(node.as_deref(), path)?.1),
+        None => None,
+    };
     let reports = futures_join(nodes.iter().map(|(name, n)| {
         let inv = &inv;
-        let facts = facts.as_deref();
-        async move { crate::verify::run::verify_node(inv, name, n, facts).await }
+        let saved = saved.take();
+        async move { crate::verify::run::verify_node(inv, name, n, saved).await }
     }))
     .await;
     let passed = reports.iter().all(crate::verify::Report::passed);

@@ -206,6 +206,21 @@ async fn an_unreachable_guest_leaves_its_layers_unchecked_and_fails() {
         &sshd,
         "runtime = \"docker\"\n[nodes.pvetest.vm.guest.triton]\nmodel_repository = \"/srv/models\"\nbackend = \"onnx\"",
     );
+    // a facts file that is not there is an input error naming it, not an unreachable host
+    let out = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
+        .arg("-i")
+        .arg(&inv)
+        .args(["verify", "-n", "pvetest", "--facts", "no-such.facts"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot read the facts file no-such.facts"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no report for bad input");
+
     drop(sshd); // the guest's sshd is gone
     let (code, _, err) = pvegpu(
         &inv.with_file_name("vm-only.toml"),

@@ -19,17 +19,17 @@ use crate::vm::planner;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Every layer the inventory configures for one node. `facts_file`: the host's facts from a
-/// file saved by `discover --save` instead of SSH.
+/// Every layer the inventory configures for one node. `saved`: the host's facts read from a
+/// file (`--facts`) instead of over SSH.
 pub async fn verify_node(
     inv: &Inventory,
     name: &str,
     node: &Node,
-    facts_file: Option<&std::path::Path>,
+    saved: Option<crate::gather::Gathered>,
 ) -> Report {
     let mut report = Report::new();
-    let gathered = match facts_file {
-        Some(p) => crate::gather::from_file(Some(name), p).map(|(_, g)| g),
+    let gathered = match saved {
+        Some(g) => Ok(g),
         None => crate::gather::live(inv, name, node).await,
     };
     let facts = match gathered {
