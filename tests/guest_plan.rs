@@ -351,3 +351,178 @@ fn remove_file_section(text: &str, path: &str) -> String {
     }
     format!("{}{}", &text[..start], &text[end..])
 }
+
+/// Serves `files` (path -> body) over HTTP on loopback; any other path is a 404.
+fn serve(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let mut stream = &stream;
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(body);
+                }
+                None => {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    );
+                }
+            }
+        }
+    });
+    port
+}
+
+fn sh(command: &str) -> std::process::Output {
+    std::process::Command::new("sh")
+        .args(["-c", command])
+        .output()
+        .unwrap()
+}
+
+/// The keyring commands as planned, pointed at a local server and a scratch keyring folder:
+/// the CUDA key comes out of a `cuda-keyring` package laid out as NVIDIA's, the container
+/// toolkit's armored key is dearmored, and a failed download fails the step without leaving
+/// a key behind (no pipe hides curl's exit status).
+#[test]
+fn keyring_commands_install_the_keys_and_fail_on_a_failed_download() {
+    for tool in ["curl", "gpg", "dpkg-deb"] {
+        if sh(&format!("command -v {tool}")).stdout.is_empty() {
+            panic!("{tool} is needed for this test (.ci/run installs it)");
+        }
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path().display().to_string();
+    // a keyring package with NVIDIA's layout, and an armored key, made with a throwaway key
+    let made = sh(&format!(
+        "set -e; export GNUPGHOME={w}/gnupg; mkdir -m 700 $GNUPGHOME
+         gpg --batch --quiet --passphrase '' --quick-gen-key 'pvegpu test <t@example.invalid>' ed25519 sign never
+         mkdir -p {w}/pkg/DEBIAN {w}/pkg/usr/share/keyrings {w}/pkg/etc/apt/sources.list.d
+         gpg --batch --export > {w}/pkg/usr/share/keyrings/cuda-archive-keyring.gpg
+         echo 'deb [signed-by=/usr/share/keyrings/cuda-archive-keyring.gpg] https://example.invalid/ /' > {w}/pkg/etc/apt/sources.list.d/cuda-ubuntu2404-x86_64.list
+         printf 'Package: cuda-keyring\\nVersion: 1.1-1\\nArchitecture: all\\nMaintainer: t <t@example.invalid>\\nDescription: test\\n' > {w}/pkg/DEBIAN/control
+         dpkg-deb --build --root-owner-group {w}/pkg {w}/cuda-keyring.deb >/dev/null
+         gpg --batch --armor --export > {w}/gpgkey"
+    ));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let deb = std::fs::read(work.path().join("cuda-keyring.deb")).unwrap();
+    let armored = std::fs::read(work.path().join("gpgkey")).unwrap();
+    let binary = std::fs::read(
+        work.path()
+            .join("pkg/usr/share/keyrings/cuda-archive-keyring.gpg"),
+    )
+    .unwrap();
+    let port = serve(vec![
+        ("/cuda/cuda-keyring_1.1-1_all.deb", deb),
+        ("/libnvidia-container/gpgkey", armored),
+    ]);
+
+    let p = plan_for(
+        "runtime = \"docker\"\ncuda_toolkit = true\n[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n",
+        &read("guest/h100-ubuntu2404-fresh.facts"),
+    );
+    let keyring = |step: &str| {
+        let c = p.changes.iter().find(|c| c.step == step).unwrap();
+        let Action::Run { command } = &c.action else {
+            panic!("{step} runs a command")
+        };
+        command
+            .replace(
+                "https://developer.download.nvidia.com/compute/cuda/repos/ubuntu2404/x86_64/",
+                &format!("http://127.0.0.1:{port}/cuda/"),
+            )
+            .replace(
+                "https://nvidia.github.io/",
+                &format!("http://127.0.0.1:{port}/"),
+            )
+            // the key's place inside the package stays; where it is installed moves
+            .replace("$d/x/usr/share/", "$d/x/@PKG@/")
+            .replace("/usr/share/keyrings/", &format!("{w}/keyrings/"))
+            .replace("$d/x/@PKG@/", "$d/x/usr/share/")
+    };
+    std::fs::create_dir(work.path().join("keyrings")).unwrap();
+    let cuda = keyring("cuda-keyring");
+    let toolkit = keyring("container-toolkit-keyring");
+    assert!(
+        !cuda.contains("https://") && !toolkit.contains("https://"),
+        "{cuda}\n{toolkit}"
+    );
+
+    let out = sh(&cuda);
+    assert!(
+        out.status.success(),
+        "{cuda}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(work.path().join("keyrings/cuda-archive-keyring.gpg")).unwrap(),
+        binary
+    );
+    let out = sh(&toolkit);
+    assert!(
+        out.status.success(),
+        "{toolkit}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // dearmored: the same binary key the package carries
+    assert_eq!(
+        std::fs::read(
+            work.path()
+                .join("keyrings/nvidia-container-toolkit-keyring.gpg")
+        )
+        .unwrap(),
+        binary
+    );
+    let names: Vec<String> = std::fs::read_dir(work.path().join("keyrings"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "nothing but the two keys is left: {names:?}"
+    );
+
+    // a download that fails (404) fails the step and writes no key
+    std::fs::remove_dir_all(work.path().join("keyrings")).unwrap();
+    std::fs::create_dir(work.path().join("keyrings")).unwrap();
+    for (cmd, from) in [(&cuda, "/cuda/"), (&toolkit, "/libnvidia-container/")] {
+        let broken = cmd.replace(from, "/gone/");
+        let out = sh(&broken);
+        assert!(!out.status.success(), "{broken} succeeded");
+    }
+    assert_eq!(
+        std::fs::read_dir(work.path().join("keyrings"))
+            .unwrap()
+            .filter(|e| !e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".asc"))
+            .count(),
+        0
+    );
+}

@@ -27,6 +27,9 @@ use std::collections::BTreeSet;
 pub const TRITON_UNIT: &str = "pvegpu-triton.service";
 const CDI_SPEC: &str = "/etc/cdi/nvidia.yaml";
 const CUDA_ORIGIN: &str = "developer.download.nvidia.com";
+/// NVIDIA's entry point to each CUDA repository, and where it keeps the repository's key.
+const CUDA_KEYRING_DEB: &str = "cuda-keyring_1.1-1_all.deb";
+const CUDA_KEYRING_PATH: &str = "/usr/share/keyrings/cuda-archive-keyring.gpg";
 const CONTAINER_TOOLKIT_URI: &str = "https://nvidia.github.io/libnvidia-container/stable/deb";
 const DEBIAN_COMPONENTS: [&str; 3] = ["contrib", "non-free", "non-free-firmware"];
 const APT_INSTALL: &str = "DEBIAN_FRONTEND=noninteractive apt-get install -y";
@@ -714,13 +717,21 @@ fn repo_uri(d: &Desired, repo: Repository) -> String {
     }
 }
 
-fn key_url(d: &Desired, repo: Repository) -> String {
+/// The command that puts a repository's signing key at `path`, in one rename. CUDA's key
+/// differs per repository (debian12 signs with 3bf863cc, debian13 with 8793F200), so it is
+/// taken from the `cuda-keyring` package NVIDIA publishes in each repository, not from a
+/// key id; the package itself is not installed, as its own source list would duplicate
+/// pvegpu's. No pipes: `sh` has no pipefail, and a failed download must fail the step.
+fn keyring_command(d: &Desired, repo: Repository, path: &str) -> String {
+    let new = format!("{path}.pvegpu-new");
     match repo {
-        // NVIDIA's repository signing key since the 2022 rotation (key id 3bf863cc)
-        Repository::Cuda => format!("{}3bf863cc.pub", repo_uri(d, repo)),
-        Repository::ContainerToolkit => {
-            "https://nvidia.github.io/libnvidia-container/gpgkey".into()
-        }
+        Repository::Cuda => format!(
+            "d=$(mktemp -d) && curl -fsSL -o \"$d/cuda-keyring.deb\" {}{CUDA_KEYRING_DEB} && dpkg-deb -x \"$d/cuda-keyring.deb\" \"$d/x\" && install -m 0644 \"$d/x{CUDA_KEYRING_PATH}\" {new} && mv -f {new} {path} && rm -rf \"$d\"",
+            repo_uri(d, repo)
+        ),
+        Repository::ContainerToolkit => format!(
+            "curl -fsSL -o {new}.asc https://nvidia.github.io/libnvidia-container/gpgkey && gpg --dearmor --yes -o {new} {new}.asc && rm -f {new}.asc && chmod 0644 {new} && mv -f {new} {path}"
+        ),
         Repository::Debian => String::new(),
     }
 }
@@ -920,10 +931,7 @@ fn walk(
                 run(
                     step,
                     format!("{path} is missing"),
-                    format!(
-                        "curl -fsSL {} | gpg --dearmor --yes -o {path}",
-                        key_url(d, repo)
-                    ),
+                    keyring_command(d, repo, path),
                 )
             }))
         }
