@@ -1156,11 +1156,13 @@ fn walk(
                 ),
             };
             // without nvidia-uvm loaded the spec lacks /dev/nvidia-uvm and CUDA fails in the
-            // container while nvidia-smi works (RULES.md 5a)
+            // container while nvidia-smi works (RULES.md 5a). The unit names GPUs by UUID,
+            // which toolkits before 1.15 do not generate by default (their flag takes one
+            // value, the last given; later ones generate each strategy named).
             one(Some(run(
                 step,
                 reason,
-                format!("modprobe nvidia-uvm && nvidia-ctk cdi generate --output={CDI_SPEC}"),
+                format!("modprobe nvidia-uvm && nvidia-ctk cdi generate --device-name-strategy=index --device-name-strategy=uuid --output={CDI_SPEC}"),
             )))
         }
         GuestStepKind::TritonUnit => {
