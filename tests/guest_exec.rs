@@ -230,6 +230,7 @@ fn options() -> GuestOptions {
         reboot_timeout: Duration::from_secs(5),
         poll_interval: Duration::from_millis(1),
         max_passes: 3,
+        reconnect_timeout: Duration::from_secs(5),
     }
 }
 

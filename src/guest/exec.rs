@@ -36,6 +36,8 @@ pub struct GuestOptions {
     pub poll_interval: Duration,
     /// Plans applied at most: the first, and one more after each reboot.
     pub max_passes: usize,
+    /// How long a step whose connection dropped is waited for over new connections.
+    pub reconnect_timeout: Duration,
 }
 
 impl Default for GuestOptions {
@@ -44,6 +46,7 @@ impl Default for GuestOptions {
             reboot_timeout: Duration::from_secs(600),
             poll_interval: Duration::from_secs(5),
             max_passes: 3,
+            reconnect_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -86,9 +89,79 @@ pub fn change_script(run_id: &str, change: &Change) -> Option<String> {
             &[],
         )),
         Action::RemoveFile { path, .. } => as_root(&scripts::remove_file(run_id, path)),
-        Action::Run { command } => as_root(&format!("{APT_ENV}{}", scripts::run_command(command))),
+        Action::Run { command } => as_root(&detached(
+            &step_id(run_id, &change.step),
+            &format!("{APT_ENV}{}", scripts::run_command(command)),
+        )),
         Action::Reboot => return None,
     })
+}
+
+/// Where a detached step keeps its script, pid, log and exit status on the guest.
+pub const STEPS_DIR: &str = "/var/lib/pvegpu/steps";
+
+/// One step's name on the guest: the run and the plan's step id (a step runs once a pass;
+/// a later pass, after a reboot, may run it again under the same name, which restarts it).
+pub fn step_id(run_id: &str, step: &str) -> String {
+    let clean: String = step
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{run_id}-{clean}")
+}
+
+/// Start `script` detached from the SSH session (a systemd unit, else its own session), then
+/// wait for it. A command that runs for minutes (apt, a DKMS build) must neither die with a
+/// dropped connection, which would leave dpkg half-configured, nor lose its result: the exit
+/// status lands in a file, which [`wait_script`] reads over a new connection.
+pub fn detached(id: &str, script: &str) -> String {
+    let d = STEPS_DIR;
+    format!(
+        "set -eu\nd={d}; id={id}\nmkdir -p \"$d\"\n\
+         find \"$d\" -type f -mtime +30 -delete 2>/dev/null || true\n\
+         rm -f \"$d/$id.rc\" \"$d/$id.pid\"\n\
+         cat > \"$d/$id.sh\" <<'PVEGPU_STEP_EOF'\n{script}\nPVEGPU_STEP_EOF\n\
+         runner=\"echo \\$\\$ > '$d/$id.pid'; sh '$d/$id.sh' > '$d/$id.log' 2>&1; echo \\$? > '$d/$id.rc.new'; mv '$d/$id.rc.new' '$d/$id.rc'\"\n\
+         if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then\n\
+         \x20 systemd-run --quiet --collect --unit=\"pvegpu-step-$id-$$\" sh -c \"$runner\"\n\
+         else\n\
+         \x20 setsid sh -c \"$runner\" </dev/null >/dev/null 2>&1 &\n\
+         fi\n{}",
+        wait_body()
+    )
+}
+
+/// Wait for a detached step and answer with its log's tail and its exit status.
+pub fn wait_script(id: &str) -> String {
+    format!("set -eu\nd={STEPS_DIR}; id={id}\n{}", wait_body())
+}
+
+fn wait_body() -> String {
+    // the pid file appears once the runner starts; a runner gone without a status (killed, a
+    // reboot) fails the step instead of waiting forever
+    "n=0\n\
+     while [ ! -e \"$d/$id.rc\" ]; do\n\
+     \x20 if [ -e \"$d/$id.pid\" ]; then\n\
+     \x20   if ! kill -0 \"$(cat \"$d/$id.pid\")\" 2>/dev/null && [ ! -e \"$d/$id.rc\" ]; then\n\
+     \x20     sleep 1; [ -e \"$d/$id.rc\" ] && break\n\
+     \x20     tail -n 40 \"$d/$id.log\" 2>/dev/null || true\n\
+     \x20     echo \"pvegpu: step $id ended without an exit status (killed, or the guest restarted); its log is $d/$id.log\"\n\
+     \x20     exit 125\n\
+     \x20   fi\n\
+     \x20 else\n\
+     \x20   n=$((n+1)); [ $n -gt 60 ] && { echo \"pvegpu: step $id did not start\"; exit 125; }\n\
+     \x20 fi\n\
+     \x20 sleep 1\n\
+     done\n\
+     tail -n 200 \"$d/$id.log\"\n\
+     exit \"$(cat \"$d/$id.rc\")\"\n"
+        .to_string()
 }
 
 fn describe(action: &Action) -> String {
@@ -228,7 +301,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                             )));
                         }
                     },
-                    _ => self.run_change(&remote, change).await,
+                    _ => self.run_change(&mut remote, change).await,
                 };
                 let ok = result.is_ok();
                 self.report.steps.push(StepOutcome {
@@ -273,9 +346,16 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
         Ok((facts, plan))
     }
 
-    async fn run_change(&mut self, remote: &C::Remote, change: &Change) -> Result<String> {
+    async fn run_change(&mut self, remote: &mut C::Remote, change: &Change) -> Result<String> {
         let script = change_script(&self.run_id, change).expect("reboots are handled apart");
-        let out = self.script(remote, &script).await?;
+        let out = match self.script(remote, &script).await {
+            Ok(out) => out,
+            Err(e) if matches!(change.action, Action::Run { .. }) => {
+                let id = step_id(&self.run_id, &change.step);
+                self.reattach(remote, &id, e).await?
+            }
+            Err(e) => return Err(e),
+        };
         let text = format!("{}{}", out.stdout, out.stderr);
         if out.status != Some(0) {
             anyhow::bail!(
@@ -287,6 +367,56 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
             );
         }
         Ok(text)
+    }
+
+    /// The connection dropped while a detached step ran: connect again and wait for the
+    /// step's exit status (it kept running on the guest).
+    async fn reattach(
+        &mut self,
+        remote: &mut C::Remote,
+        id: &str,
+        cause: anyhow::Error,
+    ) -> Result<RemoteOutput> {
+        let started = Instant::now();
+        let mut last = format!("{cause:#}");
+        loop {
+            if started.elapsed() > self.options.reconnect_timeout {
+                return Err(hinted(
+                    format!(
+                        "lost the connection to guest {} while step {id} ran, and could not reach it again within {} s (last: {last})",
+                        self.guest,
+                        self.options.reconnect_timeout.as_secs()
+                    ),
+                    format!(
+                        "the step may still be running; its log is {STEPS_DIR}/{id}.log on the guest. Run `pvegpu apply` again once the guest answers"
+                    ),
+                ));
+            }
+            self.progress.say(&format!(
+                "{}: connection lost during step {id} ({last}); reconnecting",
+                self.guest
+            ));
+            tokio::time::sleep(self.options.poll_interval).await;
+            let fresh =
+                match tokio::time::timeout(Duration::from_secs(30), self.connector.connect()).await
+                {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => {
+                        last = format!("{e:#}");
+                        continue;
+                    }
+                    Err(_) => {
+                        last = "connecting timed out".into();
+                        continue;
+                    }
+                };
+            let old = std::mem::replace(remote, fresh);
+            self.connector.close(old).await;
+            match self.script(remote, &as_root(&wait_script(id))).await {
+                Ok(out) => return Ok(out),
+                Err(e) => last = format!("{e:#}"),
+            }
+        }
     }
 
     /// Reboot detached, then wait for a new boot_id over fresh connections.
@@ -387,6 +517,7 @@ pub fn postconditions(after: &GuestPlan) -> Vec<Check> {
 
 /// The guest's connection for the executor: OpenSSH, recording a new VM's host key on first
 /// use.
+#[derive(Clone)]
 pub struct SshConnector {
     pub destination: String,
     pub ssh_config: Option<std::path::PathBuf>,

@@ -145,6 +145,12 @@ impl SshRemote {
     pub async fn close(self) {
         let _ = self.session.close().await;
     }
+
+    /// The multiplexing master's socket (`ssh -S <it> -O exit` drops the connection, as a
+    /// network failure would).
+    pub fn control_socket(&self) -> &std::path::Path {
+        self.session.control_socket()
+    }
 }
 
 impl Remote for SshRemote {

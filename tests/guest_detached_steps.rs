@@ -1,0 +1,141 @@
+//! A guest step outlives its SSH connection: the executor runs each command detached on the
+//! guest, and when the connection drops mid-step it connects again and waits for the same
+//! run's exit status instead of failing (or running the command twice). Real OpenSSH on
+//! 127.0.0.1 stands in for the VM; the connection is dropped by telling the multiplexing
+//! master to exit, as a network failure ends it. Needs root there (the executor writes its
+//! step files under /var/lib/pvegpu), as .ci/run has.
+
+mod support;
+use pvegpu::apply::Progress;
+use pvegpu::facts::RawFacts;
+use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, STEPS_DIR, SshConnector};
+use pvegpu::guest::{GuestFacts, GuestSpec, plan};
+use pvegpu::plan::{Action, Change};
+use pvegpu::transport::ssh::SshRemote;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Connects like the real executor and remembers each connection's control socket.
+struct Recording {
+    inner: SshConnector,
+    sockets: Arc<Mutex<Vec<PathBuf>>>,
+}
+
+impl Connector for Recording {
+    type Remote = SshRemote;
+    async fn connect(&self) -> anyhow::Result<SshRemote> {
+        let r = self.inner.connect().await?;
+        self.sockets
+            .lock()
+            .unwrap()
+            .push(r.control_socket().to_path_buf());
+        Ok(r)
+    }
+    async fn close(&self, remote: SshRemote) {
+        self.inner.close(remote).await;
+    }
+}
+
+#[derive(Default)]
+struct Said(Mutex<Vec<String>>);
+impl Progress for Said {
+    fn say(&self, line: &str) {
+        eprintln!("{line}");
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_survives_a_dropped_connection_and_runs_once() {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!(
+            "SKIP: the executor writes {STEPS_DIR} on the guest, here this machine: run as root (.ci/run does)"
+        );
+        return;
+    }
+    let Some(sshd) = support::sshd::start_sshd(false) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let mark = work.path().join("runs");
+    let command = format!(
+        "sh -c 'echo started >> {m}; sleep 6; echo finished'",
+        m = mark.display()
+    );
+    let spec: GuestSpec = toml::from_str("runtime = \"docker\"\n").unwrap();
+    let facts = GuestFacts::from_raw(
+        &RawFacts::parse(&support::read("guest/gtx1080-debian12-fresh.facts")).unwrap(),
+    )
+    .unwrap();
+    let mut p = plan(&spec, &facts).unwrap();
+    p.changes = vec![Change {
+        step: "slow-step".into(),
+        summary: "a command that takes a while".into(),
+        reason: "test".into(),
+        action: Action::Run { command },
+        diff: None,
+        needs_reboot: false,
+    }];
+    let sockets = Arc::new(Mutex::new(Vec::new()));
+    let connector = Recording {
+        inner: SshConnector {
+            destination: "guest".into(),
+            ssh_config: Some(sshd.guest_config("guest")),
+        },
+        sockets: sockets.clone(),
+    };
+    // drop the first connection once the step has started on the "guest"
+    let (m, s) = (mark.clone(), sockets.clone());
+    let killer = tokio::spawn(async move {
+        for _ in 0..200 {
+            if m.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let socket = s.lock().unwrap()[0].clone();
+        let out = tokio::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-O", "exit", "guest"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let said = Said::default();
+    let options = GuestOptions {
+        poll_interval: Duration::from_millis(500),
+        reconnect_timeout: Duration::from_secs(60),
+        ..GuestOptions::default()
+    };
+    let mut exec = GuestExecutor::new("guest", &spec, options, &said, connector);
+    // this machine has no NVIDIA GPU, so the plan after the step is refused: the step's own
+    // outcome is what this test reads
+    let _ = exec.execute(&p, &facts).await;
+    killer.await.unwrap();
+    let step = &exec.report.steps[0];
+    assert!(step.ok, "{step:?}");
+    assert!(step.output.contains("finished"), "{step:?}");
+    assert_eq!(
+        std::fs::read_to_string(&mark).unwrap(),
+        "started\n",
+        "the command ran once"
+    );
+    assert!(sockets.lock().unwrap().len() >= 2, "connected again");
+    assert!(
+        said.0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("connection lost during step")),
+        "{:?}",
+        said.0.lock().unwrap()
+    );
+}
