@@ -122,16 +122,22 @@ pub fn step_id(run_id: &str, step: &str) -> String {
 /// status lands in a file, which [`wait_script`] reads over a new connection.
 pub fn detached(id: &str, script: &str) -> String {
     let d = STEPS_DIR;
+    // the runner names its files literally: systemd expands `$` in a unit's command line
     format!(
         "set -eu\nd={d}; id={id}\nmkdir -p \"$d\"\n\
          find \"$d\" -type f -mtime +30 -delete 2>/dev/null || true\n\
          rm -f \"$d/$id.rc\" \"$d/$id.pid\"\n\
          cat > \"$d/$id.sh\" <<'PVEGPU_STEP_EOF'\n{script}\nPVEGPU_STEP_EOF\n\
-         runner=\"echo \\$\\$ > '$d/$id.pid'; sh '$d/$id.sh' > '$d/$id.log' 2>&1; echo \\$? > '$d/$id.rc.new'; mv '$d/$id.rc.new' '$d/$id.rc'\"\n\
+         cat > \"$d/$id.run\" <<'PVEGPU_RUN_EOF'\n\
+         echo $$ > {d}/{id}.pid\n\
+         sh {d}/{id}.sh > {d}/{id}.log 2>&1\n\
+         echo $? > {d}/{id}.rc.new\n\
+         mv {d}/{id}.rc.new {d}/{id}.rc\n\
+         PVEGPU_RUN_EOF\n\
          if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then\n\
-         \x20 systemd-run --quiet --collect --unit=\"pvegpu-step-$id-$$\" sh -c \"$runner\"\n\
+         \x20 systemd-run --quiet --collect --unit=\"pvegpu-step-$id-$$\" sh \"$d/$id.run\"\n\
          else\n\
-         \x20 setsid sh -c \"$runner\" </dev/null >/dev/null 2>&1 &\n\
+         \x20 setsid sh \"$d/$id.run\" </dev/null >/dev/null 2>&1 &\n\
          fi\n{}",
         wait_body()
     )

@@ -12,9 +12,10 @@
 #                 hooks run. GRUB packages stay installed (as on PVE) but GRUB is not on the ESP.
 #
 # Output in $WORKDIR (default: <repo root>/.cache/testhost, git-ignored):
-#   base.qcow2      the disk image (~750 MB allocated, 3 GiB virtual); BOOT=systemd-boot:
+#   base.qcow2      the disk image (~750 MB allocated, 8 GiB virtual); BOOT=systemd-boot:
 #                   base-systemd-boot.qcow2
-#   id_ed25519      throwaway root SSH key baked into the image
+#   id_ed25519      throwaway SSH key baked into the image, for root and for `debian`
+#                   (a cloud-init style user with NOPASSWD sudo)
 #   cache/          downloaded .debs (kept, speeds up a rebuild a little)
 #
 # Idempotent: does nothing when the image exists, unless FORCE=1.
@@ -35,13 +36,13 @@ MIRROR=${MIRROR:-$(awk '/^URIs:/{print $2; exit}' "$SOURCES" 2>/dev/null || true
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${SECURITY_MIRROR:-$(awk '/^URIs:/ && /security/ {print $2; exit}' "$SOURCES" 2>/dev/null || true)}
 SECURITY_MIRROR=${SECURITY_MIRROR:-http://deb.debian.org/debian-security}
-ROOTSIZE_MIB=${ROOTSIZE_MIB:-3072}   # room for a second kernel package (~450 MB)
+ROOTSIZE_MIB=${ROOTSIZE_MIB:-8192}   # sparse; room for a second kernel and Debian's NVIDIA driver (1.5 GB)
 ESPSIZE_MIB=63
 ROOTFS=$WORKDIR/rootfs
 SUFFIX=""                                   # of the image and of every file the build writes
 ROOT_UUID=${ROOT_UUID:-6a1c2a1e-8b0e-4c1e-9d3a-0d5e1f00c0de}
 ESP_VOLID=${ESP_VOLID:-1234ABCD}            # vfat "UUID" becomes 1234-ABCD
-PACKAGES=linux-image-amd64,systemd-sysv,udev,kmod,dbus,openssh-server,initramfs-tools,pciutils,iproute2,grub-efi-amd64,efibootmgr,procps,zstd
+PACKAGES=linux-image-amd64,systemd-sysv,udev,kmod,dbus,openssh-server,initramfs-tools,pciutils,iproute2,grub-efi-amd64,efibootmgr,procps,zstd,sudo
 if [ "$BOOT" = systemd-boot ]; then
   SUFFIX=-systemd-boot
   ROOTFS=$WORKDIR/rootfs$SUFFIX
@@ -124,6 +125,13 @@ chroot "$ROOTFS" systemctl mask systemd-networkd-wait-online.service \
 install -d -m 700 "$ROOTFS/root/.ssh"
 install -m 600 "$WORKDIR/id_ed25519.pub" "$ROOTFS/root/.ssh/authorized_keys"
 echo 'root:pvetest' | chroot "$ROOTFS" chpasswd       # serial-console debugging only
+# a cloud-init style login for the guest-phase tests: same key, root only through NOPASSWD sudo
+chroot "$ROOTFS" useradd -m -s /bin/bash debian
+install -d -m 700 "$ROOTFS/home/debian/.ssh"
+install -m 600 "$WORKDIR/id_ed25519.pub" "$ROOTFS/home/debian/.ssh/authorized_keys"
+chroot "$ROOTFS" chown -R debian:debian /home/debian/.ssh
+echo 'debian ALL=(ALL) NOPASSWD:ALL' > "$ROOTFS/etc/sudoers.d/90-cloud-init-users"
+chmod 440 "$ROOTFS/etc/sudoers.d/90-cloud-init-users"
 # test stand-in for Proxmox's pveversion (the real one is in pve-manager, not installable here)
 cat > "$ROOTFS/usr/bin/pveversion" <<'EOF'
 #!/bin/sh
