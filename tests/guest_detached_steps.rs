@@ -9,7 +9,7 @@ mod support;
 use pvegpu::apply::Progress;
 use pvegpu::facts::RawFacts;
 use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, STEPS_DIR, SshConnector};
-use pvegpu::guest::{GuestFacts, GuestSpec, plan};
+use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
 use pvegpu::plan::{Action, Change};
 use pvegpu::transport::ssh::SshRemote;
 use std::path::PathBuf;
@@ -46,13 +46,41 @@ impl Progress for Said {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_survives_a_dropped_connection_and_runs_once() {
+fn is_root() -> bool {
     let uid = std::process::Command::new("id").arg("-u").output().unwrap();
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         eprintln!(
             "SKIP: the executor writes {STEPS_DIR} on the guest, here this machine: run as root (.ci/run does)"
         );
+        return false;
+    }
+    true
+}
+
+/// The spec, facts and a plan of one step that runs `command` (the plan's other steps are
+/// dropped: this machine is the "guest").
+/// (Each test names its own step: both run in one process, so they share the run id.)
+fn one_step(step: &str, command: String) -> (GuestSpec, GuestFacts, GuestPlan) {
+    let spec: GuestSpec = toml::from_str("runtime = \"docker\"\n").unwrap();
+    let facts = GuestFacts::from_raw(
+        &RawFacts::parse(&support::read("guest/gtx1080-debian12-fresh.facts")).unwrap(),
+    )
+    .unwrap();
+    let mut p = plan(&spec, &facts).unwrap();
+    p.changes = vec![Change {
+        step: step.into(),
+        summary: "a command that takes a while".into(),
+        reason: "test".into(),
+        action: Action::Run { command },
+        diff: None,
+        needs_reboot: false,
+    }];
+    (spec, facts, p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_survives_a_dropped_connection_and_runs_once() {
+    if !is_root() {
         return;
     }
     let Some(sshd) = support::sshd::start_sshd(false) else {
@@ -64,20 +92,7 @@ async fn a_step_survives_a_dropped_connection_and_runs_once() {
         "sh -c 'echo started >> {m}; sleep 6; echo finished'",
         m = mark.display()
     );
-    let spec: GuestSpec = toml::from_str("runtime = \"docker\"\n").unwrap();
-    let facts = GuestFacts::from_raw(
-        &RawFacts::parse(&support::read("guest/gtx1080-debian12-fresh.facts")).unwrap(),
-    )
-    .unwrap();
-    let mut p = plan(&spec, &facts).unwrap();
-    p.changes = vec![Change {
-        step: "slow-step".into(),
-        summary: "a command that takes a while".into(),
-        reason: "test".into(),
-        action: Action::Run { command },
-        diff: None,
-        needs_reboot: false,
-    }];
+    let (spec, facts, p) = one_step("slow-step", command);
     let sockets = Arc::new(Mutex::new(Vec::new()));
     let connector = Recording {
         inner: SshConnector {
@@ -138,4 +153,51 @@ async fn a_step_survives_a_dropped_connection_and_runs_once() {
         "{:?}",
         said.0.lock().unwrap()
     );
+}
+
+/// The runner dies without writing an exit status (killed, or the guest restarted under it):
+/// the step fails at once, naming its log, instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_gone_without_a_status_fails_the_step() {
+    if !is_root() {
+        return;
+    }
+    let Some(sshd) = support::sshd::start_sshd(false) else {
+        return;
+    };
+    let (spec, facts, p) = one_step("killed-step", "sleep 30".into());
+    let connector = SshConnector {
+        destination: "guest".into(),
+        ssh_config: Some(sshd.guest_config("guest")),
+    };
+    let said = Said::default();
+    let mut exec = GuestExecutor::new("guest", &spec, GuestOptions::default(), &said, connector);
+    let pid_file = PathBuf::from(format!("{STEPS_DIR}/{}-killed-step.pid", exec.run_id));
+    let killer = tokio::spawn(async move {
+        for _ in 0..200 {
+            if let Ok(pid) = std::fs::read_to_string(&pid_file)
+                && !pid.trim().is_empty()
+            {
+                let out = std::process::Command::new("kill")
+                    .args(["-9", pid.trim()])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success());
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the step never started");
+    });
+    let started = std::time::Instant::now();
+    let err = exec.execute(&p, &facts).await.unwrap_err();
+    killer.await.unwrap();
+    let text = format!("{err:#}");
+    assert!(text.contains("ended without an exit status"), "{text}");
+    assert!(text.contains("-killed-step.log"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "it did not wait for the sleep"
+    );
+    assert!(!exec.report.steps[0].ok);
 }
