@@ -741,7 +741,8 @@ async fn verify_cmd(
             ));
         }
     }
-    // a facts file that cannot be read is an input error, not an unreachable host
+    // a facts file that cannot be read is an input error, not an unreachable host (`--facts`
+    // requires `--node`, so there is one node to give it to)
     let mut saved = match &facts {
         Some(path) => Some(gather::from_file(node.as_deref(), path)?.1),
         None => None,

@@ -138,20 +138,18 @@ pub fn detached(id: &str, script: &str) -> String {
          \x20 systemd-run --quiet --collect --unit=\"pvegpu-step-$id-$$\" sh \"$d/$id.run\"\n\
          else\n\
          \x20 setsid sh \"$d/$id.run\" </dev/null >/dev/null 2>&1 &\n\
-         fi\n{}",
-        wait_body()
+         fi\n{WAIT_BODY}"
     )
 }
 
 /// Wait for a detached step and answer with its log's tail and its exit status.
 pub fn wait_script(id: &str) -> String {
-    format!("set -eu\nd={STEPS_DIR}; id={id}\n{}", wait_body())
+    format!("set -eu\nd={STEPS_DIR}; id={id}\n{WAIT_BODY}")
 }
 
-fn wait_body() -> String {
-    // the pid file appears once the runner starts; a runner gone without a status (killed, a
-    // reboot) fails the step instead of waiting forever
-    "n=0\n\
+/// The pid file appears once the runner starts; a runner gone without a status (killed, a
+/// reboot) fails the step instead of waiting forever.
+const WAIT_BODY: &str = "n=0\n\
      while [ ! -e \"$d/$id.rc\" ]; do\n\
      \x20 if [ -e \"$d/$id.pid\" ]; then\n\
      \x20   if ! kill -0 \"$(cat \"$d/$id.pid\")\" 2>/dev/null && [ ! -e \"$d/$id.rc\" ]; then\n\
@@ -166,9 +164,7 @@ fn wait_body() -> String {
      \x20 sleep 1\n\
      done\n\
      tail -n 200 \"$d/$id.log\"\n\
-     exit \"$(cat \"$d/$id.rc\")\"\n"
-        .to_string()
-}
+     exit \"$(cat \"$d/$id.rc\")\"\n";
 
 fn describe(action: &Action) -> String {
     match action {
