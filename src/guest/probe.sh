@@ -46,7 +46,7 @@ mok_keys() {
 packages() {
   dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\n' \
     'nvidia-*' 'libnvidia-*' 'cuda-*' 'libcuda*' 'linux-image-*' 'linux-headers-*' \
-    'linux-modules-nvidia-*' 'firmware-nvidia-*' dkms mokutil docker.io docker-ce \
+    'linux-modules-nvidia-*' 'firmware-nvidia-*' firmware-misc-nonfree dkms mokutil docker.io docker-ce \
     'docker-compose*' podman curl gpg ca-certificates 2>/dev/null
   return 0
 }
