@@ -6,7 +6,7 @@ mod support;
 use pvegpu::apply::Progress;
 use pvegpu::apply::scripts;
 use pvegpu::facts::RawFacts;
-use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, change_script};
+use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, GuestReport, change_script};
 use pvegpu::guest::gather;
 use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
 use pvegpu::plan::Action;
@@ -69,6 +69,8 @@ fn write_files(text: &str, p: &GuestPlan) -> String {
 }
 
 /// The guest before, after the first pass and reboot, and once Triton runs.
+const NO_DRIVER: &str = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.";
+
 struct Stages {
     fresh: String,
     rebooted: String,
@@ -249,6 +251,22 @@ async fn start(state: &Arc<Mutex<State>>, stages: &Arc<Stages>) -> (GuestFacts, 
     (g.facts, p)
 }
 
+/// Plan as `apply` does and run the executor, which must fail: the plan, its error and report.
+async fn apply_failing(
+    state: &Arc<Mutex<State>>,
+    stages: &Arc<Stages>,
+) -> (GuestPlan, String, GuestReport) {
+    let (facts, first) = start(state, stages).await;
+    let spec = spec();
+    let connector = FakeConnector {
+        state: state.clone(),
+        stages: stages.clone(),
+    };
+    let mut exec = GuestExecutor::new("triton-gpu", &spec, options(), &Quiet, connector);
+    let err = format!("{:#}", exec.execute(&first, &facts).await.unwrap_err());
+    (first, err, exec.report)
+}
+
 fn change_scripts(run_id: &str, p: &GuestPlan) -> Vec<String> {
     p.changes
         .iter()
@@ -354,19 +372,10 @@ async fn a_failing_step_stops_the_run_with_its_output() {
         fail_output: "E: Package 'nvidia-driver' has no installation candidate\n".into(),
         ..State::default()
     }));
-    let (facts, first) = start(&state, &stages).await;
-    let spec = spec();
-    let connector = FakeConnector {
-        state: state.clone(),
-        stages: stages.clone(),
-    };
-    let mut exec = GuestExecutor::new("triton-gpu", &spec, options(), &Quiet, connector);
-    let err = exec.execute(&first, &facts).await.unwrap_err();
-    let text = format!("{err:#}");
+    let (first, text, report) = apply_failing(&state, &stages).await;
     assert!(text.contains("driver failed on guest triton-gpu"), "{text}");
     assert!(text.contains("has no installation candidate"), "{text}");
     assert!(text.contains("exit status 100"), "{text}");
-    let report = exec.report;
     let last = report.steps.last().unwrap();
     assert_eq!(last.step, "driver");
     assert!(!last.ok);
@@ -415,6 +424,48 @@ async fn a_guest_that_never_comes_back_is_an_error_after_the_timeout() {
         .collect();
     assert!(!after_reboot.is_empty());
     assert!(after_reboot.iter().all(|t| *t == scripts::BOOT_ID));
+}
+
+/// The driver does not load after the reboot (a guest without its GPU, or a module the kernel
+/// rejects): the run stops after that one reboot and says why, instead of rebooting again.
+#[tokio::test]
+async fn a_driver_still_not_loaded_after_the_reboot_stops_the_run() {
+    let mut st = stages();
+    let unbound = st.rebooted.replace("\tKernel driver in use: nvidia\n", "");
+    assert_ne!(unbound, st.rebooted);
+    st.rebooted = set_section(
+        &set_section(
+            &unbound,
+            "proc-modules",
+            "snd_hda_intel 57344 0 - Live 0x0000000000000000\n### pvegpu exit 0\n",
+        ),
+        "nvidia-smi",
+        &format!("{}\n### pvegpu exit 9\n", NO_DRIVER),
+    );
+    let stages = Arc::new(st);
+    let state = Arc::new(Mutex::new(State::default()));
+    let (_, err, report) = apply_failing(&state, &stages).await;
+    assert!(
+        err.contains("rebooted, and the reason for it remains")
+            && err.contains(pvegpu::guest::planner::NOT_LOADED)
+            && err.contains(NO_DRIVER),
+        "{err}"
+    );
+    assert_eq!(report.reboots, 1, "no second reboot");
+    assert_eq!(report.passes, 1);
+    assert!(report.steps.iter().all(|s| s.ok));
+    let s = state.lock().unwrap();
+    let reboots = s
+        .scripts
+        .iter()
+        .filter(|(_, t)| t.contains("systemctl reboot"))
+        .count();
+    assert_eq!(reboots, 1);
+    assert_eq!(
+        s.closes,
+        s.connects - 1,
+        "every connection closed but start's"
+    );
 }
 
 /// Bad input: each refused plan is an error naming the cause, and the guest receives nothing.

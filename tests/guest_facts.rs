@@ -5,7 +5,7 @@ mod support;
 use pvegpu::facts::RawFacts;
 use pvegpu::guest::parse::{self, SecureBoot};
 use pvegpu::guest::{GuestFacts, GuestFactsError, probe_script};
-use support::read;
+use support::{read, set_section};
 
 fn guest(text: &str) -> GuestFacts {
     GuestFacts::from_raw(&RawFacts::parse(text).unwrap()).unwrap()
@@ -213,5 +213,142 @@ fn a_real_probe_run_on_the_debian_12_test_guest_plans_a_refusal() {
         p.refusals[0].reason.contains("sees no NVIDIA GPU"),
         "{:?}",
         p.refusals
+    );
+}
+
+/// Two GTX 1080 as lspci lists them with no driver bound, put into a recorded probe's empty
+/// `lspci` section: the chroot guest has no GPU, and its scenario injected the same lines.
+fn with_two_gtx1080(text: &str) -> String {
+    let card = |slot: &str| {
+        format!(
+            "0000:00:{slot}.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tSubsystem: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:119e]\n\tKernel modules: nouveau\n"
+        )
+    };
+    set_section(
+        text,
+        "lspci",
+        &format!("{}{}### pvegpu exit 0\n", card("10"), card("11")),
+    )
+}
+
+fn docker_spec() -> pvegpu::guest::GuestSpec {
+    toml::from_str("runtime = \"docker\"\n").unwrap()
+}
+
+/// The probe on the chroot guest right after pvegpu installed Debian's driver (recorded by
+/// tests/guest_testhost_e2e.rs with PVEGPU_CHROOT_GUEST=1; SOURCES.md): real dpkg, DKMS and
+/// module files for both kernels, and nvidia-smi failing because no module is loaded. Nothing
+/// Debian serves is planned again: what is left is NVIDIA's repositories (not reachable where
+/// it was recorded) and the reboot that loads the driver.
+#[test]
+fn recorded_driver_install_leaves_nvidia_repositories_and_the_reboot() {
+    let f = guest(&with_two_gtx1080(&read(
+        "guest/recorded/chroot-debian12-driver.facts",
+    )));
+    assert_eq!(f.running_kernel, "6.1.0-50-amd64");
+    let versions: Vec<&str> = f.kernels.iter().map(|k| k.version.as_str()).collect();
+    assert_eq!(versions, ["6.1.0-50-amd64", "6.1.0-56-amd64"]);
+    for k in &f.kernels {
+        assert!(k.headers, "{k:?}");
+        assert_eq!(
+            k.nvidia_module.as_deref(),
+            Some(format!("/lib/modules/{}/updates/dkms/nvidia-current.ko", k.version).as_str())
+        );
+        assert_eq!(k.module_signed, Some(true), "DKMS 3 signs with its own key");
+        assert!(f.dkms.iter().any(|d| d.module == "nvidia-current"
+            && d.version == "535.309.01"
+            && d.kernel.as_deref() == Some(k.version.as_str())
+            && d.state == "installed"));
+    }
+    assert!(
+        f.installed("nvidia-driver")
+            .unwrap()
+            .version
+            .starts_with("535.309.01")
+    );
+    assert!(f.installed("firmware-misc-nonfree").is_some());
+    for held in [
+        "nvidia-driver",
+        "nvidia-smi",
+        "nvidia-kernel-dkms",
+        "libcuda1",
+    ] {
+        assert!(f.holds.contains(held), "{held} not held: {:?}", f.holds);
+    }
+    assert!(f.smi.is_empty());
+    assert!(
+        f.smi_error
+            .as_deref()
+            .unwrap()
+            .contains("couldn't communicate")
+    );
+    assert_eq!(
+        f.loaded_modules, None,
+        "this machine's kernel has no /proc/modules"
+    );
+    assert!(f.docker.is_some());
+
+    let p = pvegpu::guest::plan(&docker_spec(), &f).unwrap();
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let steps: Vec<&str> = p.changes.iter().map(|c| c.step.as_str()).collect();
+    for debian in support::DEBIAN_ARCHIVE_STEPS {
+        assert!(
+            !steps.contains(&debian),
+            "{debian} again:\n{}",
+            p.render_text()
+        );
+    }
+    assert!(steps.contains(&"container-toolkit"), "{steps:?}");
+    let reboot = p.changes.last().unwrap();
+    assert_eq!(reboot.step, "reboot");
+    assert!(
+        reboot
+            .reason
+            .starts_with(pvegpu::guest::planner::NOT_LOADED)
+            && reboot.reason.contains("couldn't communicate"),
+        "{}",
+        reboot.reason
+    );
+}
+
+/// The same guest after a kernel was installed without its headers (recorded right after
+/// `apt-get install linux-image-6.1.0-50-cloud-amd64`): the plan installs that kernel's headers
+/// and builds the module for it alone, and leaves the driver and the other kernels be.
+#[test]
+fn recorded_kernel_without_headers_gets_them_and_its_module() {
+    let f = guest(&with_two_gtx1080(&read(
+        "guest/recorded/chroot-debian12-driver-kernel-added.facts",
+    )));
+    let added = f
+        .kernels
+        .iter()
+        .find(|k| k.version == "6.1.0-50-cloud-amd64")
+        .expect("the new kernel");
+    assert!(!added.headers && added.nvidia_module.is_none());
+    assert_eq!(
+        f.kernels
+            .iter()
+            .filter(|k| k.nvidia_module.is_some())
+            .count(),
+        2
+    );
+    let p = pvegpu::guest::plan(&docker_spec(), &f).unwrap();
+    let cmds: Vec<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.step == "kernel-headers" || c.step == "dkms-modules" || c.step == "driver")
+        .filter_map(|c| match &c.action {
+            pvegpu::plan::Action::Run { command } => Some(command.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        cmds,
+        [
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y linux-headers-6.1.0-50-cloud-amd64",
+            "dkms autoinstall -k 6.1.0-50-cloud-amd64",
+        ],
+        "{}",
+        p.render_text()
     );
 }

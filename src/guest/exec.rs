@@ -72,6 +72,19 @@ mkdir -p /run/pvegpu\n\
 printf '%s\\n' 'DPkg::Lock::Timeout \"600\";' 'Dpkg::Options { \"--force-confdef\"; \"--force-confold\"; };' > /run/pvegpu/apt.conf\n\
 export APT_CONFIG=/run/pvegpu/apt.conf\n";
 
+/// A reason of the reboot just done that the plan made after it gives again, or a driver
+/// still not loaded, whatever the reboot was for.
+fn still_after_reboot(done: &str, plan: &GuestPlan) -> Option<String> {
+    let again = plan.changes.iter().find(|c| c.action == Action::Reboot)?;
+    let before: Vec<&str> = done.split("; ").collect();
+    let left: Vec<&str> = again
+        .reason
+        .split("; ")
+        .filter(|r| before.contains(r) || r.starts_with(planner::NOT_LOADED))
+        .collect();
+    (!left.is_empty()).then(|| left.join("; "))
+}
+
 /// The script for one change (a reboot is not a change script).
 pub fn change_script(run_id: &str, change: &Change) -> Option<String> {
     Some(match &change.action {
@@ -269,7 +282,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                     plan.changes.len()
                 ));
             }
-            let mut rebooted = false;
+            let mut rebooted = None;
             for change in &plan.changes {
                 let what = describe(&change.action);
                 self.progress.say(&format!("{}: {what}", self.guest));
@@ -278,7 +291,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                     Action::Reboot => match self.reboot(remote, &facts).await {
                         Ok(r) => {
                             remote = r;
-                            rebooted = true;
+                            rebooted = Some(change.reason.clone());
                             self.report.steps.push(StepOutcome {
                                 step: change.step.clone(),
                                 what,
@@ -340,8 +353,15 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                     "the steps before it were applied; fix what it names and apply again",
                 ));
             }
-            if !rebooted {
+            let Some(why) = rebooted else {
                 break;
+            };
+            if let Some(left) = still_after_reboot(&why, &plan) {
+                self.connector.close(remote).await;
+                anyhow::bail!(
+                    "guest {} rebooted, and the reason for it remains: {left}; another reboot would not change that (look at `dmesg | grep -i -e nvidia -e nouveau` and `nvidia-smi` on the guest), then apply again",
+                    self.guest
+                );
             }
         }
         self.connector.close(remote).await;

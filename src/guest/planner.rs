@@ -40,6 +40,10 @@ pub enum GuestError {
     Template(#[from] TemplateError),
 }
 
+/// The reboot reason for a driver that is installed but not loaded. A reboot loads it if
+/// anything can, so the executor stops when this is the reason after a reboot.
+pub const NOT_LOADED: &str = "the NVIDIA driver is installed but its module is not loaded";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuestPlan {
     pub guest: String,
@@ -321,6 +325,17 @@ fn derive<'a>(
     }
     if !driver_missing.is_empty() && !nouveau_has_device {
         reboot_reasons.push("load the newly installed NVIDIA driver".into());
+    }
+    // an apply stopped between the driver install and its reboot leaves exactly this; without
+    // it the plan would be empty while no GPU works
+    if let Some(e) = facts.smi_error.as_deref().filter(|e| {
+        driver_missing.is_empty()
+            && !nouveau_has_device
+            && !e.contains("version mismatch")
+            && !facts.module_loaded("nvidia")
+            && !facts.gpus().any(|g| g.driver.as_deref() == Some("nvidia"))
+    }) {
+        reboot_reasons.push(format!("{NOT_LOADED} (nvidia-smi: {e})"));
     }
     let driver_ready = !facts.smi.is_empty()
         && facts.smi_error.is_none()

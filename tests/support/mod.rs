@@ -25,6 +25,19 @@ pub fn inventory(toml: &str) -> Inventory {
     Inventory::parse(Path::new("inventory.toml"), toml).expect("inventory parses")
 }
 
+/// The guest steps whose packages and files come from Debian's own archive (the rest need
+/// NVIDIA's repositories or a loaded driver).
+pub const DEBIAN_ARCHIVE_STEPS: [&str; 8] = [
+    "debian-components",
+    "kernel-headers",
+    "nouveau-blacklist",
+    "driver",
+    "driver-hold",
+    "dkms-modules",
+    "initramfs",
+    "container-runtime",
+];
+
 /// Replace the body of the first section whose marker line starts with `### pvegpu {head}`.
 pub fn set_section(text: &str, head: &str, body: &str) -> String {
     let marker = format!("### pvegpu {head}");

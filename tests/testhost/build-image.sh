@@ -24,7 +24,8 @@
 # with sfdisk on a plain file.
 # Host packages: debootstrap qemu-utils dosfstools mtools fdisk openssh-client
 #   (to run the VM: qemu-system-x86 ovmf)
-# Env: BOOT, WORKDIR, FORCE=1, MIRROR, SECURITY_MIRROR, ROOTSIZE_MIB, KEEP_ROOTFS=1
+# Env: BOOT, WORKDIR, FORCE=1, MIRROR, SECURITY_MIRROR, ROOTSIZE_MIB, KEEP_ROOTFS=1,
+#      ROOTFS_ONLY=1 (stop after step 2 with $WORKDIR/rootfs and no disk: chroot-guest.sh)
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 WORKDIR=${WORKDIR:-$REPO_ROOT/.cache/testhost}
@@ -56,7 +57,14 @@ die() { log "ERROR: $*" >&2; exit 1; }
 
 case "$WORKDIR" in *' '*) die "WORKDIR must not contain spaces: $WORKDIR" ;; esac
 case "$BOOT" in grub|systemd-boot) ;; *) die "unknown BOOT '$BOOT' (grub, systemd-boot)" ;; esac
-if [ -f "$WORKDIR/$IMAGE" ] && [ "$FORCE" != 1 ]; then
+if [ "${ROOTFS_ONLY:-0}" = 1 ]; then
+  [ "$BOOT" = grub ] || die "ROOTFS_ONLY=1 builds the grub flavour's root file system only"
+  if [ -f "$ROOTFS/.pvegpu-rootfs-done" ] && [ "$FORCE" != 1 ]; then
+    log "$ROOTFS exists; nothing to do (FORCE=1 rebuilds it)"
+    exit 0
+  fi
+  rm -f "$ROOTFS/.pvegpu-rootfs-done"
+elif [ -f "$WORKDIR/$IMAGE" ] && [ "$FORCE" != 1 ]; then
   log "$WORKDIR/$IMAGE exists; nothing to do (FORCE=1 rebuilds it)"
   exit 0
 fi
@@ -68,7 +76,7 @@ done
 mkdir -p "$WORKDIR/cache"
 cd "$WORKDIR"
 log "WORKDIR=$WORKDIR  BOOT=$BOOT  mirror=$MIRROR  security=$SECURITY_MIRROR"
-rm -f "$IMAGE" "$IMAGE.tmp"
+[ "${ROOTFS_ONLY:-0}" = 1 ] || rm -f "$IMAGE" "$IMAGE.tmp"
 t0=$(date +%s)
 
 # ---- 1. debootstrap (downloads ~120 MB of .debs into $WORKDIR/cache once) ------------
@@ -216,6 +224,11 @@ fi
 sed -i 's/^MODULES=.*/MODULES=dep/' "$ROOTFS/etc/initramfs-tools/initramfs.conf"
 chroot "$ROOTFS" apt-get clean
 t2=$(date +%s)
+if [ "${ROOTFS_ONLY:-0}" = 1 ]; then
+  touch "$ROOTFS/.pvegpu-rootfs-done"
+  log "done: root file system $ROOTFS (kernel $KVER); debootstrap $((t1-t0)) s, configure $((t2-t1)) s"
+  exit 0
+fi
 
 # ---- 3. filesystems and disk, no mounts ---------------------------------------------------
 log "3/3 assembling the disk (GPT: ${ESPSIZE_MIB} MiB ESP + ${ROOTSIZE_MIB} MiB ext4)"
