@@ -216,18 +216,13 @@ fn a_real_probe_run_on_the_debian_12_test_guest_plans_a_refusal() {
     );
 }
 
-/// Two GTX 1080 as lspci lists them with no driver bound, put into a recorded probe's empty
-/// `lspci` section: the chroot guest has no GPU, and its scenario injected the same lines.
+/// A recorded probe's empty `lspci` section with two GTX 1080 in it: the chroot guest has no
+/// GPU, and its scenario injected the same lines.
 fn with_two_gtx1080(text: &str) -> String {
-    let card = |slot: &str| {
-        format!(
-            "0000:00:{slot}.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tSubsystem: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:119e]\n\tKernel modules: nouveau\n"
-        )
-    };
     set_section(
         text,
         "lspci",
-        &format!("{}{}### pvegpu exit 0\n", card("10"), card("11")),
+        &format!("{}### pvegpu exit 0\n", support::TWO_GTX1080_LSPCI),
     )
 }
 

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 const PORT: u16 = 2251;
 const MODELS: &str = "/srv/triton/models";
 const SPEC: &str = "runtime = \"docker\"\n[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n";
-const GPUS: &str = "0000:00:10.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tSubsystem: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:119e]\n\tKernel modules: nouveau\n0000:00:11.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tSubsystem: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:119e]\n\tKernel modules: nouveau\n";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -169,9 +168,9 @@ impl<R: Remote + Sync> Remote for WithGpus<R> {
                         .stdout
                         .contains("### pvegpu file /etc/modprobe.d/pvegpu-nouveau.conf ")
                     {
-                        text.push_str(GPUS);
+                        text.push_str(support::TWO_GTX1080_LSPCI);
                     } else {
-                        text.push_str(&GPUS.replace(
+                        text.push_str(&support::TWO_GTX1080_LSPCI.replace(
                             "\tKernel modules: nouveau\n",
                             "\tKernel driver in use: nouveau\n\tKernel modules: nouveau\n",
                         ));

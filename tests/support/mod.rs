@@ -25,6 +25,10 @@ pub fn inventory(toml: &str) -> Inventory {
     Inventory::parse(Path::new("inventory.toml"), toml).expect("inventory parses")
 }
 
+/// Two GTX 1080 as the guest's `lspci -nnk` lists them with no driver bound: the tests put
+/// them into probe output from guests that have no GPU (the QEMU test host, the chroot guest).
+pub const TWO_GTX1080_LSPCI: &str = "0000:00:10.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tSubsystem: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:119e]\n\tKernel modules: nouveau\n0000:00:11.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n\tSubsystem: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:119e]\n\tKernel modules: nouveau\n";
+
 /// The guest steps whose packages and files come from Debian's own archive (the rest need
 /// NVIDIA's repositories or a loaded driver).
 pub const DEBIAN_ARCHIVE_STEPS: [&str; 8] = [
