@@ -232,31 +232,36 @@ fi
 
 # ---- 3. filesystems and disk, no mounts ---------------------------------------------------
 log "3/3 assembling the disk (GPT: ${ESPSIZE_MIB} MiB ESP + ${ROOTSIZE_MIB} MiB ext4)"
-ESP_IMG=esp$SUFFIX.img ROOT_IMG=root$SUFFIX.img RAW=disk$SUFFIX.raw
-rm -f "$ESP_IMG" "$ROOT_IMG" "$RAW"
-mkfs.vfat -C -F 32 -i "$ESP_VOLID" -n ESP "$ESP_IMG" $((ESPSIZE_MIB * 1024)) >/dev/null
-if [ "$BOOT" = grub ]; then
-  mmd -i "$ESP_IMG" ::/EFI ::/EFI/BOOT
-  mcopy -i "$ESP_IMG" "$WORKDIR/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
-else
-  mcopy -s -m -i "$ESP_IMG" "$STAGE/EFI" "$STAGE/loader" ::/
-  rm -rf "$STAGE"
-  mdir -/ -b -i "$ESP_IMG" ::/ | sed 's/^/[build-image]   ESP /'
-fi
-mkfs.ext4 -q -F -L pveroot -U "$ROOT_UUID" -d "$ROOTFS" "$ROOT_IMG" "${ROOTSIZE_MIB}M" >/dev/null
+# Both file systems are written straight into the partitions of one sparse raw disk, and the
+# root tree is gone before the qcow2 copy: at its peak the build holds the tree and the raw
+# disk, or the raw disk and the image (about 1.5 GB), never a second copy of a partition.
+# CI machines can be short of disk.
+RAW=disk$SUFFIX.raw
+ESP_OFF_MIB=1 ROOT_OFF_MIB=$((1 + ESPSIZE_MIB))
+rm -f "$RAW" "esp$SUFFIX.img" "root$SUFFIX.img"
 truncate -s $((1 + ESPSIZE_MIB + ROOTSIZE_MIB + 1))M "$RAW"
 sfdisk -q "$RAW" <<EOF
 label: gpt
-start=1MiB, size=${ESPSIZE_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
-start=$((1 + ESPSIZE_MIB))MiB, size=${ROOTSIZE_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
+start=${ESP_OFF_MIB}MiB, size=${ESPSIZE_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
+start=${ROOT_OFF_MIB}MiB, size=${ROOTSIZE_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
 EOF
-dd if="$ESP_IMG"  of="$RAW" bs=1M seek=1 conv=notrunc,sparse status=none
-dd if="$ROOT_IMG" of="$RAW" bs=1M seek=$((1 + ESPSIZE_MIB)) conv=notrunc,sparse status=none
-rm -f "$ESP_IMG" "$ROOT_IMG"
+mkfs.vfat --offset=$((ESP_OFF_MIB * 2048)) -F 32 -s 1 -i "$ESP_VOLID" -n ESP "$RAW" $((ESPSIZE_MIB * 1024)) >/dev/null
+ESP="$RAW@@$((ESP_OFF_MIB * 1024 * 1024))"
+if [ "$BOOT" = grub ]; then
+  mmd -i "$ESP" ::/EFI ::/EFI/BOOT
+  mcopy -i "$ESP" "$WORKDIR/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+else
+  mcopy -s -m -i "$ESP" "$STAGE/EFI" "$STAGE/loader" ::/
+  rm -rf "$STAGE"
+  mdir -/ -b -i "$ESP" ::/ | sed 's/^/[build-image]   ESP /'
+fi
+# nodiscard: discarding a file punches holes, and none may reach the ESP in front of it
+mkfs.ext4 -q -F -L pveroot -U "$ROOT_UUID" -E offset=$((ROOT_OFF_MIB * 1024 * 1024)),nodiscard \
+  -d "$ROOTFS" "$RAW" "${ROOTSIZE_MIB}M" >/dev/null
+if [ "${KEEP_ROOTFS:-0}" != 1 ]; then rm -rf "$ROOTFS"; fi
 qemu-img convert -f raw -O qcow2 "$RAW" "$IMAGE.tmp"
 rm -f "$RAW"
 mv "$IMAGE.tmp" "$IMAGE"
-if [ "${KEEP_ROOTFS:-0}" != 1 ]; then rm -rf "$ROOTFS"; fi
 t3=$(date +%s)
 log "done: kernel $KVER; debootstrap $((t1-t0)) s, configure $((t2-t1)) s, disk $((t3-t2)) s, total $((t3-t0)) s"
 qemu-img info "$IMAGE" | grep -E 'virtual size|disk size' | sed 's/^/[build-image] /'
