@@ -245,7 +245,9 @@ label: gpt
 start=${ESP_OFF_MIB}MiB, size=${ESPSIZE_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
 start=${ROOT_OFF_MIB}MiB, size=${ROOTSIZE_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
 EOF
-mkfs.vfat --offset=$((ESP_OFF_MIB * 2048)) -F 32 -s 1 -i "$ESP_VOLID" -n ESP "$RAW" $((ESPSIZE_MIB * 1024)) >/dev/null
+# mkfs.vfat warns that the file is bigger than the partition it was told to fill: expected here
+mkfs.vfat --offset=$((ESP_OFF_MIB * 2048)) -F 32 -s 1 -i "$ESP_VOLID" -n ESP "$RAW" $((ESPSIZE_MIB * 1024)) 2>&1 >/dev/null \
+  | { grep -v '^Warning: block count mismatch' >&2 || true; }
 ESP="$RAW@@$((ESP_OFF_MIB * 1024 * 1024))"
 if [ "$BOOT" = grub ]; then
   mmd -i "$ESP" ::/EFI ::/EFI/BOOT
