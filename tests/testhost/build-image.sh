@@ -238,14 +238,15 @@ log "3/3 assembling the disk (GPT: ${ESPSIZE_MIB} MiB ESP + ${ROOTSIZE_MIB} MiB 
 # CI machines can be short of disk.
 RAW=disk$SUFFIX.raw
 ESP_OFF_MIB=1 ROOT_OFF_MIB=$((1 + ESPSIZE_MIB))
-rm -f "$RAW" "esp$SUFFIX.img" "root$SUFFIX.img"
+rm -f "$RAW" "esp$SUFFIX.img" "root$SUFFIX.img"   # the .img: left by an older, failed build
 truncate -s $((1 + ESPSIZE_MIB + ROOTSIZE_MIB + 1))M "$RAW"
 sfdisk -q "$RAW" <<EOF
 label: gpt
 start=${ESP_OFF_MIB}MiB, size=${ESPSIZE_MIB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=esp
 start=${ROOT_OFF_MIB}MiB, size=${ROOTSIZE_MIB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root
 EOF
-# mkfs.vfat warns that the file is bigger than the partition it was told to fill: expected here
+# -s 1: on the whole file mkfs.vfat picks 4 KiB clusters, too few for FAT32, and mtools then
+# cannot read the FAT. It also warns that the file is bigger than the partition: expected here.
 mkfs.vfat --offset=$((ESP_OFF_MIB * 2048)) -F 32 -s 1 -i "$ESP_VOLID" -n ESP "$RAW" $((ESPSIZE_MIB * 1024)) 2>&1 >/dev/null \
   | { grep -v '^Warning: block count mismatch' >&2 || true; }
 ESP="$RAW@@$((ESP_OFF_MIB * 1024 * 1024))"
