@@ -1,7 +1,9 @@
 //! The subcommands: the only layer that does I/O besides the transports.
 
-use crate::apply::{self, Executor, Progress};
+use crate::apply::{self, Executor};
 use crate::cli::{Cli, Command, GlobalArgs};
+use crate::core::check::{Check, Layer};
+use crate::core::progress::Progress;
 use crate::error::hinted;
 use crate::facts::HostFacts;
 use crate::gather;
@@ -9,6 +11,7 @@ use crate::guest::phase::GuestPhasePlan;
 use crate::host::{discover, planner};
 use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
+use crate::transport::ssh::SshConnector;
 use crate::vm::VmPlan;
 use crate::vm::phase::{Phase, host_readiness};
 use anyhow::{Context, Result};
@@ -39,11 +42,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 node,
                 yes,
                 facts,
-                apply::Options {
-                    stop_guests,
-                    reboot_timeout: Duration::from_secs(reboot_timeout),
-                    verify: true,
-                },
+                apply::Options::new(stop_guests, Duration::from_secs(reboot_timeout), true),
             )
             .await
         }
@@ -59,11 +58,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 node,
                 yes,
                 reboot,
-                apply::Options {
-                    stop_guests,
-                    reboot_timeout: Duration::from_secs(reboot_timeout),
-                    verify: false,
-                },
+                apply::Options::new(stop_guests, Duration::from_secs(reboot_timeout), false),
             )
             .await
         }
@@ -406,9 +401,9 @@ fn print_report(g: &GlobalArgs, reports: &[apply::Report]) -> Result<()> {
         for c in &r.postconditions {
             out.push_str(&format!(
                 "  {} {}: {}\n",
-                if c.ok { "✓" } else { "✗" },
+                if c.passed() { "✓" } else { "✗" },
                 c.name,
-                c.detail
+                c.saw
             ));
         }
     }
@@ -444,8 +439,7 @@ async fn apply_cmd(
     let mut reports = Vec::new();
     for (name, n) in nodes {
         let started = std::time::Instant::now();
-        let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
-        let connect = || apply::connect_node(n.ssh.clone(), config.clone());
+        let connector = SshConnector::node(&n.ssh, n.ssh_config.as_ref().map(|p| inv.resolve(p)));
         let facts = match &saved_facts {
             Some(path) => gather::from_file(Some(name), path)?.1.facts,
             None => gather::live(&inv, name, n).await?.facts,
@@ -509,7 +503,7 @@ async fn apply_cmd(
                     .postconditions
                     .extend(crate::guest::exec::postconditions(gp));
             }
-            report.ok = report.postconditions.iter().all(|c| c.ok);
+            report.ok = report.postconditions.iter().all(Check::passed);
             report.seconds = started.elapsed().as_secs_f64();
             reports.push(report);
             continue;
@@ -522,10 +516,10 @@ async fn apply_cmd(
         let after;
         if plan.is_empty() {
             report = converged_host_report(name, n, &plan, &facts);
-            report.ok = report.postconditions.iter().all(|c| c.ok);
+            report.ok = report.postconditions.iter().all(Check::passed);
             after = facts.clone();
         } else {
-            let mut exec = Executor::new(name, n, options.clone(), &progress, connect);
+            let mut exec = Executor::new(name, n, options.clone(), &progress, connector);
             let result = exec.execute(&plan, &facts).await;
             report = exec.report;
             report.seconds = started.elapsed().as_secs_f64();
@@ -560,7 +554,7 @@ async fn apply_cmd(
                     )));
                 }
             }
-            report.ok = report.postconditions.iter().all(|c| c.ok);
+            report.ok = report.postconditions.iter().all(Check::passed);
             report.seconds = started.elapsed().as_secs_f64();
         }
         if crate::guest::phase::spec(n).is_some() && report.ok {
@@ -649,7 +643,7 @@ async fn run_guest_phase(
         report
             .postconditions
             .extend(crate::guest::exec::postconditions(gp));
-        report.ok = report.postconditions.iter().all(|c| c.ok);
+        report.ok = report.postconditions.iter().all(Check::passed);
         return Ok(());
     }
     let guest_options = crate::guest::exec::GuestOptions {
@@ -669,7 +663,7 @@ async fn run_guest_phase(
             "the guest phase stopped on {name}; running apply again continues from what the guest is now"
         )));
     }
-    report.ok = report.postconditions.iter().all(|c| c.ok);
+    report.ok = report.postconditions.iter().all(Check::passed);
     Ok(())
 }
 
@@ -682,8 +676,7 @@ async fn rollback_cmd(
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let n = inv.node(&name)?;
-    let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
-    let connect = || apply::connect_node(n.ssh.clone(), config.clone());
+    let connector = SshConnector::node(&n.ssh, n.ssh_config.as_ref().map(|p| inv.resolve(p)));
     let facts = gather::live(&inv, &name, n).await?.facts;
     let plan = crate::host::rollback::plan(&name, &facts, reboot);
     if !g.json {
@@ -694,20 +687,23 @@ async fn rollback_cmd(
     }
     confirm(&name, "roll back", yes)?;
     let progress = Stderr { quiet: g.quiet };
-    let mut exec = Executor::new(&name, n, options, &progress, connect);
+    let mut exec = Executor::new(&name, n, options, &progress, connector);
     let after = exec.execute(&plan, &facts).await;
     let mut report = exec.report;
     let after = after?;
     let left = crate::host::rollback::plan(&name, &after, false);
-    report.postconditions.push(crate::host::checks::Check {
-        name: "nothing of pvegpu's left".into(),
-        ok: left.is_empty(),
-        detail: if left.is_empty() {
+    report.postconditions.push(Check::judged(
+        Layer::Host,
+        "nothing of pvegpu's left",
+        left.is_empty(),
+        if left.is_empty() {
             "pvegpu's files, block and words are gone".into()
         } else {
             format!("{} change(s) remain", left.changes.len())
         },
-    });
+        "the rollback did not remove everything pvegpu wrote",
+        format!("`pvegpu rollback --node {name}` again shows what is left"),
+    ));
     report.ok = left.is_empty();
     print_report(g, &[report])?;
     Ok(if left.is_empty() {

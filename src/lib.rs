@@ -4,6 +4,7 @@ pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod compat;
+pub mod core;
 pub mod error;
 pub mod facts;
 pub mod gather;

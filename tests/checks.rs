@@ -56,7 +56,7 @@ fn postconditions_catch_a_device_left_on_its_driver() {
     let checks = postconditions("testhost", node, &p, &fresh, &fresh);
     let failed: Vec<&str> = checks
         .iter()
-        .filter(|c| !c.ok)
+        .filter(|c| !c.passed())
         .map(|c| c.name.as_str())
         .collect();
     assert!(failed.contains(&"kernel command line"), "{failed:?}");
@@ -76,6 +76,6 @@ fn postconditions_catch_a_device_left_on_its_driver() {
         "groups isolated",
     ] {
         let c = checks.iter().find(|c| c.name == name).unwrap();
-        assert!(c.ok, "{name}: {}", c.detail);
+        assert!(c.passed(), "{name}: {}", c.saw);
     }
 }

@@ -6,11 +6,13 @@
 //! step files under /var/lib/pvegpu), as .ci/run has.
 
 mod support;
-use pvegpu::apply::Progress;
+use pvegpu::core::progress::Progress;
 use pvegpu::facts::RawFacts;
-use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, STEPS_DIR, SshConnector};
+use pvegpu::guest::exec::{GuestExecutor, GuestOptions, STEPS_DIR};
 use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
 use pvegpu::plan::{Action, Change};
+use pvegpu::transport::Connector;
+use pvegpu::transport::ssh::SshConnector;
 use pvegpu::transport::ssh::SshRemote;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -95,10 +97,7 @@ async fn a_step_survives_a_dropped_connection_and_runs_once() {
     let (spec, facts, p) = one_step("slow-step", command);
     let sockets = Arc::new(Mutex::new(Vec::new()));
     let connector = Recording {
-        inner: SshConnector {
-            destination: "guest".into(),
-            ssh_config: Some(sshd.guest_config("guest")),
-        },
+        inner: SshConnector::guest("guest", Some(sshd.guest_config("guest"))),
         sockets: sockets.clone(),
     };
     // drop the first connection once the step has started on the "guest"
@@ -166,10 +165,7 @@ async fn a_runner_gone_without_a_status_fails_the_step() {
         return;
     };
     let (spec, facts, p) = one_step("killed-step", "sleep 30".into());
-    let connector = SshConnector {
-        destination: "guest".into(),
-        ssh_config: Some(sshd.guest_config("guest")),
-    };
+    let connector = SshConnector::guest("guest", Some(sshd.guest_config("guest")));
     let said = Said::default();
     let mut exec = GuestExecutor::new("guest", &spec, GuestOptions::default(), &said, connector);
     let pid_file = PathBuf::from(format!("{STEPS_DIR}/{}-killed-step.pid", exec.run_id));

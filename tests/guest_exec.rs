@@ -3,13 +3,14 @@
 //! reads, a real local shell.
 
 mod support;
-use pvegpu::apply::Progress;
 use pvegpu::apply::scripts;
+use pvegpu::core::progress::Progress;
 use pvegpu::facts::RawFacts;
-use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, GuestReport, change_script};
+use pvegpu::guest::exec::{GuestExecutor, GuestOptions, GuestReport, change_script};
 use pvegpu::guest::gather;
 use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
 use pvegpu::plan::Action;
+use pvegpu::transport::Connector;
 use pvegpu::transport::ssh::SshError;
 use pvegpu::transport::{Remote, RemoteOutput};
 use std::sync::{Arc, Mutex};

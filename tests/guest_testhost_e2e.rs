@@ -19,11 +19,13 @@
 
 mod support;
 
-use pvegpu::apply::Progress;
-use pvegpu::guest::exec::{Connector, GuestExecutor, GuestOptions, SshConnector};
+use pvegpu::core::progress::Progress;
+use pvegpu::guest::exec::{GuestExecutor, GuestOptions};
 use pvegpu::guest::planner::NOT_LOADED;
 use pvegpu::guest::{GuestSpec, gather, plan};
 use pvegpu::plan::Action;
+use pvegpu::transport::Connector;
+use pvegpu::transport::ssh::SshConnector;
 use pvegpu::transport::ssh::SshError;
 use pvegpu::transport::{Remote, RemoteOutput};
 use std::path::PathBuf;
@@ -226,10 +228,7 @@ async fn debian12_guest_components_update_hold_reboot_then_replan() {
     );
 
     // logged in as `debian`, root only through NOPASSWD sudo, as cloud-init sets a VM up
-    let ssh = SshConnector {
-        destination: "testguest-sudo".into(),
-        ssh_config: Some(vm.dir.path().join("ssh_config")),
-    };
+    let ssh = SshConnector::guest("testguest-sudo", Some(vm.dir.path().join("ssh_config")));
     // the real probe, recorded as it came (tests/fixtures/guest/recorded/testhost-debian12.facts
     // is such a run; PVEGPU_RECORD_GUEST=1 writes it again)
     let t = Instant::now();
@@ -441,10 +440,7 @@ async fn driver_scenario(vm: &Vm, target: Target) {
         "echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/test-unsafe-io",
     ]);
     assert!(fast.status.success());
-    let ssh = SshConnector {
-        destination: "testguest".into(),
-        ssh_config: Some(vm.dir.path().join("ssh_config")),
-    };
+    let ssh = SshConnector::guest("testguest", Some(vm.dir.path().join("ssh_config")));
     let spec: GuestSpec = toml::from_str("runtime = \"docker\"\n").unwrap();
     let connector = GpuConnector(ssh.clone());
     let before = gather_with_gpus(&connector).await;

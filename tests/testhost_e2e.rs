@@ -182,7 +182,7 @@ fn assert_converged(r: &serde_json::Value) {
     let checks = r["postconditions"].as_array().unwrap();
     assert!(!checks.is_empty());
     for c in checks {
-        assert_eq!(c["ok"], true, "postcondition failed: {c}");
+        assert_eq!(c["status"], "pass", "postcondition failed: {c}");
     }
 }
 

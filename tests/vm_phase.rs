@@ -138,7 +138,7 @@ async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
     assert_eq!(code, 0, "{err}\n{out}");
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     for c in report[0]["postconditions"].as_array().unwrap() {
-        assert_eq!(c["ok"], true, "{c}");
+        assert_eq!(c["status"], "pass", "{c}");
     }
     assert!(
         err.contains("is up: the guest agent reports 10.3.0.201"),
@@ -366,7 +366,7 @@ async fn a_concurrent_edit_is_detected_not_overwritten() {
         .insert("description".into(), "edited by hand".into());
 
     struct Quiet;
-    impl pvegpu::apply::Progress for Quiet {
+    impl pvegpu::core::progress::Progress for Quiet {
         fn say(&self, _: &str) {}
     }
     let exec = VmExecutor::new(&phase.client, &Quiet);

@@ -4,17 +4,18 @@
 
 pub mod scripts;
 
+use crate::core::check::Check;
+use crate::core::progress::Progress;
+use crate::core::reboot::{RebootCost, RebootWait, reboot_and_wait};
 use crate::error::hinted;
 use crate::facts::HostFacts;
 use crate::gather;
-use crate::host::checks::{Check, postconditions, reboot_interlocks};
+use crate::host::checks::{postconditions, reboot_interlocks};
 use crate::inventory::Node;
 use crate::plan::{Action, Change, HostPlan};
-use crate::transport::Remote;
-use crate::transport::ssh::SshRemote;
-use anyhow::{Context, Result};
+use crate::transport::{Connector, Remote};
+use anyhow::Result;
 use serde::Serialize;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -23,6 +24,19 @@ pub struct Options {
     pub reboot_timeout: Duration,
     /// For rollback: check nothing after the reboot but that it happened.
     pub verify: bool,
+    /// Between polls for the node's new boot_id (and before the first).
+    pub poll_interval: Duration,
+}
+
+impl Options {
+    pub fn new(stop_guests: bool, reboot_timeout: Duration, verify: bool) -> Self {
+        Options {
+            stop_guests,
+            reboot_timeout,
+            verify,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -46,18 +60,13 @@ pub struct Report {
     pub ok: bool,
 }
 
-/// Progress lines on stderr; quiet hides them.
-pub trait Progress {
-    fn say(&self, line: &str);
-}
-
-pub struct Executor<'a, P: Progress, C> {
+pub struct Executor<'a, P: Progress, C: Connector> {
     pub node_name: &'a str,
     pub node: &'a Node,
     pub options: Options,
     pub progress: &'a P,
-    /// Opens a new SSH connection to the node (used again after the reboot).
-    pub connect: C,
+    /// Opens connections to the node (again after the reboot).
+    pub connector: C,
     pub run_id: String,
     pub report: Report,
 }
@@ -87,19 +96,14 @@ fn added_words(path: &str, content: &str, before: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-impl<'a, P, C, F> Executor<'a, P, C>
-where
-    P: Progress,
-    C: Fn() -> F,
-    F: Future<Output = Result<SshRemote>>,
-{
+impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
     /// An executor for a plan made from facts gathered in one SSH round trip already.
     pub fn new(
         node_name: &'a str,
         node: &'a Node,
         options: Options,
         progress: &'a P,
-        connect: C,
+        connector: C,
     ) -> Self {
         let report = Report {
             ssh_round_trips: 1,
@@ -110,7 +114,7 @@ where
             node,
             options,
             progress,
-            connect,
+            connector,
             run_id: run_id(),
             report,
         }
@@ -118,14 +122,14 @@ where
 
     async fn script(
         &mut self,
-        remote: &SshRemote,
+        remote: &C::Remote,
         script: &str,
     ) -> Result<crate::transport::RemoteOutput> {
         self.report.ssh_round_trips += 1;
         Ok(remote.run_script(script).await?)
     }
 
-    pub async fn gather(&mut self, remote: &SshRemote) -> Result<HostFacts> {
+    pub async fn gather(&mut self, remote: &C::Remote) -> Result<HostFacts> {
         self.report.ssh_round_trips += 1;
         Ok(gather::probe(self.node_name, remote).await?.facts)
     }
@@ -134,11 +138,11 @@ where
     pub async fn execute(&mut self, plan: &HostPlan, facts: &HostFacts) -> Result<HostFacts> {
         let started = Instant::now();
         self.report.node = self.node_name.to_string();
-        let mut remote = (self.connect)().await?;
+        let mut remote = self.connector.connect().await?;
         if plan.needs_reboot() {
             let (refusals, _) = reboot_interlocks(facts, self.options.stop_guests);
             if let Some(r) = refusals.first() {
-                remote.close().await;
+                self.connector.close(remote).await;
                 return Err(hinted(
                     format!("{}: {} (nothing was changed)", self.node_name, r.reason),
                     r.hint.clone(),
@@ -171,7 +175,7 @@ where
                 output,
             });
             if let Err(e) = result {
-                remote.close().await;
+                self.connector.close(remote).await;
                 self.report.seconds = started.elapsed().as_secs_f64();
                 return Err(e.context(format!(
                     "{} failed on {}: {what}",
@@ -182,17 +186,17 @@ where
         if !plan.needs_reboot() {
             current = self.gather(&remote).await?;
         }
-        remote.close().await;
+        self.connector.close(remote).await;
         if self.options.verify {
             self.report.postconditions =
                 postconditions(self.node_name, self.node, plan, facts, &current);
         }
-        self.report.ok = self.report.postconditions.iter().all(|c| c.ok);
+        self.report.ok = self.report.postconditions.iter().all(Check::passed);
         self.report.seconds = started.elapsed().as_secs_f64();
         Ok(current)
     }
 
-    async fn run_change(&mut self, remote: &SshRemote, change: &Change) -> Result<String> {
+    async fn run_change(&mut self, remote: &C::Remote, change: &Change) -> Result<String> {
         let script = match &change.action {
             Action::WriteFile {
                 path,
@@ -224,7 +228,7 @@ where
         Ok(format!("{}{}", out.stdout, out.stderr))
     }
 
-    async fn stop_guests(&mut self, remote: &SshRemote, facts: &HostFacts) -> Result<()> {
+    async fn stop_guests(&mut self, remote: &C::Remote, facts: &HostFacts) -> Result<()> {
         for g in facts.guests.iter().filter(|g| g.status == "running") {
             let cmd = match g.kind {
                 crate::facts::pve::GuestKind::Vm => format!("qm shutdown {} --timeout 600", g.vmid),
@@ -244,67 +248,37 @@ where
         Ok(())
     }
 
-    /// Reboot detached, then wait for a new boot_id over a fresh connection.
-    async fn reboot(&mut self, remote: SshRemote, facts: &HostFacts) -> Result<SshRemote> {
+    /// Stop guests where asked, then reboot and wait for the new boot ([`reboot_and_wait`]).
+    async fn reboot(&mut self, remote: C::Remote, facts: &HostFacts) -> Result<C::Remote> {
         let (refusals, running) = reboot_interlocks(facts, self.options.stop_guests);
         if let Some(r) = refusals.first() {
-            remote.close().await;
+            self.connector.close(remote).await;
             return Err(hinted(r.reason.clone(), r.hint.clone()));
         }
         if !running.is_empty() {
             self.stop_guests(&remote, facts).await?;
         }
-        let old = match &facts.boot_id {
-            Some(id) => id.clone(),
-            None => self
-                .script(&remote, scripts::BOOT_ID)
-                .await?
-                .stdout
-                .trim()
-                .to_string(),
+        let wait = RebootWait {
+            name: self.node_name,
+            subject: self.node_name,
+            timeout: self.options.reboot_timeout,
+            poll_interval: self.options.poll_interval,
+            timeout_hint: "check the node's console; when it is up, run `pvegpu apply` again (it re-reads the node and continues); `pvegpu rollback` undoes pvegpu's changes",
+            as_root: |s| s.to_string(),
         };
-        self.script(&remote, &scripts::reboot()).await?;
-        remote.close().await;
-        self.report.reboots += 1;
-        let started = Instant::now();
-        let deadline = started + self.options.reboot_timeout;
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        loop {
-            let waited = started.elapsed().as_secs();
-            if Instant::now() > deadline {
-                return Err(hinted(
-                    format!(
-                        "{} did not come back within {} s after the reboot",
-                        self.node_name,
-                        self.options.reboot_timeout.as_secs()
-                    ),
-                    "check the node's console; when it is up, run `pvegpu apply` again (it re-reads the node and continues); `pvegpu rollback` undoes pvegpu's changes",
-                ));
-            }
-            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(30), (self.connect)()).await
-            {
-                self.report.ssh_round_trips += 1;
-                if let Ok(Ok(out)) =
-                    tokio::time::timeout(Duration::from_secs(20), r.run_script(scripts::BOOT_ID))
-                        .await
-                {
-                    let id = out.stdout.trim().to_string();
-                    if !id.is_empty() && id != old {
-                        self.progress.say(&format!(
-                            "{}: back after {waited} s (new boot)",
-                            self.node_name
-                        ));
-                        return Ok(r);
-                    }
-                }
-                r.close().await;
-            }
-            self.progress.say(&format!(
-                "{}: waiting for the reboot ({waited} s)",
-                self.node_name
-            ));
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        }
+        let mut cost = RebootCost::default();
+        let result = reboot_and_wait(
+            &self.connector,
+            remote,
+            facts.boot_id.as_deref(),
+            &wait,
+            self.progress,
+            &mut cost,
+        )
+        .await;
+        self.report.ssh_round_trips += cost.ssh_round_trips;
+        self.report.reboots += cost.reboots;
+        result
     }
 }
 
@@ -321,13 +295,4 @@ pub fn run_id() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     format!("{now}-{}", std::process::id())
-}
-
-pub async fn connect_node(
-    destination: String,
-    config: Option<std::path::PathBuf>,
-) -> Result<SshRemote> {
-    SshRemote::connect(&destination, config)
-        .await
-        .with_context(|| format!("cannot reach {destination}"))
 }

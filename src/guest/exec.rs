@@ -11,23 +11,17 @@ use super::facts::GuestFacts;
 use super::gather::{self, as_root};
 use super::planner::{self, GuestPlan};
 use super::spec::GuestSpec;
+use crate::apply::StepOutcome;
 use crate::apply::scripts;
-use crate::apply::{Progress, StepOutcome};
+use crate::core::check::{Check, Layer};
+use crate::core::progress::Progress;
+use crate::core::reboot::{RebootCost, RebootWait, reboot_and_wait};
 use crate::error::hinted;
-use crate::host::checks::Check;
 use crate::plan::{Action, Change};
-use crate::transport::{Remote, RemoteOutput};
-use anyhow::{Context, Result};
+use crate::transport::{Connector, Remote, RemoteOutput};
+use anyhow::Result;
 use serde::Serialize;
-use std::future::Future;
 use std::time::{Duration, Instant};
-
-/// Opens a connection to the guest (again after each reboot) and closes one.
-pub trait Connector {
-    type Remote: Remote;
-    fn connect(&self) -> impl Future<Output = Result<Self::Remote>>;
-    fn close(&self, remote: Self::Remote) -> impl Future<Output = ()>;
-}
 
 #[derive(Debug, Clone)]
 pub struct GuestOptions {
@@ -255,7 +249,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
         self.report.seconds = started.elapsed().as_secs_f64();
         let (after, last) = result?;
         self.report.postconditions = postconditions(&last);
-        self.report.ok = self.report.postconditions.iter().all(|c| c.ok);
+        self.report.ok = self.report.postconditions.iter().all(Check::passed);
         Ok(after)
     }
 
@@ -441,66 +435,30 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
         }
     }
 
-    /// Reboot detached, then wait for a new boot_id over fresh connections.
+    /// Reboot detached and wait for the new boot ([`reboot_and_wait`]).
     async fn reboot(&mut self, remote: C::Remote, facts: &GuestFacts) -> Result<C::Remote> {
-        let old = match &facts.boot_id {
-            Some(id) => id.clone(),
-            None => self
-                .script(&remote, scripts::BOOT_ID)
-                .await?
-                .stdout
-                .trim()
-                .to_string(),
+        let subject = format!("guest {}", self.guest);
+        let wait = RebootWait {
+            name: self.guest,
+            subject: &subject,
+            timeout: self.options.reboot_timeout,
+            poll_interval: self.options.poll_interval,
+            timeout_hint: "check the VM's console in Proxmox; when it is up, run `pvegpu apply` again (it re-reads the guest and continues)",
+            as_root,
         };
-        let out = self.script(&remote, &as_root(&scripts::reboot())).await?;
-        if out.status != Some(0) {
-            self.connector.close(remote).await;
-            anyhow::bail!(
-                "scheduling the reboot failed (exit {:?}): {}",
-                out.status,
-                format!("{}{}", out.stdout, out.stderr).trim()
-            );
-        }
-        self.connector.close(remote).await;
-        self.report.reboots += 1;
-        let started = Instant::now();
-        let deadline = started + self.options.reboot_timeout;
-        tokio::time::sleep(self.options.poll_interval).await;
-        loop {
-            let waited = started.elapsed().as_secs();
-            if Instant::now() > deadline {
-                return Err(hinted(
-                    format!(
-                        "guest {} did not come back within {} s after the reboot",
-                        self.guest,
-                        self.options.reboot_timeout.as_secs()
-                    ),
-                    "check the VM's console in Proxmox; when it is up, run `pvegpu apply` again (it re-reads the guest and continues)",
-                ));
-            }
-            if let Ok(Ok(r)) =
-                tokio::time::timeout(Duration::from_secs(30), self.connector.connect()).await
-            {
-                self.report.ssh_round_trips += 1;
-                if let Ok(Ok(out)) =
-                    tokio::time::timeout(Duration::from_secs(20), r.run_script(scripts::BOOT_ID))
-                        .await
-                {
-                    let id = out.stdout.trim().to_string();
-                    if !id.is_empty() && id != old {
-                        self.progress
-                            .say(&format!("{}: back after {waited} s (new boot)", self.guest));
-                        return Ok(r);
-                    }
-                }
-                self.connector.close(r).await;
-            }
-            self.progress.say(&format!(
-                "{}: waiting for the reboot ({waited} s)",
-                self.guest
-            ));
-            tokio::time::sleep(self.options.poll_interval).await;
-        }
+        let mut cost = RebootCost::default();
+        let result = reboot_and_wait(
+            &self.connector,
+            remote,
+            facts.boot_id.as_deref(),
+            &wait,
+            self.progress,
+            &mut cost,
+        )
+        .await;
+        self.report.ssh_round_trips += cost.ssh_round_trips;
+        self.report.reboots += cost.reboots;
+        result
     }
 }
 
@@ -517,10 +475,11 @@ fn refused(guest: &str, plan: &GuestPlan, done: &str) -> anyhow::Error {
 
 /// What must hold once the guest phase is done, read from a fresh plan.
 pub fn postconditions(after: &GuestPlan) -> Vec<Check> {
-    vec![Check {
-        name: format!("guest {} matches the inventory", after.guest),
-        ok: after.is_empty() && after.refusals.is_empty(),
-        detail: if after.is_empty() {
+    vec![Check::judged(
+        Layer::Guest,
+        format!("guest {} matches the inventory", after.guest),
+        after.is_empty() && after.refusals.is_empty(),
+        if after.is_empty() {
             format!("a fresh plan has nothing left ({})", after.context)
         } else {
             format!(
@@ -534,29 +493,9 @@ pub fn postconditions(after: &GuestPlan) -> Vec<Check> {
                     .join(", ")
             )
         },
-    }]
-}
-
-/// The guest's connection for the executor: OpenSSH, recording a new VM's host key on first
-/// use.
-#[derive(Clone)]
-pub struct SshConnector {
-    pub destination: String,
-    pub ssh_config: Option<std::path::PathBuf>,
-}
-
-impl Connector for SshConnector {
-    type Remote = crate::transport::ssh::SshRemote;
-
-    async fn connect(&self) -> Result<Self::Remote> {
-        crate::transport::ssh::SshRemote::connect_guest(&self.destination, self.ssh_config.clone())
-            .await
-            .with_context(|| format!("cannot reach the guest at {}", self.destination))
-    }
-
-    async fn close(&self, remote: Self::Remote) {
-        remote.close().await;
-    }
+        "the guest differs from what the inventory asks for",
+        "`pvegpu plan` shows what is left; `pvegpu apply` converges it",
+    )]
 }
 
 #[cfg(test)]

@@ -2,13 +2,13 @@
 //! on first use), gather, plan; apply, re-plan after each reboot, and prove a fresh plan empty.
 
 use super::access::{GuestAccess, access};
-use super::exec::{GuestExecutor, GuestOptions, GuestReport, SshConnector};
+use super::exec::{GuestExecutor, GuestOptions, GuestReport};
 use super::gather::{self, GuestGathered};
 use super::planner::{self, GuestPlan};
 use super::spec::GuestSpec;
-use crate::apply::Progress;
+use crate::core::progress::Progress;
 use crate::inventory::{Inventory, Node};
-use crate::transport::ssh::{ConnectFailure, SshError, SshRemote};
+use crate::transport::ssh::{ConnectFailure, SshConnector, SshError, SshRemote};
 use crate::vm::VmPlan;
 use crate::vm::phase::Phase;
 use anyhow::{Context, Result};
@@ -224,10 +224,7 @@ pub async fn apply<P: Progress>(
             )),
         );
     };
-    let connector = SshConnector {
-        destination: access.destination.clone(),
-        ssh_config: access.ssh_config.clone(),
-    };
+    let connector = SshConnector::guest(&access.destination, access.ssh_config.clone());
     let mut exec = GuestExecutor::new(&guest, spec, options, progress, connector);
     // the plan's facts came in one round trip already
     exec.report.ssh_round_trips = 1;

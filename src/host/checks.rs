@@ -3,11 +3,11 @@
 
 use super::analysis::{device_problems, iommu_problems};
 use super::planner;
+use crate::core::check::{Check, Layer};
 use crate::facts::HostFacts;
 use crate::inventory::Node;
 use crate::pci::PciAddress;
 use crate::plan::{HostPlan, Refusal};
-use serde::Serialize;
 use std::collections::BTreeSet;
 
 /// Guests pvegpu would have to stop for a reboot, and the refusals that block it.
@@ -47,19 +47,54 @@ pub fn reboot_interlocks(facts: &HostFacts, stop_guests: bool) -> (Vec<Refusal>,
     (refusals, running.iter().map(|g| g.vmid).collect())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Check {
-    pub name: String,
-    pub ok: bool,
-    pub detail: String,
+/// Why a failed postcondition fails and what to run, by postcondition name. `None` for a
+/// name this module does not know, so a renamed postcondition shows up in the tests.
+fn advice(node_name: &str, name: &str) -> Option<(String, String)> {
+    let apply = format!("run `pvegpu apply --node {node_name}`");
+    let (cause, fix) = match name {
+        "kernel command line" => (
+            "the running kernel was booted without the IOMMU parameters: the boot loader was not refreshed, or the node has not rebooted since".to_string(),
+            format!("{apply}; it writes the command line, refreshes the boot loader and reboots"),
+        ),
+        "IOMMU" => (
+            "no IOMMU groups exist: VT-d/AMD-Vi is off in the firmware or the kernel was not told to enable it".to_string(),
+            format!("enable VT-d / AMD-Vi (IOMMU) in the firmware setup, then {apply}"),
+        ),
+        "interrupt remapping" => (
+            "without interrupt remapping a guest with a passed-through device can inject interrupts into the host; vfio refuses such devices by default".to_string(),
+            "enable interrupt remapping / x2APIC in the firmware; only if the platform cannot, set `allow_unsafe_interrupts = true` under the node's [host] table".to_string(),
+        ),
+        "groups isolated" => (
+            "a target's IOMMU group holds a device the host still needs; vfio takes whole groups".to_string(),
+            "move the card to a slot with its own IOMMU group (see `pvegpu discover`) or enable ACS in the firmware".to_string(),
+        ),
+        PLAN_EMPTY => (
+            "the node differs from what the inventory asks for, so a reboot or a change is pending".to_string(),
+            format!("`pvegpu plan --node {node_name}` shows what is left; `pvegpu apply --node {node_name}` converges it"),
+        ),
+        n if n.ends_with(" on vfio-pci") => (
+            "another driver claimed the device first: the vfio configuration is missing from the running kernel's initramfs, or the node has not rebooted since it was written".to_string(),
+            format!("{apply}; it rebuilds the initramfs and reboots if needed"),
+        ),
+        _ => return None,
+    };
+    Some((cause, fix))
 }
 
-fn check(name: &str, ok: bool, detail: String) -> Check {
-    Check {
-        name: name.into(),
-        ok,
-        detail,
-    }
+/// The postcondition that only means something across an apply (verify, which sees only
+/// the present, leaves it out).
+pub const ACROSS_APPLY_ONLY: &str = "no other device taken";
+/// The last postcondition: a fresh plan has nothing left.
+pub const PLAN_EMPTY: &str = "nothing left to plan";
+
+fn check(node_name: &str, name: &str, ok: bool, saw: String) -> Check {
+    let (cause, fix) = advice(node_name, name).unwrap_or_else(|| {
+        (
+            "a host postcondition does not hold".into(),
+            format!("run `pvegpu plan --node {node_name}`"),
+        )
+    });
+    Check::judged(Layer::Host, name, ok, saw, cause, fix)
 }
 
 /// What must be true once the host phase converged: the running kernel carries the
@@ -80,6 +115,7 @@ pub fn postconditions(
         .filter(|w| !after.proc_cmdline.contains(w))
         .collect();
     out.push(check(
+        node_name,
         "kernel command line",
         missing.is_empty(),
         if missing.is_empty() {
@@ -96,6 +132,7 @@ pub fn postconditions(
         },
     ));
     out.push(check(
+        node_name,
         "IOMMU",
         after.iommu_active(),
         if after.iommu_active() {
@@ -106,6 +143,7 @@ pub fn postconditions(
     ));
     let (iommu_refusals, _) = iommu_problems(after, node.host.allow_unsafe_interrupts);
     out.push(check(
+        node_name,
         "interrupt remapping",
         iommu_refusals.is_empty(),
         match after.kernel_log.irq_remapping {
@@ -128,6 +166,7 @@ pub fn postconditions(
     for t in &targets {
         let driver = after.device(t).and_then(|d| d.driver.clone());
         out.push(check(
+            node_name,
             &format!("{t} on vfio-pci"),
             driver.as_deref() == Some("vfio-pci"),
             format!("driver: {}", driver.as_deref().unwrap_or("none")),
@@ -150,7 +189,8 @@ pub fn postconditions(
         .map(|d| d.address.to_string())
         .collect();
     out.push(check(
-        "no other device taken",
+        node_name,
+        ACROSS_APPLY_ONLY,
         strays.is_empty(),
         if strays.is_empty() {
             "only targets went to vfio-pci".into()
@@ -169,6 +209,7 @@ pub fn postconditions(
         }
     }
     out.push(check(
+        node_name,
         "groups isolated",
         group_problems.is_empty(),
         if group_problems.is_empty() {
@@ -183,7 +224,8 @@ pub fn postconditions(
         .map(|p| p.changes.len() + p.refusals.len())
         .unwrap_or(1);
     out.push(check(
-        "nothing left to plan",
+        node_name,
+        PLAN_EMPTY,
         left == 0,
         match &again {
             Ok(p) if left == 0 => "a new plan has no changes".into(),
@@ -198,4 +240,25 @@ pub fn postconditions(
         },
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advice;
+
+    #[test]
+    fn every_failing_postcondition_name_has_advice() {
+        for name in [
+            "kernel command line",
+            "IOMMU",
+            "interrupt remapping",
+            "groups isolated",
+            "nothing left to plan",
+            "0000:02:00.0 on vfio-pci",
+        ] {
+            let (cause, fix) = advice("n", name).unwrap_or_else(|| panic!("{name}"));
+            assert!(!cause.is_empty() && !fix.is_empty());
+        }
+        assert!(advice("n", "something new").is_none());
+    }
 }

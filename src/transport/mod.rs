@@ -21,3 +21,11 @@ pub trait Remote {
         script: &str,
     ) -> impl Future<Output = Result<RemoteOutput, ssh::SshError>> + Send;
 }
+
+/// Opens a connection to a machine (again after each reboot) and closes one. Executors hold a
+/// connector rather than a connection, so tests hand them a fake.
+pub trait Connector {
+    type Remote: Remote;
+    fn connect(&self) -> impl Future<Output = anyhow::Result<Self::Remote>>;
+    fn close(&self, remote: Self::Remote) -> impl Future<Output = ()>;
+}

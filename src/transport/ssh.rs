@@ -178,6 +178,61 @@ impl Remote for SshRemote {
     }
 }
 
+/// Whose host key is trusted how: a Proxmox node's must be known already; a VM pvegpu created
+/// made its key at first boot, so the first connection records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKeyTrust {
+    Known,
+    FirstUse,
+}
+
+/// OpenSSH connections to one destination, for the executors.
+#[derive(Debug, Clone)]
+pub struct SshConnector {
+    pub destination: String,
+    pub ssh_config: Option<PathBuf>,
+    pub trust: HostKeyTrust,
+}
+
+impl SshConnector {
+    pub fn node(destination: impl Into<String>, ssh_config: Option<PathBuf>) -> Self {
+        SshConnector {
+            destination: destination.into(),
+            ssh_config,
+            trust: HostKeyTrust::Known,
+        }
+    }
+
+    pub fn guest(destination: impl Into<String>, ssh_config: Option<PathBuf>) -> Self {
+        SshConnector {
+            destination: destination.into(),
+            ssh_config,
+            trust: HostKeyTrust::FirstUse,
+        }
+    }
+}
+
+impl super::Connector for SshConnector {
+    type Remote = SshRemote;
+
+    async fn connect(&self) -> anyhow::Result<SshRemote> {
+        use anyhow::Context;
+        let config = self.ssh_config.clone();
+        match self.trust {
+            HostKeyTrust::Known => SshRemote::connect(&self.destination, config)
+                .await
+                .with_context(|| format!("cannot reach {}", self.destination)),
+            HostKeyTrust::FirstUse => SshRemote::connect_guest(&self.destination, config)
+                .await
+                .with_context(|| format!("cannot reach the guest at {}", self.destination)),
+        }
+    }
+
+    async fn close(&self, remote: SshRemote) {
+        remote.close().await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

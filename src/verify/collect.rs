@@ -3,10 +3,10 @@
 
 use super::guest::{GuestExpect, GuestOutputs};
 use super::podman::{CdiSpecFile, PodmanInputs};
-use super::report::{Check, Layer};
 use super::runtime::{CUDA_PROBE_PY, RuntimeOutputs};
 use super::triton::TritonAnswers;
 use crate::apply::scripts::quote;
+use crate::core::check::{Check, Layer};
 use crate::facts::raw::RawFacts;
 use crate::guest::spec::{GuestSpec, Runtime};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! files found on the guest. Errors fail; warnings and advice are shown as warnings, since
 //! the containers start and see GPUs, only perhaps not the intended ones.
 
-use super::report::{Check, Layer};
+use crate::core::check::{Check, Layer};
 use crate::lint::compose::{Severity, lint_compose_str};
 use std::path::Path;
 

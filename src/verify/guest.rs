@@ -1,7 +1,7 @@
 //! Guest layer, from raw command output recorded on the guest (see [`GuestOutputs`] for the
 //! commands). A missing output (`None`) makes its checks "not checked", never a pass.
 
-use super::report::{Check, Layer};
+use crate::core::check::{Check, Layer};
 use crate::facts::kernels::compare_versions;
 use crate::guest::parse::{DkmsEntry, dkms_status, smi_bus_address};
 use crate::pci::PciAddress;

@@ -15,4 +15,5 @@ pub mod runtime;
 pub mod triton;
 pub mod vm;
 
-pub use report::{Check, Layer, Report, Status, Style};
+pub use crate::core::check::{Check, Layer, Status};
+pub use report::{Report, Style};

@@ -7,7 +7,7 @@
 //! must be usable by the rootless user (nvidia-container-toolkit#210); MIG needs the
 //! /dev/nvidia-caps nodes.
 
-use super::report::{Check, Layer};
+use crate::core::check::{Check, Layer};
 use regex::Regex;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

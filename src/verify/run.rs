@@ -4,8 +4,9 @@
 
 use super::collect;
 use super::guest::GuestExpect;
-use super::report::{Check, Layer, Report};
+use super::report::Report;
 use super::vm::ExpectedDevice;
+use crate::core::check::{Check, Layer};
 use crate::facts::HostFacts;
 use crate::guest::access::access;
 use crate::inventory::{Inventory, Node};

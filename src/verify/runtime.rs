@@ -5,7 +5,7 @@
 //! need /dev/nvidia-uvm, the CUDA runtime does, and a CDI spec generated while nvidia-uvm was
 //! not loaded leaves it out (nvidia-container-toolkit#50).
 
-use super::report::{Check, Layer};
+use crate::core::check::{Check, Layer};
 
 /// The probe's C source: build with `cc -O2 -o cuda-probe cuda-probe.c -ldl` (no CUDA headers
 /// needed), run inside the container; it prints one `pvegpu-cuda-probe ...` line.

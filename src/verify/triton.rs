@@ -3,7 +3,7 @@
 //! repository extension: one entry per model version, with `state` READY, UNAVAILABLE,
 //! LOADING or UNLOADING and a `reason` when not ready).
 
-use super::report::{Check, Layer};
+use crate::core::check::{Check, Layer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

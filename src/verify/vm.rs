@@ -2,7 +2,7 @@
 //! `GET /nodes/{node}/qemu/{vmid}/config?current=1` (the running config, not pending edits)
 //! flattened to strings, and `GET /nodes/{node}/qemu/{vmid}/status/current`'s `status`.
 
-use super::report::{Check, Layer};
+use crate::core::check::{Check, Layer};
 use crate::pci::PciAddress;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -3,7 +3,7 @@
 
 use super::planner::{VmPlan, VmStep};
 use super::spec::VmSpec;
-use crate::apply::Progress;
+use crate::core::progress::Progress;
 use crate::pve::request::api_path;
 use crate::pve::{ApiRequest, Params, PveClient, PveError, Upid, WaitOptions};
 use serde_json::Value;

@@ -6,9 +6,9 @@ use super::exec::VmExecutor;
 use super::gather::gather;
 use super::planner::{self, HostReadiness, Inputs, VmPlan};
 use super::readiness::readiness;
-use crate::apply::Progress;
+use crate::core::check::{Check, Layer};
+use crate::core::progress::Progress;
 use crate::facts::HostFacts;
-use crate::host::checks::Check;
 use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
 use crate::pve::PveClient;
@@ -125,10 +125,11 @@ impl Phase {
 pub fn postconditions(after: &VmPlan, address: Option<&str>) -> Vec<Check> {
     let vmid = after.vmid.unwrap_or(0);
     vec![
-        Check {
-            name: format!("VM {vmid} matches the inventory"),
-            ok: after.is_empty() && after.refusals.is_empty(),
-            detail: if after.is_empty() {
+        Check::judged(
+            Layer::Vm,
+            format!("VM {vmid} matches the inventory"),
+            after.is_empty() && after.refusals.is_empty(),
+            if after.is_empty() {
                 format!(
                     "a fresh plan has nothing left; devices: {}",
                     after.devices.join(", ")
@@ -136,16 +137,21 @@ pub fn postconditions(after: &VmPlan, address: Option<&str>) -> Vec<Check> {
             } else {
                 format!("a fresh plan still has {} step(s)", after.steps.len())
             },
-        },
-        Check {
-            name: format!("VM {vmid} running"),
-            ok: after.running,
-            detail: match address {
+            "the VM differs from what the inventory asks for",
+            "`pvegpu plan` shows what is left; `pvegpu apply` converges it",
+        ),
+        Check::judged(
+            Layer::Vm,
+            format!("VM {vmid} running"),
+            after.running,
+            match address {
                 Some(a) => format!("reachable at {a}"),
                 None if after.running => "running".into(),
                 None => "not running".into(),
             },
-        },
+            "the VM is stopped",
+            "start it in Proxmox, or run `pvegpu apply` again",
+        ),
     ]
 }
 
