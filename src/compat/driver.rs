@@ -217,19 +217,19 @@ enum Need {
     Either,
 }
 
-/// Proprietary for Maxwell..Volta (and anything without open-module support), open where
-/// the architecture requires it, open by preference when every GPU supports it (and, for a
-/// Debian package, when Debian's open module package lists every GPU).
-pub fn kernel_module(
-    t: &Tables,
-    gpus: &[&Gpu],
-    driver: &DriverChoice,
-) -> Result<(KernelModule, Reason), DriverError> {
-    let branch = driver.branch;
-    let mut open = Vec::new();
-    let mut proprietary = Vec::new();
-    let mut sources: Vec<&String> = Vec::new();
-    let mut inferred = false;
+/// Which GPUs require which flavour, with the sources that say so.
+#[derive(Default)]
+struct Needs<'a> {
+    /// (GPU label, why) for GPUs that require the open module.
+    open: Vec<(String, String)>,
+    /// (GPU label, why) for GPUs that require the proprietary one.
+    proprietary: Vec<(String, String)>,
+    sources: Vec<&'a String>,
+    inferred: bool,
+}
+
+fn needs<'a>(t: &'a Tables, gpus: &[&'a Gpu]) -> Needs<'a> {
+    let mut n = Needs::default();
     for g in gpus {
         let support = t.architectures.get(&g.arch);
         let rule = support.and_then(|a| a.kernel_module.as_deref());
@@ -238,7 +238,7 @@ pub fn kernel_module(
                 Need::Proprietary(format!("{}: {r}", g.arch))
             }
             Some(r) if r.starts_with("open") => {
-                inferred |= r.contains("secondary source");
+                n.inferred |= r.contains("secondary source");
                 Need::Open(format!("{}: {r}", g.arch))
             }
             _ if g.open_module == Some(true) => Need::Either,
@@ -249,19 +249,38 @@ pub fn kernel_module(
         };
         match need {
             Need::Open(why) => {
-                open.push((g.label(), why));
-                sources.extend(support.map(|a| a.source.iter()).into_iter().flatten());
+                n.open.push((g.label(), why));
+                n.sources
+                    .extend(support.map(|a| a.source.iter()).into_iter().flatten());
             }
             Need::Proprietary(why) => {
-                proprietary.push((g.label(), why));
+                n.proprietary.push((g.label(), why));
                 match support.filter(|a| a.kernel_module.is_some()) {
-                    Some(a) => sources.extend(a.source.iter()),
-                    None => sources.extend(g.source.iter()),
+                    Some(a) => n.sources.extend(a.source.iter()),
+                    None => n.sources.extend(g.source.iter()),
                 }
             }
-            Need::Either => sources.extend(g.source.iter()),
+            Need::Either => n.sources.extend(g.source.iter()),
         }
     }
+    n
+}
+
+/// Proprietary for Maxwell..Volta (and anything without open-module support), open where
+/// the architecture requires it, open by preference when every GPU supports it (and, for a
+/// Debian package, when Debian's open module package lists every GPU).
+pub fn kernel_module(
+    t: &Tables,
+    gpus: &[&Gpu],
+    driver: &DriverChoice,
+) -> Result<(KernelModule, Reason), DriverError> {
+    let branch = driver.branch;
+    let Needs {
+        open,
+        proprietary,
+        mut sources,
+        inferred,
+    } = needs(t, gpus);
     let labels = |v: &[(String, String)]| {
         v.iter()
             .map(|(l, _)| l.clone())
@@ -370,55 +389,8 @@ pub fn choose_driver(
     window: &Window,
 ) -> (DriverChoice, Vec<Reason>) {
     let mut reasons = Vec::new();
-    let mut candidates: Vec<&DistroPackage> = Vec::new();
-    for p in t
-        .distro_packages
-        .iter()
-        .filter(|p| p.distro == distro.family() && p.codename == distro.codename() && p.is_driver())
-    {
-        // One entry per package: the newest upstream version across suites.
-        match candidates.iter_mut().find(|c| c.apt_name() == p.apt_name()) {
-            Some(c) if p.upstream() > c.upstream() => *c = p,
-            Some(_) => {}
-            None => candidates.push(p),
-        }
-    }
-    let mut misfits = Vec::new();
-    let mut fits: Vec<&DistroPackage> = Vec::new();
-    for p in &candidates {
-        let branch = p.branch.unwrap_or(0);
-        if !window.contains(branch) {
-            misfits.push(format!("{} (R{branch}) is outside {window}", p.apt_name()));
-            continue;
-        }
-        let unsupported: Vec<String> = gpus
-            .iter()
-            .filter(|g| {
-                if distro.is_debian() {
-                    !g.debian
-                        .get(distro.codename())
-                        .is_some_and(|l| l.iter().any(|n| n == p.apt_name()))
-                } else {
-                    !t.branch(branch).is_some_and(|b| b.archs.contains(&g.arch))
-                }
-            })
-            .map(|g| g.id.to_string())
-            .collect();
-        if unsupported.is_empty() {
-            fits.push(p);
-        } else {
-            let by = if distro.is_debian() {
-                "Debian's nvidia-detect does not list"
-            } else {
-                "its branch does not list the architecture of"
-            };
-            misfits.push(format!(
-                "{} (R{branch}): {by} {}",
-                p.apt_name(),
-                unsupported.join(", ")
-            ));
-        }
-    }
+    let candidates = candidates(t, distro);
+    let (mut fits, misfits) = sort_out(t, distro, gpus, window, &candidates);
     // Newest branch first; on a tie the main package (`nvidia-driver`) before the tesla ones.
     fits.sort_by_key(|p| (std::cmp::Reverse(p.branch), p.apt_name().contains("tesla")));
     let detect_sources = gpus.iter().flat_map(|g| {
@@ -498,6 +470,71 @@ pub fn choose_driver(
         },
         reasons,
     )
+}
+
+/// The distribution's driver packages, one entry per package: the newest upstream version
+/// across suites.
+fn candidates(t: &Tables, distro: Distro) -> Vec<&DistroPackage> {
+    let mut candidates: Vec<&DistroPackage> = Vec::new();
+    for p in t
+        .distro_packages
+        .iter()
+        .filter(|p| p.distro == distro.family() && p.codename == distro.codename() && p.is_driver())
+    {
+        match candidates.iter_mut().find(|c| c.apt_name() == p.apt_name()) {
+            Some(c) if p.upstream() > c.upstream() => *c = p,
+            Some(_) => {}
+            None => candidates.push(p),
+        }
+    }
+    candidates
+}
+
+/// The candidates that drive every GPU inside the window, and why each other one does not.
+fn sort_out<'a>(
+    t: &Tables,
+    distro: Distro,
+    gpus: &[&Gpu],
+    window: &Window,
+    candidates: &[&'a DistroPackage],
+) -> (Vec<&'a DistroPackage>, Vec<String>) {
+    let mut misfits = Vec::new();
+    let mut fits: Vec<&DistroPackage> = Vec::new();
+    for p in candidates {
+        let branch = p.branch.unwrap_or(0);
+        if !window.contains(branch) {
+            misfits.push(format!("{} (R{branch}) is outside {window}", p.apt_name()));
+            continue;
+        }
+        let unsupported: Vec<String> = gpus
+            .iter()
+            .filter(|g| {
+                if distro.is_debian() {
+                    !g.debian
+                        .get(distro.codename())
+                        .is_some_and(|l| l.iter().any(|n| n == p.apt_name()))
+                } else {
+                    !t.branch(branch).is_some_and(|b| b.archs.contains(&g.arch))
+                }
+            })
+            .map(|g| g.id.to_string())
+            .collect();
+        if unsupported.is_empty() {
+            fits.push(p);
+        } else {
+            let by = if distro.is_debian() {
+                "Debian's nvidia-detect does not list"
+            } else {
+                "its branch does not list the architecture of"
+            };
+            misfits.push(format!(
+                "{} (R{branch}): {by} {}",
+                p.apt_name(),
+                unsupported.join(", ")
+            ));
+        }
+    }
+    (fits, misfits)
 }
 
 fn push_note(t: &Tables, reasons: &mut Vec<Reason>, starts: &str) {

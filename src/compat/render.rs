@@ -12,6 +12,14 @@ pub fn text(r: &Recommendation) -> String {
 }
 
 fn write_text(o: &mut String, r: &Recommendation) -> std::fmt::Result {
+    gpus(o, r)?;
+    driver(o, r)?;
+    cuda(o, r)?;
+    triton(o, r)?;
+    reasons(o, r)
+}
+
+fn gpus(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     writeln!(o, "GPUs")?;
     for g in &r.gpus {
         let brand = g.brand.as_deref().unwrap_or("brand unknown");
@@ -25,8 +33,10 @@ fn write_text(o: &mut String, r: &Recommendation) -> std::fmt::Result {
         o,
         "  lowest compute capability {} ({}): it decides CUDA and Triton",
         r.min_cc, r.oldest_arch
-    )?;
+    )
+}
 
+fn driver(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     writeln!(o, "\nDriver for {}", r.distro)?;
     writeln!(o, "  branch window   {}", r.window)?;
     if let Some(i) = &r.installed {
@@ -60,18 +70,22 @@ fn write_text(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     }
     let m = &r.kernel_module;
     let need = if m.required { "required" } else { "preferred" };
-    writeln!(o, "  kernel module   {} ({need}: {})", m.flavour, m.why)?;
+    writeln!(o, "  kernel module   {} ({need}: {})", m.flavour, m.why)
+}
 
+fn cuda(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     writeln!(o, "\nCUDA toolkit")?;
     match (&r.cuda.oldest, &r.cuda.newest) {
         (Some(a), Some(b)) => writeln!(o, "  builds for every GPU   {a} – {b}")?,
         _ => writeln!(o, "  builds for every GPU   none in the table")?,
     }
     match &r.cuda.newest_native {
-        Some(n) => writeln!(o, "  native on {:<11} up to {n}", r.assumed_driver)?,
-        None => writeln!(o, "  native on {:<11} none of those", r.assumed_driver)?,
+        Some(n) => writeln!(o, "  native on {:<11} up to {n}", r.assumed_driver),
+        None => writeln!(o, "  native on {:<11} none of those", r.assumed_driver),
     }
+}
 
+fn triton(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     writeln!(
         o,
         "\nTriton for driver {} (nvcr.io/nvidia/tritonserver:<release>-py3)",
@@ -107,7 +121,10 @@ fn write_text(o: &mut String, r: &Recommendation) -> std::fmt::Result {
             )?;
         }
     }
+    Ok(())
+}
 
+fn reasons(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     writeln!(o, "\nReasons")?;
     for (i, why) in r.reasons.iter().enumerate() {
         let mark = if why.inferred { "[inferred] " } else { "" };

@@ -277,15 +277,89 @@ pub fn choose(
     all_datacenter: bool,
     window: &Window,
 ) -> (BackendChoice, Vec<Reason>) {
-    let mut reasons = Vec::new();
-    let min = ccs.iter().min().copied().unwrap_or(Cc::new(0, 0));
+    let ask = Ask {
+        t,
+        backend,
+        ccs,
+        min: ccs.iter().min().copied().unwrap_or(Cc::new(0, 0)),
+        driver,
+        all_datacenter,
+        window,
+    };
     let eligible: Vec<&TritonRelease> = t
         .triton
         .iter()
         .filter(|r| blocked(t, r, backend, ccs).is_none())
         .collect();
     let Some(newest) = eligible.last() else {
-        let lowest = t
+        let (why, reason) = ask.none_eligible();
+        return (
+            BackendChoice {
+                backend,
+                recommended: None,
+                newest: None,
+                none_because: Some(why),
+            },
+            vec![reason],
+        );
+    };
+    let mut reasons: Vec<Reason> = ask.why_line_ends(newest).into_iter().collect();
+
+    let fits: Vec<(&TritonRelease, DriverFit)> = eligible
+        .iter()
+        .map(|r| (*r, driver_fit(t, r, driver, all_datacenter)))
+        .collect();
+    let rec = fits
+        .iter()
+        .rev()
+        .find(|(_, f)| f.preferred())
+        .or_else(|| fits.iter().rev().find(|(_, f)| *f == DriverFit::Mvc));
+    let recommended = rec.map(|(r, f)| {
+        reasons.push(ask.recommended_reason(r, f));
+        choice(t, r, backend, f.clone(), window)
+    });
+    let newest_choice = if rec.is_some_and(|(r, _)| r.release == newest.release) {
+        None
+    } else {
+        let (c, reason) = ask.newest_beyond_recommended(newest);
+        reasons.push(reason);
+        Some(c)
+    };
+
+    let none_because = recommended.is_none().then(|| {
+        format!(
+            "driver {driver} runs no release for CC {}; install a newer driver from the window {window}",
+            ask.min
+        )
+    });
+    (
+        BackendChoice {
+            backend,
+            recommended,
+            newest: newest_choice,
+            none_because,
+        },
+        reasons,
+    )
+}
+
+/// One backend's question to the tables: these GPUs (`min` the lowest CC), this driver.
+struct Ask<'a> {
+    t: &'a Tables,
+    backend: Backend,
+    ccs: &'a [Cc],
+    min: Cc,
+    driver: &'a DriverVersion,
+    all_datacenter: bool,
+    window: &'a Window,
+}
+
+impl Ask<'_> {
+    /// No release serves the backend on these GPUs: why, and the reason to show.
+    fn none_eligible(&self) -> (String, Reason) {
+        let (backend, min) = (self.backend, self.min);
+        let lowest = self
+            .t
             .triton
             .iter()
             .filter_map(|r| cc_floor(r, backend).map(|f| (f, r)))
@@ -298,69 +372,54 @@ pub fn choose(
             _ => format!("no release in the table serves {backend} on CC {min}"),
         };
         let sources = lowest.map(|(_, r)| r.source.iter()).into_iter().flatten();
-        reasons.push(Reason::new(
+        let reason = Reason::new(
             format!("Triton {backend}: {why}"),
             lowest.is_some_and(|(_, r)| inferred_about(r, backend_keys(backend))),
             sources,
-        ));
-        return (
-            BackendChoice {
-                backend,
-                recommended: None,
-                newest: None,
-                none_because: Some(why),
-            },
-            reasons,
         );
-    };
-
-    // The release after the newest eligible one: why the line ends there.
-    if let Some(next) = t.triton.iter().find(|r| r.release > newest.release) {
-        if let Some(why) = blocked(t, next, backend, ccs) {
-            let mut text = format!(
-                "Triton {backend}: {} is the newest release for CC {min}; {why}",
-                newest.release
-            );
-            let about: &[&str] = match backend {
-                Backend::Onnx => &["cc:", "ORT:"],
-                _ => &["cc:"],
-            };
-            let conflicts: Vec<&str> = next
-                .conflicts
-                .iter()
-                .map(String::as_str)
-                .filter(|c| about.iter().any(|a| c.starts_with(a)))
-                .collect();
-            if !conflicts.is_empty() {
-                text.push_str(&format!(
-                    " (sources disagree: {}; the stricter value is used)",
-                    conflicts.join("; ")
-                ));
-            }
-            reasons.push(Reason::new(
-                text,
-                inferred_about(next, backend_keys(backend)),
-                next.source.iter(),
-            ));
-        }
+        (why, reason)
     }
 
-    let fits: Vec<(&TritonRelease, DriverFit)> = eligible
-        .iter()
-        .map(|r| (*r, driver_fit(t, r, driver, all_datacenter)))
-        .collect();
-    let rec = fits
-        .iter()
-        .rev()
-        .find(|(_, f)| f.preferred())
-        .or_else(|| fits.iter().rev().find(|(_, f)| *f == DriverFit::Mvc));
-    let branch = t.branch(driver.branch());
-    let driver_cuda = branch
-        .map(|b| b.max_cuda.to_string())
-        .unwrap_or_else(|| "?".into());
+    /// The release after the newest eligible one: why the line ends there.
+    fn why_line_ends(&self, newest: &TritonRelease) -> Option<Reason> {
+        let (backend, min) = (self.backend, self.min);
+        let next = self.t.triton.iter().find(|r| r.release > newest.release)?;
+        let why = blocked(self.t, next, backend, self.ccs)?;
+        let mut text = format!(
+            "Triton {backend}: {} is the newest release for CC {min}; {why}",
+            newest.release
+        );
+        let about: &[&str] = match backend {
+            Backend::Onnx => &["cc:", "ORT:"],
+            _ => &["cc:"],
+        };
+        let conflicts: Vec<&str> = next
+            .conflicts
+            .iter()
+            .map(String::as_str)
+            .filter(|c| about.iter().any(|a| c.starts_with(a)))
+            .collect();
+        if !conflicts.is_empty() {
+            text.push_str(&format!(
+                " (sources disagree: {}; the stricter value is used)",
+                conflicts.join("; ")
+            ));
+        }
+        Some(Reason::new(
+            text,
+            inferred_about(next, backend_keys(backend)),
+            next.source.iter(),
+        ))
+    }
 
-    let recommended = rec.map(|(r, f)| {
-        let text = match f {
+    /// Why `r` is the recommendation, by how the driver runs it.
+    fn recommended_reason(&self, r: &TritonRelease, fit: &DriverFit) -> Reason {
+        let (t, backend, min, driver) = (self.t, self.backend, self.min, self.driver);
+        let branch = t.branch(driver.branch());
+        let driver_cuda = branch
+            .map(|b| b.max_cuda.to_string())
+            .unwrap_or_else(|| "?".into());
+        let text = match fit {
             DriverFit::Native => format!(
                 "Triton {backend}: {} is the newest release whose CUDA {} driver {driver} runs natively (R{} runs CUDA {driver_cuda}{})",
                 r.release,
@@ -381,20 +440,24 @@ pub fn choose(
         };
         let mut sources: Vec<&String> = r.source.iter().collect();
         sources.extend(branch.map(|b| b.source.iter()).into_iter().flatten());
-        sources.extend(t.toolkit(&r.cuda).map(|k| k.source.iter()).into_iter().flatten());
-        reasons.push(Reason::new(
+        sources.extend(
+            t.toolkit(&r.cuda)
+                .map(|k| k.source.iter())
+                .into_iter()
+                .flatten(),
+        );
+        Reason::new(
             text,
             inferred_about(r, &["cuda_version", "driver_min"]),
             sources,
-        ));
-        choice(t, r, backend, f.clone(), window)
-    });
+        )
+    }
 
-    let newest_choice = if rec.is_some_and(|(r, _)| r.release == newest.release) {
-        None
-    } else {
-        let fit = driver_fit(t, newest, driver, all_datacenter);
-        let c = choice(t, newest, backend, fit.clone(), window);
+    /// The newest eligible release where it is not the recommendation: what it would need.
+    fn newest_beyond_recommended(&self, newest: &TritonRelease) -> (ReleaseChoice, Reason) {
+        let (backend, min, driver, window) = (self.backend, self.min, self.driver, self.window);
+        let fit = driver_fit(self.t, newest, driver, self.all_datacenter);
+        let c = choice(self.t, newest, backend, fit.clone(), window);
         let native = match (&c.native_driver, c.native_branches.is_empty()) {
             (Some(f), false) => format!(
                 "natively it needs driver {f} or newer ({} from NVIDIA's repository)",
@@ -409,29 +472,14 @@ pub fn choose(
             DriverFit::Unmet => format!("driver {driver} cannot run it"),
             f => format!("on driver {driver}: {}", f.describe()),
         };
-        reasons.push(Reason::new(
+        let reason = Reason::new(
             format!(
                 "Triton {backend}: {} (CUDA {}) is the newest release for CC {min}; {on_driver}; {native}",
                 newest.release, newest.cuda
             ),
             inferred_about(newest, &["cuda_version", "driver_min"]),
             newest.source.iter(),
-        ));
-        Some(c)
-    };
-
-    let none_because = recommended.is_none().then(|| {
-        format!(
-            "driver {driver} runs no release for CC {min}; install a newer driver from the window {window}"
-        )
-    });
-    (
-        BackendChoice {
-            backend,
-            recommended,
-            newest: newest_choice,
-            none_because,
-        },
-        reasons,
-    )
+        );
+        (c, reason)
+    }
 }

@@ -195,12 +195,8 @@ impl<'de> Deserialize<'de> for Gpus {
                     )))
                 }
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Gpus, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = s.next_element()? {
-                    v.push(x);
-                }
-                Ok(Gpus::Requests(v))
+            fn visit_seq<A: de::SeqAccess<'de>>(self, s: A) -> Result<Gpus, A::Error> {
+                seq(s).map(Gpus::Requests)
             }
         }
         d.deserialize_any(V)
@@ -215,12 +211,8 @@ impl<'de> Deserialize<'de> for Environment {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list of `KEY=VALUE` or a map of KEY: VALUE")
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Environment, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = s.next_element()? {
-                    v.push(x);
-                }
-                Ok(Environment::List(v))
+            fn visit_seq<A: de::SeqAccess<'de>>(self, s: A) -> Result<Environment, A::Error> {
+                seq(s).map(Environment::List)
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<Environment, A::Error> {
                 let mut v = Vec::new();
@@ -245,14 +237,19 @@ impl<'de> Deserialize<'de> for CommandLine {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<CommandLine, E> {
                 Ok(CommandLine::Shell(v.to_string()))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<CommandLine, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = s.next_element()? {
-                    v.push(x);
-                }
-                Ok(CommandLine::Exec(v))
+            fn visit_seq<A: de::SeqAccess<'de>>(self, s: A) -> Result<CommandLine, A::Error> {
+                seq(s).map(CommandLine::Exec)
             }
         }
         d.deserialize_any(V)
     }
+}
+
+/// The elements of a sequence, for the visitors above that take a list as one of two forms.
+fn seq<'de, T: Deserialize<'de>, A: de::SeqAccess<'de>>(mut s: A) -> Result<Vec<T>, A::Error> {
+    let mut v = Vec::new();
+    while let Some(x) = s.next_element()? {
+        v.push(x);
+    }
+    Ok(v)
 }

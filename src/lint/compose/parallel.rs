@@ -33,32 +33,25 @@ pub enum Kind {
     Pipeline,
 }
 
-const VALUE: &str = r#"["']?([^\s"',)\]]+)"#;
+/// `head` (a flag or key and what joins it to its value), then the value, bare or quoted.
+fn with_value(head: &str) -> Regex {
+    Regex::new(&format!(r#"{head}["']?([^\s"',)\]]+)"#)).unwrap()
+}
 
 static TP_FLAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(
-        r#"(?:^|[\s"'\[,])(--tensor[-_]parallel[-_]size|--tp[-_]size|--tp|-tp)(?:\s*=\s*|\s+){VALUE}"#
-    ))
-    .unwrap()
+    with_value(
+        r#"(?:^|[\s"'\[,])(--tensor[-_]parallel[-_]size|--tp[-_]size|--tp|-tp)(?:\s*=\s*|\s+)"#,
+    )
 });
-static TP_KWARG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(
-        r#"(?:^|[^-\w])(tensor_parallel_size|tp_size)\s*[=:]\s*{VALUE}"#
-    ))
-    .unwrap()
-});
+static TP_KWARG: LazyLock<Regex> =
+    LazyLock::new(|| with_value(r#"(?:^|[^-\w])(tensor_parallel_size|tp_size)\s*[=:]\s*"#));
 static PP_FLAG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(
-        r#"(?:^|[\s"'\[,])(--pipeline[-_]parallel[-_]size|--pp[-_]size|--pp|-pp)(?:\s*=\s*|\s+){VALUE}"#
-    ))
-    .unwrap()
+    with_value(
+        r#"(?:^|[\s"'\[,])(--pipeline[-_]parallel[-_]size|--pp[-_]size|--pp|-pp)(?:\s*=\s*|\s+)"#,
+    )
 });
-static PP_KWARG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(
-        r#"(?:^|[^-\w])(pipeline_parallel_size|pp_size)\s*[=:]\s*{VALUE}"#
-    ))
-    .unwrap()
-});
+static PP_KWARG: LazyLock<Regex> =
+    LazyLock::new(|| with_value(r#"(?:^|[^-\w])(pipeline_parallel_size|pp_size)\s*[=:]\s*"#));
 
 /// The last degree of `kind` set in `segments` (argument parsers keep the last one).
 /// `segments` are joined with spaces, so a flag and its value may be separate list items.
