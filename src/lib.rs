@@ -13,6 +13,7 @@ pub mod host;
 pub mod inventory;
 pub mod lint;
 pub mod pci;
+pub mod pipeline;
 pub mod plan;
 pub mod playbook;
 pub mod pve;

@@ -64,6 +64,15 @@ pub struct HostPlan {
     pub notes: Vec<String>,
 }
 
+impl crate::core::plan::PhasePlan for HostPlan {
+    fn state(&self) -> crate::core::plan::PlanState<'_> {
+        crate::core::plan::state_of(&self.refusals, self.changes.is_empty())
+    }
+    fn render_text(&self) -> String {
+        HostPlan::render_text(self)
+    }
+}
+
 impl HostPlan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()

@@ -3,5 +3,6 @@
 //! knows a phase; the phases and the commands build on it.
 
 pub mod check;
+pub mod plan;
 pub mod progress;
 pub mod reboot;

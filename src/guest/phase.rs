@@ -6,6 +6,7 @@ use super::exec::{GuestExecutor, GuestOptions, GuestReport};
 use super::gather::{self, GuestGathered};
 use super::planner::{self, GuestPlan};
 use super::spec::GuestSpec;
+use crate::core::plan::{PhasePlan, PlanState};
 use crate::core::progress::Progress;
 use crate::inventory::{Inventory, Node};
 use crate::transport::ssh::{ConnectFailure, SshConnector, SshError, SshRemote};
@@ -19,48 +20,78 @@ use serde::Serialize;
 pub struct GuestPhasePlan {
     /// The SSH destination the guest was (or will be) reached at.
     pub destination: Option<String>,
-    /// Set when the guest cannot be planned yet (the VM phase has work left, or the guest
-    /// does not answer): what it waits for.
-    pub waits_for: Option<String>,
     #[serde(flatten)]
-    pub plan: Option<GuestPlan>,
+    pub stage: GuestStage,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum GuestStage {
+    /// The guest cannot be planned yet (the VM phase has work left, or the guest does not
+    /// answer): what it waits for.
+    Waiting {
+        waits_for: String,
+    },
+    Planned(Box<Planned>),
+}
+
+/// A guest plan with the facts it was made from and how the guest was reached, which the
+/// executor starts from.
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    #[serde(flatten)]
+    pub plan: GuestPlan,
     #[serde(skip)]
-    pub facts: Option<GuestGathered>,
+    pub facts: GuestGathered,
     #[serde(skip)]
-    pub access: Option<GuestAccess>,
+    pub access: GuestAccess,
 }
 
 impl GuestPhasePlan {
     pub fn waiting(destination: Option<String>, why: impl Into<String>) -> Self {
         GuestPhasePlan {
             destination,
-            waits_for: Some(why.into()),
-            plan: None,
-            facts: None,
-            access: None,
+            stage: GuestStage::Waiting {
+                waits_for: why.into(),
+            },
         }
     }
 
-    /// Nothing to do: planned and converged (a waiting guest is not).
-    pub fn is_empty(&self) -> bool {
-        self.waits_for.is_none() && self.plan.as_ref().is_none_or(GuestPlan::is_empty)
+    pub fn planned(&self) -> Option<&Planned> {
+        match &self.stage {
+            GuestStage::Planned(p) => Some(p),
+            GuestStage::Waiting { .. } => None,
+        }
+    }
+}
+
+impl PhasePlan for GuestPlan {
+    fn state(&self) -> PlanState<'_> {
+        crate::core::plan::state_of(&self.refusals, self.changes.is_empty())
+    }
+    fn render_text(&self) -> String {
+        GuestPlan::render_text(self)
+    }
+}
+
+impl PhasePlan for GuestPhasePlan {
+    fn state(&self) -> PlanState<'_> {
+        match &self.stage {
+            GuestStage::Waiting { waits_for } => PlanState::Waiting(waits_for),
+            GuestStage::Planned(p) => p.plan.state(),
+        }
     }
 
-    pub fn refused(&self) -> bool {
-        self.plan.as_ref().is_some_and(|p| !p.refusals.is_empty())
-    }
-
-    pub fn render_text(&self) -> String {
-        match (&self.plan, &self.waits_for) {
-            (Some(p), _) => format!("\n{}", p.render_text()),
-            (None, Some(w)) => format!(
-                "\nGuest{}: waits for the VM phase: {w}\n",
+    fn render_text(&self) -> String {
+        match &self.stage {
+            GuestStage::Planned(p) => format!("\n{}", p.plan.render_text()),
+            GuestStage::Waiting { waits_for } => format!(
+                "\nGuest{}: waits for the VM phase: {waits_for}\n",
                 self.destination
                     .as_deref()
                     .map(|d| format!(" {d}"))
                     .unwrap_or_default()
             ),
-            (None, None) => String::new(),
         }
     }
 }
@@ -120,7 +151,7 @@ pub async fn plan(
     let target = access(inv, name, node, agent_address);
     let destination = target.as_ref().ok().map(|a| a.destination.clone());
     match vm {
-        Some(v) if !v.is_empty() || !v.refusals.is_empty() => {
+        Some(v) if !v.state().nothing_to_do() => {
             return Ok(Some(GuestPhasePlan::waiting(
                 destination,
                 format!(
@@ -146,10 +177,11 @@ pub async fn plan(
             let p = planner::plan(spec, &g.facts)?;
             Ok(Some(GuestPhasePlan {
                 destination: Some(target.destination.clone()),
-                waits_for: None,
-                plan: Some(p),
-                facts: Some(g),
-                access: Some(target),
+                stage: GuestStage::Planned(Box::new(Planned {
+                    plan: p,
+                    facts: g,
+                    access: target,
+                })),
             }))
         }
         Err(e) if unreachable(&e) => Ok(Some(GuestPhasePlan::waiting(
@@ -203,31 +235,22 @@ pub async fn gather_live(
 /// whether it ran to the end. A plan with refusals changes nothing.
 pub async fn apply<P: Progress>(
     name: &str,
-    node: &Node,
-    planned: &GuestPhasePlan,
+    spec: &GuestSpec,
+    planned: &Planned,
     options: GuestOptions,
     progress: &P,
 ) -> (GuestReport, Result<()>) {
     let guest = format!("{name}/guest");
-    let (Some(spec), Some(plan), Some(g), Some(access)) =
-        (spec(node), &planned.plan, &planned.facts, &planned.access)
-    else {
-        let report = GuestReport {
-            guest,
-            ..GuestReport::default()
-        };
-        return (
-            report,
-            Err(anyhow::anyhow!(
-                "the guest of {name} was not planned: {}",
-                planned.waits_for.as_deref().unwrap_or("no plan")
-            )),
-        );
-    };
-    let connector = SshConnector::guest(&access.destination, access.ssh_config.clone());
+    let connector = SshConnector::guest(
+        &planned.access.destination,
+        planned.access.ssh_config.clone(),
+    );
     let mut exec = GuestExecutor::new(&guest, spec, options, progress, connector);
     // the plan's facts came in one round trip already
     exec.report.ssh_round_trips = 1;
-    let result = exec.execute(plan, &g.facts).await.map(|_| ());
+    let result = exec
+        .execute(&planned.plan, &planned.facts.facts)
+        .await
+        .map(|_| ());
     (exec.report, result)
 }

@@ -7,15 +7,16 @@ use super::guest::GuestExpect;
 use super::report::Report;
 use super::vm::ExpectedDevice;
 use crate::core::check::{Check, Layer};
-use crate::facts::HostFacts;
 use crate::guest::access::access;
 use crate::inventory::{Inventory, Node};
 use crate::pci::PciAddress;
+use crate::pipeline::{HostSource, Pipeline};
 use crate::pve::Params;
 use crate::pve::request::api_path;
 use crate::transport::Remote;
 use crate::transport::ssh::SshRemote;
-use crate::vm::phase::{Phase, host_readiness};
+use crate::vm::VmPlan;
+use crate::vm::phase::Phase;
 use crate::vm::planner;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -29,14 +30,15 @@ pub async fn verify_node(
     saved: Option<crate::gather::Gathered>,
 ) -> Report {
     let mut report = Report::new();
-    let gathered = match saved {
-        Some(g) => Ok(g),
-        None => crate::gather::live(inv, name, node).await,
+    let pipeline = Pipeline::new(inv, name, node);
+    let source = match saved {
+        Some(g) => HostSource::Saved(g),
+        None => HostSource::Live,
     };
-    let facts = match gathered {
+    let gathered = match pipeline.gather_host(source).await {
         Ok(g) => {
             report.extend(super::host::checks(name, node, &g.facts));
-            Some(g.facts)
+            Some(g)
         }
         Err(e) => {
             report.skip_layer(
@@ -50,8 +52,8 @@ pub async fn verify_node(
     if node.vm.is_none() {
         return report;
     }
-    let agent_address = match &facts {
-        Some(f) => vm_layer(inv, name, node, f, &mut report).await,
+    let agent_address = match gathered {
+        Some(g) => vm_layer(&pipeline, g, &mut report).await,
         None => {
             report.skip_layer(
                 Layer::Vm,
@@ -67,95 +69,18 @@ pub async fn verify_node(
 
 /// The VM layer; returns the address the guest agent reports, for reaching a DHCP guest.
 async fn vm_layer(
-    inv: &Inventory,
-    name: &str,
-    node: &Node,
-    facts: &HostFacts,
+    pipeline: &Pipeline<'_>,
+    gathered: crate::gather::Gathered,
     report: &mut Report,
 ) -> Option<String> {
-    let spec = node.vm.as_ref()?;
     let result: anyhow::Result<(Vec<Check>, Option<String>)> = async {
-        let phase = Phase::connect(inv, name, node, Some(facts))
+        let host = pipeline.plan_host(gathered)?;
+        let phase = pipeline
+            .connect_vm(&host)
             .await?
-            .expect("the node has a [vm] table");
-        let host_plan = crate::host::planner::plan(name, node, facts)?;
-        let plan = phase
-            .plan(name, node, &host_readiness(name, node, facts, &host_plan))
-            .await?;
-        let Some(vmid) = plan.vmid.filter(|_| plan.exists) else {
-            return Ok((
-                vec![Check::fail(
-                    Layer::Vm,
-                    "VM exists",
-                    format!("no VM `{}` on {}", spec.name, plan.pve_node),
-                    "the VM phase has not run, or the VM was removed",
-                    format!("`pvegpu apply --node {name}` creates it"),
-                )],
-                None,
-            ));
-        };
-        let id = vmid.to_string();
-        let base = ["nodes", plan.pve_node.as_str(), "qemu", id.as_str()];
-        let current: Value = phase
-            .client
-            .get(
-                &api_path(&[&base[..], &["config"]].concat()),
-                &Params::new().bool("current", true),
-            )
-            .await?;
-        let status: Value = phase
-            .client
-            .get(
-                &api_path(&[&base[..], &["status", "current"]].concat()),
-                &Params::new(),
-            )
-            .await?;
-        let current: BTreeMap<String, String> = current
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| crate::vm::state::text(v).map(|t| (k.clone(), t)))
-            .collect();
-        // the plan's devices are `hostpciN: value`, slots placed around foreign entries
-        let devices: Vec<(String, String)> = plan
-            .devices
-            .iter()
-            .filter_map(|d| d.split_once(": "))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let desired: BTreeMap<String, String> = planner::managed_keys(spec, &[], phase.ssh_key())
-            .into_iter()
-            .chain(devices.iter().cloned())
-            .collect();
-        let expected = expected_devices(devices.iter().map(|(_, v)| v.as_str()));
-        let state = status
-            .get("status")
-            .and_then(crate::vm::state::text)
-            .unwrap_or_default();
-        let mut checks = super::vm::checks(vmid, &desired, &current, &state, &expected);
-        for r in &plan.refusals {
-            checks.push(Check::fail(
-                Layer::Vm,
-                "VM phase would proceed",
-                r.reason.clone(),
-                "the VM phase refuses this node as it is now",
-                r.hint.clone(),
-            ));
-        }
-        let address = if state == "running" {
-            phase
-                .client
-                .get::<Value>(
-                    &api_path(&[&base[..], &["agent", "network-get-interfaces"]].concat()),
-                    &Params::new(),
-                )
-                .await
-                .ok()
-                .and_then(|v| crate::vm::exec::agent_ipv4(&v))
-        } else {
-            None
-        };
-        Ok((checks, address))
+            .ok_or_else(|| anyhow::anyhow!("node {} has no [vm] table", pipeline.name))?;
+        let plan = pipeline.plan_vm(&phase, &host).await?;
+        vm_checks(pipeline, &phase, &plan).await
     }
     .await;
     match result {
@@ -172,6 +97,91 @@ async fn vm_layer(
             None
         }
     }
+}
+
+/// The VM as it runs against what its plan wants: two API reads (the running config and the
+/// status), then the guest agent's address when it runs.
+async fn vm_checks(
+    pipeline: &Pipeline<'_>,
+    phase: &Phase,
+    plan: &VmPlan,
+) -> anyhow::Result<(Vec<Check>, Option<String>)> {
+    let (name, spec) = (pipeline.name, pipeline.node.vm.as_ref());
+    let spec = spec.ok_or_else(|| anyhow::anyhow!("node {name} has no [vm] table"))?;
+    let Some(vmid) = plan.vmid.filter(|_| plan.exists) else {
+        return Ok((
+            vec![Check::fail(
+                Layer::Vm,
+                "VM exists",
+                format!("no VM `{}` on {}", spec.name, plan.pve_node),
+                "the VM phase has not run, or the VM was removed",
+                format!("`pvegpu apply --node {name}` creates it"),
+            )],
+            None,
+        ));
+    };
+    let id = vmid.to_string();
+    let base = ["nodes", plan.pve_node.as_str(), "qemu", id.as_str()];
+    let current: Value = phase
+        .client
+        .get(
+            &api_path(&[&base[..], &["config"]].concat()),
+            &Params::new().bool("current", true),
+        )
+        .await?;
+    let status: Value = phase
+        .client
+        .get(
+            &api_path(&[&base[..], &["status", "current"]].concat()),
+            &Params::new(),
+        )
+        .await?;
+    let current: BTreeMap<String, String> = current
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| crate::vm::state::text(v).map(|t| (k.clone(), t)))
+        .collect();
+    // the plan's devices are `hostpciN: value`, slots placed around foreign entries
+    let devices: Vec<(String, String)> = plan
+        .devices
+        .iter()
+        .filter_map(|d| d.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let desired: BTreeMap<String, String> = planner::managed_keys(spec, &[], phase.ssh_key())
+        .into_iter()
+        .chain(devices.iter().cloned())
+        .collect();
+    let expected = expected_devices(devices.iter().map(|(_, v)| v.as_str()));
+    let state = status
+        .get("status")
+        .and_then(crate::vm::state::text)
+        .unwrap_or_default();
+    let mut checks = super::vm::checks(vmid, &desired, &current, &state, &expected);
+    for r in &plan.refusals {
+        checks.push(Check::fail(
+            Layer::Vm,
+            "VM phase would proceed",
+            r.reason.clone(),
+            "the VM phase refuses this node as it is now",
+            r.hint.clone(),
+        ));
+    }
+    let address = if state == "running" {
+        phase
+            .client
+            .get::<Value>(
+                &api_path(&[&base[..], &["agent", "network-get-interfaces"]].concat()),
+                &Params::new(),
+            )
+            .await
+            .ok()
+            .and_then(|v| crate::vm::exec::agent_ipv4(&v))
+    } else {
+        None
+    };
+    Ok((checks, address))
 }
 
 /// `hostpciN` values the plan wants, as the devices the VM layer looks for.

@@ -15,3 +15,21 @@ pub mod state;
 
 pub use planner::{DeviceMethod, HostDevice, HostReadiness, VmPlan, VmStep};
 pub use spec::{ApiSettings, VmSpec};
+
+impl crate::core::plan::PhasePlan for VmPlan {
+    /// A VM plan that waits for the host still shows its steps; a refusal comes first.
+    fn state(&self) -> crate::core::plan::PlanState<'_> {
+        use crate::core::plan::{PlanState, state_of};
+        match (
+            &self.waits_for_host,
+            state_of(&self.refusals, self.steps.is_empty()),
+        ) {
+            (_, refused @ PlanState::Refused(_)) => refused,
+            (Some(why), PlanState::Ready) => PlanState::Waiting(why),
+            (_, state) => state,
+        }
+    }
+    fn render_text(&self) -> String {
+        VmPlan::render_text(self)
+    }
+}

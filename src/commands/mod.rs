@@ -1,0 +1,163 @@
+//! The subcommands: each parses nothing itself (clap did), walks the nodes through the
+//! pipeline or asks its module, and prints. Data goes to stdout, progress to stderr.
+
+mod apply;
+mod compat;
+mod discover;
+mod fingerprint;
+mod lint;
+mod plan;
+mod rollback;
+mod verify;
+
+use crate::cli::{Cli, Command};
+use crate::core::progress::Progress;
+use crate::error::hinted;
+use crate::inventory::{Inventory, Node};
+use anyhow::Result;
+use clap::CommandFactory;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Discover { node, save } => discover::run(g, node, save).await,
+        Command::Plan {
+            node,
+            facts,
+            detailed_exitcode,
+        } => plan::run(g, node, facts, detailed_exitcode).await,
+        Command::Apply {
+            node,
+            yes,
+            stop_guests,
+            reboot_timeout,
+            facts,
+        } => {
+            let options =
+                crate::apply::Options::new(stop_guests, Duration::from_secs(reboot_timeout), true);
+            apply::run(g, node, yes, facts, options).await
+        }
+        Command::Rollback {
+            node,
+            yes,
+            reboot,
+            stop_guests,
+            reboot_timeout,
+        } => {
+            let options =
+                crate::apply::Options::new(stop_guests, Duration::from_secs(reboot_timeout), false);
+            rollback::run(g, node, yes, reboot, options).await
+        }
+        Command::Compat {
+            gpus,
+            distro,
+            driver,
+            backends,
+        } => compat::run(g, &gpus, &distro, driver.as_deref(), &backends),
+        Command::Lint {
+            what: crate::cli::LintWhat::Compose { file },
+        } => lint::run(g, &file),
+        Command::Fingerprint { node } => fingerprint::run(g, node).await,
+        Command::Verify {
+            node,
+            vm,
+            facts,
+            ascii,
+        } => verify::run(g, node, vm, facts, ascii).await,
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "pvegpu", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The nodes `--node` selects: the one named, else all.
+fn selected<'a>(inv: &'a Inventory, node: &Option<String>) -> Result<Vec<(&'a String, &'a Node)>> {
+    Ok(match node {
+        Some(n) => {
+            inv.node(n)?;
+            inv.nodes.iter().filter(|(k, _)| *k == n).collect()
+        }
+        None => inv.nodes.iter().collect(),
+    })
+}
+
+fn print_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    print_stdout(&(serde_json::to_string_pretty(value)? + "\n"))
+}
+
+/// Run one future per node concurrently, keeping their order.
+async fn join_all<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let mut pinned: Vec<_> = futs.map(Box::pin).collect();
+    let mut results: Vec<Option<T>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => results[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    // poll_fn returned Ready only once every slot was filled
+    results.into_iter().flatten().collect()
+}
+
+/// Progress lines on stderr; `--quiet` hides them.
+struct Stderr {
+    quiet: bool,
+}
+
+impl Progress for Stderr {
+    fn say(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+}
+
+/// Ask before changing a node; without a terminal only --yes may answer.
+fn confirm(node: &str, what: &str, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(hinted(
+            format!("refusing to {what} {node} without confirmation: stdin is not a terminal"),
+            "read the plan above, then run again with --yes",
+        ));
+    }
+    eprint!("{} {node}? [y/N] ", what[..1].to_uppercase() + &what[1..]);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(hinted(
+            format!("{node} was not changed"),
+            "nothing was done",
+        ))
+    }
+}

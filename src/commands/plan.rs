@@ -1,0 +1,95 @@
+//! `pvegpu plan`: every selected node through the pipeline, concurrently; nothing changes.
+
+use super::{join_all, print_json, print_stdout, selected};
+use crate::cli::GlobalArgs;
+use crate::error::hinted;
+use crate::gather::{self, Gathered};
+use crate::inventory::Inventory;
+use crate::pipeline::{HostSource, NodePlan, Pipeline, Unreachable};
+use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub async fn run(
+    g: &GlobalArgs,
+    node: Option<String>,
+    facts: Vec<PathBuf>,
+    detailed: bool,
+) -> Result<ExitCode> {
+    let inv = Inventory::load(&g.inventory)?;
+    let targets = targets(&inv, node, &facts)?;
+    // all nodes at once: one node's phases do not wait for another's
+    let planned = join_all(targets.into_iter().map(|(name, saved)| {
+        let inv = &inv;
+        async move {
+            let n = inv.node(&name)?;
+            let (source, unreachable) = match saved {
+                Some(got) => (HostSource::Saved(got), Unreachable::LeaveOut),
+                None => (HostSource::Live, Unreachable::Fail),
+            };
+            Pipeline::new(inv, &name, n).plan(source, unreachable).await
+        }
+    }))
+    .await;
+    let plans: Vec<NodePlan> = planned.into_iter().collect::<Result<_>>()?;
+    if g.json {
+        print_json(&plans)?;
+    } else {
+        let text: Vec<String> = plans.iter().map(NodePlan::render_text).collect();
+        print_stdout(&text.join("\n"))?;
+    }
+    let refused: Vec<&str> = plans
+        .iter()
+        .filter(|p| p.refused())
+        .map(|p| p.name.as_str())
+        .collect();
+    if !refused.is_empty() {
+        return Err(hinted(
+            format!(
+                "pvegpu refuses to converge {}: see `Refused` above",
+                refused.join(", ")
+            ),
+            "nothing was changed; fix what each refusal names and plan again",
+        ));
+    }
+    let changes = plans.iter().any(|p| !p.nothing_to_do());
+    Ok(if detailed && changes {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Each node to plan, with its saved facts when they come from files (each file names its
+/// node; `--node` names the node of a single file, or picks one of several).
+fn targets(
+    inv: &Inventory,
+    node: Option<String>,
+    facts: &[PathBuf],
+) -> Result<Vec<(String, Option<Gathered>)>> {
+    if facts.is_empty() {
+        return Ok(selected(inv, &node)?
+            .into_iter()
+            .map(|(name, _)| (name.clone(), None))
+            .collect());
+    }
+    let hint = if facts.len() == 1 {
+        node.as_deref()
+    } else {
+        None
+    };
+    let mut saved = Vec::new();
+    for path in facts {
+        let (name, got) = gather::from_file(hint, path)?;
+        if node.as_ref().is_none_or(|n| *n == name) {
+            saved.push((name, Some(got)));
+        }
+    }
+    if let (true, Some(n)) = (saved.is_empty(), &node) {
+        return Err(hinted(
+            format!("none of the --facts files describes node {n}"),
+            "pass the file saved by `pvegpu discover --node NAME --save FILE` for that node",
+        ));
+    }
+    Ok(saved)
+}

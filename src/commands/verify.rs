@@ -1,0 +1,85 @@
+//! `pvegpu verify`: the read-only proof of each node's chain, one report per node.
+
+use super::{join_all, print_json, print_stdout, selected};
+use crate::cli::{ColorChoice, GlobalArgs};
+use crate::error::hinted;
+use crate::gather;
+use crate::inventory::Inventory;
+use crate::verify::{Report, Style};
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub async fn run(
+    g: &GlobalArgs,
+    node: Option<String>,
+    vm: Option<u32>,
+    facts: Option<PathBuf>,
+    ascii: bool,
+) -> Result<ExitCode> {
+    let inv = Inventory::load(&g.inventory)?;
+    let mut nodes = selected(&inv, &node)?;
+    if let Some(id) = vm {
+        nodes.retain(|(_, n)| n.vm.as_ref().and_then(|v| v.vmid) == Some(id));
+        if nodes.is_empty() {
+            return Err(hinted(
+                format!(
+                    "{}: no {}node has a [vm] with vmid = {id}",
+                    inv.path.display(),
+                    node.as_ref().map(|n| format!("`{n}` ")).unwrap_or_default()
+                ),
+                "leave --vm out to verify every node, or set `vmid` in the node's [vm] table",
+            ));
+        }
+    }
+    // a facts file that cannot be read is an input error, not an unreachable host (`--facts`
+    // requires `--node`, so there is one node to give it to)
+    let mut saved = match &facts {
+        Some(path) => Some(gather::from_file(node.as_deref(), path)?.1),
+        None => None,
+    };
+    let reports = join_all(nodes.iter().map(|(name, n)| {
+        let inv = &inv;
+        let saved = saved.take();
+        async move { crate::verify::run::verify_node(inv, name, n, saved).await }
+    }))
+    .await;
+    let passed = reports.iter().all(Report::passed);
+    if g.json {
+        let by_node: serde_json::Map<String, serde_json::Value> = nodes
+            .iter()
+            .zip(&reports)
+            .map(|((name, _), r)| (name.to_string(), r.to_json()))
+            .collect();
+        print_json(&serde_json::json!({ "passed": passed, "nodes": by_node }))?;
+    } else {
+        let style = Style {
+            unicode: !ascii,
+            color: matches!(g.color, ColorChoice::Always)
+                || (matches!(g.color, ColorChoice::Auto)
+                    && std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none()),
+        };
+        let text: Vec<String> = nodes
+            .iter()
+            .zip(&reports)
+            .map(|((name, _), r)| format!("Node {name}\n\n{}", r.render_text(style)))
+            .collect();
+        print_stdout(&text.join("\n"))?;
+    }
+    if passed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failed: Vec<&str> = nodes
+        .iter()
+        .zip(&reports)
+        .filter(|(_, r)| !r.passed())
+        .map(|((name, _), _)| name.as_str())
+        .collect();
+    eprintln!(
+        "error: verify did not pass for {}: see the checks marked failed or not checked above",
+        failed.join(", ")
+    );
+    Ok(ExitCode::FAILURE)
+}
