@@ -19,7 +19,7 @@ pub enum HostSource {
     /// The probe over SSH, now.
     Live,
     /// A facts file read before (`--facts`).
-    Saved(Gathered),
+    Saved(Box<Gathered>),
 }
 
 /// What to do when a later phase cannot be reached.
@@ -130,7 +130,7 @@ impl<'a> Pipeline<'a> {
 
     pub async fn gather_host(&self, source: HostSource) -> Result<Gathered> {
         match source {
-            HostSource::Saved(g) => Ok(g),
+            HostSource::Saved(g) => Ok(*g),
             HostSource::Live => gather::live(self.inv, self.name, self.node).await,
         }
     }

@@ -114,7 +114,7 @@ impl Run<'_> {
         let started = Instant::now();
         let pipeline = Pipeline::new(self.inv, name, n);
         let source = match self.saved_facts {
-            Some(path) => HostSource::Saved(gather::from_file(Some(name), path)?.1),
+            Some(path) => HostSource::Saved(Box::new(gather::from_file(Some(name), path)?.1)),
             None => HostSource::Live,
         };
         let host = pipeline.host(source).await?;

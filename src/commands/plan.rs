@@ -24,7 +24,7 @@ pub async fn run(
         async move {
             let n = inv.node(&name)?;
             let (source, unreachable) = match saved {
-                Some(got) => (HostSource::Saved(got), Unreachable::LeaveOut),
+                Some(got) => (HostSource::Saved(Box::new(got)), Unreachable::LeaveOut),
                 None => (HostSource::Live, Unreachable::Fail),
             };
             Pipeline::new(inv, &name, n).plan(source, unreachable).await

@@ -32,7 +32,7 @@ pub async fn verify_node(
     let mut report = Report::new();
     let pipeline = Pipeline::new(inv, name, node);
     let source = match saved {
-        Some(g) => HostSource::Saved(g),
+        Some(g) => HostSource::Saved(Box::new(g)),
         None => HostSource::Live,
     };
     let gathered = match pipeline.gather_host(source).await {
