@@ -5,11 +5,11 @@
 //! that line; then every initramfs and the boot loader are refreshed.
 
 use super::planner::{GRUB_DROPIN, KERNEL_CMDLINE, strip_block};
+use super::playbook::HOST;
 use crate::apply::scripts::CMDLINE_ADDED;
 use crate::facts::HostFacts;
 use crate::facts::boot::BootLoader;
 use crate::plan::{Action, Change, HostPlan, unified_diff};
-use crate::playbook::{HOST, StepKind};
 
 const MARK: &str = "Managed by pvegpu";
 
@@ -18,8 +18,8 @@ pub fn plan(node_name: &str, facts: &HostFacts, reboot: bool) -> HostPlan {
     let owned = HOST
         .steps
         .iter()
-        .filter(|s| s.kind == StepKind::OwnedFile)
-        .filter_map(|s| s.path.clone())
+        .filter_map(|s| s.kind.owned_file())
+        .map(|f| f.path.clone())
         .chain([GRUB_DROPIN.to_string()]);
     for path in owned {
         if let Some(f) = facts.files.get(&path).filter(|f| f.content.contains(MARK)) {
@@ -36,14 +36,8 @@ pub fn plan(node_name: &str, facts: &HostFacts, reboot: bool) -> HostPlan {
             });
         }
     }
-    for step in HOST
-        .steps
-        .iter()
-        .filter(|s| s.kind == StepKind::ManagedBlock)
-    {
-        let Some(path) = step.path.as_deref() else {
-            continue;
-        };
+    for path in HOST.steps.iter().filter_map(|s| s.kind.managed_block()) {
+        let path = path.path.as_str();
         let Some(f) = facts.files.get(path) else {
             continue;
         };
