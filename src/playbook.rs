@@ -8,7 +8,7 @@
 //! kind, a missing field or a stray one fails here, naming the file and the step, and the
 //! planners decide by the typed kind, never by a step id.
 
-use crate::plan::{Action, Change};
+use crate::plan::{Action, Change, unified_diff};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -152,6 +152,28 @@ impl<K> Step<K> {
             diff,
             needs_reboot: self.reboot,
         }
+    }
+
+    /// This step's change that makes `path` hold `content`; None when it already does.
+    pub fn write_file(
+        &self,
+        path: &str,
+        before: Option<String>,
+        content: String,
+        mode: String,
+        reason: impl Into<String>,
+    ) -> Option<Change> {
+        if before.as_deref() == Some(content.as_str()) {
+            return None;
+        }
+        let diff = unified_diff(path, before.as_deref(), &content);
+        let action = Action::WriteFile {
+            path: path.to_string(),
+            content,
+            mode,
+            before,
+        };
+        Some(self.change(reason, action, Some(diff)))
     }
 
     /// This step's change that runs `command`.

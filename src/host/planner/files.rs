@@ -32,23 +32,13 @@ pub(super) fn file_change(
     reason: String,
 ) -> Option<Change> {
     let before = facts.files.get(path).map(|f| f.content.clone());
-    if before.as_deref() == Some(content.as_str()) {
-        return None;
-    }
     let mode = facts
         .files
         .get(path)
         .and_then(|f| f.mode.clone())
         .or_else(|| step.kind.owned_file().and_then(|f| f.mode.clone()))
         .unwrap_or_else(|| "644".into());
-    let diff = unified_diff(path, before.as_deref(), &content);
-    let action = Action::WriteFile {
-        path: path.to_string(),
-        content,
-        mode,
-        before,
-    };
-    Some(step.change(reason, action, Some(diff)))
+    step.write_file(path, before, content, mode, reason)
 }
 
 fn remove_change(step: &HostStep, facts: &HostFacts, path: &str, reason: &str) -> Option<Change> {
