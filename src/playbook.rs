@@ -183,6 +183,37 @@ impl<K> Step<K> {
     }
 }
 
+/// Checks the phases' playbook tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// `text` with `from` replaced by `to` must fail to load, with an error that starts `want`.
+    pub(crate) fn assert_load_fails<K: DeserializeOwned + std::fmt::Debug>(
+        file: &str,
+        text: &str,
+        (from, to): (&str, &str),
+        want: &str,
+    ) {
+        assert!(text.contains(from), "{file} has no `{from}`");
+        let e = load::<K>(file, &text.replacen(from, to, 1))
+            .expect_err("the playbook is broken")
+            .to_string();
+        assert!(e.starts_with(want), "{e}");
+    }
+
+    /// Each `(step id, path, template)` names a template pvegpu has and an absolute path.
+    pub(crate) fn assert_files<'a>(files: impl Iterator<Item = (&'a str, &'a str, &'a str)>) {
+        for (id, path, t) in files {
+            assert!(
+                crate::templates::names().any(|n| n == t),
+                "{id} names unknown template {t}"
+            );
+            assert!(path.starts_with('/'), "{id} needs an absolute path");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

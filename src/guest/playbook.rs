@@ -73,30 +73,21 @@ pub static GUEST: LazyLock<Playbook<GuestStepKind>> = LazyLock::new(|| {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbook::load;
+    use crate::playbook::testing::{assert_files, assert_load_fails};
 
     #[test]
     fn guest_playbook_parses_and_names_known_templates() {
         assert!(!GUEST.steps.is_empty());
-        for s in &GUEST.steps {
-            let file = match &s.kind {
+        assert_files(GUEST.steps.iter().filter_map(|s| {
+            let (path, template) = match &s.kind {
                 GuestStepKind::AptComponents(f)
                 | GuestStepKind::NouveauBlacklist(f)
-                | GuestStepKind::TritonUnit(f) => Some((&f.path, &f.template)),
-                GuestStepKind::AptSource(r) | GuestStepKind::AptPin(r) => {
-                    Some((&r.path, &r.template))
-                }
-                _ => None,
+                | GuestStepKind::TritonUnit(f) => (&f.path, &f.template),
+                GuestStepKind::AptSource(r) | GuestStepKind::AptPin(r) => (&r.path, &r.template),
+                _ => return None,
             };
-            if let Some((path, t)) = file {
-                assert!(
-                    crate::templates::names().any(|n| n == t),
-                    "{} names unknown template {t}",
-                    s.id
-                );
-                assert!(path.starts_with('/'), "{} needs an absolute path", s.id);
-            }
-        }
+            Some((s.id.as_str(), path.as_str(), template.as_str()))
+        }));
         assert_eq!(GUEST.steps.last().unwrap().kind, GuestStepKind::Reboot {});
         // step ids name the changes of a plan, so they must be unique
         let mut ids: Vec<&str> = GUEST.steps.iter().map(|s| s.id.as_str()).collect();
@@ -107,36 +98,28 @@ mod tests {
 
     #[test]
     fn a_renamed_unknown_or_malformed_guest_step_fails_at_load() {
-        let text = include_str!("../../playbooks/guest.toml");
-        let error = |broken: String| {
-            load::<GuestStepKind>("playbooks/guest.toml", &broken)
-                .expect_err("the playbook is broken")
-                .to_string()
+        let fails = |edit, want| {
+            let text = include_str!("../../playbooks/guest.toml");
+            assert_load_fails::<GuestStepKind>("playbooks/guest.toml", text, edit, want)
         };
-        let e = error(text.replace("kind = \"keyring\"", "kind = \"key-ring\""));
-        assert!(
-            e.starts_with(
-                "playbooks/guest.toml, step 3 (`cuda-keyring`): unknown variant `key-ring`"
+        fails(
+            ("kind = \"keyring\"", "kind = \"key-ring\""),
+            "playbooks/guest.toml, step 3 (`cuda-keyring`): unknown variant `key-ring`",
+        );
+        fails(
+            ("repository = \"cuda\"", "repository = \"nvidia\""),
+            "playbooks/guest.toml, step 3 (`cuda-keyring`): unknown variant `nvidia`",
+        );
+        fails(
+            (
+                "kind = \"apt-pin\"\nrepository = \"cuda\"\n",
+                "kind = \"apt-pin\"\n",
             ),
-            "{e}"
+            "playbooks/guest.toml, step 5 (`cuda-pin`): missing field `repository`",
         );
-        let e = error(text.replace("repository = \"cuda\"", "repository = \"nvidia\""));
-        assert!(
-            e.starts_with("playbooks/guest.toml, step 3 (`cuda-keyring`): "),
-            "{e}"
-        );
-        let e = error(text.replace(
-            "kind = \"apt-pin\"\nrepository = \"cuda\"\n",
-            "kind = \"apt-pin\"\n",
-        ));
-        assert!(
-            e.starts_with("playbooks/guest.toml, step 5 (`cuda-pin`): missing field `repository`"),
-            "{e}"
-        );
-        let e = error(text.replace("kind = \"driver\"", "kind = \"driver\"\npath = \"/x\""));
-        assert!(
-            e.starts_with("playbooks/guest.toml, step 11 (`driver`): unknown field `path`"),
-            "{e}"
+        fails(
+            ("kind = \"driver\"", "kind = \"driver\"\npath = \"/x\""),
+            "playbooks/guest.toml, step 11 (`driver`): unknown field `path`",
         );
     }
 }

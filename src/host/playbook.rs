@@ -66,46 +66,34 @@ pub static HOST: LazyLock<Playbook<HostStepKind>> = LazyLock::new(|| {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::playbook::load;
+    use crate::playbook::testing::{assert_files, assert_load_fails};
 
     #[test]
     fn host_playbook_parses_and_files_have_templates() {
         assert!(!HOST.steps.is_empty());
-        for s in &HOST.steps {
+        assert_files(HOST.steps.iter().filter_map(|s| {
             let file = match s.kind.managed_block() {
-                Some(b) => Some((&b.path, &b.template)),
-                None => s.kind.owned_file().map(|f| (&f.path, &f.template)),
+                Some(b) => (&b.path, &b.template),
+                None => s.kind.owned_file().map(|f| (&f.path, &f.template))?,
             };
-            if let Some((path, t)) = file {
-                assert!(
-                    crate::templates::names().any(|n| n == t),
-                    "{} names unknown template {t}",
-                    s.id
-                );
-                assert!(path.starts_with('/'), "{} needs an absolute path", s.id);
-            }
-        }
+            Some((s.id.as_str(), file.0.as_str(), file.1.as_str()))
+        }));
         assert_eq!(HOST.steps.last().unwrap().kind, HostStepKind::Reboot {});
     }
 
     #[test]
     fn a_renamed_or_malformed_host_step_fails_at_load() {
-        let text = include_str!("../../playbooks/host.toml");
-        let broken = text.replace("kind = \"kernel-cmdline\"", "kind = \"cmdline\"");
-        let e = load::<HostStepKind>("playbooks/host.toml", &broken).unwrap_err();
-        let e = e.to_string();
-        assert!(
-            e.starts_with(
-                "playbooks/host.toml, step 7 (`kernel-cmdline`): unknown variant `cmdline`"
-            ),
-            "{e}"
+        let fails = |edit, want| {
+            let text = include_str!("../../playbooks/host.toml");
+            assert_load_fails::<HostStepKind>("playbooks/host.toml", text, edit, want)
+        };
+        fails(
+            ("kind = \"kernel-cmdline\"", "kind = \"cmdline\""),
+            "playbooks/host.toml, step 7 (`kernel-cmdline`): unknown variant `cmdline`",
         );
-        let broken = text.replace("mode = \"755\"", "mode = 755");
-        let e = load::<HostStepKind>("playbooks/host.toml", &broken).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("playbooks/host.toml, step 4 (`vfio-override-script`): "),
-            "{e}"
+        fails(
+            ("mode = \"755\"", "mode = 755"),
+            "playbooks/host.toml, step 4 (`vfio-override-script`): ",
         );
     }
 }
