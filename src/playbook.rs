@@ -7,6 +7,19 @@
 //! kinds as one enum (`#[serde(tag = "kind", deny_unknown_fields)]`), so a renamed or unknown
 //! kind, a missing field or a stray one fails here, naming the file and the step, and the
 //! planners decide by the typed kind, never by a step id.
+//!
+//! A phase adds its playbook with its kinds and one static, as src/host/playbook.rs does:
+//!
+//! ```ignore
+//! #[derive(Deserialize)]
+//! #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+//! pub enum VmStepKind { Config {}, Hostpci { slot: u8 }, Start {} }
+//! pub static VM: LazyLock<Playbook<VmStepKind>> =
+//!     LazyLock::new(|| embedded("playbooks/vm.toml", include_str!("../../playbooks/vm.toml")));
+//! ```
+//!
+//! A kind without fields is written `Name {}`, not `Name`: serde lets a unit variant of a tagged
+//! enum ignore stray fields.
 
 use crate::plan::{Action, Change, unified_diff};
 use serde::Deserialize;
