@@ -21,25 +21,31 @@ fn stale_initramfs(facts: &HostFacts) -> Vec<String> {
         })
         .filter_map(|(_, f)| f.mtime)
         .max();
-    let ours = "/etc/modprobe.d/pvegpu-vfio.conf";
+    // pvegpu's modprobe file, which every image must carry
+    let ours = HOST
+        .steps
+        .iter()
+        .find_map(|s| match &s.kind {
+            HostStepKind::VfioBinding(f) => Some(f.path.as_str()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let name = ours.rsplit('/').next().unwrap_or_default();
     let mut out = Vec::new();
     for k in facts.kernels.iter().filter(|k| k.initrd_mtime.is_some()) {
         let Some(info) = facts.initramfs.iter().find(|i| i.kernel == k.version) else {
             continue;
         };
         let lacks_ours = facts.files.contains_key(ours)
-            && !info
-                .modprobe_files
-                .iter()
-                .any(|f| f.ends_with("pvegpu-vfio.conf"));
+            && !info.modprobe_files.iter().any(|f| f.ends_with(name));
         let older = matches!((info.mtime, config_mtime), (Some(i), Some(c)) if i < c);
         if !info.has_vfio_pci || lacks_ours || older {
             let why = if !info.has_vfio_pci {
-                "no vfio-pci"
+                "no vfio-pci".to_string()
             } else if lacks_ours {
-                "no pvegpu-vfio.conf"
+                format!("no {name}")
             } else {
-                "older than the module configuration"
+                "older than the module configuration".to_string()
             };
             out.push(format!("{} ({why})", k.version));
         }
