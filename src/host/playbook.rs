@@ -62,38 +62,3 @@ pub static HOST: LazyLock<Playbook<HostStepKind>> = LazyLock::new(|| {
         include_str!("../../playbooks/host.toml"),
     )
 });
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::playbook::testing::{assert_files, assert_load_fails};
-
-    #[test]
-    fn host_playbook_parses_and_files_have_templates() {
-        assert!(!HOST.steps.is_empty());
-        assert_files(HOST.steps.iter().filter_map(|s| {
-            let file = match s.kind.managed_block() {
-                Some(b) => (&b.path, &b.template),
-                None => s.kind.owned_file().map(|f| (&f.path, &f.template))?,
-            };
-            Some((s.id.as_str(), file.0.as_str(), file.1.as_str()))
-        }));
-        assert_eq!(HOST.steps.last().unwrap().kind, HostStepKind::Reboot {});
-    }
-
-    #[test]
-    fn a_renamed_or_malformed_host_step_fails_at_load() {
-        let fails = |edit, want| {
-            let text = include_str!("../../playbooks/host.toml");
-            assert_load_fails::<HostStepKind>("playbooks/host.toml", text, edit, want)
-        };
-        fails(
-            ("kind = \"kernel-cmdline\"", "kind = \"cmdline\""),
-            "playbooks/host.toml, step 7 (`kernel-cmdline`): unknown variant `cmdline`",
-        );
-        fails(
-            ("mode = \"755\"", "mode = 755"),
-            "playbooks/host.toml, step 4 (`vfio-override-script`): ",
-        );
-    }
-}
