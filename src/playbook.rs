@@ -141,7 +141,7 @@ impl<K> Playbook<K> {
         self.steps.iter().find(|s| s.id == id)
     }
 
-    /// Whether a step of the kind `is` picks planned one of `changes`.
+    /// Whether a step of a kind `is` accepts planned one of `changes`.
     pub fn changed(&self, changes: &[Change], is: impl Fn(&K) -> bool) -> bool {
         changes
             .iter()

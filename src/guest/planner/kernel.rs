@@ -1,10 +1,11 @@
 //! The kernel side: headers for every kernel DKMS builds against, nouveau kept off the GPUs,
 //! and the initramfs that carries the blacklist to boot.
 
-use super::{APT_INSTALL, GuestError, Walk, owned_file, render};
+use super::{APT_INSTALL, GuestError, Walk, owned_file};
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
 use crate::plan::Change;
+use crate::templates;
 use minijinja::context;
 use std::collections::BTreeSet;
 
@@ -54,7 +55,7 @@ pub(super) fn nouveau_blacklist(
     if !w.d.nouveau_has_device && !w.facts.files.contains_key(&f.path) {
         return Ok(None);
     }
-    let content = render(&f.template, context! {})?;
+    let content = templates::render(&f.template, context! {})?;
     Ok(owned_file(
         step,
         &f.path,

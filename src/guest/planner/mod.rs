@@ -28,7 +28,6 @@ use super::spec::GuestSpec;
 use crate::compat::tables::TritonRelease;
 use crate::compat::{Backend, Distro, Recommendation};
 use crate::plan::{Action, Change, Refusal};
-use crate::templates;
 use crate::templates::TemplateError;
 use serde::Serialize;
 
@@ -198,7 +197,7 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Whether an earlier step of the kind `is` picks planned a change.
+    /// Whether an earlier step of a kind `is` accepts planned a change.
     fn changed(&self, is: impl Fn(&GuestStepKind) -> bool) -> bool {
         GUEST.changed(self.earlier, is)
     }
@@ -247,8 +246,4 @@ fn owned_file(
         reason.to_string()
     };
     step.write_file(path, before, content, "644".into(), reason)
-}
-
-fn render(template: &str, ctx: minijinja::Value) -> Result<String, GuestError> {
-    Ok(templates::render(template, ctx)?)
 }

@@ -4,13 +4,14 @@
 
 use super::containers::runtime_missing;
 use super::kernel::headers_missing;
-use super::{APT_INSTALL, Desired, GuestError, Walk, owned_file, render};
+use super::{APT_INSTALL, Desired, GuestError, Walk, owned_file};
 use crate::compat::Distro;
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::{
     GUEST, GuestFile, GuestStep, GuestStepKind, Repository, RepositoryFile,
 };
 use crate::plan::{Action, Change};
+use crate::templates;
 use minijinja::context;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -177,7 +178,7 @@ pub(super) fn apt_components(
         .iter()
         .flat_map(|s| s.components.iter().map(String::as_str))
         .collect();
-    let content = render(
+    let content = templates::render(
         &f.template,
         context! {
             sources => minijinja::value::Serde(&sources),
@@ -239,7 +240,7 @@ pub(super) fn apt_source(
                 .into()
         }
     };
-    let content = render(
+    let content = templates::render(
         &r.template,
         context! {
             summary => step.summary.clone(),
@@ -260,7 +261,7 @@ pub(super) fn apt_pin(
     if !d.needs(r.repository) {
         return Ok(None);
     }
-    let content = render(
+    let content = templates::render(
         &r.template,
         context! { origin => CUDA_ORIGIN, driver_package => d.driver_packages[0].clone() },
     )?;

@@ -2,7 +2,7 @@
 //! for, if it fits), whether it loads every model in the repository, its systemd unit and
 //! starting it.
 
-use super::{GuestPlan, TRITON_UNIT, TritonChoice, Walk, owned_file, refusal, render};
+use super::{GuestPlan, TRITON_UNIT, TritonChoice, Walk, owned_file, refusal};
 use crate::compat::tables::TritonRelease;
 use crate::compat::triton::{DriverFit, cc_floor, driver_fit};
 use crate::compat::{Backend, Recommendation, tables};
@@ -11,6 +11,7 @@ use crate::guest::onnx_check;
 use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
 use crate::guest::spec::GuestSpec;
 use crate::plan::Change;
+use crate::templates;
 use minijinja::context;
 
 /// The release to deploy, refused when none fits; the models are checked against it.
@@ -228,7 +229,7 @@ pub(super) fn unit(
     let mut smi: Vec<_> = w.facts.smi.iter().collect();
     smi.sort_by_key(|g| g.address);
     let gpus: Vec<String> = smi.iter().map(|g| g.uuid.clone()).collect();
-    let content = render(
+    let content = templates::render(
         &f.template,
         context! {
             release => tc.release.release.clone(),
