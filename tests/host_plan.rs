@@ -354,3 +354,19 @@ fn testhost_systemd_boot_edits_kernel_cmdline() {
             command: "proxmox-boot-tool refresh".into()
         }));
 }
+
+#[test]
+fn rollback_of_a_converged_node_takes_out_what_pvegpu_wrote() {
+    let text = read("facts/osm45.facts");
+    let converged = converge(&text, &plan_for(OSM45, "osm45", &text));
+    let p = pvegpu::host::rollback::plan("osm45", &facts(&converged), true);
+    assert!(
+        p.changes
+            .iter()
+            .all(|c| c.needs_reboot == (c.action != Action::Reboot))
+    );
+    assert_eq!(p.changes.last().map(|c| &c.action), Some(&Action::Reboot));
+    insta::assert_snapshot!(p.render_text());
+    // nothing of pvegpu's on the fresh node: nothing to undo
+    assert!(pvegpu::host::rollback::plan("osm45", &facts(&text), false).is_empty());
+}

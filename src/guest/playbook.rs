@@ -1,100 +1,71 @@
-//! playbooks/guest.toml: the order in which the guest phase converges its resources. The host
-//! playbook's step kinds are host resources, so the guest has its own (small) loader.
+//! playbooks/guest.toml: the guest phase's step kinds, each with exactly the fields it needs,
+//! read by the one playbook loader (`crate::playbook`).
 
+use crate::playbook::{Playbook, Step, embedded};
 use serde::Deserialize;
 use std::sync::LazyLock;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GuestPlaybook {
-    pub steps: Vec<GuestStep>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum GuestStepKind {
-    Prerequisites,
-    AptComponents,
-    Keyring,
-    AptSource,
-    AptPin,
-    AptUpdate,
-    KernelHeaders,
-    NouveauBlacklist,
-    Driver,
-    Hold,
-    DkmsModules,
-    Initramfs,
-    CudaToolkit,
-    ContainerRuntime,
-    ContainerToolkit,
-    DockerRuntime,
-    CdiSpec,
-    TritonUnit,
-    TritonStart,
-    Reboot,
+    Prerequisites {},
+    /// The Debian components that carry the driver, in a sources file pvegpu owns.
+    AptComponents(GuestFile),
+    Keyring {
+        repository: Repository,
+        path: String,
+    },
+    AptSource(RepositoryFile),
+    AptPin(RepositoryFile),
+    AptUpdate {},
+    KernelHeaders {},
+    NouveauBlacklist(GuestFile),
+    Driver {},
+    Hold {},
+    DkmsModules {},
+    Initramfs {},
+    CudaToolkit {},
+    ContainerRuntime {},
+    ContainerToolkit {},
+    DockerRuntime {},
+    CdiSpec {
+        path: String,
+    },
+    TritonUnit(GuestFile),
+    TritonStart {},
+    Reboot {},
 }
 
+/// A whole file pvegpu owns on the guest (mode 644), rendered from a template.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestFile {
+    pub path: String,
+    pub template: String,
+}
+
+/// A file pvegpu owns for one repository (its apt source or pin).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositoryFile {
+    pub repository: Repository,
+    pub path: String,
+    pub template: String,
+}
+
+/// An NVIDIA apt repository a step serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Repository {
-    Debian,
     Cuda,
     ContainerToolkit,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GuestStep {
-    pub id: String,
-    pub kind: GuestStepKind,
-    pub summary: String,
-    #[serde(default)]
-    pub repository: Option<Repository>,
-    #[serde(default)]
-    pub path: Option<String>,
-    #[serde(default)]
-    pub template: Option<String>,
-    #[serde(default)]
-    pub reboot: bool,
-}
+pub type GuestStep = Step<GuestStepKind>;
 
-pub static GUEST: LazyLock<GuestPlaybook> = LazyLock::new(|| {
-    toml::from_str(include_str!("../../playbooks/guest.toml"))
-        .expect("playbooks/guest.toml is valid")
+pub static GUEST: LazyLock<Playbook<GuestStepKind>> = LazyLock::new(|| {
+    embedded(
+        "playbooks/guest.toml",
+        include_str!("../../playbooks/guest.toml"),
+    )
 });
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn guest_playbook_parses_and_names_known_templates() {
-        assert!(!GUEST.steps.is_empty());
-        for s in &GUEST.steps {
-            if let Some(t) = &s.template {
-                assert!(
-                    crate::templates::names().any(|n| n == t),
-                    "{} names unknown template {t}",
-                    s.id
-                );
-                assert!(s.path.as_deref().is_some_and(|p| p.starts_with('/')));
-            }
-            let needs_repo = matches!(
-                s.kind,
-                GuestStepKind::Keyring | GuestStepKind::AptSource | GuestStepKind::AptPin
-            );
-            assert!(
-                !needs_repo || s.repository.is_some(),
-                "{} names no repository",
-                s.id
-            );
-        }
-        assert_eq!(GUEST.steps.last().unwrap().kind, GuestStepKind::Reboot);
-        // step ids name the changes of a plan, so they must be unique
-        let mut ids: Vec<&str> = GUEST.steps.iter().map(|s| s.id.as_str()).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), GUEST.steps.len());
-    }
-}

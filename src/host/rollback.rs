@@ -5,11 +5,11 @@
 //! that line; then every initramfs and the boot loader are refreshed.
 
 use super::planner::{GRUB_DROPIN, KERNEL_CMDLINE, strip_block};
+use super::playbook::HOST;
 use crate::apply::scripts::CMDLINE_ADDED;
 use crate::facts::HostFacts;
 use crate::facts::boot::BootLoader;
 use crate::plan::{Action, Change, HostPlan, unified_diff};
-use crate::playbook::{HOST, StepKind};
 
 const MARK: &str = "Managed by pvegpu";
 
@@ -18,32 +18,22 @@ pub fn plan(node_name: &str, facts: &HostFacts, reboot: bool) -> HostPlan {
     let owned = HOST
         .steps
         .iter()
-        .filter(|s| s.kind == StepKind::OwnedFile)
-        .filter_map(|s| s.path.clone())
+        .filter_map(|s| s.kind.owned_file())
+        .map(|f| f.path.clone())
         .chain([GRUB_DROPIN.to_string()]);
     for path in owned {
         if let Some(f) = facts.files.get(&path).filter(|f| f.content.contains(MARK)) {
-            changes.push(Change {
-                step: "rollback".into(),
-                summary: "remove pvegpu's file".into(),
-                reason: format!("{path} was written by pvegpu"),
-                diff: Some(unified_diff(&path, Some(&f.content), "")),
-                action: Action::RemoveFile {
-                    path: path.clone(),
-                    before: f.content.clone(),
-                },
-                needs_reboot: true,
-            });
+            let diff = unified_diff(&path, Some(&f.content), "");
+            let action = Action::RemoveFile {
+                path: path.clone(),
+                before: f.content.clone(),
+            };
+            let reason = format!("{path} was written by pvegpu");
+            changes.push(undo("remove pvegpu's file", reason, action, Some(diff)));
         }
     }
-    for step in HOST
-        .steps
-        .iter()
-        .filter(|s| s.kind == StepKind::ManagedBlock)
-    {
-        let Some(path) = step.path.as_deref() else {
-            continue;
-        };
+    for path in HOST.steps.iter().filter_map(|s| s.kind.managed_block()) {
+        let path = path.path.as_str();
         let Some(f) = facts.files.get(path) else {
             continue;
         };
@@ -73,27 +63,23 @@ pub fn plan(node_name: &str, facts: &HostFacts, reboot: bool) -> HostPlan {
         }
     }
     if !changes.is_empty() {
-        changes.push(Change {
-            step: "rollback".into(),
-            summary: "rebuild the initramfs of every installed kernel".into(),
-            reason: "the images still carry pvegpu's vfio configuration".into(),
-            action: Action::Run {
+        changes.push(undo(
+            "rebuild the initramfs of every installed kernel",
+            "the images still carry pvegpu's vfio configuration",
+            Action::Run {
                 command: "update-initramfs -u -k all".into(),
             },
-            diff: None,
-            needs_reboot: true,
-        });
+            None,
+        ));
         if let Some(cmd) = facts.boot_loader.refresh_command() {
-            changes.push(Change {
-                step: "rollback".into(),
-                summary: "refresh the boot loader".into(),
-                reason: "the boot entries must drop pvegpu's kernel parameters".into(),
-                action: Action::Run {
+            changes.push(undo(
+                "refresh the boot loader",
+                "the boot entries must drop pvegpu's kernel parameters",
+                Action::Run {
                     command: cmd.into(),
                 },
-                diff: None,
-                needs_reboot: true,
-            });
+                None,
+            ));
         }
         if reboot {
             changes.push(Change {
@@ -127,17 +113,25 @@ pub fn plan(node_name: &str, facts: &HostFacts, reboot: bool) -> HostPlan {
 }
 
 fn write(path: &str, f: &crate::facts::FileFact, content: String, summary: &str) -> Change {
+    let diff = unified_diff(path, Some(&f.content), &content);
+    let action = Action::WriteFile {
+        path: path.to_string(),
+        content,
+        mode: f.mode.clone().unwrap_or_else(|| "644".into()),
+        before: Some(f.content.clone()),
+    };
+    let reason = format!("{path} holds pvegpu's additions");
+    undo(summary, reason, action, Some(diff))
+}
+
+/// One change of the rollback; each takes effect at the next boot.
+fn undo(summary: &str, reason: impl Into<String>, action: Action, diff: Option<String>) -> Change {
     Change {
         step: "rollback".into(),
         summary: summary.into(),
-        reason: format!("{path} holds pvegpu's additions"),
-        diff: Some(unified_diff(path, Some(&f.content), &content)),
-        action: Action::WriteFile {
-            path: path.to_string(),
-            content,
-            mode: f.mode.clone().unwrap_or_else(|| "644".into()),
-            before: Some(f.content.clone()),
-        },
+        reason: reason.into(),
+        action,
+        diff,
         needs_reboot: true,
     }
 }

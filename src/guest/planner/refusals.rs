@@ -1,0 +1,112 @@
+//! What the planner derives before walking the steps: compat's choices for this guest, and
+//! every reason to refuse it (an unsupported distribution, no GPU, no driver package, a
+//! foreign driver, Secure Boot without a signing key, and the CUDA and Triton refusals).
+
+use super::{Desired, GuestPlan, cuda, driver, reboot, refusal, triton};
+use crate::compat::{Request, recommend, tables};
+use crate::guest::facts::GuestFacts;
+use crate::guest::parse::SecureBoot;
+use crate::guest::spec::GuestSpec;
+
+/// Compat's choices and every refusal; None when nothing can be chosen.
+pub(super) fn derive<'a>(
+    spec: &'a GuestSpec,
+    facts: &GuestFacts,
+    plan: &mut GuestPlan,
+) -> Option<Desired<'a>> {
+    let distro = match facts.distro() {
+        Ok(d) => d,
+        Err(e) => {
+            plan.refusals.push(refusal(
+                e.to_string(),
+                "install the guest with Debian 12 or 13 or Ubuntu 22.04 or 24.04; pvegpu changed nothing",
+            ));
+            return None;
+        }
+    };
+    let gpu_ids: Vec<String> = facts.gpus().map(|g| g.id.to_string()).collect();
+    if gpu_ids.is_empty() {
+        plan.refusals.push(refusal(
+            "the guest sees no NVIDIA GPU (`lspci -nn -d 10de:` lists no display controller)",
+            "pass the GPU through to this VM first (the host and VM phases), then plan the guest again",
+        ));
+        return None;
+    }
+    let t = tables();
+    let installed_driver = facts.loaded_driver().and_then(|v| v.parse().ok());
+    let request = Request {
+        gpus: gpu_ids,
+        distro,
+        driver: installed_driver,
+        backends: spec.triton.iter().map(|t| t.backend).collect(),
+    };
+    let rec = match recommend(t, &request) {
+        Ok(r) => r,
+        Err(e) => {
+            plan.refusals.push(refusal(
+                e.to_string(),
+                "pvegpu installs nothing it cannot choose from its tables; `pvegpu compat` with the ids above says the same offline",
+            ));
+            return None;
+        }
+    };
+
+    let driver = driver::choice(t, &request, &rec, facts, plan)?;
+    let cuda_package = cuda::choice(spec, &rec, plan);
+
+    let nouveau_has_device = facts.gpus().any(|g| g.driver.as_deref() == Some("nouveau"))
+        || facts.module_loaded("nouveau");
+    let reboot_reasons = reboot::reasons(facts, &driver.missing, nouveau_has_device);
+    let driver_ready = !facts.smi.is_empty()
+        && facts.smi_error.is_none()
+        && driver.missing.is_empty()
+        && reboot_reasons.is_empty();
+
+    secure_boot_refusals(facts, !driver.missing.is_empty(), plan);
+
+    let triton = triton::choice(spec, facts, &rec, driver_ready, plan);
+
+    Some(Desired {
+        spec,
+        distro,
+        rec,
+        driver_packages: driver.packages,
+        driver_missing: driver.missing,
+        hold: driver.hold,
+        cuda_package,
+        triton,
+        nouveau_has_device,
+        driver_ready,
+        reboot_reasons,
+    })
+}
+
+fn secure_boot_refusals(facts: &GuestFacts, installing: bool, plan: &mut GuestPlan) {
+    if facts.secure_boot != SecureBoot::Enabled {
+        return;
+    }
+    let hint = "enroll the DKMS signing key (`mokutil --import /var/lib/dkms/mok.pub`, confirm it at the VM console on the next boot) and rebuild with `dkms autoinstall --force`, or turn Secure Boot off in the VM's UEFI settings";
+    let unsigned: Vec<&str> = facts
+        .kernels
+        .iter()
+        .filter(|k| k.module_signed == Some(false))
+        .map(|k| k.version.as_str())
+        .collect();
+    if !unsigned.is_empty() {
+        plan.refusals.push(refusal(
+            format!(
+                "Secure Boot is on and the NVIDIA module of kernel {} is unsigned: the kernel will refuse to load it",
+                unsigned.join(", ")
+            ),
+            hint,
+        ));
+        return;
+    }
+    let building = installing || facts.kernels.iter().any(|k| k.nvidia_module.is_none());
+    if building && !facts.mok_keys.iter().any(|k| k.enrolled) {
+        plan.refusals.push(refusal(
+            "Secure Boot is on and no DKMS signing key is enrolled: the NVIDIA module DKMS builds would not load",
+            hint,
+        ));
+    }
+}
