@@ -4,33 +4,7 @@ use crate::pci::PciAddress;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// `/etc/os-release`: the fields pvegpu reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct OsRelease {
-    pub id: String,
-    pub version_id: String,
-    pub pretty_name: String,
-    pub codename: Option<String>,
-}
-
-pub fn os_release(text: &str) -> OsRelease {
-    let mut kv = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            kv.insert(k.trim(), v.trim().trim_matches('"').trim_matches('\''));
-        }
-    }
-    let get = |k: &str| kv.get(k).map(|v| v.to_string()).unwrap_or_default();
-    OsRelease {
-        id: get("ID"),
-        version_id: get("VERSION_ID"),
-        pretty_name: get("PRETTY_NAME"),
-        codename: kv
-            .get("VERSION_CODENAME")
-            .filter(|v| !v.is_empty())
-            .map(|v| v.to_string()),
-    }
-}
+pub use crate::facts::os_release::{OsRelease, os_release};
 
 /// One kernel of the probe's `guest-kernels` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -503,11 +477,10 @@ pub fn model_files(repo: &str, text: &str) -> Vec<ModelFile> {
         .collect()
 }
 
-/// Module names from `/proc/modules`.
+/// Module names from `/proc/modules` (see [`crate::facts::modconf::loaded_modules`]).
 pub fn proc_modules(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(crate::facts::modconf::module_name)
+    crate::facts::modconf::loaded_modules(text)
+        .into_iter()
         .collect()
 }
 

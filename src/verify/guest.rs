@@ -3,7 +3,7 @@
 
 use super::report::{Check, Layer};
 use crate::facts::kernels::compare_versions;
-use crate::guest::parse::{DkmsEntry, dkms_status, smi_bus_address};
+use crate::guest::parse::{DkmsEntry, dkms_status, proc_modules, smi_bus_address};
 use crate::pci::PciAddress;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -67,15 +67,6 @@ pub fn parse_smi_query(text: &str) -> (Vec<SmiGpu>, Vec<String>) {
     (gpus, other)
 }
 
-/// Module names from `lsmod` or `/proc/modules`, normalised to underscores.
-pub fn parse_modules(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|m| *m != "Module")
-        .map(|m| m.replace('-', "_"))
-        .collect()
-}
-
 /// Kernel versions from `ls /boot/vmlinuz-*` (or bare versions), oldest first.
 pub fn parse_kernels(text: &str) -> Vec<String> {
     let mut out: Vec<String> = text
@@ -127,7 +118,7 @@ pub fn checks(out: &GuestOutputs, expect: &GuestExpect) -> Vec<Check> {
     checks.push(match (&out.lsmod, &out.uname_r) {
         (None, _) => not_checked("nvidia driver loaded", "lsmod"),
         (Some(lsmod), uname) => {
-            let mods = parse_modules(lsmod);
+            let mods = proc_modules(lsmod);
             let running = uname.as_deref().map(str::trim).unwrap_or("the running kernel");
             if mods.contains("nvidia") {
                 Check::pass(
@@ -165,7 +156,7 @@ pub fn checks(out: &GuestOutputs, expect: &GuestExpect) -> Vec<Check> {
     // CUDA containers need nvidia-uvm, which loads only on demand; a CDI spec generated while
     // it is absent lacks its device nodes (RULES.md 5a, nvidia-container-toolkit#50)
     if let Some(lsmod) = &out.lsmod {
-        let mods = parse_modules(lsmod);
+        let mods = proc_modules(lsmod);
         if mods.contains("nvidia") {
             checks.push(if mods.contains("nvidia_uvm") {
                 Check::pass(Layer::Guest, "nvidia-uvm loaded", "nvidia_uvm is loaded")

@@ -1,0 +1,57 @@
+//! The planner and `verify` read each fact through one parser, so they reach the same verdict
+//! on the same text. Each test feeds one input to both callers, on an input where their former
+//! parsers disagreed.
+
+mod support;
+mod verify_support;
+use pvegpu::facts::RawFacts;
+use pvegpu::guest::GuestFacts;
+use pvegpu::verify::Status;
+use pvegpu::verify::guest::{GuestExpect, GuestOutputs, checks};
+use verify_support::find;
+
+/// Guest facts with the given sections after the two the parser requires.
+fn guest_facts(sections: &str) -> GuestFacts {
+    let text = format!(
+        "### pvegpu facts 1\n### pvegpu uname\n6.1.0-35-amd64\n### pvegpu os-release\nID=debian\nVERSION_ID=\"12\"\n{sections}"
+    );
+    GuestFacts::from_raw(&RawFacts::parse(&text).unwrap()).unwrap()
+}
+
+/// lsmod's header was a loaded module `Module` to the planner; verify skipped it. Both skip it
+/// now (verify's stricter reading), and both see nouveau rather than nvidia.
+#[test]
+fn lsmod_header_is_no_module_to_either() {
+    let lsmod = "Module                  Size  Used by\nnouveau              2875392  1\n";
+    let f = guest_facts(&format!(
+        "### pvegpu proc-modules\n{lsmod}### pvegpu exit 0\n"
+    ));
+    assert!(!f.module_loaded("Module"));
+    assert!(f.module_loaded("nouveau") && !f.module_loaded("nvidia"));
+    let out = GuestOutputs {
+        uname_r: Some("6.1.0-35-amd64\n".into()),
+        lsmod: Some(lsmod.into()),
+        ..GuestOutputs::default()
+    };
+    let c = checks(&out, &GuestExpect::default());
+    let loaded = find(&c, "nvidia driver loaded");
+    assert_eq!(loaded.status, Status::Fail);
+    assert!(
+        loaded.saw.starts_with("nouveau is loaded"),
+        "{}",
+        loaded.saw
+    );
+}
+
+/// The host read PRETTY_NAME on its own and kept single quotes; the guest's reading drops
+/// them, and the host uses it now.
+#[test]
+fn os_release_reads_alike_on_host_and_guest() {
+    let os = "PRETTY_NAME='Debian GNU/Linux 12 (bookworm)'\nID=debian\nVERSION_ID=\"12\"\n";
+    let host = support::facts(&format!(
+        "### pvegpu facts 1\n### pvegpu uname\n6.8.12-10-pve\n### pvegpu proc-cmdline\nro quiet\n### pvegpu lspci\n02:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80] (rev a1)\n### pvegpu os-release\n{os}"
+    ));
+    let guest = pvegpu::guest::parse::os_release(os);
+    assert_eq!(host.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+    assert_eq!(host.os.as_deref(), Some(guest.pretty_name.as_str()));
+}
