@@ -55,3 +55,45 @@ fn os_release_reads_alike_on_host_and_guest() {
     assert_eq!(host.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
     assert_eq!(host.os.as_deref(), Some(guest.pretty_name.as_str()));
 }
+
+/// A four-field row was a GPU to verify (with no compute capability) and not to the planner;
+/// `[N/A]` was a compute capability to the planner and none to verify. The stricter reading
+/// of each is kept: a row is five fields with a PCI address and a `GPU-` UUID, and `[N/A]` is
+/// no capability.
+#[test]
+fn nvidia_smi_rows_read_alike() {
+    let short = "00000000:01:00.0, GPU-c6467c28-be24-03ad-e7ea-9bc0e989488f, NVIDIA GeForce GTX 1080, 470.256.02\n";
+    let f = guest_facts(&format!(
+        "### pvegpu nvidia-smi\n{short}### pvegpu exit 0\n"
+    ));
+    assert!(f.smi.is_empty());
+    let out = GuestOutputs {
+        nvidia_smi: Some(short.into()),
+        ..GuestOutputs::default()
+    };
+    let expect = GuestExpect {
+        count: 1,
+        ..GuestExpect::default()
+    };
+    assert_eq!(
+        find(&checks(&out, &expect), "nvidia-smi sees every GPU").status,
+        Status::Fail
+    );
+
+    let na = "00000000:01:00.0, GPU-c6467c28-be24-03ad-e7ea-9bc0e989488f, NVIDIA GeForce GTX 1080, 535.247.01, [N/A]\n";
+    let f = guest_facts(&format!("### pvegpu nvidia-smi\n{na}### pvegpu exit 0\n"));
+    assert_eq!(f.smi.len(), 1);
+    assert_eq!(f.smi[0].compute_cap, None);
+    let out = GuestOutputs {
+        nvidia_smi: Some(na.into()),
+        ..GuestOutputs::default()
+    };
+    let expect = GuestExpect {
+        count: 1,
+        compute_cap: Some("6.1".into()),
+        ..GuestExpect::default()
+    };
+    let c = checks(&out, &expect);
+    assert_eq!(find(&c, "nvidia-smi sees every GPU").status, Status::Pass);
+    assert_eq!(find(&c, "compute capability").status, Status::Skip);
+}

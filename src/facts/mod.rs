@@ -11,6 +11,7 @@ pub mod kernel_log;
 pub mod kernels;
 pub mod lspci;
 pub mod modconf;
+pub mod nvidia_smi;
 pub mod os_release;
 pub mod pve;
 pub mod raw;

@@ -1,6 +1,5 @@
 //! Pure parsers for the guest probe's sections, one function per command's output.
 
-use crate::pci::PciAddress;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,46 +153,11 @@ pub fn dkms_status(text: &str) -> Vec<DkmsEntry> {
         .collect()
 }
 
-/// One GPU as `nvidia-smi --query-gpu=pci.bus_id,uuid,name,driver_version,compute_cap
-/// --format=csv,noheader` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SmiGpu {
-    pub address: Option<PciAddress>,
-    pub bus_id: String,
-    pub uuid: String,
-    pub name: String,
-    pub driver_version: String,
-    pub compute_cap: String,
-}
+pub use crate::facts::nvidia_smi::{SmiGpu, smi_bus_address};
 
-/// nvidia-smi's bus id has an 8-digit domain (`00000000:01:00.0`); lspci's has 4.
-pub fn smi_bus_address(bus_id: &str) -> Option<PciAddress> {
-    let b = bus_id.trim();
-    let b = match b.split_once(':') {
-        Some((dom, rest)) if dom.len() == 8 => format!("{}:{rest}", &dom[4..]),
-        _ => b.to_string(),
-    };
-    b.to_ascii_lowercase().parse().ok()
-}
-
-/// Rows of the csv query; lines that are not five fields (error text) are skipped.
+/// The GPU rows of the query (see [`crate::facts::nvidia_smi::query`]).
 pub fn nvidia_smi(text: &str) -> Vec<SmiGpu> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if f.len() != 5 || !f[1].starts_with("GPU-") {
-                return None;
-            }
-            Some(SmiGpu {
-                address: smi_bus_address(f[0]),
-                bus_id: f[0].to_string(),
-                uuid: f[1].to_string(),
-                name: f[2].to_string(),
-                driver_version: f[3].to_string(),
-                compute_cap: f[4].to_string(),
-            })
-        })
-        .collect()
+    crate::facts::nvidia_smi::query(text).gpus
 }
 
 /// An apt source entry, from a one-line `.list` or a deb822 `.sources` stanza.
