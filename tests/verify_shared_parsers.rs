@@ -97,3 +97,34 @@ fn nvidia_smi_rows_read_alike() {
     assert_eq!(find(&c, "nvidia-smi sees every GPU").status, Status::Pass);
     assert_eq!(find(&c, "compute capability").status, Status::Skip);
 }
+
+/// A spec that mounts two drivers' libraries: the planner's line scan took the first version
+/// and found the spec made for the loaded driver, verify found it stale. Both read it with one
+/// parser now and keep verify's stricter verdict: a spec made for several drivers is made for
+/// none, so the planner regenerates it and verify fails it.
+#[test]
+fn a_cdi_spec_for_two_drivers_is_stale_to_both() {
+    let loaded = "575.64.03";
+    let excerpt = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.575.64.03\n  - hostPath: /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.570.133.20\n";
+    let f = guest_facts(&format!(
+        "### pvegpu cdi /etc/cdi/nvidia.yaml mtime=1790000000\n{excerpt}### pvegpu exit 0\n"
+    ));
+    let planned = &f.cdi_specs[0];
+    assert_eq!(planned.kind.as_deref(), Some("nvidia.com/gpu"));
+    // the planner regenerates a spec whose driver_version is not the loaded driver
+    assert_ne!(planned.driver_version.as_deref(), Some(loaded));
+
+    let full = support::read("verify/cdi/nvidia-575.64.03.yaml")
+        .replace("libnvidia-ml.so.575.64.03", "libnvidia-ml.so.570.133.20");
+    let c = pvegpu::verify::podman::checks(&pvegpu::verify::podman::PodmanInputs {
+        specs: vec![pvegpu::verify::podman::CdiSpecFile {
+            path: "/etc/cdi/nvidia.yaml".into(),
+            content: full,
+        }],
+        driver_version: Some(format!("{loaded}\n")),
+        ..Default::default()
+    });
+    let m = find(&c, "CDI spec matches the loaded driver");
+    assert_eq!(m.status, Status::Fail);
+    assert!(m.saw.contains("570.133.20, 575.64.03"), "{}", m.saw);
+}

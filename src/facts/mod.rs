@@ -6,6 +6,7 @@
 //! same code path.
 
 pub mod boot;
+pub mod cdi;
 pub mod initramfs;
 pub mod kernel_log;
 pub mod kernels;

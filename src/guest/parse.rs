@@ -355,40 +355,11 @@ pub fn tool_version(text: &str) -> Option<String> {
         .map(|_| v.to_string())
 }
 
-/// What a CDI spec was generated for: its kind and the driver version in its library paths.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CdiSpec {
-    pub path: String,
-    pub kind: Option<String>,
-    pub driver_version: Option<String>,
-}
+pub use crate::facts::cdi::CdiSpec;
 
+/// The guest probe's excerpt of a CDI spec (see [`crate::facts::cdi::parse_excerpt`]).
 pub fn cdi_spec(path: &str, text: &str) -> CdiSpec {
-    let mut kind = None;
-    let mut driver_version = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(k) = t.strip_prefix("kind:") {
-            kind.get_or_insert_with(|| k.trim().trim_matches('"').to_string());
-        }
-        for lib in ["libcuda.so.", "libnvidia-ml.so."] {
-            if let Some(i) = t.find(lib) {
-                let v: String = t[i + lib.len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.')
-                    .collect();
-                let v = v.trim_end_matches('.');
-                if v.contains('.') && driver_version.is_none() {
-                    driver_version = Some(v.to_string());
-                }
-            }
-        }
-    }
-    CdiSpec {
-        path: path.to_string(),
-        kind,
-        driver_version,
-    }
+    crate::facts::cdi::parse_excerpt(path, text)
 }
 
 /// One line of `docker|podman ps -a --format '{{.Names}}\t{{.Image}}\t{{.State}}\t{{.Status}}'`.
