@@ -381,59 +381,76 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
         return;
     };
     let nodes = parse_ls(listing);
-    let find = |p: &str| nodes.iter().find(|n| n.path == p);
-    let mut wanted: Vec<String> = vec![
-        "/dev/nvidiactl".into(),
-        "/dev/nvidia-uvm".into(),
-        "/dev/nvidia-uvm-tools".into(),
-    ];
-    wanted.extend(
-        nodes
-            .iter()
-            .filter(|n| {
-                n.path
-                    .strip_prefix("/dev/nvidia")
-                    .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
-            })
-            .map(|n| n.path.clone()),
-    );
-    let absent: Vec<&str> = wanted
+    let mut wanted: Vec<&str> = vec!["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
+    wanted.extend(nodes.iter().map(|n| n.path.as_str()).filter(|p| {
+        p.strip_prefix("/dev/nvidia")
+            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+    }));
+    let (present, absent): (Vec<&str>, Vec<&str>) = wanted
+        .into_iter()
+        .partition(|p| nodes.iter().any(|n| n.path == *p));
+    out.extend(nodes_exist(&absent));
+    let present: Vec<&DevNode> = present
         .iter()
-        .filter(|p| find(p).is_none())
-        .map(String::as_str)
+        .filter_map(|p| nodes.iter().find(|n| n.path == *p))
         .collect();
+    out.push(nodes_usable(&present, &who));
+    if inputs.mig {
+        out.push(mig_nodes(&nodes, &who));
+    }
+}
+
+/// The user's name as `id` printed it, else the uid.
+fn user_name(who: &Identity) -> String {
+    if who.user.is_empty() {
+        who.uid.to_string()
+    } else {
+        who.user.clone()
+    }
+}
+
+/// The driver's device nodes exist; nvidia-uvm's are named first, they are what CUDA misses.
+fn nodes_exist(absent: &[&str]) -> Option<Check> {
+    let (name, cause, fix) = if absent.iter().any(|p| p.starts_with("/dev/nvidia-uvm")) {
+        (
+            "nvidia-uvm device nodes exist",
+            "nvidia-uvm is not loaded, or was loaded without creating its nodes; the CUDA runtime needs them",
+            format!(
+                "`sudo nvidia-modprobe -u -c=0` (loads nvidia-uvm and creates the nodes), load it at boot, then `{GENERATE}`"
+            ),
+        )
+    } else if !absent.is_empty() {
+        (
+            "driver device nodes exist",
+            "the nvidia driver is not loaded, or nothing created its device nodes yet",
+            "`sudo nvidia-modprobe -c=0` or run `nvidia-smi` once as root; see the guest checks for the driver".to_string(),
+        )
+    } else {
+        return None;
+    };
+    Some(Check::fail(
+        Layer::Runtime,
+        name,
+        format!("missing {}", absent.join(", ")),
+        cause,
+        fix,
+    ))
+}
+
+/// The user can read and write every node that exists, and not only through a group.
+fn nodes_usable(present: &[&DevNode], who: &Identity) -> Check {
+    let name = "device nodes usable by the user";
+    let user = user_name(who);
     let mut denied = Vec::new();
     let mut via_group = Vec::new();
-    for n in wanted.iter().filter_map(|p| find(p)) {
-        match access(n, &who, true) {
+    for n in present {
+        match access(n, who, true) {
             Access::Denied => denied.push(format!("{} {} {}:{}", n.path, n.mode, n.owner, n.group)),
             Access::Group => via_group.push(format!("{} ({})", n.path, n.group)),
             _ => {}
         }
     }
-    let user = if who.user.is_empty() {
-        who.uid.to_string()
-    } else {
-        who.user.clone()
-    };
-    if absent.iter().any(|p| p.starts_with("/dev/nvidia-uvm")) {
-        out.push(Check::fail(
-            Layer::Runtime,
-            "nvidia-uvm device nodes exist",
-            format!("missing {}", absent.join(", ")),
-            "nvidia-uvm is not loaded, or was loaded without creating its nodes; the CUDA runtime needs them",
-            format!("`sudo nvidia-modprobe -u -c=0` (loads nvidia-uvm and creates the nodes), load it at boot, then `{GENERATE}`"),
-        ));
-    } else if !absent.is_empty() {
-        out.push(Check::fail(
-            Layer::Runtime,
-            "driver device nodes exist",
-            format!("missing {}", absent.join(", ")),
-            "the nvidia driver is not loaded, or nothing created its device nodes yet",
-            "`sudo nvidia-modprobe -c=0` or run `nvidia-smi` once as root; see the guest checks for the driver",
-        ));
-    }
-    out.push(if !denied.is_empty() {
+    if !denied.is_empty() {
         Check::fail(
             Layer::Runtime,
             name,
@@ -445,11 +462,14 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
         Check::warn(
             Layer::Runtime,
             name,
-            format!("{user} reaches {} only through the group", via_group.join(", ")),
+            format!(
+                "{user} reaches {} only through the group",
+                via_group.join(", ")
+            ),
             "rootless Podman drops supplementary groups inside the container unless told to keep them",
             "run with `--group-add keep-groups` (crun), or let the driver create the nodes 0666 (remove NVreg_DeviceFileMode)",
         )
-    } else if wanted.iter().all(|p| find(p).is_none()) {
+    } else if present.is_empty() {
         // nothing to open is no proof of access
         Check::skip(
             Layer::Runtime,
@@ -458,52 +478,54 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
             "load the driver first (see the checks above), then verify again",
         )
     } else {
+        let paths: Vec<&str> = present.iter().map(|n| n.path.as_str()).collect();
         Check::pass(
             Layer::Runtime,
             name,
-            format!("{user} can read and write {}", wanted.iter().filter(|p| find(p).is_some()).cloned().collect::<Vec<_>>().join(", ")),
+            format!("{user} can read and write {}", paths.join(", ")),
         )
-    });
+    }
+}
 
-    if inputs.mig {
-        let caps: Vec<&DevNode> = nodes
-            .iter()
-            .filter(|n| n.path.starts_with("/dev/nvidia-caps/"))
-            .collect();
-        let name = "MIG capability nodes readable";
-        out.push(if caps.is_empty() {
-            Check::fail(
-                Layer::Runtime,
-                name,
-                "no /dev/nvidia-caps entries in the listing",
-                "MIG is in use but its capability device nodes do not exist, so no container can open a MIG device",
-                "`sudo nvidia-modprobe -f /proc/driver/nvidia/capabilities/mig/config -f /proc/driver/nvidia/capabilities/mig/monitor`, create the MIG instances, then regenerate the spec (it records the per-instance nodes that exist at generation time)",
-            )
-        } else {
-            // nvidia-cap1 is MIG *config*: root only by design (RULES.md 5a); the others
-            // (monitor, per-instance access) are what containers open
-            let unreadable: Vec<String> = caps
-                .iter()
-                .filter(|n| !n.path.ends_with("/nvidia-cap1"))
-                .filter(|n| matches!(access(n, &who, false), Access::Denied))
-                .map(|n| format!("{} {}", n.path, n.mode))
-                .collect();
-            if unreadable.is_empty() {
-                Check::pass(
-                    Layer::Runtime,
-                    name,
-                    format!("{} can read the MIG nodes other than nvidia-cap1 (config, root only)", user),
-                )
-            } else {
-                Check::fail(
-                    Layer::Runtime,
-                    name,
-                    format!("{user} cannot read {}", unreadable.join(", ")),
-                    "MIG instances are opened through their capability nodes; the rootless user must be able to read them",
-                    "a udev rule `KERNEL==\"nvidia-cap*\", MODE=\"0444\"` (/etc/udev/rules.d/70-nvidia-cap.rules), `udevadm control --reload-rules && udevadm trigger`, then regenerate the spec",
-                )
-            }
-        });
+/// With MIG in use, the capability nodes containers open exist and are readable.
+fn mig_nodes(nodes: &[DevNode], who: &Identity) -> Check {
+    let name = "MIG capability nodes readable";
+    let user = user_name(who);
+    let caps: Vec<&DevNode> = nodes
+        .iter()
+        .filter(|n| n.path.starts_with("/dev/nvidia-caps/"))
+        .collect();
+    if caps.is_empty() {
+        return Check::fail(
+            Layer::Runtime,
+            name,
+            "no /dev/nvidia-caps entries in the listing",
+            "MIG is in use but its capability device nodes do not exist, so no container can open a MIG device",
+            "`sudo nvidia-modprobe -f /proc/driver/nvidia/capabilities/mig/config -f /proc/driver/nvidia/capabilities/mig/monitor`, create the MIG instances, then regenerate the spec (it records the per-instance nodes that exist at generation time)",
+        );
+    }
+    // nvidia-cap1 is MIG *config*: root only by design (RULES.md 5a); the others
+    // (monitor, per-instance access) are what containers open
+    let unreadable: Vec<String> = caps
+        .iter()
+        .filter(|n| !n.path.ends_with("/nvidia-cap1"))
+        .filter(|n| matches!(access(n, who, false), Access::Denied))
+        .map(|n| format!("{} {}", n.path, n.mode))
+        .collect();
+    if unreadable.is_empty() {
+        Check::pass(
+            Layer::Runtime,
+            name,
+            format!("{user} can read the MIG nodes other than nvidia-cap1 (config, root only)"),
+        )
+    } else {
+        Check::fail(
+            Layer::Runtime,
+            name,
+            format!("{user} cannot read {}", unreadable.join(", ")),
+            "MIG instances are opened through their capability nodes; the rootless user must be able to read them",
+            "a udev rule `KERNEL==\"nvidia-cap*\", MODE=\"0444\"` (/etc/udev/rules.d/70-nvidia-cap.rules), `udevadm control --reload-rules && udevadm trigger`, then regenerate the spec",
+        )
     }
 }
 
@@ -550,25 +572,18 @@ mod tests {
             owner: "root".into(),
             group: group.into(),
         };
-        assert_eq!(
-            access(&node("crw-rw-rw-", "root"), &who, true),
-            Access::Other
-        );
-        assert_eq!(
-            access(&node("crw-rw----", "video"), &who, true),
-            Access::Group
-        );
-        assert_eq!(
-            access(&node("crw-rw----", "root"), &who, true),
-            Access::Denied
-        );
-        assert_eq!(
-            access(&node("cr--r--r--", "root"), &who, false),
-            Access::Other
-        );
-        assert_eq!(
-            access(&node("cr--r--r--", "root"), &who, true),
-            Access::Denied
-        );
+        for (mode, group, write, want) in [
+            ("crw-rw-rw-", "root", true, Access::Other),
+            ("crw-rw----", "video", true, Access::Group),
+            ("crw-rw----", "root", true, Access::Denied),
+            ("cr--r--r--", "root", false, Access::Other),
+            ("cr--r--r--", "root", true, Access::Denied),
+        ] {
+            assert_eq!(
+                access(&node(mode, group), &who, write),
+                want,
+                "{mode} {group}"
+            );
+        }
     }
 }
