@@ -4,7 +4,7 @@
 
 mod support;
 mod verify_support;
-use pvegpu::facts::RawFacts;
+use pvegpu::facts::{RawFacts, cdi};
 use pvegpu::guest::GuestFacts;
 use pvegpu::verify::Status;
 use pvegpu::verify::guest::{GuestExpect, GuestOutputs, checks};
@@ -112,7 +112,8 @@ fn a_cdi_spec_for_two_drivers_is_stale_to_both() {
     let planned = &f.cdi_specs[0];
     assert_eq!(planned.kind.as_deref(), Some("nvidia.com/gpu"));
     // the planner regenerates a spec whose driver_version is not the loaded driver
-    assert_ne!(planned.driver_version.as_deref(), Some(loaded));
+    assert_eq!(planned.driver_version, None);
+    assert_eq!(planned.driver_versions.len(), 2);
 
     let full = support::read("verify/cdi/nvidia-575.64.03.yaml")
         .replace("libnvidia-ml.so.575.64.03", "libnvidia-ml.so.570.133.20");
@@ -127,4 +128,40 @@ fn a_cdi_spec_for_two_drivers_is_stale_to_both() {
     let m = find(&c, "CDI spec matches the loaded driver");
     assert_eq!(m.status, Status::Fail);
     assert!(m.saw.contains("570.133.20, 575.64.03"), "{}", m.saw);
+}
+
+/// The planner reads the guest probe's excerpt of a spec, verify the whole spec; both
+/// readings give the same kind and driver.
+#[test]
+fn a_cdi_excerpt_reads_like_its_spec() {
+    let full = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: all\n  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\ncontainerEdits:\n  mounts:\n  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n";
+    let excerpt = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n";
+    let a = cdi::parse("/etc/cdi/nvidia.yaml", full).unwrap();
+    let b = cdi::parse_excerpt("/etc/cdi/nvidia.yaml", excerpt);
+    assert_eq!((&a.kind, &a.driver_version), (&b.kind, &b.driver_version));
+    assert_eq!(a.driver_version.as_deref(), Some("535.216.03"));
+    assert_eq!(a.devices, ["all"]);
+}
+
+/// nvidia-smi's recorded failures: no GPU to the planner, and the failure itself is what
+/// verify shows.
+#[test]
+fn recorded_nvidia_smi_failures_are_no_gpu_to_either() {
+    for line in support::read("guest/recorded/nvidia-smi-errors.txt").lines() {
+        let f = guest_facts(&format!(
+            "### pvegpu nvidia-smi\n{line}\n### pvegpu exit 9\n"
+        ));
+        assert!(f.smi.is_empty(), "{line}");
+        let out = GuestOutputs {
+            nvidia_smi: Some(format!("{line}\n")),
+            ..GuestOutputs::default()
+        };
+        let seen = find(
+            &checks(&out, &GuestExpect::default()),
+            "nvidia-smi sees every GPU",
+        )
+        .clone();
+        assert_eq!(seen.status, Status::Fail, "{line}");
+        assert!(seen.saw.contains(line.trim()), "{}", seen.saw);
+    }
 }

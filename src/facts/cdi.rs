@@ -159,29 +159,3 @@ pub fn parse_excerpt(path: &str, text: &str) -> CdiSpec {
         .collect();
     spec.finish()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_excerpt_reads_like_its_spec() {
-        let full = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: all\n  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\ncontainerEdits:\n  mounts:\n  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n";
-        let excerpt = "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n  - hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n    containerPath: /usr/lib/x86_64-linux-gnu/libcuda.so.535.216.03\n";
-        let a = parse("/etc/cdi/nvidia.yaml", full).unwrap();
-        let b = parse_excerpt("/etc/cdi/nvidia.yaml", excerpt);
-        assert_eq!((&a.kind, &a.driver_version), (&b.kind, &b.driver_version));
-        assert_eq!(a.driver_version.as_deref(), Some("535.216.03"));
-        assert_eq!(a.devices, ["all"]);
-    }
-
-    #[test]
-    fn two_drivers_are_no_one_driver() {
-        let s = parse_excerpt(
-            "/etc/cdi/nvidia.yaml",
-            "kind: nvidia.com/gpu\n    hostPath: /usr/lib/libcuda.so.535.216.03\n    hostPath: /usr/lib/libnvidia-ml.so.550.54.15\n",
-        );
-        assert_eq!(s.driver_versions.len(), 2);
-        assert_eq!(s.driver_version, None);
-    }
-}
