@@ -165,3 +165,17 @@ fn recorded_nvidia_smi_failures_are_no_gpu_to_either() {
         assert!(seen.saw.contains(line.trim()), "{}", seen.saw);
     }
 }
+
+/// An error line in a kernel listing was a bootable kernel `ls:` to the planner (which would
+/// have planned a DKMS build for it) and nothing to verify. One reading now, verify's stricter
+/// one: a line names a kernel only when it starts with a version.
+#[test]
+fn kernel_listings_read_alike() {
+    let listing = "6.1.0-35-amd64 vmlinuz=yes headers=yes nvidia=none signed=none\nls: cannot access '/boot/vmlinuz-*': No such file or directory\n/boot/vmlinuz-6.1.0-32-amd64\n";
+    let f = guest_facts(&format!(
+        "### pvegpu guest-kernels\n{listing}### pvegpu exit 0\n"
+    ));
+    let planned: Vec<&str> = f.kernels.iter().map(|k| k.version.as_str()).collect();
+    assert_eq!(planned, ["6.1.0-32-amd64", "6.1.0-35-amd64"]);
+    assert_eq!(pvegpu::verify::guest::parse_kernels(listing), planned);
+}

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::facts::kernels::{kernel_line, sort_kernels};
 pub use crate::facts::os_release::{OsRelease, os_release};
 
 /// One kernel of the probe's `guest-kernels` section.
@@ -21,13 +22,12 @@ pub struct GuestKernel {
 }
 
 /// `<version> vmlinuz=yes headers=no nvidia=<path>|none signed=yes|no|none`, sorted oldest
-/// first.
+/// first; a bare version or `/boot/vmlinuz-<version>` (verify's listing) is a bootable kernel.
 pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
     let mut out: Vec<GuestKernel> = text
         .lines()
         .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let version = words.next()?.to_string();
+            let (version, attrs) = kernel_line(line)?;
             let mut k = GuestKernel {
                 version,
                 bootable: true,
@@ -35,20 +35,20 @@ pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
                 nvidia_module: None,
                 module_signed: None,
             };
-            for w in words {
-                match w.split_once('=') {
-                    Some(("vmlinuz", v)) => k.bootable = v == "yes",
-                    Some(("headers", v)) => k.headers = v == "yes",
-                    Some(("nvidia", v)) if v != "none" => k.nvidia_module = Some(v.to_string()),
-                    Some(("signed", "yes")) => k.module_signed = Some(true),
-                    Some(("signed", "no")) => k.module_signed = Some(false),
+            for attr in attrs {
+                match attr {
+                    ("vmlinuz", v) => k.bootable = v == "yes",
+                    ("headers", v) => k.headers = v == "yes",
+                    ("nvidia", v) if v != "none" => k.nvidia_module = Some(v.to_string()),
+                    ("signed", "yes") => k.module_signed = Some(true),
+                    ("signed", "no") => k.module_signed = Some(false),
                     _ => {}
                 }
             }
             Some(k)
         })
         .collect();
-    out.sort_by(|a, b| crate::facts::kernels::compare_versions(&a.version, &b.version));
+    sort_kernels(&mut out, |k| &k.version);
     out
 }
 

@@ -4,7 +4,7 @@
 use super::report::{Check, Layer};
 use crate::facts::kernels::compare_versions;
 use crate::facts::nvidia_smi::{self, SmiQuery};
-use crate::guest::parse::{DkmsEntry, dkms_status, proc_modules};
+use crate::guest::parse::{DkmsEntry, dkms_status, guest_kernels, proc_modules};
 use crate::pci::PciAddress;
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
@@ -34,17 +34,14 @@ pub struct GuestExpect {
     pub compute_cap: Option<String>,
 }
 
-/// Kernel versions from `ls /boot/vmlinuz-*` (or bare versions), oldest first.
+/// Kernel versions from `ls /boot/vmlinuz-*` (or bare versions), oldest first, read as the
+/// guest planner reads its kernels.
 pub fn parse_kernels(text: &str) -> Vec<String> {
-    let mut out: Vec<String> = text
-        .split_whitespace()
-        .map(|w| w.rsplit('/').next().unwrap_or(w))
-        .map(|w| w.strip_prefix("vmlinuz-").unwrap_or(w).to_string())
-        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .collect();
-    out.sort_by(|a, b| compare_versions(a, b));
-    out.dedup();
-    out
+    guest_kernels(text)
+        .into_iter()
+        .filter(|k| k.bootable)
+        .map(|k| k.version)
+        .collect()
 }
 
 /// The driver's own DKMS module: `nvidia` upstream and on Ubuntu, `nvidia-current` or
