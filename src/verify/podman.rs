@@ -8,6 +8,7 @@
 //! /dev/nvidia-caps nodes.
 
 use super::report::{Check, Layer};
+pub use crate::facts::cdi::{CdiError as SpecError, CdiSpec};
 use regex::Regex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
@@ -44,8 +45,6 @@ pub fn read_by_default(path: &str) -> bool {
         .iter()
         .any(|d| path.starts_with(d))
 }
-
-pub use crate::facts::cdi::{CdiError as SpecError, CdiSpec};
 
 static LOADED_VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)").unwrap());
