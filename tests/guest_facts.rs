@@ -78,10 +78,10 @@ fn nvidia_smi_rows_and_failures() {
     let f = guest(&read("guest/gtx1080-debian12-converged.facts"));
     assert_eq!(f.smi.len(), 2);
     assert_eq!(
-        f.smi[0].address.map(|a| a.to_string()).as_deref(),
+        Some(f.smi[0].address.to_string()).as_deref(),
         Some("0000:00:10.0")
     );
-    assert_eq!(f.smi[1].compute_cap, "6.1");
+    assert_eq!(f.smi[1].compute_cap.as_deref(), Some("6.1"));
     assert_eq!(f.loaded_driver(), Some("535.261.03"));
     for line in read("guest/recorded/nvidia-smi-errors.txt").lines() {
         assert!(parse::nvidia_smi(line).is_empty(), "{line}");

@@ -31,7 +31,7 @@ fn healthy() -> PodmanInputs {
 #[test]
 fn real_generated_spec_parses() {
     let s = parse_spec(&spec("/etc/cdi/nvidia.yaml", "nvidia-575.64.03.yaml")).unwrap();
-    assert_eq!(s.kind, "nvidia.com/gpu");
+    assert_eq!(s.kind.as_deref(), Some("nvidia.com/gpu"));
     assert_eq!(
         s.devices,
         vec!["0", "GPU-520e01f2-cf30-6396-abef-e8e9a5233b0e", "all"]

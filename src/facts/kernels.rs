@@ -29,19 +29,37 @@ pub fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }
 
+/// One kernel line of a probe: its version and its `key=value` words. A
+/// `/boot/vmlinuz-<version>` path stands for its version; a line whose first word is no
+/// version (an error message) names no kernel.
+pub fn kernel_line(line: &str) -> Option<(String, impl Iterator<Item = (&str, &str)>)> {
+    let mut words = line.split_whitespace();
+    let first = words.next()?;
+    let base = first.rsplit('/').next().unwrap_or(first);
+    let version = base.strip_prefix("vmlinuz-").unwrap_or(base);
+    version
+        .starts_with(|c: char| c.is_ascii_digit())
+        .then(|| (version.to_string(), words.filter_map(|w| w.split_once('='))))
+}
+
+/// Sorts oldest first and drops a kernel listed twice.
+pub fn sort_kernels<T>(kernels: &mut Vec<T>, version: impl Fn(&T) -> &str) {
+    kernels.sort_by(|a, b| compare_versions(version(a), version(b)));
+    kernels.dedup_by(|a, b| version(a) == version(b));
+}
+
 /// The probe's `kernels` section: `<version> vmlinuz=yes|no initrd=<mtime>|none`.
 pub fn parse(text: &str) -> Vec<InstalledKernel> {
     let mut out: Vec<InstalledKernel> = text
         .lines()
         .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let version = words.next()?.to_string();
+            let (version, attrs) = kernel_line(line)?;
             let mut vmlinuz = true;
             let mut initrd_mtime = None;
-            for w in words {
-                match w.split_once('=') {
-                    Some(("vmlinuz", v)) => vmlinuz = v == "yes",
-                    Some(("initrd", v)) => initrd_mtime = v.parse().ok(),
+            for (k, v) in attrs {
+                match k {
+                    "vmlinuz" => vmlinuz = v == "yes",
+                    "initrd" => initrd_mtime = v.parse().ok(),
                     _ => {}
                 }
             }
@@ -52,7 +70,7 @@ pub fn parse(text: &str) -> Vec<InstalledKernel> {
             })
         })
         .collect();
-    out.sort_by(|a, b| compare_versions(&a.version, &b.version));
+    sort_kernels(&mut out, |k| &k.version);
     out
 }
 

@@ -6,11 +6,14 @@
 //! same code path.
 
 pub mod boot;
+pub mod cdi;
 pub mod initramfs;
 pub mod kernel_log;
 pub mod kernels;
 pub mod lspci;
 pub mod modconf;
+pub mod nvidia_smi;
+pub mod os_release;
 pub mod pve;
 pub mod raw;
 pub mod sysfs_pci;
@@ -57,6 +60,20 @@ pub struct FileFact {
     pub mtime: Option<i64>,
     /// Where a symlink points (e.g. /etc/modules-load.d/modules.conf -> /etc/modules).
     pub link: Option<String>,
+}
+
+impl FileFact {
+    /// A probe's `file <path> mode=.. owner=.. mtime=.. [link=..]` section.
+    pub fn from_section(s: &raw::Section) -> Self {
+        let attrs = s.attrs();
+        FileFact {
+            content: s.body.clone(),
+            mode: attrs.get("mode").map(|v| v.to_string()),
+            owner: attrs.get("owner").map(|v| v.to_string()),
+            mtime: attrs.get("mtime").and_then(|v| v.parse().ok()),
+            link: attrs.get("link").map(|v| v.to_string()),
+        }
+    }
 }
 
 /// One PCI function, merged from sysfs (authoritative) and lspci (names, candidate modules).
@@ -153,14 +170,10 @@ fn parse_group_listing(text: &str) -> BTreeMap<PciAddress, u32> {
 impl HostFacts {
     pub fn from_raw(raw: &RawFacts) -> Result<Self, FactsError> {
         let body = |name| raw.ok_body(name).unwrap_or("");
-        let running_kernel = raw
-            .ok_body("uname")
-            .map(|b| b.trim().to_string())
-            .filter(|k| !k.is_empty())
-            .ok_or(FactsError::Missing {
-                section: "uname",
-                hint: "the output of `uname -r`",
-            })?;
+        let running_kernel = raw.ok_line("uname").ok_or(FactsError::Missing {
+            section: "uname",
+            hint: "the output of `uname -r`",
+        })?;
         let proc_cmdline = raw
             .ok_body("proc-cmdline")
             .map(modconf::cmdline_tokens)
@@ -169,20 +182,10 @@ impl HostFacts {
                 hint: "the output of `cat /proc/cmdline`",
             })?;
 
-        let mut files = BTreeMap::new();
-        for s in raw.all("file") {
-            let attrs = s.attrs();
-            files.insert(
-                s.first_arg().to_string(),
-                FileFact {
-                    content: s.body.clone(),
-                    mode: attrs.get("mode").map(|v| v.to_string()),
-                    owner: attrs.get("owner").map(|v| v.to_string()),
-                    mtime: attrs.get("mtime").and_then(|v| v.parse().ok()),
-                    link: attrs.get("link").map(|v| v.to_string()),
-                },
-            );
-        }
+        let files: BTreeMap<String, FileFact> = raw
+            .all("file")
+            .map(|s| (s.first_arg().to_string(), FileFact::from_section(s)))
+            .collect();
 
         let lspci = raw.ok_body("lspci").map(lspci::parse).unwrap_or_default();
         let sysfs = raw
@@ -249,10 +252,8 @@ impl HostFacts {
             hostname: body("hostname").trim().to_string(),
             pve_version: raw.ok_body("pveversion").and_then(pve::parse_pveversion),
             pveversion_failed: raw.get("pveversion").is_some_and(|s| !s.ok()),
-            os: body("os-release")
-                .lines()
-                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-                .map(|v| v.trim_matches('"').to_string()),
+            os: Some(os_release::os_release(body("os-release")).pretty_name)
+                .filter(|p| !p.is_empty()),
             cpu_vendor,
             running_kernel,
             proc_cmdline,
@@ -267,12 +268,7 @@ impl HostFacts {
             files,
             devices,
             kernel_log: kernel_log::parse(body("kernel-log")),
-            loaded_modules: raw.ok_body("proc-modules").map(|b| {
-                b.lines()
-                    .filter_map(|l| l.split_whitespace().next())
-                    .map(modconf::module_name)
-                    .collect()
-            }),
+            loaded_modules: raw.ok_body("proc-modules").map(modconf::loaded_modules),
             root: topology::parse_root_disks(body("root-disks")),
             management: topology::parse_net(body("net-devices")),
             guests,

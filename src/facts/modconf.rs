@@ -8,6 +8,16 @@ pub fn module_name(name: &str) -> String {
     name.replace('-', "_")
 }
 
+/// Loaded modules from `/proc/modules` or `lsmod` (the first word of each line counts), in
+/// their order and one spelling. lsmod's `Module Size Used by` header is not a module.
+pub fn loaded_modules(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|m| *m != "Module")
+        .map(module_name)
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Directive {

@@ -156,6 +156,13 @@ impl RawFacts {
     pub fn ok_body(&self, name: &str) -> Option<&str> {
         self.get(name).filter(|s| s.ok()).map(|s| s.body.as_str())
     }
+
+    /// A one-line answer (`uname -r`), trimmed; None when it failed or printed nothing.
+    pub fn ok_line(&self, name: &str) -> Option<String> {
+        self.ok_body(name)
+            .map(|b| b.trim().to_string())
+            .filter(|l| !l.is_empty())
+    }
 }
 
 #[cfg(test)]

@@ -105,14 +105,10 @@ pub struct GuestFacts {
 impl GuestFacts {
     pub fn from_raw(raw: &RawFacts) -> Result<Self, GuestFactsError> {
         let body = |name| raw.ok_body(name).unwrap_or("");
-        let running_kernel = raw
-            .ok_body("uname")
-            .map(|b| b.trim().to_string())
-            .filter(|k| !k.is_empty())
-            .ok_or(GuestFactsError::Missing {
-                section: "uname",
-                hint: "the output of `uname -r`",
-            })?;
+        let running_kernel = raw.ok_line("uname").ok_or(GuestFactsError::Missing {
+            section: "uname",
+            hint: "the output of `uname -r`",
+        })?;
         let os_text = raw.ok_body("os-release").ok_or(GuestFactsError::Missing {
             section: "os-release",
             hint: "the content of /etc/os-release",
@@ -124,7 +120,6 @@ impl GuestFacts {
         let mut apt_sources = Vec::new();
         for s in raw.all("file") {
             let path = s.first_arg().to_string();
-            let attrs = s.attrs();
             if path.starts_with("/etc/apt/") {
                 if path.ends_with(".sources") {
                     apt_sources.extend(parse::deb822_sources(&path, &s.body));
@@ -132,16 +127,7 @@ impl GuestFacts {
                     apt_sources.extend(parse::sources_list(&path, &s.body));
                 }
             }
-            files.insert(
-                path,
-                FileFact {
-                    content: s.body.clone(),
-                    mode: attrs.get("mode").map(|v| v.to_string()),
-                    owner: attrs.get("owner").map(|v| v.to_string()),
-                    mtime: attrs.get("mtime").and_then(|v| v.parse().ok()),
-                    link: None,
-                },
-            );
+            files.insert(path, FileFact::from_section(s));
         }
 
         let smi_section = raw.get("nvidia-smi");

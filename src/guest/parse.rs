@@ -1,36 +1,10 @@
 //! Pure parsers for the guest probe's sections, one function per command's output.
 
-use crate::pci::PciAddress;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// `/etc/os-release`: the fields pvegpu reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct OsRelease {
-    pub id: String,
-    pub version_id: String,
-    pub pretty_name: String,
-    pub codename: Option<String>,
-}
-
-pub fn os_release(text: &str) -> OsRelease {
-    let mut kv = BTreeMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once('=') {
-            kv.insert(k.trim(), v.trim().trim_matches('"').trim_matches('\''));
-        }
-    }
-    let get = |k: &str| kv.get(k).map(|v| v.to_string()).unwrap_or_default();
-    OsRelease {
-        id: get("ID"),
-        version_id: get("VERSION_ID"),
-        pretty_name: get("PRETTY_NAME"),
-        codename: kv
-            .get("VERSION_CODENAME")
-            .filter(|v| !v.is_empty())
-            .map(|v| v.to_string()),
-    }
-}
+use crate::facts::kernels::{kernel_line, sort_kernels};
+pub use crate::facts::os_release::{OsRelease, os_release};
 
 /// One kernel of the probe's `guest-kernels` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,13 +22,12 @@ pub struct GuestKernel {
 }
 
 /// `<version> vmlinuz=yes headers=no nvidia=<path>|none signed=yes|no|none`, sorted oldest
-/// first.
+/// first; a bare version or `/boot/vmlinuz-<version>` (verify's listing) is a bootable kernel.
 pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
     let mut out: Vec<GuestKernel> = text
         .lines()
         .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let version = words.next()?.to_string();
+            let (version, attrs) = kernel_line(line)?;
             let mut k = GuestKernel {
                 version,
                 bootable: true,
@@ -62,20 +35,20 @@ pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
                 nvidia_module: None,
                 module_signed: None,
             };
-            for w in words {
-                match w.split_once('=') {
-                    Some(("vmlinuz", v)) => k.bootable = v == "yes",
-                    Some(("headers", v)) => k.headers = v == "yes",
-                    Some(("nvidia", v)) if v != "none" => k.nvidia_module = Some(v.to_string()),
-                    Some(("signed", "yes")) => k.module_signed = Some(true),
-                    Some(("signed", "no")) => k.module_signed = Some(false),
+            for attr in attrs {
+                match attr {
+                    ("vmlinuz", v) => k.bootable = v == "yes",
+                    ("headers", v) => k.headers = v == "yes",
+                    ("nvidia", v) if v != "none" => k.nvidia_module = Some(v.to_string()),
+                    ("signed", "yes") => k.module_signed = Some(true),
+                    ("signed", "no") => k.module_signed = Some(false),
                     _ => {}
                 }
             }
             Some(k)
         })
         .collect();
-    out.sort_by(|a, b| crate::facts::kernels::compare_versions(&a.version, &b.version));
+    sort_kernels(&mut out, |k| &k.version);
     out
 }
 
@@ -180,46 +153,11 @@ pub fn dkms_status(text: &str) -> Vec<DkmsEntry> {
         .collect()
 }
 
-/// One GPU as `nvidia-smi --query-gpu=pci.bus_id,uuid,name,driver_version,compute_cap
-/// --format=csv,noheader` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SmiGpu {
-    pub address: Option<PciAddress>,
-    pub bus_id: String,
-    pub uuid: String,
-    pub name: String,
-    pub driver_version: String,
-    pub compute_cap: String,
-}
+pub use crate::facts::nvidia_smi::{SmiGpu, smi_bus_address};
 
-/// nvidia-smi's bus id has an 8-digit domain (`00000000:01:00.0`); lspci's has 4.
-pub fn smi_bus_address(bus_id: &str) -> Option<PciAddress> {
-    let b = bus_id.trim();
-    let b = match b.split_once(':') {
-        Some((dom, rest)) if dom.len() == 8 => format!("{}:{rest}", &dom[4..]),
-        _ => b.to_string(),
-    };
-    b.to_ascii_lowercase().parse().ok()
-}
-
-/// Rows of the csv query; lines that are not five fields (error text) are skipped.
+/// The GPU rows of the query (see [`crate::facts::nvidia_smi::query`]).
 pub fn nvidia_smi(text: &str) -> Vec<SmiGpu> {
-    text.lines()
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if f.len() != 5 || !f[1].starts_with("GPU-") {
-                return None;
-            }
-            Some(SmiGpu {
-                address: smi_bus_address(f[0]),
-                bus_id: f[0].to_string(),
-                uuid: f[1].to_string(),
-                name: f[2].to_string(),
-                driver_version: f[3].to_string(),
-                compute_cap: f[4].to_string(),
-            })
-        })
-        .collect()
+    crate::facts::nvidia_smi::query(text).gpus
 }
 
 /// An apt source entry, from a one-line `.list` or a deb822 `.sources` stanza.
@@ -417,40 +355,11 @@ pub fn tool_version(text: &str) -> Option<String> {
         .map(|_| v.to_string())
 }
 
-/// What a CDI spec was generated for: its kind and the driver version in its library paths.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CdiSpec {
-    pub path: String,
-    pub kind: Option<String>,
-    pub driver_version: Option<String>,
-}
+pub use crate::facts::cdi::CdiSpec;
 
+/// The guest probe's excerpt of a CDI spec (see [`crate::facts::cdi::parse_excerpt`]).
 pub fn cdi_spec(path: &str, text: &str) -> CdiSpec {
-    let mut kind = None;
-    let mut driver_version = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(k) = t.strip_prefix("kind:") {
-            kind.get_or_insert_with(|| k.trim().trim_matches('"').to_string());
-        }
-        for lib in ["libcuda.so.", "libnvidia-ml.so."] {
-            if let Some(i) = t.find(lib) {
-                let v: String = t[i + lib.len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.')
-                    .collect();
-                let v = v.trim_end_matches('.');
-                if v.contains('.') && driver_version.is_none() {
-                    driver_version = Some(v.to_string());
-                }
-            }
-        }
-    }
-    CdiSpec {
-        path: path.to_string(),
-        kind,
-        driver_version,
-    }
+    crate::facts::cdi::parse_excerpt(path, text)
 }
 
 /// One line of `docker|podman ps -a --format '{{.Names}}\t{{.Image}}\t{{.State}}\t{{.Status}}'`.
@@ -503,11 +412,10 @@ pub fn model_files(repo: &str, text: &str) -> Vec<ModelFile> {
         .collect()
 }
 
-/// Module names from `/proc/modules`.
+/// Module names from `/proc/modules` (see [`crate::facts::modconf::loaded_modules`]).
 pub fn proc_modules(text: &str) -> BTreeSet<String> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(crate::facts::modconf::module_name)
+    crate::facts::modconf::loaded_modules(text)
+        .into_iter()
         .collect()
 }
 

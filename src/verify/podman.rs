@@ -8,8 +8,8 @@
 //! /dev/nvidia-caps nodes.
 
 use crate::core::check::{Check, Layer};
+pub use crate::facts::cdi::{CdiError as SpecError, CdiSpec};
 use regex::Regex;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
@@ -46,112 +46,12 @@ pub fn read_by_default(path: &str) -> bool {
         .any(|d| path.starts_with(d))
 }
 
-/// What a spec says, as far as the checks care.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CdiSpec {
-    pub kind: String,
-    pub devices: Vec<String>,
-    pub device_nodes: BTreeSet<String>,
-    /// Driver versions the spec pins (library file names, the compat hook's argument).
-    pub driver_versions: BTreeSet<String>,
-}
-
-static LIB_VERSION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"lib(?:nvidia-ml|cuda|nvidia-ptxjitcompiler)\.so\.(\d+\.\d+(?:\.\d+)?)$").unwrap()
-});
-static COMMENT_VERSION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?mi)^\s*#.*driver[ _-]?version[:= ]+(\d+\.\d+(?:\.\d+)?)").unwrap()
-});
 static LOADED_VERSION: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"Kernel Module(?: for \S+)?\s+(\d+\.\d+(?:\.\d+)?)").unwrap());
 
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    #[error("{path}: not YAML or JSON: {message}")]
-    Syntax { path: String, message: String },
-    #[error("{path}: no `kind` key, so this is not a CDI spec")]
-    NoKind { path: String },
-}
-
-fn edits_into(edits: &Value, spec: &mut CdiSpec) {
-    let list = |key: &str| {
-        edits
-            .get(key)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
-    for n in list("deviceNodes") {
-        if let Some(p) = n.get("path").and_then(Value::as_str) {
-            spec.device_nodes.insert(p.to_string());
-        }
-    }
-    for m in list("mounts") {
-        if let Some(c) = m
-            .get("hostPath")
-            .and_then(Value::as_str)
-            .and_then(|p| LIB_VERSION.captures(p))
-        {
-            spec.driver_versions.insert(c[1].to_string());
-        }
-    }
-    for h in list("hooks") {
-        for a in h
-            .get("args")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(v) = a
-                .as_str()
-                .and_then(|a| a.strip_prefix("--host-driver-version="))
-            {
-                spec.driver_versions.insert(v.to_string());
-            }
-        }
-    }
-}
-
-/// Parses a CDI spec (YAML, or JSON, which YAML reads too).
+/// Parses a CDI spec file (see [`crate::facts::cdi::parse`]).
 pub fn parse_spec(file: &CdiSpecFile) -> Result<CdiSpec, SpecError> {
-    let doc: Value = serde_saphyr::from_str(&file.content).map_err(|e| SpecError::Syntax {
-        path: file.path.clone(),
-        message: e.without_snippet().to_string(),
-    })?;
-    let kind = doc
-        .get("kind")
-        .and_then(Value::as_str)
-        .ok_or_else(|| SpecError::NoKind {
-            path: file.path.clone(),
-        })?;
-    let mut spec = CdiSpec {
-        kind: kind.to_string(),
-        ..CdiSpec::default()
-    };
-    if let Some(e) = doc.get("containerEdits") {
-        edits_into(e, &mut spec);
-    }
-    for d in doc
-        .get("devices")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match d.get("name") {
-            Some(Value::String(s)) => spec.devices.push(s.clone()),
-            Some(Value::Number(n)) => spec.devices.push(n.to_string()),
-            _ => {}
-        }
-        if let Some(e) = d.get("containerEdits") {
-            edits_into(e, &mut spec);
-        }
-    }
-    if spec.driver_versions.is_empty() {
-        if let Some(c) = COMMENT_VERSION.captures(&file.content) {
-            spec.driver_versions.insert(c[1].to_string());
-        }
-    }
-    Ok(spec)
+    crate::facts::cdi::parse(&file.path, &file.content)
 }
 
 /// The loaded driver's version from `/proc/driver/nvidia/version` (both the proprietary and
@@ -283,10 +183,11 @@ fn access(node: &DevNode, who: &Identity, write: bool) -> Access {
 }
 
 fn spec_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
-    let mut parsed: Vec<(&CdiSpecFile, CdiSpec)> = Vec::new();
+    let mut nvidia: Vec<CdiSpec> = Vec::new();
     for f in &inputs.specs {
         match parse_spec(f) {
-            Ok(s) => parsed.push((f, s)),
+            Ok(s) if s.kind.as_deref() == Some(NVIDIA_KIND) => nvidia.push(s),
+            Ok(_) => {}
             Err(e) => out.push(Check::fail(
                 Layer::Runtime,
                 "CDI spec parses",
@@ -296,151 +197,165 @@ fn spec_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
             )),
         }
     }
-    let nvidia: Vec<&(&CdiSpecFile, CdiSpec)> = parsed
-        .iter()
-        .filter(|(_, s)| s.kind == NVIDIA_KIND)
-        .collect();
-    let read: Vec<&(&CdiSpecFile, CdiSpec)> = nvidia
-        .iter()
-        .copied()
-        .filter(|(f, _)| read_by_default(&f.path))
-        .collect();
-    let unread: Vec<&str> = nvidia
-        .iter()
-        .filter(|(f, _)| !read_by_default(&f.path))
-        .map(|(f, _)| f.path.as_str())
-        .collect();
-    let name = "CDI spec where Podman reads it";
+    let (read, unread): (Vec<CdiSpec>, Vec<CdiSpec>) =
+        nvidia.into_iter().partition(|s| read_by_default(&s.path));
+    out.push(location_check(&read, &unread));
     if read.is_empty() {
-        out.push(if unread.is_empty() {
-            Check::fail(
-                Layer::Runtime,
-                name,
-                "no spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi",
-                "without a spec `--device nvidia.com/gpu=...` is an unresolvable CDI device",
-                format!("`{GENERATE}`, then `nvidia-ctk cdi list` shows the device names"),
-            )
-        } else {
-            Check::fail(
-                Layer::Runtime,
-                name,
-                format!("only {}", unread.join(", ")),
-                "Podman reads CDI specs from /etc/cdi and /var/run/cdi only; a spec under ~/.config/cdi is ignored by default (containers/podman#25691)",
-                format!("`{GENERATE}` (a system-wide spec serves rootless users too)"),
-            )
-        });
         return;
     }
-    out.push(Check::pass(
-        Layer::Runtime,
-        name,
-        read.iter()
-            .map(|(f, _)| f.path.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    ));
     if read.len() > 1 {
         out.push(Check::warn(
             Layer::Runtime,
             "one nvidia.com/gpu spec",
-            read.iter()
-                .map(|(f, _)| f.path.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            paths(&read),
             "several specs define the same kind; one shadows the other, and the shadowed one is usually a stale leftover",
             "keep one (`/etc/cdi/nvidia.yaml`) and remove the others",
         ));
     }
-
     if !inputs.requested.is_empty() {
-        let names: BTreeSet<String> = read
-            .iter()
-            .flat_map(|(_, s)| s.devices.iter().map(|d| format!("{}={d}", s.kind)))
-            .collect();
-        let missing: Vec<&String> = inputs
-            .requested
-            .iter()
-            .filter(|r| !names.contains(*r))
-            .collect();
-        out.push(if missing.is_empty() {
-            Check::pass(
-                Layer::Runtime,
-                "requested CDI devices defined",
-                inputs.requested.join(", "),
-            )
-        } else {
-            Check::fail(
-                Layer::Runtime,
-                "requested CDI devices defined",
-                format!(
-                    "{} not defined; the spec defines {}",
-                    missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                    names.iter().cloned().collect::<Vec<_>>().join(", ")
-                ),
-                "the container asks for a device name the spec does not have (a GPU index that does not exist, or a spec generated with another naming strategy)",
-                "use a name from `nvidia-ctk cdi list`, or regenerate the spec after the GPUs changed",
-            )
-        });
+        out.push(requested_check(&read, &inputs.requested));
     }
-
-    let uvm = ["/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
-    for (f, s) in &read {
-        let lacks: Vec<&str> = uvm
-            .iter()
-            .copied()
-            .filter(|n| !s.device_nodes.contains(*n))
-            .collect();
-        out.push(if lacks.is_empty() {
-            Check::pass(
-                Layer::Runtime,
-                "CDI spec lists nvidia-uvm",
-                format!("{} lists {}", f.path, uvm.join(" and ")),
-            )
-        } else {
-            Check::fail(
-                Layer::Runtime,
-                "CDI spec lists nvidia-uvm",
-                format!("{} lacks {}", f.path, lacks.join(" and ")),
-                "the spec was generated while nvidia-uvm was not loaded; containers then get no /dev/nvidia-uvm, so nvidia-smi works but the CUDA runtime fails with cudaErrorInitializationError (3) (nvidia-container-toolkit#50)",
-                format!("`sudo modprobe nvidia-uvm` (and load it at boot via /etc/modules-load.d), then `{GENERATE}`"),
-            )
-        });
-    }
-
+    out.extend(read.iter().map(uvm_check));
     let loaded = inputs
         .driver_version
         .as_deref()
         .and_then(parse_driver_version);
-    for (f, s) in &read {
-        let name = "CDI spec matches the loaded driver";
-        out.push(match (&loaded, s.driver_versions.iter().next()) {
-            (None, _) => Check::skip(
-                Layer::Runtime,
-                name,
-                "the loaded driver's version is unknown",
-                "pass the output of `cat /proc/driver/nvidia/version`",
+    out.extend(read.iter().map(|s| driver_check(s, loaded.as_deref())));
+}
+
+fn paths(specs: &[CdiSpec]) -> String {
+    specs
+        .iter()
+        .map(|s| s.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An nvidia.com/gpu spec lies where Podman reads specs by default.
+fn location_check(read: &[CdiSpec], unread: &[CdiSpec]) -> Check {
+    let name = "CDI spec where Podman reads it";
+    if !read.is_empty() {
+        return Check::pass(Layer::Runtime, name, paths(read));
+    }
+    if unread.is_empty() {
+        Check::fail(
+            Layer::Runtime,
+            name,
+            "no spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi",
+            "without a spec `--device nvidia.com/gpu=...` is an unresolvable CDI device",
+            format!("`{GENERATE}`, then `nvidia-ctk cdi list` shows the device names"),
+        )
+    } else {
+        Check::fail(
+            Layer::Runtime,
+            name,
+            format!("only {}", paths(unread)),
+            "Podman reads CDI specs from /etc/cdi and /var/run/cdi only; a spec under ~/.config/cdi is ignored by default (containers/podman#25691)",
+            format!("`{GENERATE}` (a system-wide spec serves rootless users too)"),
+        )
+    }
+}
+
+/// Every device name the containers ask for is one the specs define.
+fn requested_check(read: &[CdiSpec], requested: &[String]) -> Check {
+    let name = "requested CDI devices defined";
+    let names: BTreeSet<String> = read
+        .iter()
+        .flat_map(|s| {
+            let kind = s.kind.as_deref().unwrap_or_default();
+            s.devices.iter().map(move |d| format!("{kind}={d}"))
+        })
+        .collect();
+    let missing: Vec<&str> = requested
+        .iter()
+        .filter(|r| !names.contains(*r))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Check::pass(Layer::Runtime, name, requested.join(", "));
+    }
+    Check::fail(
+        Layer::Runtime,
+        name,
+        format!(
+            "{} not defined; the spec defines {}",
+            missing.join(", "),
+            names.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+        "the container asks for a device name the spec does not have (a GPU index that does not exist, or a spec generated with another naming strategy)",
+        "use a name from `nvidia-ctk cdi list`, or regenerate the spec after the GPUs changed",
+    )
+}
+
+/// The spec lists nvidia-uvm's device nodes, which the CUDA runtime needs.
+fn uvm_check(s: &CdiSpec) -> Check {
+    let name = "CDI spec lists nvidia-uvm";
+    let uvm = ["/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
+    let lacks: Vec<&str> = uvm
+        .iter()
+        .copied()
+        .filter(|n| !s.device_nodes.contains(*n))
+        .collect();
+    if lacks.is_empty() {
+        return Check::pass(
+            Layer::Runtime,
+            name,
+            format!("{} lists {}", s.path, uvm.join(" and ")),
+        );
+    }
+    Check::fail(
+        Layer::Runtime,
+        name,
+        format!("{} lacks {}", s.path, lacks.join(" and ")),
+        "the spec was generated while nvidia-uvm was not loaded; containers then get no /dev/nvidia-uvm, so nvidia-smi works but the CUDA runtime fails with cudaErrorInitializationError (3) (nvidia-container-toolkit#50)",
+        format!(
+            "`sudo modprobe nvidia-uvm` (and load it at boot via /etc/modules-load.d), then `{GENERATE}`"
+        ),
+    )
+}
+
+/// The spec was made for the loaded driver, by the same rule the guest planner regenerates
+/// it by ([`CdiSpec::driver_version`]: one driver, the loaded one).
+fn driver_check(s: &CdiSpec, loaded: Option<&str>) -> Check {
+    let name = "CDI spec matches the loaded driver";
+    match loaded {
+        None => Check::skip(
+            Layer::Runtime,
+            name,
+            "the loaded driver's version is unknown",
+            "pass the output of `cat /proc/driver/nvidia/version`",
+        ),
+        Some(_) if s.driver_versions.is_empty() => Check::skip(
+            Layer::Runtime,
+            name,
+            format!(
+                "{} names no driver version (no versioned libnvidia-ml/libcuda mount)",
+                s.path
             ),
-            (Some(_), None) => Check::skip(
-                Layer::Runtime,
-                name,
-                format!("{} names no driver version (no versioned libnvidia-ml/libcuda mount)", f.path),
-                format!("regenerate it: `{GENERATE}`"),
+            format!("regenerate it: `{GENERATE}`"),
+        ),
+        Some(l) if s.driver_version.as_deref() == Some(l) => Check::pass(
+            Layer::Runtime,
+            name,
+            format!("{} and the loaded driver: {l}", s.path),
+        ),
+        Some(l) => Check::fail(
+            Layer::Runtime,
+            name,
+            format!(
+                "{} mounts driver {}, loaded is {l}",
+                s.path,
+                s.driver_versions
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            (Some(l), Some(_)) if s.driver_versions.len() == 1 && s.driver_versions.contains(l) => {
-                Check::pass(Layer::Runtime, name, format!("{} and the loaded driver: {l}", f.path))
-            }
-            (Some(l), Some(_)) => Check::fail(
-                Layer::Runtime,
-                name,
-                format!(
-                    "{} mounts driver {}, loaded is {l}",
-                    f.path,
-                    s.driver_versions.iter().cloned().collect::<Vec<_>>().join(", ")
-                ),
-                "the spec is a snapshot from before a driver change: it mounts libraries that no longer exist or do not match the kernel module",
-                format!("`{GENERATE}` after every driver upgrade (newer toolkits can regenerate it at boot: nvidia-cdi-refresh)"),
+            "the spec is a snapshot from before a driver change: it mounts libraries that no longer exist or do not match the kernel module",
+            format!(
+                "`{GENERATE}` after every driver upgrade (newer toolkits can regenerate it at boot: nvidia-cdi-refresh)"
             ),
-        });
+        ),
     }
 }
 
@@ -465,59 +380,76 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
         return;
     };
     let nodes = parse_ls(listing);
-    let find = |p: &str| nodes.iter().find(|n| n.path == p);
-    let mut wanted: Vec<String> = vec![
-        "/dev/nvidiactl".into(),
-        "/dev/nvidia-uvm".into(),
-        "/dev/nvidia-uvm-tools".into(),
-    ];
-    wanted.extend(
-        nodes
-            .iter()
-            .filter(|n| {
-                n.path
-                    .strip_prefix("/dev/nvidia")
-                    .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
-            })
-            .map(|n| n.path.clone()),
-    );
-    let absent: Vec<&str> = wanted
+    let mut wanted: Vec<&str> = vec!["/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"];
+    wanted.extend(nodes.iter().map(|n| n.path.as_str()).filter(|p| {
+        p.strip_prefix("/dev/nvidia")
+            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit()))
+    }));
+    let (present, absent): (Vec<&str>, Vec<&str>) = wanted
+        .into_iter()
+        .partition(|p| nodes.iter().any(|n| n.path == *p));
+    out.extend(nodes_exist(&absent));
+    let present: Vec<&DevNode> = present
         .iter()
-        .filter(|p| find(p).is_none())
-        .map(String::as_str)
+        .filter_map(|p| nodes.iter().find(|n| n.path == *p))
         .collect();
+    out.push(nodes_usable(&present, &who));
+    if inputs.mig {
+        out.push(mig_nodes(&nodes, &who));
+    }
+}
+
+/// The user's name as `id` printed it, else the uid.
+fn user_name(who: &Identity) -> String {
+    if who.user.is_empty() {
+        who.uid.to_string()
+    } else {
+        who.user.clone()
+    }
+}
+
+/// The driver's device nodes exist; nvidia-uvm's are named first, they are what CUDA misses.
+fn nodes_exist(absent: &[&str]) -> Option<Check> {
+    let (name, cause, fix) = if absent.iter().any(|p| p.starts_with("/dev/nvidia-uvm")) {
+        (
+            "nvidia-uvm device nodes exist",
+            "nvidia-uvm is not loaded, or was loaded without creating its nodes; the CUDA runtime needs them",
+            format!(
+                "`sudo nvidia-modprobe -u -c=0` (loads nvidia-uvm and creates the nodes), load it at boot, then `{GENERATE}`"
+            ),
+        )
+    } else if !absent.is_empty() {
+        (
+            "driver device nodes exist",
+            "the nvidia driver is not loaded, or nothing created its device nodes yet",
+            "`sudo nvidia-modprobe -c=0` or run `nvidia-smi` once as root; see the guest checks for the driver".to_string(),
+        )
+    } else {
+        return None;
+    };
+    Some(Check::fail(
+        Layer::Runtime,
+        name,
+        format!("missing {}", absent.join(", ")),
+        cause,
+        fix,
+    ))
+}
+
+/// The user can read and write every node that exists, and not only through a group.
+fn nodes_usable(present: &[&DevNode], who: &Identity) -> Check {
+    let name = "device nodes usable by the user";
+    let user = user_name(who);
     let mut denied = Vec::new();
     let mut via_group = Vec::new();
-    for n in wanted.iter().filter_map(|p| find(p)) {
-        match access(n, &who, true) {
+    for n in present {
+        match access(n, who, true) {
             Access::Denied => denied.push(format!("{} {} {}:{}", n.path, n.mode, n.owner, n.group)),
             Access::Group => via_group.push(format!("{} ({})", n.path, n.group)),
             _ => {}
         }
     }
-    let user = if who.user.is_empty() {
-        who.uid.to_string()
-    } else {
-        who.user.clone()
-    };
-    if absent.iter().any(|p| p.starts_with("/dev/nvidia-uvm")) {
-        out.push(Check::fail(
-            Layer::Runtime,
-            "nvidia-uvm device nodes exist",
-            format!("missing {}", absent.join(", ")),
-            "nvidia-uvm is not loaded, or was loaded without creating its nodes; the CUDA runtime needs them",
-            format!("`sudo nvidia-modprobe -u -c=0` (loads nvidia-uvm and creates the nodes), load it at boot, then `{GENERATE}`"),
-        ));
-    } else if !absent.is_empty() {
-        out.push(Check::fail(
-            Layer::Runtime,
-            "driver device nodes exist",
-            format!("missing {}", absent.join(", ")),
-            "the nvidia driver is not loaded, or nothing created its device nodes yet",
-            "`sudo nvidia-modprobe -c=0` or run `nvidia-smi` once as root; see the guest checks for the driver",
-        ));
-    }
-    out.push(if !denied.is_empty() {
+    if !denied.is_empty() {
         Check::fail(
             Layer::Runtime,
             name,
@@ -529,11 +461,14 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
         Check::warn(
             Layer::Runtime,
             name,
-            format!("{user} reaches {} only through the group", via_group.join(", ")),
+            format!(
+                "{user} reaches {} only through the group",
+                via_group.join(", ")
+            ),
             "rootless Podman drops supplementary groups inside the container unless told to keep them",
             "run with `--group-add keep-groups` (crun), or let the driver create the nodes 0666 (remove NVreg_DeviceFileMode)",
         )
-    } else if wanted.iter().all(|p| find(p).is_none()) {
+    } else if present.is_empty() {
         // nothing to open is no proof of access
         Check::skip(
             Layer::Runtime,
@@ -542,52 +477,54 @@ fn node_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
             "load the driver first (see the checks above), then verify again",
         )
     } else {
+        let paths: Vec<&str> = present.iter().map(|n| n.path.as_str()).collect();
         Check::pass(
             Layer::Runtime,
             name,
-            format!("{user} can read and write {}", wanted.iter().filter(|p| find(p).is_some()).cloned().collect::<Vec<_>>().join(", ")),
+            format!("{user} can read and write {}", paths.join(", ")),
         )
-    });
+    }
+}
 
-    if inputs.mig {
-        let caps: Vec<&DevNode> = nodes
-            .iter()
-            .filter(|n| n.path.starts_with("/dev/nvidia-caps/"))
-            .collect();
-        let name = "MIG capability nodes readable";
-        out.push(if caps.is_empty() {
-            Check::fail(
-                Layer::Runtime,
-                name,
-                "no /dev/nvidia-caps entries in the listing",
-                "MIG is in use but its capability device nodes do not exist, so no container can open a MIG device",
-                "`sudo nvidia-modprobe -f /proc/driver/nvidia/capabilities/mig/config -f /proc/driver/nvidia/capabilities/mig/monitor`, create the MIG instances, then regenerate the spec (it records the per-instance nodes that exist at generation time)",
-            )
-        } else {
-            // nvidia-cap1 is MIG *config*: root only by design (RULES.md 5a); the others
-            // (monitor, per-instance access) are what containers open
-            let unreadable: Vec<String> = caps
-                .iter()
-                .filter(|n| !n.path.ends_with("/nvidia-cap1"))
-                .filter(|n| matches!(access(n, &who, false), Access::Denied))
-                .map(|n| format!("{} {}", n.path, n.mode))
-                .collect();
-            if unreadable.is_empty() {
-                Check::pass(
-                    Layer::Runtime,
-                    name,
-                    format!("{} can read the MIG nodes other than nvidia-cap1 (config, root only)", user),
-                )
-            } else {
-                Check::fail(
-                    Layer::Runtime,
-                    name,
-                    format!("{user} cannot read {}", unreadable.join(", ")),
-                    "MIG instances are opened through their capability nodes; the rootless user must be able to read them",
-                    "a udev rule `KERNEL==\"nvidia-cap*\", MODE=\"0444\"` (/etc/udev/rules.d/70-nvidia-cap.rules), `udevadm control --reload-rules && udevadm trigger`, then regenerate the spec",
-                )
-            }
-        });
+/// With MIG in use, the capability nodes containers open exist and are readable.
+fn mig_nodes(nodes: &[DevNode], who: &Identity) -> Check {
+    let name = "MIG capability nodes readable";
+    let user = user_name(who);
+    let caps: Vec<&DevNode> = nodes
+        .iter()
+        .filter(|n| n.path.starts_with("/dev/nvidia-caps/"))
+        .collect();
+    if caps.is_empty() {
+        return Check::fail(
+            Layer::Runtime,
+            name,
+            "no /dev/nvidia-caps entries in the listing",
+            "MIG is in use but its capability device nodes do not exist, so no container can open a MIG device",
+            "`sudo nvidia-modprobe -f /proc/driver/nvidia/capabilities/mig/config -f /proc/driver/nvidia/capabilities/mig/monitor`, create the MIG instances, then regenerate the spec (it records the per-instance nodes that exist at generation time)",
+        );
+    }
+    // nvidia-cap1 is MIG *config*: root only by design (RULES.md 5a); the others
+    // (monitor, per-instance access) are what containers open
+    let unreadable: Vec<String> = caps
+        .iter()
+        .filter(|n| !n.path.ends_with("/nvidia-cap1"))
+        .filter(|n| matches!(access(n, who, false), Access::Denied))
+        .map(|n| format!("{} {}", n.path, n.mode))
+        .collect();
+    if unreadable.is_empty() {
+        Check::pass(
+            Layer::Runtime,
+            name,
+            format!("{user} can read the MIG nodes other than nvidia-cap1 (config, root only)"),
+        )
+    } else {
+        Check::fail(
+            Layer::Runtime,
+            name,
+            format!("{user} cannot read {}", unreadable.join(", ")),
+            "MIG instances are opened through their capability nodes; the rootless user must be able to read them",
+            "a udev rule `KERNEL==\"nvidia-cap*\", MODE=\"0444\"` (/etc/udev/rules.d/70-nvidia-cap.rules), `udevadm control --reload-rules && udevadm trigger`, then regenerate the spec",
+        )
     }
 }
 
@@ -634,25 +571,18 @@ mod tests {
             owner: "root".into(),
             group: group.into(),
         };
-        assert_eq!(
-            access(&node("crw-rw-rw-", "root"), &who, true),
-            Access::Other
-        );
-        assert_eq!(
-            access(&node("crw-rw----", "video"), &who, true),
-            Access::Group
-        );
-        assert_eq!(
-            access(&node("crw-rw----", "root"), &who, true),
-            Access::Denied
-        );
-        assert_eq!(
-            access(&node("cr--r--r--", "root"), &who, false),
-            Access::Other
-        );
-        assert_eq!(
-            access(&node("cr--r--r--", "root"), &who, true),
-            Access::Denied
-        );
+        for (mode, group, write, want) in [
+            ("crw-rw-rw-", "root", true, Access::Other),
+            ("crw-rw----", "video", true, Access::Group),
+            ("crw-rw----", "root", true, Access::Denied),
+            ("cr--r--r--", "root", false, Access::Other),
+            ("cr--r--r--", "root", true, Access::Denied),
+        ] {
+            assert_eq!(
+                access(&node(mode, group), &who, write),
+                want,
+                "{mode} {group}"
+            );
+        }
     }
 }
