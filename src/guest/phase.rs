@@ -8,6 +8,7 @@ use super::planner::{self, GuestPlan};
 use super::spec::GuestSpec;
 use crate::apply::Progress;
 use crate::inventory::{Inventory, Node};
+use crate::pve::Api as _;
 use crate::transport::ssh::{ConnectFailure, SshError, SshRemote};
 use crate::vm::VmPlan;
 use crate::vm::phase::Phase;

@@ -2,6 +2,7 @@
 //! trust) are separate from [`client`], the only module doing I/O. Facts about the API are in
 //! `../shared/pve-api/NOTES.md`.
 
+pub mod api;
 pub mod auth;
 pub mod client;
 pub mod envelope;
@@ -11,6 +12,7 @@ pub mod task;
 pub mod tls;
 pub mod upid;
 
+pub use api::Api;
 pub use auth::{ApiToken, Credentials, Ticket};
 pub use client::{ClientOptions, PveClient, WaitOptions};
 pub use error::{AuthKind, PveError, Retry};

@@ -10,6 +10,7 @@ use crate::facts::HostFacts;
 use crate::guest::access::access;
 use crate::inventory::{Inventory, Node};
 use crate::pci::PciAddress;
+use crate::pve::Api as _;
 use crate::pve::Params;
 use crate::pve::request::api_path;
 use crate::transport::Remote;

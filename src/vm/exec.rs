@@ -5,7 +5,7 @@ use super::planner::{VmPlan, VmStep};
 use super::spec::VmSpec;
 use crate::apply::Progress;
 use crate::pve::request::api_path;
-use crate::pve::{ApiRequest, Params, PveClient, PveError, Upid, WaitOptions};
+use crate::pve::{Api, ApiRequest, Params, PveError, Upid, WaitOptions};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -40,8 +40,8 @@ impl ExecError {
     }
 }
 
-pub struct VmExecutor<'a, P: Progress> {
-    pub client: &'a PveClient,
+pub struct VmExecutor<'a, A: Api, P: Progress> {
+    pub client: &'a A,
     pub progress: &'a P,
     pub wait: WaitOptions,
 }
@@ -65,8 +65,8 @@ fn step_error(step: &str, source: PveError, state: String) -> ExecError {
     }
 }
 
-impl<'a, P: Progress> VmExecutor<'a, P> {
-    pub fn new(client: &'a PveClient, progress: &'a P) -> Self {
+impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
+    pub fn new(client: &'a A, progress: &'a P) -> Self {
         Self {
             client,
             progress,

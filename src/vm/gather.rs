@@ -4,11 +4,11 @@
 use super::spec::VmSpec;
 use super::state::{self, ApiFacts};
 use crate::pve::request::api_path;
-use crate::pve::{Params, PveClient, PveError};
+use crate::pve::{Api, Params, PveError};
 use serde_json::Value;
 
-pub async fn gather(
-    client: &PveClient,
+pub async fn gather<A: Api>(
+    client: &A,
     pve_node: &str,
     spec: &VmSpec,
 ) -> Result<ApiFacts, PveError> {

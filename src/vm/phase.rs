@@ -11,12 +11,12 @@ use crate::facts::HostFacts;
 use crate::host::checks::Check;
 use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
-use crate::pve::PveClient;
+use crate::pve::{Api, PveClient};
 use anyhow::{Context, Result};
 
 /// A node's VM phase, connected.
-pub struct Phase {
-    pub client: PveClient,
+pub struct Phase<A: Api = PveClient> {
+    pub client: A,
     pub pve_node: String,
     ssh_key: Option<String>,
 }
@@ -66,11 +66,22 @@ impl Phase {
             .await
             .map_err(|e: ConnectError| anyhow::Error::new(e))
             .with_context(|| format!("cannot use the Proxmox API of {name}"))?;
-        Ok(Some(Phase {
+        Ok(Some(Phase::new(
             client,
-            pve_node: pve_node_name(name, node, facts),
+            pve_node_name(name, node, facts),
             ssh_key,
-        }))
+        )))
+    }
+}
+
+impl<A: Api> Phase<A> {
+    /// A phase over any API, e.g. an in-memory one in tests.
+    pub fn new(client: A, pve_node: String, ssh_key: Option<String>) -> Self {
+        Phase {
+            client,
+            pve_node,
+            ssh_key,
+        }
     }
 
     /// The public key(s) cloud-init gives the VM, as read from `ssh_key_file`.
