@@ -7,7 +7,7 @@ use super::super::state::{ApiFacts, VmConfig};
 use super::keys::{NIC_MODELS, managed_keys, normalised, same};
 use super::restart::disruptive;
 use super::slots::Slots;
-use super::{Findings, KeyChange, VmStep, disk, restart};
+use super::{Draft, KeyChange, VmStep, disk, restart};
 
 /// A new VM `vmid`: created with its devices and disks, its disk grown to size when it is
 /// imported from a cloud image, then started.
@@ -17,17 +17,16 @@ pub(super) fn create(
     vmid: u32,
     ssh_key: Option<&str>,
     slots: &Slots,
-    steps: &mut Vec<VmStep>,
-    f: &mut Findings,
+    out: &mut Draft,
 ) {
     let mut params: Vec<(String, String)> = managed_keys(spec, &[], ssh_key);
     params.extend(slots.placed.iter().map(|(k, v)| (k.clone(), v.clone())));
-    params.extend(disk::for_create(spec, facts, f));
-    steps.push(VmStep::CreateVm { vmid, params });
+    params.extend(disk::for_create(spec, facts, out));
+    out.steps.push(VmStep::CreateVm { vmid, params });
     if spec.disk.image.is_some() {
-        steps.push(disk::grow(spec, None));
+        out.steps.push(disk::grow(spec, None));
     }
-    steps.push(VmStep::Start);
+    out.steps.push(VmStep::Start);
 }
 
 /// An existing VM: the keys that differ, the drives it lacks, its disk, and what a running
@@ -38,16 +37,15 @@ pub(super) fn reconcile(
     running: bool,
     ssh_key: Option<&str>,
     slots: &Slots,
-    steps: &mut Vec<VmStep>,
-    f: &mut Findings,
+    out: &mut Draft,
 ) {
-    let mut changes = key_changes(spec, cur, ssh_key, slots, f);
+    let mut changes = key_changes(spec, cur, ssh_key, slots, out);
     // Bios unset in the inventory but ovmf on the VM: the same refusal the other way.
     if spec.firmware == Firmware::Seabios
         && !spec.adopt
         && cur.config.get("bios").is_some_and(|b| b == "ovmf")
     {
-        f.refuse(
+        out.refuse(
             format!("VM {} boots with ovmf, the inventory asks for seabios: its installed system would not boot after the switch", cur.vmid),
             "set `firmware = \"ovmf\"` in the [vm] table to match the VM, or create a new VM",
         );
@@ -62,9 +60,9 @@ pub(super) fn reconcile(
     }
     if !spec.adopt {
         changes.extend(missing_drives(spec, cur));
-        disk::check_scsi0(spec, cur, steps, f);
+        disk::check_scsi0(spec, cur, out);
     }
-    restart::schedule(running, cur, changes, steps, f);
+    restart::schedule(running, cur, changes, out);
 }
 
 /// Each managed key (hostpci included) whose value is not what the inventory wants.
@@ -73,7 +71,7 @@ fn key_changes(
     cur: &VmConfig,
     ssh_key: Option<&str>,
     slots: &Slots,
-    f: &mut Findings,
+    out: &mut Draft,
 ) -> Vec<KeyChange> {
     let mut changes = Vec::new();
     let mut want = managed_keys(spec, &[], ssh_key);
@@ -90,7 +88,7 @@ fn key_changes(
             continue;
         }
         if k == "bios" {
-            f.refuse(
+            out.refuse(
                 format!("VM {} boots with {}, the inventory asks for {v}: its installed system would not boot after the switch", cur.vmid, have.map(String::as_str).unwrap_or("seabios")),
                 "set `firmware` in the [vm] table to match the VM, or create a new VM",
             );

@@ -4,7 +4,7 @@
 
 use super::super::spec::{ApiSettings, Firmware, VmSpec};
 use super::super::state::{ApiFacts, Mapping, overlaps, property_string};
-use super::{DeviceMethod, Findings, HostDevice, VmStep};
+use super::{DeviceMethod, Draft, HostDevice, VmStep};
 
 /// The stable id pvegpu gives the mapping of a card: `gpu-02-00` (domain only when not 0).
 pub fn mapping_id(slot: &str) -> String {
@@ -53,8 +53,7 @@ pub(super) fn entries(
     spec: &VmSpec,
     facts: &ApiFacts,
     wanted: &[&HostDevice],
-    steps: &mut Vec<VmStep>,
-    f: &mut Findings,
+    out: &mut Draft,
 ) -> Vec<String> {
     let pcie = if spec.firmware == Firmware::Ovmf {
         ",pcie=1"
@@ -66,7 +65,7 @@ pub(super) fn entries(
         .map(|d| match method {
             DeviceMethod::Host => format!("{}{pcie}", d.slot),
             DeviceMethod::Mapping => {
-                let id = mapping(&facts.node, d, &facts.mappings, steps, f);
+                let id = mapping(&facts.node, d, &facts.mappings, out);
                 format!("mapping={id}{pcie}")
             }
         })
@@ -75,13 +74,7 @@ pub(super) fn entries(
 
 /// The id of the mapping that gives `d` on this node: one naming the card already, else
 /// pvegpu's own (created, or given an entry for this node).
-fn mapping(
-    pve_node: &str,
-    d: &HostDevice,
-    mappings: &[Mapping],
-    steps: &mut Vec<VmStep>,
-    f: &mut Findings,
-) -> String {
+fn mapping(pve_node: &str, d: &HostDevice, mappings: &[Mapping], out: &mut Draft) -> String {
     let want = mapping_entry(pve_node, d);
     let own = mapping_id(&d.slot);
     let found = mappings.iter().find(|m| {
@@ -95,14 +88,14 @@ fn mapping(
             Some(m) => {
                 let mut map = m.map.clone();
                 map.push(want);
-                steps.push(VmStep::UpdateMapping {
+                out.steps.push(VmStep::UpdateMapping {
                     id: own.clone(),
                     map,
                     from: String::new(),
                     digest: m.digest.clone(),
                 });
             }
-            None => steps.push(VmStep::CreateMapping {
+            None => out.steps.push(VmStep::CreateMapping {
                 id: own.clone(),
                 map: want,
             }),
@@ -126,14 +119,14 @@ fn mapping(
                 .find(|e| is_ours(e))
                 .cloned()
                 .unwrap_or_default();
-            steps.push(VmStep::UpdateMapping {
+            out.steps.push(VmStep::UpdateMapping {
                 id: own,
                 map,
                 from,
                 digest: m.digest.clone(),
             });
         } else {
-            f.refuse(
+            out.refuse(
                 format!("the PCI mapping `{}` for {} disagrees with the verified host: {}", m.id, d.slot, differs.join(", ")),
                 "the hardware may have changed: correct the mapping under Datacenter > Resource Mappings, or delete it and let pvegpu create its own",
             );

@@ -3,7 +3,7 @@
 
 use super::super::spec::{Firmware, VmSpec};
 use super::super::state::{ApiFacts, VmConfig, property_string};
-use super::{Findings, VmStep};
+use super::{Draft, VmStep};
 
 fn size_gib(s: &str) -> Option<f64> {
     let s = s.trim();
@@ -23,14 +23,14 @@ fn size_gib(s: &str) -> Option<f64> {
 pub(super) fn for_create(
     spec: &VmSpec,
     facts: &ApiFacts,
-    f: &mut Findings,
+    out: &mut Draft,
 ) -> Vec<(String, String)> {
     let storage = &spec.disk.storage;
     if let Some(img) = &spec.disk.image
         && let Some(vols) = &facts.image_volumes
         && !vols.iter().any(|v| v == img)
     {
-        f.refuse(
+        out.refuse(
             format!("the cloud image {img} is not on the node"),
             "download it first, e.g. Datacenter > Storage > (storage) > Import > Download from URL with https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2, and name its volume id in `disk.image`",
         );
@@ -74,15 +74,10 @@ pub(super) fn grow(spec: &VmSpec, from: Option<String>) -> VmStep {
 
 /// An existing scsi0: grown when smaller than the inventory says; a larger one, one on
 /// another storage or none at all is only noted.
-pub(super) fn check_scsi0(
-    spec: &VmSpec,
-    cur: &VmConfig,
-    steps: &mut Vec<VmStep>,
-    f: &mut Findings,
-) {
+pub(super) fn check_scsi0(spec: &VmSpec, cur: &VmConfig, out: &mut Draft) {
     let storage = &spec.disk.storage;
     let Some(d) = cur.config.get("scsi0") else {
-        f.note(format!(
+        out.note(format!(
             "VM {} has no scsi0 disk; pvegpu leaves its disks as they are",
             cur.vmid
         ));
@@ -94,13 +89,13 @@ pub(super) fn check_scsi0(
         .and_then(|f| f.split(':').next())
         .unwrap_or("");
     if on != storage {
-        f.note(format!("VM {}'s scsi0 is on storage `{on}`, the inventory says `{storage}`; pvegpu does not move disks", cur.vmid));
+        out.note(format!("VM {}'s scsi0 is on storage `{on}`, the inventory says `{storage}`; pvegpu does not move disks", cur.vmid));
     }
     let have = p.get("size").and_then(|s| size_gib(s));
     if have.is_some_and(|h| h + 0.01 < spec.disk.size_gb as f64) {
-        steps.push(grow(spec, p.get("size").cloned()));
+        out.steps.push(grow(spec, p.get("size").cloned()));
     } else if have.is_some_and(|h| h > spec.disk.size_gb as f64 + 0.01) {
-        f.note(format!(
+        out.note(format!(
             "VM {}'s scsi0 is larger ({}) than the inventory's {} GB; disks are never shrunk",
             cur.vmid, p["size"], spec.disk.size_gb
         ));

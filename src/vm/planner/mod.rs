@@ -148,14 +148,15 @@ pub struct Inputs<'a> {
     pub facts: &'a ApiFacts,
 }
 
-/// Refusals and notes, in the order the decisions find them.
+/// The plan under way: steps, refusals and notes, in the order the decisions add them.
 #[derive(Default)]
-struct Findings {
+struct Draft {
+    steps: Vec<VmStep>,
     refusals: Vec<Refusal>,
     notes: Vec<String>,
 }
 
-impl Findings {
+impl Draft {
     fn refuse(&mut self, reason: String, hint: &str) {
         self.refusals.push(Refusal {
             reason,
@@ -169,40 +170,39 @@ impl Findings {
 
 pub fn plan(i: &Inputs<'_>) -> VmPlan {
     let (spec, facts) = (i.spec, i.facts);
-    let mut f = Findings::default();
+    let mut out = Draft::default();
     let (method, method_reason) = devices::method(i.api);
-    refusals::node_and_storage(spec, facts, &mut f);
-    let wanted = refusals::wanted_cards(spec, i.host, &mut f);
+    refusals::node_and_storage(spec, facts, &mut out);
+    let wanted = refusals::wanted_cards(spec, i.host, &mut out);
     let waits_for_host = (!i.host.converged).then(|| {
         i.host
             .pending
             .clone()
             .unwrap_or_else(|| "the host phase has changes left".into())
     });
-    refusals::off_vfio(i.host, &wanted, &mut f);
-    let target = refusals::target(spec, facts, &mut f);
-    refusals::held_elsewhere(&wanted, facts, target.vmid_if_ours(), &mut f);
+    refusals::off_vfio(i.host, &wanted, &mut out);
+    let target = refusals::target(spec, facts, &mut out);
+    refusals::held_elsewhere(&wanted, facts, target.vmid_if_ours(), &mut out);
 
-    let mut steps = Vec::new();
-    let entries = devices::entries(method, spec, facts, &wanted, &mut steps, &mut f);
-    let slots = slots::place(&wanted, &entries, target.current, facts, &mut f);
+    let entries = devices::entries(method, spec, facts, &wanted, &mut out);
+    let slots = slots::place(&wanted, &entries, target.current, facts, &mut out);
     let devices = slots
         .placed
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     match (target.current, target.vmid) {
-        (None, None) if !target.exists() => f.refuse(
+        (None, None) if !target.exists() => out.refuse(
             "no VM id: /cluster/nextid did not answer".into(),
             "set `vmid` in the node's [vm] table",
         ),
         (None, Some(id)) if !target.exists() => {
-            config::create(spec, facts, id, i.ssh_key, &slots, &mut steps, &mut f)
+            config::create(spec, facts, id, i.ssh_key, &slots, &mut out)
         }
         (None, _) => {}
         (Some(cur), _) => {
             let running = target.running();
-            config::reconcile(spec, cur, running, i.ssh_key, &slots, &mut steps, &mut f)
+            config::reconcile(spec, cur, running, i.ssh_key, &slots, &mut out)
         }
     }
     VmPlan {
@@ -216,13 +216,13 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
         method_reason: method_reason.to_string(),
         devices,
         // A refused plan carries no steps.
-        steps: if f.refusals.is_empty() {
-            steps
+        steps: if out.refusals.is_empty() {
+            out.steps
         } else {
             Vec::new()
         },
-        refusals: f.refusals,
-        notes: f.notes,
+        refusals: out.refusals,
+        notes: out.notes,
         waits_for_host,
     }
 }

@@ -4,13 +4,13 @@
 
 use super::super::spec::VmSpec;
 use super::super::state::{ApiFacts, ClusterVm, VmConfig, hostpci_addresses, overlaps};
-use super::{Findings, HostDevice, HostReadiness};
+use super::{Draft, HostDevice, HostReadiness};
 
 /// The node the inventory names, and a storage there that holds VM disks.
-pub(super) fn node_and_storage(spec: &VmSpec, facts: &ApiFacts, f: &mut Findings) {
+pub(super) fn node_and_storage(spec: &VmSpec, facts: &ApiFacts, out: &mut Draft) {
     let pve_node = &facts.node;
     if !facts.nodes.iter().any(|n| n == pve_node) {
-        f.refuse(
+        out.refuse(
             format!(
                 "the cluster has no node `{pve_node}` (it has: {})",
                 facts.nodes.join(", ")
@@ -19,7 +19,7 @@ pub(super) fn node_and_storage(spec: &VmSpec, facts: &ApiFacts, f: &mut Findings
         );
     }
     match facts.storages.iter().find(|s| s.name == spec.disk.storage) {
-        None => f.refuse(
+        None => out.refuse(
             format!(
                 "storage `{}` does not exist on node {pve_node} (it has: {})",
                 spec.disk.storage,
@@ -32,7 +32,7 @@ pub(super) fn node_and_storage(spec: &VmSpec, facts: &ApiFacts, f: &mut Findings
             ),
             "set `disk.storage` in the node's [vm] table to one of those",
         ),
-        Some(s) if !s.content.iter().any(|c| c == "images") => f.refuse(
+        Some(s) if !s.content.iter().any(|c| c == "images") => out.refuse(
             format!(
                 "storage `{}` does not hold VM disks (content: {})",
                 s.name,
@@ -48,27 +48,27 @@ pub(super) fn node_and_storage(spec: &VmSpec, facts: &ApiFacts, f: &mut Findings
 pub(super) fn wanted_cards<'h>(
     spec: &VmSpec,
     host: &'h HostReadiness,
-    f: &mut Findings,
+    out: &mut Draft,
 ) -> Vec<&'h HostDevice> {
     let wanted: Vec<&HostDevice> = match &spec.gpus {
         None => host.devices.iter().collect(),
         Some(list) => {
-            let mut out = Vec::new();
+            let mut cards = Vec::new();
             for a in list {
                 let a = a.to_string();
                 match host.devices.iter().find(|d| overlaps(&d.slot, &a)) {
-                    Some(d) => out.push(d),
-                    None => f.refuse(
+                    Some(d) => cards.push(d),
+                    None => out.refuse(
                         format!("the VM's gpus list names {a}, which the host phase did not verify for passthrough"),
                         "list it under the node's [[gpus]] too (the host phase then binds and verifies it), or remove it from the VM's gpus",
                     ),
                 }
             }
-            out
+            cards
         }
     };
-    if wanted.is_empty() && f.refusals.is_empty() {
-        f.refuse(
+    if wanted.is_empty() && out.refusals.is_empty() {
+        out.refuse(
             "no verified GPU for this VM".into(),
             "list the cards under the node's [[gpus]]",
         );
@@ -77,12 +77,12 @@ pub(super) fn wanted_cards<'h>(
 }
 
 /// A converged host whose cards are not on vfio-pci contradicts itself: refuse.
-pub(super) fn off_vfio(host: &HostReadiness, wanted: &[&HostDevice], f: &mut Findings) {
+pub(super) fn off_vfio(host: &HostReadiness, wanted: &[&HostDevice], out: &mut Draft) {
     if !host.converged {
         return;
     }
     for d in wanted.iter().filter(|d| !d.on_vfio) {
-        f.refuse(
+        out.refuse(
             format!(
                 "{} is not on vfio-pci although the host phase reports nothing left to do",
                 d.slot
@@ -114,11 +114,11 @@ impl Target<'_> {
     }
 }
 
-pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -> Target<'a> {
-    let vm = find(spec, facts, f);
+pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, out: &mut Draft) -> Target<'a> {
+    let vm = find(spec, facts, out);
     let pve_node = &facts.node;
-    if spec.adopt && vm.is_none() && f.refusals.is_empty() {
-        f.refuse(
+    if spec.adopt && vm.is_none() && out.refusals.is_empty() {
+        out.refuse(
             format!(
                 "`adopt = true` but no VM {} exists on {pve_node}",
                 spec.vmid
@@ -134,7 +134,7 @@ pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -
         .as_ref()
         .filter(|c| Some(c.vmid) == vm.map(|t| t.vmid));
     if vm.is_some() && current.is_none() {
-        f.refuse(
+        out.refuse(
             format!(
                 "VM {} exists but its configuration could not be read",
                 vmid.unwrap_or(0)
@@ -143,13 +143,13 @@ pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -
         );
     }
     if let Some(l) = current.and_then(|c| c.lock.as_ref()) {
-        f.refuse(
+        out.refuse(
             format!("VM {} is locked ({l})", vmid.unwrap_or(0)),
             "wait for the backup, migration or creation to finish, or clear a stale lock with `qm unlock`",
         );
     }
     if spec.vmid.is_none() && vm.is_none() {
-        f.note(format!(
+        out.note(format!(
             "no vmid in the inventory: the VM takes the next free id{} at creation; write it into the [vm] table to pin it",
             vmid.map(|v| format!(" ({v})")).unwrap_or_default()
         ));
@@ -158,7 +158,7 @@ pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -
 }
 
 /// By id (refused when that id is another node's or another VM's), else by a unique name.
-fn find<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -> Option<&'a ClusterVm> {
+fn find<'a>(spec: &VmSpec, facts: &'a ApiFacts, out: &mut Draft) -> Option<&'a ClusterVm> {
     let pve_node = &facts.node;
     let by_id = spec
         .vmid
@@ -166,13 +166,13 @@ fn find<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -> Option<&'a 
     match (spec.vmid, by_id) {
         (Some(id), Some(v)) => {
             if &v.node != pve_node {
-                f.refuse(
+                out.refuse(
                     format!("VM {id} exists on node {}, not on {pve_node}", v.node),
                     "choose a free vmid in the inventory, or migrate the VM to this node first",
                 );
                 None
             } else if v.name != spec.name && !spec.adopt {
-                f.refuse(
+                out.refuse(
                     format!("VM id {id} is taken by another VM, `{}`", v.name),
                     "choose a free vmid in the inventory (or leave it out to take the next free one); set `adopt = true` only if that VM is the one to use",
                 );
@@ -192,7 +192,7 @@ fn find<'a>(spec: &VmSpec, facts: &'a ApiFacts, f: &mut Findings) -> Option<&'a 
                 [] => None,
                 [one] => Some(*one),
                 many => {
-                    f.refuse(
+                    out.refuse(
                         format!(
                             "several VMs on {pve_node} are named `{}`: {}",
                             spec.name,
@@ -215,7 +215,7 @@ pub(super) fn held_elsewhere(
     wanted: &[&HostDevice],
     facts: &ApiFacts,
     ours: Option<u32>,
-    f: &mut Findings,
+    out: &mut Draft,
 ) {
     let mut others = facts.other_hostpci.clone();
     if let Some(c) = &facts.vm
@@ -233,7 +233,7 @@ pub(super) fn held_elsewhere(
             }
             let addrs = hostpci_addresses(value, &facts.node, &facts.mappings);
             if addrs.iter().any(|a| overlaps(a, &d.slot)) {
-                f.refuse(
+                out.refuse(
                     format!("{} ({}) is already given to VM {ovmid} `{oname}` ({key}: {value})", d.slot, d.name),
                     "remove it from that VM first (`qm set ID --delete hostpciN`), or give this VM other cards",
                 );

@@ -2,7 +2,7 @@
 //! hotplug does not cover, including ones already pending.
 
 use super::super::state::VmConfig;
-use super::{Findings, KeyChange, VmStep};
+use super::{Draft, KeyChange, VmStep};
 use std::collections::BTreeSet;
 
 /// Keys whose change on a running VM waits for a stop and start (default hotplug covers
@@ -26,13 +26,7 @@ pub(super) fn disruptive(key: &str) -> bool {
 
 /// Adds the config step (after the mapping steps it uses, before any resize), then a stop
 /// and start when a running VM gets disruptive changes, or a start when it is stopped.
-pub(super) fn schedule(
-    running: bool,
-    cur: &VmConfig,
-    changes: Vec<KeyChange>,
-    steps: &mut Vec<VmStep>,
-    f: &mut Findings,
-) {
+pub(super) fn schedule(running: bool, cur: &VmConfig, changes: Vec<KeyChange>, out: &mut Draft) {
     let restart_keys: Vec<String> = if running {
         changes
             .iter()
@@ -53,10 +47,11 @@ pub(super) fn schedule(
                 || c.key == "nameserver"
         })
     {
-        f.note("cloud-init settings change for the next boot of the guest; a running guest keeps its current ones".into());
+        out.note("cloud-init settings change for the next boot of the guest; a running guest keeps its current ones".into());
     }
     if !changes.is_empty() {
-        let after_maps = steps
+        let after_maps = out
+            .steps
             .iter()
             .take_while(|s| {
                 matches!(
@@ -65,7 +60,7 @@ pub(super) fn schedule(
                 )
             })
             .count();
-        steps.insert(
+        out.steps.insert(
             after_maps,
             VmStep::SetConfig {
                 changes,
@@ -74,8 +69,8 @@ pub(super) fn schedule(
         );
     }
     if !restart_keys.is_empty() {
-        steps.push(VmStep::Restart { keys: restart_keys });
+        out.steps.push(VmStep::Restart { keys: restart_keys });
     } else if !running {
-        steps.push(VmStep::Start);
+        out.steps.push(VmStep::Start);
     }
 }

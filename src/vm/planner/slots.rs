@@ -3,7 +3,7 @@
 
 use super::super::state::{ApiFacts, VmConfig, hostpci_addresses, overlaps};
 use super::keys::normalised;
-use super::{Findings, HostDevice};
+use super::{Draft, HostDevice};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) struct Slots {
@@ -18,7 +18,7 @@ pub(super) fn place(
     entries: &[String],
     current: Option<&VmConfig>,
     facts: &ApiFacts,
-    f: &mut Findings,
+    out: &mut Draft,
 ) -> Slots {
     let pve_node = facts.node.as_str();
     let cur_hostpci: BTreeMap<String, String> = current
@@ -52,7 +52,7 @@ pub(super) fn place(
                         used.insert(k.clone());
                         placed.insert(k, e.clone());
                     }
-                    None => f.refuse(
+                    None => out.refuse(
                         "the VM has no free hostpci slot (16 used)".into(),
                         "remove unused hostpci entries",
                     ),
