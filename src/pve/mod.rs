@@ -1,5 +1,7 @@
 //! Proxmox VE API client. The pure parts (requests, envelopes, auth, UPIDs, tasks, TLS
-//! trust) are separate from [`client`], the only module doing I/O. Facts about the API are in
+//! trust) are separate from [`client`], the only module doing I/O. [`Api`] is what the VM
+//! phase needs of a client (one request method, and GET and task waiting built on it), so
+//! tests can give it an in-memory cluster. Facts about the API are in
 //! `../shared/pve-api/NOTES.md`.
 
 pub mod api;
