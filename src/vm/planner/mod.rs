@@ -182,7 +182,7 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
     });
     refusals::off_vfio(i.host, &wanted, &mut out);
     let target = refusals::target(spec, facts, &mut out);
-    refusals::held_elsewhere(&wanted, facts, target.vmid_if_ours(), &mut out);
+    refusals::held_elsewhere(&wanted, facts, target.ours, &mut out);
 
     let entries = devices::entries(method, spec, facts, &wanted, &mut out);
     let slots = slots::place(&wanted, &entries, target.current, facts, &mut out);
@@ -191,27 +191,23 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
         .iter()
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
+    let exists = target.ours.is_some();
     match (target.current, target.vmid) {
-        (None, None) if !target.exists() => out.refuse(
+        (None, None) if !exists => out.refuse(
             "no VM id: /cluster/nextid did not answer".into(),
             "set `vmid` in the node's [vm] table",
         ),
-        (None, Some(id)) if !target.exists() => {
-            config::create(spec, facts, id, i.ssh_key, &slots, &mut out)
-        }
+        (None, Some(id)) if !exists => config::create(spec, facts, id, i.ssh_key, &slots, &mut out),
         (None, _) => {}
-        (Some(cur), _) => {
-            let running = target.running();
-            config::reconcile(spec, cur, running, i.ssh_key, &slots, &mut out)
-        }
+        (Some(cur), _) => config::reconcile(spec, cur, target.running, i.ssh_key, &slots, &mut out),
     }
     VmPlan {
         node: i.node.to_string(),
         pve_node: facts.node.clone(),
         name: spec.name.clone(),
         vmid: target.vmid,
-        exists: target.exists(),
-        running: target.running(),
+        exists,
+        running: target.running,
         method,
         method_reason: method_reason.to_string(),
         devices,

@@ -94,24 +94,13 @@ pub(super) fn off_vfio(host: &HostReadiness, wanted: &[&HostDevice], out: &mut D
 
 /// The VM the inventory means: found by id, else by name on this node, else a new one.
 pub(super) struct Target<'a> {
-    pub vm: Option<&'a ClusterVm>,
+    /// The id of the existing VM that is ours (not one whose id we would take).
+    pub ours: Option<u32>,
+    pub running: bool,
     /// The id it has or will get.
     pub vmid: Option<u32>,
     /// Its config, when it exists and could be read.
     pub current: Option<&'a VmConfig>,
-}
-
-impl Target<'_> {
-    pub fn exists(&self) -> bool {
-        self.vm.is_some()
-    }
-    pub fn running(&self) -> bool {
-        self.vm.is_some_and(|v| v.running)
-    }
-    /// The id of an existing VM that is ours (not one whose id we would take).
-    pub fn vmid_if_ours(&self) -> Option<u32> {
-        self.vm.map(|v| v.vmid)
-    }
 }
 
 pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, out: &mut Draft) -> Target<'a> {
@@ -154,7 +143,12 @@ pub(super) fn target<'a>(spec: &VmSpec, facts: &'a ApiFacts, out: &mut Draft) ->
             vmid.map(|v| format!(" ({v})")).unwrap_or_default()
         ));
     }
-    Target { vm, vmid, current }
+    Target {
+        ours: vm.map(|v| v.vmid),
+        running: vm.is_some_and(|v| v.running),
+        vmid,
+        current,
+    }
 }
 
 /// By id (refused when that id is another node's or another VM's), else by a unique name.
