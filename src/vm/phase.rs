@@ -6,6 +6,7 @@ use super::exec::VmExecutor;
 use super::gather::gather;
 use super::planner::{self, HostReadiness, Inputs, VmPlan};
 use super::readiness::readiness;
+use super::spec::{ApiSettings, VmSpec};
 use crate::apply::Progress;
 use crate::facts::HostFacts;
 use crate::host::checks::Check;
@@ -90,14 +91,14 @@ impl<A: Api> Phase<A> {
     }
 
     pub async fn plan(&self, name: &str, node: &Node, host: &HostReadiness) -> Result<VmPlan> {
-        let spec = node.vm.as_ref().expect("connect checked [vm]");
+        let (spec, api) = tables(name, node)?;
         let facts = gather(&self.client, &self.pve_node, spec)
             .await
             .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))?;
         Ok(planner::plan(&Inputs {
             node: name,
             spec,
-            api: node.api.as_ref().expect("connect checked [api]"),
+            api,
             host,
             ssh_key: self.ssh_key.as_deref(),
             facts: &facts,
@@ -113,7 +114,7 @@ impl<A: Api> Phase<A> {
         host: &HostReadiness,
         progress: &P,
     ) -> Result<Vec<Check>> {
-        let spec = node.vm.as_ref().expect("connect checked [vm]");
+        let (spec, _) = tables(name, node)?;
         let ready = match (&host.converged, host.devices.iter().find(|d| !d.on_vfio)) {
             (false, _) => Err(host
                 .pending
@@ -128,6 +129,14 @@ impl<A: Api> Phase<A> {
             .map_err(anyhow::Error::new)?;
         let after = self.plan(name, node, host).await?;
         Ok(postconditions(&after, address.as_deref()))
+    }
+}
+
+/// The node's `[vm]` and `[api]` tables, which [`Phase::connect`] requires.
+fn tables<'n>(name: &str, node: &'n Node) -> Result<(&'n VmSpec, &'n ApiSettings)> {
+    match (&node.vm, &node.api) {
+        (Some(vm), Some(api)) => Ok((vm, api)),
+        _ => anyhow::bail!("node `{name}` needs a [vm] and an [api] table for the VM phase"),
     }
 }
 
