@@ -3,8 +3,8 @@
 //! `errors` maps, tasks with UPIDs and logs).
 
 use pvegpu::pve::{
-    ApiToken, ClientOptions, Credentials, Fingerprint, Params, PveClient, PveError, TlsTrust, Upid,
-    WaitOptions,
+    Api, ApiToken, ClientOptions, Credentials, Fingerprint, Params, PveClient, PveError, TlsTrust,
+    Upid, WaitOptions,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Deserialize;

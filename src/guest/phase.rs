@@ -9,6 +9,7 @@ use super::spec::GuestSpec;
 use crate::core::plan::{PhasePlan, PlanState};
 use crate::core::progress::Progress;
 use crate::inventory::{Inventory, Node};
+use crate::pve::Api as _;
 use crate::transport::ssh::{ConnectFailure, SshConnector, SshError, SshRemote};
 use crate::vm::VmPlan;
 use crate::vm::phase::Phase;

@@ -2,13 +2,12 @@
 //! are retried with backoff; a request that may have reached the server is retried only
 //! when it is a GET. Everything else (building, parsing) is in the pure modules.
 
+use super::api::Api;
 use super::auth::{Credentials, login_request, parse_login_reply};
 use super::envelope::{RawReply, parse_reply};
 use super::error::{AuthKind, PveError};
-use super::request::{ApiRequest, Method, Params};
-use super::task::{LogLine, TaskState, TaskStatus, tail_lines, task_state};
+use super::request::{ApiRequest, Method};
 use super::tls::{TlsObserver, TlsRefusal, TlsTrust, client_config};
-use super::upid::Upid;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, SystemTime};
@@ -128,10 +127,6 @@ impl PveClient {
         })
     }
 
-    pub fn credentials(&self) -> Option<&Credentials> {
-        self.credentials.as_ref()
-    }
-
     fn auth_kind(&self) -> AuthKind {
         self.credentials
             .as_ref()
@@ -149,29 +144,6 @@ impl PveClient {
         })?;
         self.credentials = Some(Credentials::Ticket(ticket));
         Ok(())
-    }
-
-    /// Sends with retries and returns `data`, or the error the reply describes.
-    pub async fn call<T: DeserializeOwned>(&self, req: &ApiRequest) -> Result<T, PveError> {
-        let (status, reason, body) = self.send_with(req, self.credentials.as_ref()).await?;
-        parse_reply(
-            req.method,
-            &req.path,
-            RawReply {
-                status,
-                reason: reason.as_deref(),
-                body: &body,
-            },
-            self.auth_kind(),
-        )
-    }
-
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        path: &str,
-        params: &Params,
-    ) -> Result<T, PveError> {
-        self.call(&ApiRequest::get(path, params)).await
     }
 
     async fn send_with(
@@ -265,57 +237,25 @@ impl PveClient {
             }
         }
     }
+}
 
-    pub async fn task_status(&self, upid: &Upid) -> Result<TaskStatus, PveError> {
-        self.get(&upid.status_path(), &Params::new()).await
-    }
-
-    /// Up to `limit` lines from line `start` (0-based).
-    pub async fn task_log(
-        &self,
-        upid: &Upid,
-        start: i64,
-        limit: i64,
-    ) -> Result<Vec<LogLine>, PveError> {
-        self.get(
-            &upid.log_path(),
-            &Params::new().int("start", start).int("limit", limit),
+impl Api for PveClient {
+    /// Sends with retries.
+    async fn call<T: DeserializeOwned>(&self, req: &ApiRequest) -> Result<T, PveError> {
+        let (status, reason, body) = self.send_with(req, self.credentials.as_ref()).await?;
+        parse_reply(
+            req.method,
+            &req.path,
+            RawReply {
+                status,
+                reason: reason.as_deref(),
+                body: &body,
+            },
+            self.auth_kind(),
         )
-        .await
     }
 
-    /// Polls the task until it stops or the deadline passes. `Ok` for `OK` and `WARNINGS: n`;
-    /// [`PveError::TaskFailed`] with the log's last lines otherwise.
-    pub async fn wait_task(&self, upid: &Upid, opts: &WaitOptions) -> Result<TaskState, PveError> {
-        let start = tokio::time::Instant::now();
-        let deadline = start + opts.timeout;
-        let mut poll = opts.first_poll;
-        loop {
-            let status = self.task_status(upid).await?;
-            match task_state(&status) {
-                TaskState::Running => {}
-                TaskState::Failed(exitstatus) => {
-                    let log = match self.task_log(upid, 0, 50_000).await {
-                        Ok(lines) => tail_lines(&lines, opts.log_lines),
-                        Err(e) => vec![format!("(the task log could not be read: {e})")],
-                    };
-                    return Err(PveError::TaskFailed {
-                        upid: upid.to_string(),
-                        exitstatus,
-                        log,
-                    });
-                }
-                done => return Ok(done),
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(PveError::TaskTimeout {
-                    upid: upid.to_string(),
-                    waited: now - start,
-                });
-            }
-            tokio::time::sleep(poll.min(deadline - now)).await;
-            poll = (poll * 2).min(opts.max_poll);
-        }
+    fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
     }
 }

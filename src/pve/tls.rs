@@ -128,35 +128,56 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Accepts exactly the pinned leaf certificate, and checks handshake signatures with its key.
+/// How a verifier judges the leaf certificate; handshake signatures are always checked with
+/// the presented certificate's key.
 #[derive(Debug)]
-struct PinnedVerifier {
-    expected: Fingerprint,
+enum CertCheck {
+    /// Exactly this certificate.
+    Pinned(Fingerprint),
+    /// A chain to these roots, for the server's name (WebPKI).
+    Chain(Arc<WebPkiServerVerifier>),
+}
+
+/// The verifier for every trust mode. A refusal is recorded in `observer` with the presented
+/// certificate's fingerprint, so that the error can name it (and offer it as a pin).
+#[derive(Debug)]
+struct Verifier {
+    check: CertCheck,
     provider: Arc<CryptoProvider>,
     observer: TlsObserver,
 }
 
-impl ServerCertVerifier for PinnedVerifier {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let actual = Fingerprint::of_der(end_entity.as_ref());
-        if actual == self.expected {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            self.observer.record(TlsRefusal::Mismatch {
-                expected: self.expected,
-                actual,
-            });
-            Err(rustls::Error::General(format!(
-                "certificate fingerprint mismatch: expected {}, got {actual}",
-                self.expected
-            )))
+        match &self.check {
+            CertCheck::Pinned(expected) if actual == *expected => {
+                Ok(ServerCertVerified::assertion())
+            }
+            CertCheck::Pinned(expected) => {
+                self.observer.record(TlsRefusal::Mismatch {
+                    expected: *expected,
+                    actual,
+                });
+                Err(rustls::Error::General(format!(
+                    "certificate fingerprint mismatch: expected {expected}, got {actual}"
+                )))
+            }
+            CertCheck::Chain(webpki) => webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .inspect_err(|e| {
+                    self.observer.record(TlsRefusal::Untrusted {
+                        actual,
+                        detail: e.to_string(),
+                    })
+                }),
         }
     }
 
@@ -195,53 +216,6 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// The WebPKI verifier, recording the presented certificate's fingerprint when it refuses,
-/// so that the error can offer it as a pin.
-#[derive(Debug)]
-struct ObservedWebPki {
-    inner: Arc<WebPkiServerVerifier>,
-    observer: TlsObserver,
-}
-
-impl ServerCertVerifier for ObservedWebPki {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            .inspect_err(|e| {
-                self.observer.record(TlsRefusal::Untrusted {
-                    actual: Fingerprint::of_der(end_entity.as_ref()),
-                    detail: e.to_string(),
-                })
-            })
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 fn system_roots() -> Result<RootCertStore, PveError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
@@ -276,26 +250,25 @@ pub fn client_config(trust: &TlsTrust, observer: &TlsObserver) -> Result<ClientC
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| PveError::Config(format!("TLS setup: {e}")))?;
-    let verifier: Arc<dyn ServerCertVerifier> = match trust {
-        TlsTrust::Pinned(fp) => Arc::new(PinnedVerifier {
-            expected: *fp,
-            provider,
-            observer: observer.clone(),
-        }),
+    let check = match trust {
+        TlsTrust::Pinned(fp) => CertCheck::Pinned(*fp),
         TlsTrust::SystemRoots | TlsTrust::CaFile(_) => {
             let roots = match trust {
                 TlsTrust::CaFile(p) => file_roots(p)?,
                 _ => system_roots()?,
             };
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| PveError::Config(format!("TLS setup: {e}")))?;
-            Arc::new(ObservedWebPki {
-                inner,
-                observer: observer.clone(),
-            })
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| PveError::Config(format!("TLS setup: {e}")))?;
+            CertCheck::Chain(webpki)
         }
     };
+    let verifier = Arc::new(Verifier {
+        check,
+        provider,
+        observer: observer.clone(),
+    });
     Ok(builder
         .dangerous()
         .with_custom_certificate_verifier(verifier)

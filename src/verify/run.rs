@@ -11,6 +11,7 @@ use crate::guest::access::access;
 use crate::inventory::{Inventory, Node};
 use crate::pci::PciAddress;
 use crate::pipeline::{HostSource, Pipeline};
+use crate::pve::Api as _;
 use crate::pve::Params;
 use crate::pve::request::api_path;
 use crate::transport::Remote;

@@ -43,13 +43,14 @@ fn settings_error(inventory: &Path, node: &str, message: String) -> ConnectError
 /// Read a secret file, refusing one that others can read: a leaked token opens the cluster.
 fn secret_file(inventory: &Path, node: &str, path: &Path) -> Result<SecretString, ConnectError> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         settings_error(
             inventory,
             node,
             format!("cannot read the secret file {}: {e}", path.display()),
         )
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(settings_error(
@@ -62,13 +63,7 @@ fn secret_file(inventory: &Path, node: &str, path: &Path) -> Result<SecretString
             ),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        settings_error(
-            inventory,
-            node,
-            format!("cannot read the secret file {}: {e}", path.display()),
-        )
-    })?;
+    let text = std::fs::read_to_string(path).map_err(unreadable)?;
     Ok(SecretString::from(text.trim().to_string()))
 }
 
@@ -77,6 +72,22 @@ fn from_env(name: &str) -> Option<SecretString> {
         .ok()
         .filter(|s| !s.trim().is_empty())
         .map(|s| SecretString::from(s.trim().to_string()))
+}
+
+/// A secret from its file, else from the environment variable `env`; `missing` says what to
+/// set when neither gives one.
+fn secret(
+    inventory: &Path,
+    node: &str,
+    (file, env): (&Option<PathBuf>, &str),
+    resolve: impl Fn(&Path) -> PathBuf,
+    missing: impl FnOnce() -> String,
+) -> Result<SecretString, ConnectError> {
+    match (file, from_env(env)) {
+        (Some(f), _) => secret_file(inventory, node, &resolve(f)),
+        (None, Some(s)) => Ok(s),
+        (None, None) => Err(settings_error(inventory, node, missing())),
+    }
 }
 
 /// The trust mode the settings ask for; a bad fingerprint is an inventory error.
@@ -122,34 +133,20 @@ pub async fn client(
             "[api] names no credentials".into(),
         )),
         (Some(token), None) => {
-            let secret = match (&api.token_secret_file, from_env(TOKEN_SECRET_ENV)) {
-                (Some(f), _) => secret_file(inventory, node, &resolve(f))?,
-                (None, Some(s)) => s,
-                (None, None) => {
-                    return Err(settings_error(
-                        inventory,
-                        node,
-                        format!(
-                            "no secret for API token {token}: set ${TOKEN_SECRET_ENV} or `token_secret_file`"
-                        ),
-                    ));
-                }
-            };
+            let source = (&api.token_secret_file, TOKEN_SECRET_ENV);
+            let secret = secret(inventory, node, source, &resolve, || {
+                format!(
+                    "no secret for API token {token}: set ${TOKEN_SECRET_ENV} or `token_secret_file`"
+                )
+            })?;
             let t = ApiToken::new(token, secret)?;
             Ok(PveClient::new(opts.credentials(Credentials::Token(t)))?)
         }
         (None, Some(user)) => {
-            let password = match (&api.password_file, from_env(PASSWORD_ENV)) {
-                (Some(f), _) => secret_file(inventory, node, &resolve(f))?,
-                (None, Some(s)) => s,
-                (None, None) => {
-                    return Err(settings_error(
-                        inventory,
-                        node,
-                        format!("no password for {user}: set ${PASSWORD_ENV} or `password_file`"),
-                    ));
-                }
-            };
+            let source = (&api.password_file, PASSWORD_ENV);
+            let password = secret(inventory, node, source, &resolve, || {
+                format!("no password for {user}: set ${PASSWORD_ENV} or `password_file`")
+            })?;
             let mut c = PveClient::new(opts)?;
             c.login(user, &password).await?;
             Ok(c)

@@ -5,7 +5,7 @@ use super::planner::{VmPlan, VmStep};
 use super::spec::VmSpec;
 use crate::core::progress::Progress;
 use crate::pve::request::api_path;
-use crate::pve::{ApiRequest, Params, PveClient, PveError, Upid, WaitOptions};
+use crate::pve::{Api, ApiRequest, Params, PveError, Upid, WaitOptions};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -40,8 +40,8 @@ impl ExecError {
     }
 }
 
-pub struct VmExecutor<'a, P: Progress> {
-    pub client: &'a PveClient,
+pub struct VmExecutor<'a, A: Api, P: Progress> {
+    pub client: &'a A,
     pub progress: &'a P,
     pub wait: WaitOptions,
 }
@@ -65,8 +65,8 @@ fn step_error(step: &str, source: PveError, state: String) -> ExecError {
     }
 }
 
-impl<'a, P: Progress> VmExecutor<'a, P> {
-    pub fn new(client: &'a PveClient, progress: &'a P) -> Self {
+impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
+    pub fn new(client: &'a A, progress: &'a P) -> Self {
         Self {
             client,
             progress,
@@ -89,6 +89,21 @@ impl<'a, P: Progress> VmExecutor<'a, P> {
         self.finish(reply).await
     }
 
+    /// Says `doing` (with `detail`), sends `req` and waits for its task; a failure is
+    /// "`doing` failed" with the state it leaves.
+    async fn send(
+        &self,
+        doing: &str,
+        detail: &str,
+        req: ApiRequest,
+        state: impl FnOnce() -> String,
+    ) -> Result<(), ExecError> {
+        self.progress.say(&format!("  {doing}{detail}"));
+        self.call(req)
+            .await
+            .map_err(|e| step_error(&format!("{doing} failed"), e, state()))
+    }
+
     /// Runs the steps; the address the VM answered on when it was started.
     pub async fn execute(
         &self,
@@ -96,161 +111,129 @@ impl<'a, P: Progress> VmExecutor<'a, P> {
         spec: &VmSpec,
         host_ready: Result<(), String>,
     ) -> Result<Option<String>, ExecError> {
-        let node = plan.pve_node.as_str();
         let mut vmid = plan.vmid.unwrap_or(0);
         for step in &plan.steps {
-            match step {
-                VmStep::CreateMapping { id, map } => {
-                    self.progress.say(&format!("  creating PCI mapping {id}"));
-                    let req = ApiRequest::post(
-                        "/cluster/mapping/pci",
-                        &Params::new().str("id", id).list("map", [map.clone()]).str(
-                            "description",
-                            format!(
-                                "pvegpu: {} for VM {}",
-                                map.split(',')
-                                    .find(|p| p.starts_with("path="))
-                                    .unwrap_or(""),
-                                plan.name
-                            ),
-                        ),
-                    );
-                    self.call(req).await.map_err(|e| {
-                        step_error(
-                            &format!("creating PCI mapping {id} failed"),
-                            e,
-                            "no VM was created or changed".into(),
-                        )
-                    })?;
-                }
-                VmStep::UpdateMapping {
-                    id, map, digest, ..
-                } => {
-                    self.progress.say(&format!("  updating PCI mapping {id}"));
-                    let req = ApiRequest::put(
-                        api_path(&["cluster", "mapping", "pci", id]),
-                        &Params::new()
-                            .list("map", map.clone())
-                            .opt_str("digest", digest.clone()),
-                    );
-                    self.call(req).await.map_err(|e| {
-                        step_error(
-                            &format!("updating PCI mapping {id} failed"),
-                            e,
-                            "no VM was created or changed".into(),
-                        )
-                    })?;
-                }
-                VmStep::CreateVm { vmid: id, params } => {
-                    vmid = *id;
-                    self.progress
-                        .say(&format!("  creating VM {id} `{}`", plan.name));
-                    let mut p = Params::new().int("vmid", i64::from(*id));
-                    for (k, v) in params {
-                        p = p.str(k, v);
-                    }
-                    let req = ApiRequest::post(api_path(&["nodes", node, "qemu"]), &p);
-                    if let Err(e) = self.call(req).await {
-                        let state = self.clean_up_create(node, *id).await;
-                        return Err(step_error(&format!("creating VM {id} failed"), e, state));
-                    }
-                }
-                VmStep::SetConfig { changes, digest } => {
-                    self.progress.say(&format!(
-                        "  updating the config of VM {vmid}: {}",
-                        changes
-                            .iter()
-                            .map(|c| c.key.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                    let mut p = Params::new().str("digest", digest);
-                    let mut delete = Vec::new();
-                    for c in changes {
-                        match &c.to {
-                            Some(v) => p = p.str(&c.key, v),
-                            None => delete.push(c.key.clone()),
-                        }
-                    }
-                    if !delete.is_empty() {
-                        p = p.str("delete", delete.join(","));
-                    }
-                    let req = ApiRequest::post(
-                        api_path(&["nodes", node, "qemu", &vmid.to_string(), "config"]),
-                        &p,
-                    );
-                    self.call(req).await.map_err(|e| {
-                        step_error(
-                            &format!("updating the config of VM {vmid} failed"),
-                            e,
-                            format!("VM {vmid} keeps its previous config"),
-                        )
-                    })?;
-                }
-                VmStep::ResizeDisk { disk, to, .. } => {
-                    self.progress
-                        .say(&format!("  growing {disk} of VM {vmid} to {to}"));
-                    let req = ApiRequest::put(
-                        api_path(&["nodes", node, "qemu", &vmid.to_string(), "resize"]),
-                        &Params::new().str("disk", disk).str("size", to),
-                    );
-                    self.call(req).await.map_err(|e| {
-                        step_error(&format!("growing {disk} of VM {vmid} failed"), e, format!("VM {vmid} exists with its disk at the previous size; `pvegpu apply` retries the resize"))
-                    })?;
-                }
-                VmStep::Restart { keys } => {
-                    host_ready
-                        .clone()
-                        .map_err(|why| ExecError::HostNotReady { vmid, why })?;
-                    self.progress.say(&format!(
-                        "  shutting VM {vmid} down to apply {}",
-                        keys.join(", ")
-                    ));
-                    let base = ["nodes", node, "qemu", &vmid.to_string(), "status"];
-                    let req = ApiRequest::post(
-                        api_path(&[&base[..], &["shutdown"]].concat()),
-                        &Params::new().int("timeout", 180).bool("forceStop", true),
-                    );
-                    self.call(req).await.map_err(|e| {
-                        step_error(
-                            &format!("shutting VM {vmid} down failed"),
-                            e,
-                            format!("VM {vmid} may still be running with its pending changes"),
-                        )
-                    })?;
-                    self.start(node, vmid).await?;
-                }
-                VmStep::Start => {
-                    host_ready
-                        .clone()
-                        .map_err(|why| ExecError::HostNotReady { vmid, why })?;
-                    self.start(node, vmid).await?;
-                }
+            if let VmStep::CreateVm { vmid: id, .. } = step {
+                vmid = *id;
             }
+            if matches!(step, VmStep::Start | VmStep::Restart { .. }) {
+                host_ready
+                    .clone()
+                    .map_err(|why| ExecError::HostNotReady { vmid, why })?;
+            }
+            self.run(plan, vmid, step).await?;
         }
         if plan
             .steps
             .iter()
             .any(|s| matches!(s, VmStep::Start | VmStep::Restart { .. }))
         {
-            return Ok(Some(self.wait_reachable(node, vmid, spec).await?));
+            return Ok(Some(self.wait_reachable(&plan.pve_node, vmid, spec).await?));
         }
         Ok(None)
     }
 
+    async fn run(&self, plan: &VmPlan, vmid: u32, step: &VmStep) -> Result<(), ExecError> {
+        let node = plan.pve_node.as_str();
+        let vm = vmid.to_string();
+        let vm_path = |tail: &[&str]| api_path(&[&["nodes", node, "qemu", &vm][..], tail].concat());
+        let unchanged = || "no VM was created or changed".to_string();
+        match step {
+            VmStep::CreateMapping { id, map } => {
+                let path = map
+                    .split(',')
+                    .find(|p| p.starts_with("path="))
+                    .unwrap_or("");
+                let params = Params::new().str("id", id).list("map", [map.clone()]).str(
+                    "description",
+                    format!("pvegpu: {path} for VM {}", plan.name),
+                );
+                let req = ApiRequest::post("/cluster/mapping/pci", &params);
+                self.send(&format!("creating PCI mapping {id}"), "", req, unchanged)
+                    .await
+            }
+            VmStep::UpdateMapping {
+                id, map, digest, ..
+            } => {
+                let params = Params::new()
+                    .list("map", map.clone())
+                    .opt_str("digest", digest.clone());
+                let req = ApiRequest::put(api_path(&["cluster", "mapping", "pci", id]), &params);
+                self.send(&format!("updating PCI mapping {id}"), "", req, unchanged)
+                    .await
+            }
+            VmStep::CreateVm { params, .. } => {
+                self.progress
+                    .say(&format!("  creating VM {vmid} `{}`", plan.name));
+                let mut p = Params::new().int("vmid", i64::from(vmid));
+                for (k, v) in params {
+                    p = p.str(k, v);
+                }
+                let req = ApiRequest::post(api_path(&["nodes", node, "qemu"]), &p);
+                if let Err(e) = self.call(req).await {
+                    let state = self.clean_up_create(node, vmid).await;
+                    return Err(step_error(&format!("creating VM {vmid} failed"), e, state));
+                }
+                Ok(())
+            }
+            VmStep::SetConfig { changes, digest } => {
+                let mut p = Params::new().str("digest", digest);
+                let mut delete = Vec::new();
+                for c in changes {
+                    match &c.to {
+                        Some(v) => p = p.str(&c.key, v),
+                        None => delete.push(c.key.clone()),
+                    }
+                }
+                if !delete.is_empty() {
+                    p = p.str("delete", delete.join(","));
+                }
+                let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+                let req = ApiRequest::post(vm_path(&["config"]), &p);
+                self.send(
+                    &format!("updating the config of VM {vmid}"),
+                    &format!(": {}", keys.join(", ")),
+                    req,
+                    || format!("VM {vmid} keeps its previous config"),
+                )
+                .await
+            }
+            VmStep::ResizeDisk { disk, to, .. } => {
+                let params = Params::new().str("disk", disk).str("size", to);
+                let req = ApiRequest::put(vm_path(&["resize"]), &params);
+                self.send(
+                    &format!("growing {disk} of VM {vmid}"),
+                    &format!(" to {to}"),
+                    req,
+                    || format!("VM {vmid} exists with its disk at the previous size; `pvegpu apply` retries the resize"),
+                )
+                .await
+            }
+            VmStep::Restart { keys } => {
+                let params = Params::new().int("timeout", 180).bool("forceStop", true);
+                let req = ApiRequest::post(vm_path(&["status", "shutdown"]), &params);
+                self.send(
+                    &format!("shutting VM {vmid} down"),
+                    &format!(" to apply {}", keys.join(", ")),
+                    req,
+                    || format!("VM {vmid} may still be running with its pending changes"),
+                )
+                .await?;
+                self.start(node, vmid).await
+            }
+            VmStep::Start => self.start(node, vmid).await,
+        }
+    }
+
     async fn start(&self, node: &str, vmid: u32) -> Result<(), ExecError> {
-        self.progress.say(&format!("  starting VM {vmid}"));
         let req = ApiRequest::post(
             api_path(&["nodes", node, "qemu", &vmid.to_string(), "status", "start"]),
             &Params::new(),
         );
-        self.call(req).await.map_err(|e| {
-            step_error(
-                &format!("starting VM {vmid} failed"),
-                e,
-                format!("VM {vmid} is configured but stopped"),
-            )
+        self.send(&format!("starting VM {vmid}"), "", req, || {
+            format!("VM {vmid} is configured but stopped")
         })
+        .await
     }
 
     /// After a failed create: destroy what the create left, or say what is there.

@@ -4,11 +4,11 @@
 use super::spec::VmSpec;
 use super::state::{self, ApiFacts};
 use crate::pve::request::api_path;
-use crate::pve::{Params, PveClient, PveError};
+use crate::pve::{Api, Params, PveError};
 use serde_json::Value;
 
-pub async fn gather(
-    client: &PveClient,
+pub async fn gather<A: Api>(
+    client: &A,
     pve_node: &str,
     spec: &VmSpec,
 ) -> Result<ApiFacts, PveError> {
@@ -36,56 +36,8 @@ pub async fn gather(
     );
     facts.mappings = state::parse_mappings(&client.get("/cluster/mapping/pci", &none).await?);
 
-    let target = match spec.vmid {
-        Some(id) => facts
-            .vms
-            .iter()
-            .find(|v| v.vmid == id && v.node == pve_node),
-        None => {
-            let named: Vec<_> = facts
-                .vms
-                .iter()
-                .filter(|v| v.name == spec.name && v.node == pve_node && !v.template)
-                .collect();
-            if named.len() == 1 {
-                Some(named[0])
-            } else {
-                None
-            }
-        }
-    }
-    .cloned();
-    for vm in facts.vms.clone().iter().filter(|v| v.node == pve_node) {
-        let vmid = vm.vmid.to_string();
-        let config: Value = client
-            .get(
-                &api_path(&["nodes", pve_node, "qemu", &vmid, "config"]),
-                &none,
-            )
-            .await?;
-        if target.as_ref().is_some_and(|t| t.vmid == vm.vmid) {
-            let pending: Option<Value> = if vm.running {
-                Some(
-                    client
-                        .get(
-                            &api_path(&["nodes", pve_node, "qemu", &vmid, "pending"]),
-                            &none,
-                        )
-                        .await?,
-                )
-            } else {
-                None
-            };
-            facts.vm = Some(state::parse_config(vm.vmid, &config, pending.as_ref()));
-        } else {
-            let c = state::parse_config(vm.vmid, &config, None);
-            for (k, v) in c.config.iter().filter(|(k, _)| k.starts_with("hostpci")) {
-                facts
-                    .other_hostpci
-                    .push((vm.vmid, vm.name.clone(), k.clone(), v.clone()));
-            }
-        }
-    }
+    let target = target(&facts, pve_node, spec);
+    read_configs(client, pve_node, target, &mut facts).await?;
     if target.is_none() {
         if spec.vmid.is_none() {
             let id: Value = client.get("/cluster/nextid", &none).await?;
@@ -103,4 +55,53 @@ pub async fn gather(
         }
     }
     Ok(facts)
+}
+
+/// The VM on this node whose config the planner compares: by id, else the one by its name.
+fn target(facts: &ApiFacts, pve_node: &str, spec: &VmSpec) -> Option<u32> {
+    let on_node = facts.vms.iter().filter(|v| v.node == pve_node);
+    match spec.vmid {
+        Some(id) => on_node.clone().find(|v| v.vmid == id).map(|v| v.vmid),
+        None => {
+            let named: Vec<_> = on_node
+                .filter(|v| v.name == spec.name && !v.template)
+                .collect();
+            match named.as_slice() {
+                [one] => Some(one.vmid),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// The target's config (and its pending changes when it runs); the hostpci entries of the
+/// other VMs on the node.
+async fn read_configs<A: Api>(
+    client: &A,
+    pve_node: &str,
+    target: Option<u32>,
+    facts: &mut ApiFacts,
+) -> Result<(), PveError> {
+    let none = Params::new();
+    for vm in facts.vms.clone().iter().filter(|v| v.node == pve_node) {
+        let vmid = vm.vmid.to_string();
+        let path = |tail: &str| api_path(&["nodes", pve_node, "qemu", &vmid, tail]);
+        let config: Value = client.get(&path("config"), &none).await?;
+        if target == Some(vm.vmid) {
+            let pending: Option<Value> = if vm.running {
+                Some(client.get(&path("pending"), &none).await?)
+            } else {
+                None
+            };
+            facts.vm = Some(state::parse_config(vm.vmid, &config, pending.as_ref()));
+        } else {
+            let c = state::parse_config(vm.vmid, &config, None);
+            for (k, v) in c.config.iter().filter(|(k, _)| k.starts_with("hostpci")) {
+                facts
+                    .other_hostpci
+                    .push((vm.vmid, vm.name.clone(), k.clone(), v.clone()));
+            }
+        }
+    }
+    Ok(())
 }

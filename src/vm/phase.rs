@@ -6,17 +6,18 @@ use super::exec::VmExecutor;
 use super::gather::gather;
 use super::planner::{self, HostReadiness, Inputs, VmPlan};
 use super::readiness::readiness;
+use super::spec::{ApiSettings, VmSpec};
 use crate::core::check::{Check, Layer};
 use crate::core::progress::Progress;
 use crate::facts::HostFacts;
 use crate::inventory::{Inventory, Node};
 use crate::plan::HostPlan;
-use crate::pve::PveClient;
+use crate::pve::{Api, PveClient};
 use anyhow::{Context, Result};
 
 /// A node's VM phase, connected.
-pub struct Phase {
-    pub client: PveClient,
+pub struct Phase<A: Api = PveClient> {
+    pub client: A,
     pub pve_node: String,
     ssh_key: Option<String>,
 }
@@ -66,11 +67,22 @@ impl Phase {
             .await
             .map_err(|e: ConnectError| anyhow::Error::new(e))
             .with_context(|| format!("cannot use the Proxmox API of {name}"))?;
-        Ok(Some(Phase {
+        Ok(Some(Phase::new(
             client,
-            pve_node: pve_node_name(name, node, facts),
+            pve_node_name(name, node, facts),
             ssh_key,
-        }))
+        )))
+    }
+}
+
+impl<A: Api> Phase<A> {
+    /// A phase over any API, e.g. an in-memory one in tests.
+    pub fn new(client: A, pve_node: String, ssh_key: Option<String>) -> Self {
+        Phase {
+            client,
+            pve_node,
+            ssh_key,
+        }
     }
 
     /// The public key(s) cloud-init gives the VM, as read from `ssh_key_file`.
@@ -79,14 +91,14 @@ impl Phase {
     }
 
     pub async fn plan(&self, name: &str, node: &Node, host: &HostReadiness) -> Result<VmPlan> {
-        let spec = node.vm.as_ref().expect("connect checked [vm]");
+        let (spec, api) = tables(name, node)?;
         let facts = gather(&self.client, &self.pve_node, spec)
             .await
             .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))?;
         Ok(planner::plan(&Inputs {
             node: name,
             spec,
-            api: node.api.as_ref().expect("connect checked [api]"),
+            api,
             host,
             ssh_key: self.ssh_key.as_deref(),
             facts: &facts,
@@ -102,7 +114,7 @@ impl Phase {
         host: &HostReadiness,
         progress: &P,
     ) -> Result<Vec<Check>> {
-        let spec = node.vm.as_ref().expect("connect checked [vm]");
+        let (spec, _) = tables(name, node)?;
         let ready = match (&host.converged, host.devices.iter().find(|d| !d.on_vfio)) {
             (false, _) => Err(host
                 .pending
@@ -117,6 +129,14 @@ impl Phase {
             .map_err(anyhow::Error::new)?;
         let after = self.plan(name, node, host).await?;
         Ok(postconditions(&after, address.as_deref()))
+    }
+}
+
+/// The node's `[vm]` and `[api]` tables, which [`Phase::connect`] requires.
+fn tables<'n>(name: &str, node: &'n Node) -> Result<(&'n VmSpec, &'n ApiSettings)> {
+    match (&node.vm, &node.api) {
+        (Some(vm), Some(api)) => Ok((vm, api)),
+        _ => anyhow::bail!("node `{name}` needs a [vm] and an [api] table for the VM phase"),
     }
 }
 

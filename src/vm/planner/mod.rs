@@ -1,0 +1,224 @@
+//! The VM plan: a pure function from the inventory's VM, what the host phase verified, and
+//! what the API reports, to the steps that make the VM match. Keys pvegpu does not manage
+//! are never touched; a key it manages is compared the way PVE normalises it (property
+//! strings as sets of key=value, `02:00` as `0000:02:00`, a bare `30720` as `current=30720`).
+//!
+//! One file per decision, called in this order by [`plan`]: [`refusals`] (where the VM goes,
+//! which cards, which VM), [`devices`] (raw `host=` or PCI mappings), [`slots`] (hostpci
+//! placement), [`config`] (create, or reconcile key by key, with [`keys`] saying what pvegpu
+//! manages and how PVE stores it), [`disk`], and [`restart`] (what a running VM needs).
+
+mod config;
+mod devices;
+mod disk;
+mod keys;
+mod refusals;
+mod restart;
+mod slots;
+
+pub use devices::{mapping_entry, mapping_id};
+pub use keys::{encode_sshkeys, managed_keys, same};
+
+use super::spec::ApiSettings;
+use super::spec::VmSpec;
+use super::state::ApiFacts;
+use crate::plan::Refusal;
+use serde::Serialize;
+
+/// A card the host phase prepared, as the facts gathered over SSH show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostDevice {
+    /// The slot, `0000:02:00`: PVE passes all its functions.
+    pub slot: String,
+    /// vendor:device of function 0, `10de:1b80`.
+    pub id: String,
+    pub subsystem: Option<String>,
+    pub iommu_group: Option<u32>,
+    pub name: String,
+    /// Every function of the card is on vfio-pci now.
+    pub on_vfio: bool,
+}
+
+/// Whether the host phase is done, and the cards it verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostReadiness {
+    /// Nothing left to plan on the host and no refusal.
+    pub converged: bool,
+    /// Why not, in a few words.
+    pub pending: Option<String>,
+    pub devices: Vec<HostDevice>,
+}
+
+/// How devices are written into the VM config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceMethod {
+    /// `hostpciN: 0000:02:00`: only root@pam with a ticket may write it.
+    Host,
+    /// `hostpciN: mapping=ID` through a cluster PCI resource mapping: works with tokens.
+    Mapping,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    pub key: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// Takes effect only after a stop and start of a running VM.
+    pub disruptive: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum VmStep {
+    /// `POST /cluster/mapping/pci`.
+    CreateMapping {
+        id: String,
+        map: String,
+    },
+    /// `PUT /cluster/mapping/pci/{id}`: this node's entry replaced, the others kept.
+    UpdateMapping {
+        id: String,
+        map: Vec<String>,
+        from: String,
+        digest: Option<String>,
+    },
+    /// `POST /nodes/{node}/qemu`.
+    CreateVm {
+        vmid: u32,
+        params: Vec<(String, String)>,
+    },
+    /// `POST .../config` with the digest read at plan time.
+    SetConfig {
+        changes: Vec<KeyChange>,
+        digest: String,
+    },
+    /// `PUT .../resize` (grow only).
+    ResizeDisk {
+        disk: String,
+        from: Option<String>,
+        to: String,
+    },
+    /// Shut down and start: hostpci and other non-hotpluggable changes apply only then.
+    Restart {
+        keys: Vec<String>,
+    },
+    Start,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VmPlan {
+    pub node: String,
+    pub pve_node: String,
+    pub name: String,
+    pub vmid: Option<u32>,
+    pub exists: bool,
+    pub running: bool,
+    pub method: DeviceMethod,
+    pub method_reason: String,
+    /// The hostpci entries once converged.
+    pub devices: Vec<String>,
+    pub steps: Vec<VmStep>,
+    pub refusals: Vec<Refusal>,
+    pub notes: Vec<String>,
+    /// The host phase is not converged: nothing here runs until it is.
+    pub waits_for_host: Option<String>,
+}
+
+impl VmPlan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// Whether applying stops a running VM.
+    pub fn disrupts(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s, VmStep::Restart { .. }))
+    }
+}
+
+pub struct Inputs<'a> {
+    pub node: &'a str,
+    pub spec: &'a VmSpec,
+    pub api: &'a ApiSettings,
+    pub host: &'a HostReadiness,
+    /// The public key(s) for cloud-init, read from `ssh_key_file`.
+    pub ssh_key: Option<&'a str>,
+    pub facts: &'a ApiFacts,
+}
+
+/// The plan under way: steps, refusals and notes, in the order the decisions add them.
+#[derive(Default)]
+struct Draft {
+    steps: Vec<VmStep>,
+    refusals: Vec<Refusal>,
+    notes: Vec<String>,
+}
+
+impl Draft {
+    fn refuse(&mut self, reason: String, hint: &str) {
+        self.refusals.push(Refusal {
+            reason,
+            hint: hint.to_string(),
+        });
+    }
+    fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+}
+
+pub fn plan(i: &Inputs<'_>) -> VmPlan {
+    let (spec, facts) = (i.spec, i.facts);
+    let mut out = Draft::default();
+    let (method, method_reason) = devices::method(i.api);
+    refusals::node_and_storage(spec, facts, &mut out);
+    let wanted = refusals::wanted_cards(spec, i.host, &mut out);
+    let waits_for_host = (!i.host.converged).then(|| {
+        i.host
+            .pending
+            .clone()
+            .unwrap_or_else(|| "the host phase has changes left".into())
+    });
+    refusals::off_vfio(i.host, &wanted, &mut out);
+    let target = refusals::target(spec, facts, &mut out);
+    refusals::held_elsewhere(&wanted, facts, target.ours, &mut out);
+
+    let entries = devices::entries(method, spec, facts, &wanted, &mut out);
+    let slots = slots::place(&wanted, &entries, target.current, facts, &mut out);
+    let devices = slots
+        .placed
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let exists = target.ours.is_some();
+    match (target.current, target.vmid) {
+        (None, None) if !exists => out.refuse(
+            "no VM id: /cluster/nextid did not answer".into(),
+            "set `vmid` in the node's [vm] table",
+        ),
+        (None, Some(id)) if !exists => config::create(spec, facts, id, i.ssh_key, &slots, &mut out),
+        (None, _) => {}
+        (Some(cur), _) => config::reconcile(spec, cur, target.running, i.ssh_key, &slots, &mut out),
+    }
+    VmPlan {
+        node: i.node.to_string(),
+        pve_node: facts.node.clone(),
+        name: spec.name.clone(),
+        vmid: target.vmid,
+        exists,
+        running: target.running,
+        method,
+        method_reason: method_reason.to_string(),
+        devices,
+        // A refused plan carries no steps.
+        steps: if out.refusals.is_empty() {
+            out.steps
+        } else {
+            Vec::new()
+        },
+        refusals: out.refusals,
+        notes: out.notes,
+        waits_for_host,
+    }
+}
