@@ -1,6 +1,6 @@
 //! Gathering host facts: the probe over SSH in one round trip, or a saved facts file.
 
-use crate::error::hinted;
+use crate::core::error::hinted;
 use crate::facts::raw::RawFacts;
 use crate::facts::{HostFacts, PROBE};
 use crate::inventory::{Inventory, Node};

@@ -5,7 +5,6 @@ pub mod cli;
 pub mod commands;
 pub mod compat;
 pub mod core;
-pub mod error;
 pub mod facts;
 pub mod gather;
 pub mod guest;

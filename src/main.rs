@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     match runtime.block_on(pvegpu::commands::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            let text = pvegpu::error::render(&err);
+            let text = pvegpu::commands::render_error(&err);
             let mut stderr = anstream::stderr();
             let _ = std::io::Write::write_all(&mut stderr, style_error(&text).as_bytes());
             ExitCode::FAILURE

@@ -58,6 +58,14 @@ pub struct NodePlan {
     pub host: HostStage,
     pub vm: Option<VmStage>,
     pub guest: Option<GuestPhasePlan>,
+    /// Phases an offline plan left out, with why.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A phase that could not be reached and was left out of an offline plan.
+pub struct LeftOut {
+    pub phase: &'static str,
+    pub error: anyhow::Error,
 }
 
 /// The JSON of a node's plan: the host plan's fields, then `vm` and `guest`.
@@ -208,17 +216,18 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Every phase in order. With [`Unreachable::LeaveOut`], a VM or guest phase that cannot
-    /// be reached is left out with a warning instead of failing the node.
+    /// be reached is left out, with the error, instead of failing the node.
     pub async fn plan(&self, source: HostSource, unreachable: Unreachable) -> Result<NodePlan> {
         let host = self.host(source).await?;
-        let vm = self
-            .left_out("VM", unreachable, self.vm(&host).await)?
-            .flatten();
+        let mut left_out = Vec::new();
+        let vm = self.vm(&host).await;
+        let vm = Self::left_out("VM", unreachable, vm, &mut left_out)?.flatten();
         // the guest is planned after a VM phase, never in place of one left out
         let guest = match &vm {
-            Some(v) => self
-                .left_out("guest", unreachable, self.guest(Some(v)).await)?
-                .flatten(),
+            Some(v) => {
+                let guest = self.guest(Some(v)).await;
+                Self::left_out("guest", unreachable, guest, &mut left_out)?.flatten()
+            }
             None => None,
         };
         Ok(NodePlan {
@@ -226,24 +235,21 @@ impl<'a> Pipeline<'a> {
             host,
             vm,
             guest,
+            left_out,
         })
     }
 
     fn left_out<T>(
-        &self,
-        phase: &str,
+        phase: &'static str,
         unreachable: Unreachable,
         result: Result<T>,
+        left_out: &mut Vec<LeftOut>,
     ) -> Result<Option<T>> {
         match (result, unreachable) {
             (Ok(t), _) => Ok(Some(t)),
             (Err(e), Unreachable::Fail) => Err(e),
-            (Err(e), Unreachable::LeaveOut) => {
-                eprintln!(
-                    "warning: the {phase} phase of {} is left out of this offline plan:\n{}",
-                    self.name,
-                    crate::error::render(&e)
-                );
+            (Err(error), Unreachable::LeaveOut) => {
+                left_out.push(LeftOut { phase, error });
                 Ok(None)
             }
         }

@@ -2,6 +2,7 @@
 //! (tests/fixtures/compose/; the `bad_seed_*` files hold the mix-ups of
 //! shared/seeds/001). Each bad file is checked for exactly its findings: rule, service, line.
 
+use pvegpu::core::error::Hint;
 use pvegpu::lint::{
     Finding, LintError, Severity, has_errors, lint_compose, lint_compose_str, render,
 };

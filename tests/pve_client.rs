@@ -2,6 +2,7 @@
 //! self-signed certificate answers like Proxmox does (status line reasons, empty 401s,
 //! `errors` maps, tasks with UPIDs and logs).
 
+use pvegpu::core::error::Hint;
 use pvegpu::pve::{
     Api, ApiToken, ClientOptions, Credentials, Fingerprint, Params, PveClient, PveError, TlsTrust,
     Upid, WaitOptions,

@@ -8,6 +8,7 @@
 mod fake_pve;
 mod support;
 use fake_pve::{FakePve, LIMITED_TOKEN_SECRET, ROOT_TOKEN_SECRET};
+use pvegpu::core::error::Hint;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -5,9 +5,9 @@
 pub mod scripts;
 
 use crate::core::check::Check;
+use crate::core::error::hinted;
 use crate::core::progress::Progress;
 use crate::core::reboot::{RebootCost, RebootWait, reboot_and_wait};
-use crate::error::hinted;
 use crate::facts::HostFacts;
 use crate::gather;
 use crate::host::checks::{postconditions, reboot_interlocks};

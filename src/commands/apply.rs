@@ -5,8 +5,8 @@ use super::{Stderr, confirm, print_json, print_stdout, selected};
 use crate::apply::{self, Executor};
 use crate::cli::GlobalArgs;
 use crate::core::check::Check;
+use crate::core::error::hinted;
 use crate::core::plan::PhasePlan;
-use crate::error::hinted;
 use crate::facts::HostFacts;
 use crate::gather;
 use crate::guest::phase::{GuestPhasePlan, GuestStage};
@@ -137,6 +137,7 @@ impl Run<'_> {
             host,
             vm,
             guest,
+            left_out: Vec::new(),
         };
         if !self.g.json {
             print_stdout(&planned.render_text())?;

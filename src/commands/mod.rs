@@ -11,8 +11,8 @@ mod rollback;
 mod verify;
 
 use crate::cli::{Cli, Command};
+use crate::core::error::{HintOf, hint_of, hinted};
 use crate::core::progress::Progress;
-use crate::error::hinted;
 use crate::inventory::{Inventory, Node};
 use anyhow::Result;
 use clap::CommandFactory;
@@ -73,6 +73,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Every error type that knows what the user can do about it: the command layer knows them
+/// all, so the error renderer below it needs none.
+const HINTS: &[HintOf] = &[
+    hint_of::<crate::core::error::Hinted>,
+    hint_of::<crate::transport::ssh::SshError>,
+    hint_of::<crate::pve::PveError>,
+    hint_of::<crate::vm::connect::ConnectError>,
+    hint_of::<crate::vm::exec::ExecError>,
+    hint_of::<crate::guest::access::AccessError>,
+    hint_of::<crate::lint::compose::LintError>,
+];
+
+/// An error as the user sees it: `error:`, `Caused by:` lines, `hint:` lines.
+pub fn render_error(err: &anyhow::Error) -> String {
+    crate::core::error::render(err, HINTS)
 }
 
 /// The nodes `--node` selects: the one named, else all.

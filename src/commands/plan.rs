@@ -2,7 +2,7 @@
 
 use super::{join_all, print_json, print_stdout, selected};
 use crate::cli::GlobalArgs;
-use crate::error::hinted;
+use crate::core::error::hinted;
 use crate::gather::{self, Gathered};
 use crate::inventory::Inventory;
 use crate::pipeline::{HostSource, NodePlan, Pipeline, Unreachable};
@@ -32,6 +32,17 @@ pub async fn run(
     }))
     .await;
     let plans: Vec<NodePlan> = planned.into_iter().collect::<Result<_>>()?;
+    for (plan, left) in plans
+        .iter()
+        .flat_map(|p| p.left_out.iter().map(move |l| (p, l)))
+    {
+        eprintln!(
+            "warning: the {} phase of {} is left out of this offline plan:\n{}",
+            left.phase,
+            plan.name,
+            super::render_error(&left.error)
+        );
+    }
     if g.json {
         print_json(&plans)?;
     } else {

@@ -3,6 +3,7 @@
 //! knows a phase; the phases and the commands build on it.
 
 pub mod check;
+pub mod error;
 pub mod plan;
 pub mod progress;
 pub mod reboot;

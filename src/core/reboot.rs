@@ -5,7 +5,7 @@
 
 use super::progress::Progress;
 use crate::apply::scripts;
-use crate::error::hinted;
+use crate::core::error::hinted;
 use crate::transport::{Connector, Remote};
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -282,7 +282,10 @@ mod tests {
             err.to_string().contains("did not come back within 0 s"),
             "{err}"
         );
-        let rendered = crate::error::render(&err);
+        let rendered = crate::core::error::render(
+            &err,
+            &[crate::core::error::hint_of::<crate::core::error::Hinted>],
+        );
         assert!(rendered.contains("hint: check the console"), "{rendered}");
         assert_eq!(cost.reboots, 1);
     }

@@ -18,9 +18,9 @@ pub struct AccessError {
     pub message: String,
 }
 
-impl AccessError {
-    pub fn hint(&self) -> &'static str {
-        "set `ssh = \"USER@ADDRESS\"` under [nodes.NAME.vm.guest], or give [nodes.NAME.vm.cloud_init] a `user` and a static `ip`"
+impl crate::core::error::Hint for AccessError {
+    fn hint(&self) -> Option<String> {
+        Some("set `ssh = \"USER@ADDRESS\"` under [nodes.NAME.vm.guest], or give [nodes.NAME.vm.cloud_init] a `user` and a static `ip`".into())
     }
 }
 

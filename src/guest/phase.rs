@@ -169,10 +169,7 @@ pub async fn plan(
         }
         _ => {}
     }
-    let target = target.map_err(|e| {
-        let hint = e.hint();
-        crate::error::hinted(e.to_string(), hint)
-    })?;
+    let target = target?;
     match gather_live(name, &target, spec).await {
         Ok(g) => {
             let p = planner::plan(spec, &g.facts)?;

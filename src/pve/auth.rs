@@ -246,6 +246,7 @@ impl Credentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::Hint;
 
     const SECRET: &str = "8a3c1f4e-0b1d-4c2e-9f3a-5d6e7f8a9b0c";
     // NOTES.md section 2: a ticket issued at 0x66F1E2D3.

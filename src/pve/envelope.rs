@@ -240,6 +240,7 @@ pub mod de {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::Hint;
 
     fn reply(status: u16, reason: Option<&'static str>, body: &'static str) -> RawReply<'static> {
         RawReply {

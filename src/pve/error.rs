@@ -176,9 +176,11 @@ impl PveError {
             Retry::Never => false,
         }
     }
+}
 
+impl crate::core::error::Hint for PveError {
     /// What the user can do about it, where we know.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             PveError::Auth {
                 kind: AuthKind::Token,

@@ -28,8 +28,8 @@ pub enum ConnectFailure {
     Other,
 }
 
-impl SshError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::core::error::Hint for SshError {
+    fn hint(&self) -> Option<String> {
         match self {
             SshError::Connect {
                 kind: ConnectFailure::HostKey,

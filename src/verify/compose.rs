@@ -3,6 +3,7 @@
 //! the containers start and see GPUs, only perhaps not the intended ones.
 
 use crate::core::check::{Check, Layer};
+use crate::core::error::Hint;
 use crate::lint::compose::{Severity, lint_compose_str};
 use std::path::Path;
 

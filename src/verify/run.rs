@@ -7,6 +7,7 @@ use super::guest::GuestExpect;
 use super::report::Report;
 use super::vm::ExpectedDevice;
 use crate::core::check::{Check, Layer};
+use crate::core::error::Hint;
 use crate::guest::access::access;
 use crate::inventory::{Inventory, Node};
 use crate::pci::PciAddress;
@@ -231,7 +232,7 @@ async fn guest_layers(
     };
     let target = match access(inv, name, node, agent_address) {
         Ok(t) => t,
-        Err(e) => return skip_rest(report, e.to_string(), e.hint().to_string()),
+        Err(e) => return skip_rest(report, e.to_string(), e.hint().unwrap_or_default()),
     };
     let remote = match SshRemote::connect_guest(&target.destination, target.ssh_config).await {
         Ok(r) => r,

@@ -21,13 +21,13 @@ pub enum ConnectError {
     Api(#[from] PveError),
 }
 
-impl ConnectError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::core::error::Hint for ConnectError {
+    fn hint(&self) -> Option<String> {
         match self {
             ConnectError::Settings { .. } => Some(format!(
                 "an [api] table needs `url` and either `token = \"USER@REALM!NAME\"` (secret in ${TOKEN_SECRET_ENV} or `token_secret_file`) or `user = \"root@pam\"` (password in ${PASSWORD_ENV} or `password_file`); see inventories/osm45.toml"
             )),
-            ConnectError::Api(e) => e.hint(),
+            ConnectError::Api(e) => crate::core::error::Hint::hint(e),
         }
     }
 }

@@ -30,10 +30,10 @@ pub enum ExecError {
     HostNotReady { vmid: u32, why: String },
 }
 
-impl ExecError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::core::error::Hint for ExecError {
+    fn hint(&self) -> Option<String> {
         match self {
-            ExecError::Step { hint, source, .. } => hint.clone().or_else(|| source.hint()),
+            ExecError::Step { hint, source, .. } => hint.clone().or_else(|| crate::core::error::Hint::hint(source)),
             ExecError::Unreachable { .. } => Some("check the VM console in the Proxmox GUI: cloud-init network settings, or the guest agent (install qemu-guest-agent in the guest)".into()),
             ExecError::HostNotReady { .. } => Some("run `pvegpu apply` for the host and `pvegpu verify` until the host layer passes".into()),
         }

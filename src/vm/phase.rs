@@ -42,7 +42,7 @@ impl Phase {
     ) -> Result<Option<Phase>> {
         let Some(vm) = &node.vm else { return Ok(None) };
         let Some(api) = &node.api else {
-            return Err(crate::error::hinted(
+            return Err(crate::core::error::hinted(
                 format!(
                     "{}: node `{name}` has a [vm] table but no [api] table",
                     inv.path.display()

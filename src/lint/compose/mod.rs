@@ -143,9 +143,9 @@ pub enum LintError {
     NoServices { path: PathBuf },
 }
 
-impl LintError {
+impl crate::core::error::Hint for LintError {
     /// What to do about it, for the `hint:` line.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         match self {
             LintError::Read { .. } => None,
             LintError::Invalid {

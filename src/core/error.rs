@@ -1,0 +1,63 @@
+//! Errors the user can act on carry a hint; the top level prints them uv-style: `error:`,
+//! one `Caused by:` line per source, then the hints found along the chain.
+
+use std::error::Error;
+use std::fmt;
+
+/// What the user can do about an error, where its type knows.
+pub trait Hint {
+    fn hint(&self) -> Option<String>;
+}
+
+/// Reads the hint of one error in a chain, when it is of a type that has one.
+pub type HintOf = fn(&(dyn Error + 'static)) -> Option<String>;
+
+/// The [`HintOf`] for one error type. The command layer, which knows every type, lists them;
+/// nothing below it has to.
+pub fn hint_of<E: Hint + Error + 'static>(e: &(dyn Error + 'static)) -> Option<String> {
+    e.downcast_ref::<E>().and_then(Hint::hint)
+}
+
+/// An error with what to do about it.
+#[derive(Debug)]
+pub struct Hinted {
+    pub message: String,
+    pub hint: String,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Error for Hinted {}
+
+impl Hint for Hinted {
+    fn hint(&self) -> Option<String> {
+        Some(self.hint.clone())
+    }
+}
+
+pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Hinted {
+        message: message.into(),
+        hint: hint.into(),
+    })
+}
+
+/// `error: ...`, one `Caused by:` line per source, then the hints `hints` find along the chain.
+pub fn render(err: &anyhow::Error, hints: &[HintOf]) -> String {
+    let mut out = format!("error: {err}\n");
+    let mut found = Vec::new();
+    for (i, cause) in err.chain().enumerate() {
+        if i > 0 {
+            out.push_str(&format!("  Caused by: {cause}\n"));
+        }
+        found.extend(hints.iter().find_map(|h| h(cause)));
+    }
+    for h in found {
+        out.push_str(&format!("hint: {h}\n"));
+    }
+    out
+}
