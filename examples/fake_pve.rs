@@ -62,7 +62,7 @@ fn args() -> Result<Args> {
 
 /// The cluster: the default fake's node `pve`, renamed and given the host's PCI devices.
 fn cluster(facts_path: &Path, node_name: Option<String>) -> Result<(FakeCluster, String)> {
-    let (_, got) = pvegpu::gather::from_file(None, facts_path)?;
+    let (_, got) = pvegpu::host::gather::from_file(None, facts_path)?;
     let facts = got.facts;
     let name = node_name
         .or_else(|| facts.hostname.split('.').next().map(str::to_string))

@@ -1,20 +1,16 @@
 //! pvegpu: converge a Proxmox VE node for NVIDIA GPU passthrough. See ARCHITECTURE.md.
 
-pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod compat;
 pub mod core;
 pub mod facts;
-pub mod gather;
 pub mod guest;
 pub mod host;
 pub mod inventory;
 pub mod lint;
 pub mod pci;
 pub mod pipeline;
-pub mod plan;
-pub mod playbook;
 pub mod pve;
 pub mod templates;
 pub mod transport;

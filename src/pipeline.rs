@@ -4,11 +4,11 @@
 
 use crate::core::plan::{PhasePlan, PlanState};
 use crate::facts::HostFacts;
-use crate::gather::{self, Gathered};
 use crate::guest::phase::GuestPhasePlan;
+use crate::host::gather::{self, Gathered};
+use crate::host::plan::HostPlan;
 use crate::host::planner;
 use crate::inventory::{Inventory, Node};
-use crate::plan::HostPlan;
 use crate::vm::phase::{Phase, host_readiness};
 use crate::vm::{HostReadiness, VmPlan};
 use anyhow::Result;

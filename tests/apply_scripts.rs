@@ -1,6 +1,6 @@
 //! The executor's write scripts, run for real by /bin/sh against a scratch folder.
 
-use pvegpu::apply::scripts;
+use pvegpu::core::scripts;
 use std::path::Path;
 use std::process::Command;
 

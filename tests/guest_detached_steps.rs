@@ -6,11 +6,11 @@
 //! step files under /var/lib/pvegpu), as .ci/run has.
 
 mod support;
+use pvegpu::core::plan::{Action, Change};
 use pvegpu::core::progress::Progress;
 use pvegpu::facts::RawFacts;
 use pvegpu::guest::exec::{GuestExecutor, GuestOptions, STEPS_DIR};
 use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
-use pvegpu::plan::{Action, Change};
 use pvegpu::transport::Connector;
 use pvegpu::transport::ssh::SshConnector;
 use pvegpu::transport::ssh::SshRemote;

@@ -3,13 +3,13 @@
 //! reads, a real local shell.
 
 mod support;
-use pvegpu::apply::scripts;
+use pvegpu::core::plan::Action;
 use pvegpu::core::progress::Progress;
+use pvegpu::core::scripts;
 use pvegpu::facts::RawFacts;
 use pvegpu::guest::exec::{GuestExecutor, GuestOptions, GuestReport, change_script};
 use pvegpu::guest::gather;
 use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
-use pvegpu::plan::Action;
 use pvegpu::transport::Connector;
 use pvegpu::transport::ssh::SshError;
 use pvegpu::transport::{Remote, RemoteOutput};

@@ -333,7 +333,7 @@ fn recorded_kernel_without_headers_gets_them_and_its_module() {
         .iter()
         .filter(|c| c.step == "kernel-headers" || c.step == "dkms-modules" || c.step == "driver")
         .filter_map(|c| match &c.action {
-            pvegpu::plan::Action::Run { command } => Some(command.as_str()),
+            pvegpu::core::plan::Action::Run { command } => Some(command.as_str()),
             _ => None,
         })
         .collect();

@@ -2,9 +2,9 @@
 //! tests/fixtures/guest (provenance in SOURCES.md); each scenario below names its edit.
 
 mod support;
+use pvegpu::core::plan::Action;
 use pvegpu::facts::RawFacts;
 use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
-use pvegpu::plan::Action;
 use support::{add_section, read, set_section};
 
 const SEED_SPEC: &str = "runtime = \"docker\"\n[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n";

@@ -19,11 +19,11 @@
 
 mod support;
 
+use pvegpu::core::plan::Action;
 use pvegpu::core::progress::Progress;
 use pvegpu::guest::exec::{GuestExecutor, GuestOptions};
 use pvegpu::guest::planner::NOT_LOADED;
 use pvegpu::guest::{GuestSpec, gather, plan};
-use pvegpu::plan::Action;
 use pvegpu::transport::Connector;
 use pvegpu::transport::ssh::SshConnector;
 use pvegpu::transport::ssh::SshError;
@@ -287,7 +287,7 @@ async fn debian12_guest_components_update_hold_reboot_then_replan() {
     partial
         .changes
         .retain(|c| wanted.contains(&c.step.as_str()));
-    partial.changes.push(pvegpu::plan::Change {
+    partial.changes.push(pvegpu::core::plan::Change {
         step: "reboot".into(),
         summary: "reboot the guest".into(),
         reason: "prove the executor's reboot on a real guest".into(),

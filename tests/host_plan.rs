@@ -3,8 +3,9 @@
 //! from the QEMU test host (tests/testhost).
 
 mod support;
+use pvegpu::core::plan::Action;
+use pvegpu::host::plan::HostPlan;
 use pvegpu::host::planner::plan;
-use pvegpu::plan::{Action, HostPlan};
 use support::*;
 
 const OSM45: &str = "[nodes.osm45]\nssh = \"root@osm45\"\n[[nodes.osm45.gpus]]\naddress = \"0000:02:00\"\nid = \"10de:1b80\"\n[[nodes.osm45.gpus]]\naddress = \"0000:83:00\"\nid = \"10de:1b80\"\n";

@@ -1,9 +1,9 @@
 //! The playbook loader (src/playbook.rs) and the phases' playbooks: every step loads as its
 //! typed kind, and a renamed, unknown or malformed step fails at load naming the file and step.
 
+use pvegpu::core::playbook::{OwnedFile, Playbook, load};
 use pvegpu::guest::playbook::{GUEST, GuestStepKind};
 use pvegpu::host::playbook::{HOST, HostStepKind};
-use pvegpu::playbook::{OwnedFile, Playbook, load};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 

@@ -337,7 +337,7 @@ async fn a_concurrent_edit_is_detected_not_overwritten() {
     let inv = pvegpu::inventory::Inventory::load(&inv_path).unwrap();
     let node = inv.node("pvetest").unwrap();
     let raw = std::fs::read_to_string(inv_path.with_file_name("pvetest.facts")).unwrap();
-    let facts = pvegpu::gather::from_text("pvetest", "fixture", raw)
+    let facts = pvegpu::host::gather::from_text("pvetest", "fixture", raw)
         .unwrap()
         .facts;
     let host = pvegpu::host::planner::plan("pvetest", node, &facts).unwrap();
@@ -569,7 +569,7 @@ async fn plans_for_several_nodes_run_concurrently() {
     let mut files = Vec::new();
     for name in ["pvetest", "pvetest2"] {
         let path = lab.dir.path().join(format!("{name}.saved.facts"));
-        std::fs::write(&path, pvegpu::gather::saved_text(name, &converged)).unwrap();
+        std::fs::write(&path, pvegpu::host::gather::saved_text(name, &converged)).unwrap();
         files.push(path);
     }
 

@@ -2,14 +2,15 @@
 //! host's, the VM's, the guest's, each once the phase before it converged.
 
 use super::{Stderr, confirm, print_json, print_stdout, selected};
-use crate::apply::{self, Executor};
 use crate::cli::GlobalArgs;
 use crate::core::check::Check;
 use crate::core::error::hinted;
+use crate::core::outcome::ApplyReport;
 use crate::core::plan::PhasePlan;
 use crate::facts::HostFacts;
-use crate::gather;
 use crate::guest::phase::{GuestPhasePlan, GuestStage};
+use crate::host::exec::{Executor, Options};
+use crate::host::gather;
 use crate::inventory::{Inventory, Node};
 use crate::pipeline::{HostSource, HostStage, NodePlan, Pipeline, VmStage};
 use crate::transport::ssh::SshConnector;
@@ -24,7 +25,7 @@ struct Run<'a> {
     inv: &'a Inventory,
     yes: bool,
     saved_facts: Option<&'a Path>,
-    options: &'a apply::Options,
+    options: &'a Options,
     progress: &'a Stderr,
 }
 
@@ -33,7 +34,7 @@ pub async fn run(
     node: Option<String>,
     yes: bool,
     saved_facts: Option<PathBuf>,
-    options: apply::Options,
+    options: Options,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let nodes = selected(&inv, &node)?;
@@ -66,7 +67,7 @@ pub async fn run(
 }
 
 /// The executors' report: steps, reboots, round trips and the postconditions.
-pub(super) fn print_report(g: &GlobalArgs, reports: &[apply::Report]) -> Result<()> {
+pub(super) fn print_report(g: &GlobalArgs, reports: &[ApplyReport]) -> Result<()> {
     if g.json {
         return print_json(&reports);
     }
@@ -93,10 +94,10 @@ pub(super) fn print_report(g: &GlobalArgs, reports: &[apply::Report]) -> Result<
 }
 
 /// The report of a host with nothing to apply: its postconditions on the facts just read.
-fn converged_host_report(name: &str, n: &Node, host: &HostStage) -> apply::Report {
+fn converged_host_report(name: &str, n: &Node, host: &HostStage) -> ApplyReport {
     let postconditions =
         crate::host::checks::postconditions(name, n, &host.plan, host.facts(), host.facts());
-    apply::Report {
+    ApplyReport {
         node: name.to_string(),
         ok: postconditions.iter().all(Check::passed),
         ssh_round_trips: 1,
@@ -105,12 +106,12 @@ fn converged_host_report(name: &str, n: &Node, host: &HostStage) -> apply::Repor
     }
 }
 
-fn all_passed(report: &mut apply::Report) {
+fn all_passed(report: &mut ApplyReport) {
     report.ok = report.postconditions.iter().all(Check::passed);
 }
 
 impl Run<'_> {
-    async fn node(&self, name: &str, n: &Node) -> Result<apply::Report> {
+    async fn node(&self, name: &str, n: &Node) -> Result<ApplyReport> {
         let started = Instant::now();
         let pipeline = Pipeline::new(self.inv, name, n);
         let source = match self.saved_facts {
@@ -181,7 +182,7 @@ impl Run<'_> {
         n: &Node,
         host: &HostStage,
         started: Instant,
-    ) -> Result<(apply::Report, HostFacts)> {
+    ) -> Result<(ApplyReport, HostFacts)> {
         if host.plan.is_empty() {
             return Ok((converged_host_report(name, n, host), host.facts().clone()));
         }
@@ -208,7 +209,7 @@ impl Run<'_> {
         pipeline: &Pipeline<'_>,
         vm: &VmStage,
         after: &HostFacts,
-        report: &mut apply::Report,
+        report: &mut ApplyReport,
     ) -> Result<()> {
         let name = pipeline.name;
         let (plan, ready) = pipeline.replan_vm(&vm.phase, after).await?;
@@ -245,7 +246,7 @@ impl Run<'_> {
         pipeline: &Pipeline<'_>,
         vm: Option<&VmStage>,
         shown: Option<GuestPhasePlan>,
-        report: &mut apply::Report,
+        report: &mut ApplyReport,
     ) -> Result<()> {
         let name = pipeline.name;
         let planned = match shown.filter(|p| p.planned().is_some()) {
@@ -307,7 +308,7 @@ impl Run<'_> {
 }
 
 /// A node with nothing to do in any phase: the postconditions of each, on what was just read.
-fn converged_report(name: &str, n: &Node, planned: &NodePlan) -> apply::Report {
+fn converged_report(name: &str, n: &Node, planned: &NodePlan) -> ApplyReport {
     let mut report = converged_host_report(name, n, &planned.host);
     if let Some(v) = &planned.vm {
         report

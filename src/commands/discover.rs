@@ -2,8 +2,8 @@
 
 use super::{join_all, print_json, print_stdout, selected};
 use crate::cli::GlobalArgs;
-use crate::gather;
 use crate::host::discover;
+use crate::host::gather;
 use crate::inventory::Inventory;
 use anyhow::{Context, Result};
 use std::path::PathBuf;

@@ -36,8 +36,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             reboot_timeout,
             facts,
         } => {
-            let options =
-                crate::apply::Options::new(stop_guests, Duration::from_secs(reboot_timeout), true);
+            let options = crate::host::exec::Options::new(
+                stop_guests,
+                Duration::from_secs(reboot_timeout),
+                true,
+            );
             apply::run(g, node, yes, facts, options).await
         }
         Command::Rollback {
@@ -47,8 +50,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             stop_guests,
             reboot_timeout,
         } => {
-            let options =
-                crate::apply::Options::new(stop_guests, Duration::from_secs(reboot_timeout), false);
+            let options = crate::host::exec::Options::new(
+                stop_guests,
+                Duration::from_secs(reboot_timeout),
+                false,
+            );
             rollback::run(g, node, yes, reboot, options).await
         }
         Command::Compat {

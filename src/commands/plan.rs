@@ -3,7 +3,7 @@
 use super::{join_all, print_json, print_stdout, selected};
 use crate::cli::GlobalArgs;
 use crate::core::error::hinted;
-use crate::gather::{self, Gathered};
+use crate::host::gather::{self, Gathered};
 use crate::inventory::Inventory;
 use crate::pipeline::{HostSource, NodePlan, Pipeline, Unreachable};
 use anyhow::Result;

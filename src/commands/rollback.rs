@@ -2,10 +2,10 @@
 
 use super::apply::print_report;
 use super::{Stderr, confirm, print_stdout};
-use crate::apply::{self, Executor};
 use crate::cli::GlobalArgs;
 use crate::core::check::{Check, Layer};
-use crate::gather;
+use crate::host::exec::{Executor, Options};
+use crate::host::gather;
 use crate::inventory::Inventory;
 use crate::transport::ssh::SshConnector;
 use anyhow::Result;
@@ -16,7 +16,7 @@ pub async fn run(
     name: String,
     yes: bool,
     reboot: bool,
-    options: apply::Options,
+    options: Options,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let n = inv.node(&name)?;

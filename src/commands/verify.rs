@@ -3,7 +3,7 @@
 use super::{join_all, print_json, print_stdout, selected};
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::core::error::hinted;
-use crate::gather;
+use crate::host::gather;
 use crate::inventory::Inventory;
 use crate::verify::{Report, Style};
 use anyhow::Result;

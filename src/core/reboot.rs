@@ -4,8 +4,8 @@
 //! connection that answers, is the proof: a node whose reboot failed to start answers too.
 
 use super::progress::Progress;
-use crate::apply::scripts;
 use crate::core::error::hinted;
+use crate::core::scripts;
 use crate::transport::{Connector, Remote};
 use anyhow::Result;
 use std::time::{Duration, Instant};

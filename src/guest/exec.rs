@@ -11,13 +11,13 @@ use super::facts::GuestFacts;
 use super::gather::{self, as_root};
 use super::planner::{self, GuestPlan};
 use super::spec::GuestSpec;
-use crate::apply::StepOutcome;
-use crate::apply::scripts;
 use crate::core::check::{Check, Layer};
 use crate::core::error::hinted;
+use crate::core::outcome::StepOutcome;
+use crate::core::plan::{Action, Change};
 use crate::core::progress::Progress;
 use crate::core::reboot::{RebootCost, RebootWait, reboot_and_wait};
-use crate::plan::{Action, Change};
+use crate::core::scripts;
 use crate::transport::{Connector, Remote, RemoteOutput};
 use anyhow::Result;
 use serde::Serialize;
@@ -214,7 +214,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
             options,
             progress,
             connector,
-            run_id: crate::apply::run_id(),
+            run_id: crate::core::outcome::run_id(),
             report: GuestReport {
                 guest: guest.to_string(),
                 ..GuestReport::default()

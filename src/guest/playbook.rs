@@ -1,7 +1,7 @@
 //! playbooks/guest.toml: the guest phase's step kinds, each with exactly the fields it needs,
-//! read by the one playbook loader (`crate::playbook`).
+//! read by the one playbook loader (`crate::core::playbook`).
 
-use crate::playbook::{Playbook, Step, embedded};
+use crate::core::playbook::{Playbook, Step, embedded};
 use serde::Deserialize;
 use std::sync::LazyLock;
 

@@ -1,10 +1,10 @@
 //! What the facts say about passthrough: which functions a target really means, and whether
 //! each can leave the host safely. Shared by `discover` (verdicts) and the planner (refusals).
 
+use crate::core::plan::Refusal;
 use crate::facts::{CpuVendor, HostFacts, PciDevice};
 use crate::inventory::Node;
 use crate::pci::PciAddress;
-use crate::plan::Refusal;
 use std::collections::BTreeSet;
 
 /// Problems that make a device unsafe to take from the host, each with the way out.

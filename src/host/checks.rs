@@ -4,10 +4,11 @@
 use super::analysis::{device_problems, iommu_problems};
 use super::planner;
 use crate::core::check::{Check, Layer};
+use crate::core::plan::Refusal;
 use crate::facts::HostFacts;
+use crate::host::plan::HostPlan;
 use crate::inventory::Node;
 use crate::pci::PciAddress;
-use crate::plan::{HostPlan, Refusal};
 use std::collections::BTreeSet;
 
 /// Guests pvegpu would have to stop for a reboot, and the refusals that block it.

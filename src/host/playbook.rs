@@ -1,6 +1,6 @@
 //! playbooks/host.toml: the host phase's step kinds, one per rule the host planner knows.
 
-use crate::playbook::{OwnedFile, Playbook, embedded};
+use crate::core::playbook::{OwnedFile, Playbook, embedded};
 use serde::Deserialize;
 use std::sync::LazyLock;
 
@@ -32,7 +32,7 @@ pub struct ManagedBlock {
     pub template: String,
 }
 
-pub type HostStep = crate::playbook::Step<HostStepKind>;
+pub type HostStep = crate::core::playbook::Step<HostStepKind>;
 
 impl HostStepKind {
     /// The whole file this step owns, if it owns one.

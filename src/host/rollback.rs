@@ -6,10 +6,11 @@
 
 use super::planner::{GRUB_DROPIN, KERNEL_CMDLINE, strip_block};
 use super::playbook::HOST;
-use crate::apply::scripts::CMDLINE_ADDED;
+use crate::core::plan::{Action, Change, unified_diff};
+use crate::core::scripts::CMDLINE_ADDED;
 use crate::facts::HostFacts;
 use crate::facts::boot::BootLoader;
-use crate::plan::{Action, Change, HostPlan, unified_diff};
+use crate::host::plan::HostPlan;
 
 const MARK: &str = "Managed by pvegpu";
 

@@ -29,7 +29,7 @@ pub async fn verify_node(
     inv: &Inventory,
     name: &str,
     node: &Node,
-    saved: Option<crate::gather::Gathered>,
+    saved: Option<crate::host::gather::Gathered>,
 ) -> Report {
     let mut report = Report::new();
     let pipeline = Pipeline::new(inv, name, node);
@@ -72,7 +72,7 @@ pub async fn verify_node(
 /// The VM layer; returns the address the guest agent reports, for reaching a DHCP guest.
 async fn vm_layer(
     pipeline: &Pipeline<'_>,
-    gathered: crate::gather::Gathered,
+    gathered: crate::host::gather::Gathered,
     report: &mut Report,
 ) -> Option<String> {
     let result: anyhow::Result<(Vec<Check>, Option<String>)> = async {

@@ -10,8 +10,8 @@ use super::spec::{ApiSettings, VmSpec};
 use crate::core::check::{Check, Layer};
 use crate::core::progress::Progress;
 use crate::facts::HostFacts;
+use crate::host::plan::HostPlan;
 use crate::inventory::{Inventory, Node};
-use crate::plan::HostPlan;
 use crate::pve::{Api, PveClient};
 use anyhow::{Context, Result};
 

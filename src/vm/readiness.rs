@@ -3,8 +3,8 @@
 
 use super::planner::{HostDevice, HostReadiness};
 use crate::facts::HostFacts;
+use crate::host::plan::HostPlan;
 use crate::inventory::Node;
-use crate::plan::HostPlan;
 
 pub fn readiness(
     node_name: &str,

@@ -40,8 +40,12 @@ impl VmPlan {
                 "  waits for the host: {w}; the VM steps run once the host is converged and verified\n"
             ));
         }
-        if crate::plan::render_verdict(&mut out, &self.notes, &self.refusals, self.steps.is_empty())
-        {
+        if crate::core::plan::render_verdict(
+            &mut out,
+            &self.notes,
+            &self.refusals,
+            self.steps.is_empty(),
+        ) {
             return out;
         }
         out.push_str("\nChanges:\n");

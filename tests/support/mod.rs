@@ -84,10 +84,10 @@ pub fn add_section(text: &str, head: &str, body: &str) -> String {
 
 /// The node after pvegpu applied `p` and rebooted: written files in place, fresh initramfs
 /// images carrying them, targets on vfio-pci.
-pub fn converge(text: &str, p: &pvegpu::plan::HostPlan) -> String {
+pub fn converge(text: &str, p: &pvegpu::host::plan::HostPlan) -> String {
     let mut out = text.to_string();
     for c in &p.changes {
-        if let pvegpu::plan::Action::WriteFile {
+        if let pvegpu::core::plan::Action::WriteFile {
             path,
             content,
             mode,
@@ -108,7 +108,7 @@ pub fn converge(text: &str, p: &pvegpu::plan::HostPlan) -> String {
         }
     }
     if p.changes.iter().any(
-        |c| matches!(&c.action, pvegpu::plan::Action::Run { command } if command.starts_with("update-initramfs")),
+        |c| matches!(&c.action, pvegpu::core::plan::Action::Run { command } if command.starts_with("update-initramfs")),
     ) {
         let f = facts(&out);
         for k in f.kernels.iter().filter(|k| k.initrd_mtime.is_some()) {

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use crate::support::{add_section, facts, inventory, read, set_section};
+use pvegpu::core::plan::Action;
 use pvegpu::host::planner::plan;
-use pvegpu::plan::Action;
 use pvegpu::verify::Check;
 
 pub const TESTHOST: &str = "[nodes.testhost]\nssh = \"root@127.0.0.1\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:03.0\"\nid = \"1234:11e8\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:04.0\"\nid = \"8086:100e\"\n";

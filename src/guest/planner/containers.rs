@@ -2,10 +2,10 @@
 //! in Docker, and the CDI spec Podman resolves the GPUs from.
 
 use super::{APT_INSTALL, Walk};
+use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::GuestStep;
 use crate::guest::spec::Runtime;
-use crate::plan::Change;
 
 pub(super) fn runtime_missing(facts: &GuestFacts, runtime: Runtime) -> bool {
     match runtime {

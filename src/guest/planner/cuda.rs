@@ -4,9 +4,9 @@
 use super::{APT_INSTALL, GuestPlan, Walk, refusal};
 use crate::compat::Recommendation;
 use crate::compat::version::CudaVersion;
+use crate::core::plan::Change;
 use crate::guest::playbook::GuestStep;
 use crate::guest::spec::{CudaToolkit, GuestSpec};
-use crate::plan::Change;
 
 pub(super) fn choice(
     spec: &GuestSpec,

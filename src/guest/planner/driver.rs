@@ -5,9 +5,9 @@ use super::{APT_INSTALL, GuestPlan, Walk, refusal};
 use crate::compat::driver::{DriverSource, Flavour};
 use crate::compat::tables::Tables;
 use crate::compat::{Distro, Recommendation, Request, recommend};
+use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::GuestStep;
-use crate::plan::Change;
 
 /// The driver packages for this guest, and which of them are missing or to hold.
 pub(super) struct DriverChoice {

@@ -2,9 +2,9 @@
 //! and the initramfs that carries the blacklist to boot.
 
 use super::{APT_INSTALL, GuestError, Walk, owned_file};
+use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
-use crate::plan::Change;
 use crate::templates;
 use minijinja::context;
 use std::collections::BTreeSet;

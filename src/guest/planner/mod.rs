@@ -27,7 +27,7 @@ use super::playbook::{GUEST, GuestStep, GuestStepKind, Repository};
 use super::spec::GuestSpec;
 use crate::compat::tables::TritonRelease;
 use crate::compat::{Backend, Distro, Recommendation};
-use crate::plan::{Action, Change, Refusal};
+use crate::core::plan::{Action, Change, Refusal};
 use crate::templates::TemplateError;
 use serde::Serialize;
 
@@ -72,7 +72,7 @@ impl GuestPlan {
                 out.push_str(&format!("  {c}\n"));
             }
         }
-        if crate::plan::render_verdict(
+        if crate::core::plan::render_verdict(
             &mut out,
             &self.notes,
             &self.refusals,
@@ -80,7 +80,7 @@ impl GuestPlan {
         ) {
             return out;
         }
-        crate::plan::render_changes(&mut out, &self.changes);
+        crate::core::plan::render_changes(&mut out, &self.changes);
         out
     }
 }

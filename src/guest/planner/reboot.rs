@@ -2,9 +2,9 @@
 //! unloaded NVIDIA module, a new driver, a new initramfs).
 
 use super::{NOT_LOADED, Walk};
+use crate::core::plan::{Action, Change};
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::{GuestStep, GuestStepKind};
-use crate::plan::{Action, Change};
 
 /// Why the guest needs a reboot whatever the steps change, from what runs now.
 pub(super) fn reasons(

@@ -6,11 +6,11 @@ use super::containers::runtime_missing;
 use super::kernel::headers_missing;
 use super::{APT_INSTALL, Desired, GuestError, Walk, owned_file};
 use crate::compat::Distro;
+use crate::core::plan::{Action, Change};
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::{
     GUEST, GuestFile, GuestStep, GuestStepKind, Repository, RepositoryFile,
 };
-use crate::plan::{Action, Change};
 use crate::templates;
 use minijinja::context;
 use serde::Serialize;

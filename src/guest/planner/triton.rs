@@ -6,11 +6,11 @@ use super::{GuestPlan, TRITON_UNIT, TritonChoice, Walk, owned_file, refusal};
 use crate::compat::tables::TritonRelease;
 use crate::compat::triton::{DriverFit, cc_floor, driver_fit};
 use crate::compat::{Backend, Recommendation, tables};
+use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::onnx_check;
 use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
 use crate::guest::spec::GuestSpec;
-use crate::plan::Change;
 use crate::templates;
 use minijinja::context;
 

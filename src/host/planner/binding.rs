@@ -2,10 +2,10 @@
 //! modprobe configuration already does, and which host drivers to keep off them.
 
 use super::{Desired, is_ours};
+use crate::core::plan::Refusal;
 use crate::facts::HostFacts;
 use crate::facts::modconf::{self, Directive, Located};
 use crate::pci::{PciAddress, PciId};
-use crate::plan::Refusal;
 use std::collections::BTreeSet;
 
 fn foreign_modprobe(facts: &HostFacts) -> Vec<Located<Directive>> {

@@ -2,10 +2,10 @@
 //! the reboot itself with every reason the running system differs from the converged one.
 
 use super::{Desired, join};
+use crate::core::plan::{Action, Change};
 use crate::facts::HostFacts;
 use crate::facts::kernels::compare_versions;
 use crate::host::playbook::{HOST, HostStep, HostStepKind};
-use crate::plan::{Action, Change};
 
 /// Kernels whose initramfs lacks vfio-pci, lacks pvegpu's modprobe file, or predates the
 /// module configuration it should carry.

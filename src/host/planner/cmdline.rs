@@ -2,11 +2,11 @@
 //! drop-in, refused where a word it did not write contradicts them.
 
 use super::{Desired, GRUB_DROPIN, KERNEL_CMDLINE, files, join};
+use crate::core::plan::{Change, Refusal};
 use crate::facts::boot::BootLoader;
 use crate::facts::modconf::{self, Located};
 use crate::facts::{FileFact, HostFacts};
 use crate::host::playbook::HostStep;
-use crate::plan::{Change, Refusal};
 use crate::templates::{self, TemplateError};
 use minijinja::context;
 

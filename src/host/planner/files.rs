@@ -3,11 +3,11 @@
 //! wrote it.
 
 use super::{Desired, is_ours, join};
+use crate::core::plan::{Action, Change, unified_diff};
+use crate::core::playbook::OwnedFile;
 use crate::facts::modconf;
 use crate::facts::{FileFact, HostFacts};
 use crate::host::playbook::{HOST, HostStep, HostStepKind, ManagedBlock};
-use crate::plan::{Action, Change, unified_diff};
-use crate::playbook::OwnedFile;
 use crate::templates::{self, TemplateError};
 use minijinja::context;
 use std::collections::BTreeSet;

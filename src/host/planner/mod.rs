@@ -19,12 +19,13 @@ pub(crate) use files::strip_block;
 
 use super::analysis::{device_problems, iommu_problems, resolve_targets};
 use super::playbook::{HOST, HostStepKind};
+use crate::core::plan::Refusal;
 use crate::facts::boot::BootLoader;
 use crate::facts::kernels::major_minor;
 use crate::facts::{CpuVendor, HostFacts};
+use crate::host::plan::{BoundDevice, HostPlan};
 use crate::inventory::{BootLoaderChoice, Node};
 use crate::pci::{PciAddress, PciId};
-use crate::plan::{BoundDevice, HostPlan, Refusal};
 use crate::templates::TemplateError;
 use std::collections::{BTreeMap, BTreeSet};
 

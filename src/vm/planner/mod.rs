@@ -22,7 +22,7 @@ pub use keys::{encode_sshkeys, managed_keys, same};
 use super::spec::ApiSettings;
 use super::spec::VmSpec;
 use super::state::ApiFacts;
-use crate::plan::Refusal;
+use crate::core::plan::Refusal;
 use serde::Serialize;
 
 /// A card the host phase prepared, as the facts gathered over SSH show it.

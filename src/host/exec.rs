@@ -2,20 +2,20 @@
 //! checks every postcondition. The plan is data from the pure planner; this module is where
 //! it meets the node.
 
-pub mod scripts;
-
 use crate::core::check::Check;
 use crate::core::error::hinted;
+use crate::core::outcome::{ApplyReport, StepOutcome, run_id, tail};
+use crate::core::plan::{Action, Change};
 use crate::core::progress::Progress;
 use crate::core::reboot::{RebootCost, RebootWait, reboot_and_wait};
+use crate::core::scripts;
 use crate::facts::HostFacts;
-use crate::gather;
 use crate::host::checks::{postconditions, reboot_interlocks};
+use crate::host::gather;
+use crate::host::plan::HostPlan;
 use crate::inventory::Node;
-use crate::plan::{Action, Change, HostPlan};
 use crate::transport::{Connector, Remote};
 use anyhow::Result;
-use serde::Serialize;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone)]
@@ -39,27 +39,6 @@ impl Options {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct StepOutcome {
-    pub step: String,
-    pub what: String,
-    pub ok: bool,
-    pub seconds: f64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub output: String,
-}
-
-#[derive(Debug, Serialize, Default)]
-pub struct Report {
-    pub node: String,
-    pub steps: Vec<StepOutcome>,
-    pub reboots: u32,
-    pub ssh_round_trips: u32,
-    pub postconditions: Vec<Check>,
-    pub seconds: f64,
-    pub ok: bool,
-}
-
 pub struct Executor<'a, P: Progress, C: Connector> {
     pub node_name: &'a str,
     pub node: &'a Node,
@@ -68,7 +47,7 @@ pub struct Executor<'a, P: Progress, C: Connector> {
     /// Opens connections to the node (again after the reboot).
     pub connector: C,
     pub run_id: String,
-    pub report: Report,
+    pub report: ApplyReport,
 }
 
 fn describe(action: &Action) -> String {
@@ -105,9 +84,9 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
         progress: &'a P,
         connector: C,
     ) -> Self {
-        let report = Report {
+        let report = ApplyReport {
             ssh_round_trips: 1,
-            ..Report::default()
+            ..ApplyReport::default()
         };
         Executor {
             node_name,
@@ -280,19 +259,4 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
         self.report.reboots += cost.reboots;
         result
     }
-}
-
-fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    let start = lines.len().saturating_sub(5);
-    lines[start..].join("\n")
-}
-
-/// Names this run's backup folder on the node (`/var/lib/pvegpu/backups/<run id>`).
-pub fn run_id() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{now}-{}", std::process::id())
 }

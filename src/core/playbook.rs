@@ -21,7 +21,7 @@
 //! A kind without fields is written `Name {}`, not `Name`: serde lets a unit variant of a tagged
 //! enum ignore stray fields.
 
-use crate::plan::{Action, Change, unified_diff};
+use crate::core::plan::{Action, Change, unified_diff};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
