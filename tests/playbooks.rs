@@ -1,4 +1,4 @@
-//! The playbook loader (src/playbook.rs) and the phases' playbooks: every step loads as its
+//! The playbook loader (src/core/playbook.rs) and the phases' playbooks: every step loads as its
 //! typed kind, and a renamed, unknown or malformed step fails at load naming the file and step.
 
 use pvegpu::core::playbook::{OwnedFile, Playbook, load};
