@@ -204,7 +204,7 @@ fn a_real_probe_run_on_the_debian_12_test_guest_plans_a_refusal() {
         (8, 17),
         "the header read over SSH"
     );
-    let spec: pvegpu::guest::GuestSpec =
+    let spec: pvegpu::inventory::guest::GuestSpec =
         toml::from_str("[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n")
             .unwrap();
     let p = pvegpu::guest::plan(&spec, &f).unwrap();
@@ -226,7 +226,7 @@ fn with_two_gtx1080(text: &str) -> String {
     )
 }
 
-fn docker_spec() -> pvegpu::guest::GuestSpec {
+fn docker_spec() -> pvegpu::inventory::guest::GuestSpec {
     toml::from_str("runtime = \"docker\"\n").unwrap()
 }
 

@@ -4,7 +4,8 @@
 mod support;
 use pvegpu::core::plan::Action;
 use pvegpu::facts::RawFacts;
-use pvegpu::guest::{GuestFacts, GuestPlan, GuestSpec, plan};
+use pvegpu::guest::{GuestFacts, GuestPlan, plan};
+use pvegpu::inventory::guest::GuestSpec;
 use support::{add_section, read, set_section};
 
 const SEED_SPEC: &str = "runtime = \"docker\"\n[triton]\nmodel_repository = \"/srv/triton/models\"\nbackend = \"onnx\"\n";

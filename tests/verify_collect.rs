@@ -3,7 +3,7 @@
 //! prints them, then read back into the guest, runtime and Triton checks.
 
 mod support;
-use pvegpu::guest::GuestSpec;
+use pvegpu::inventory::guest::GuestSpec;
 use pvegpu::verify::collect::{checks, probe_script};
 use pvegpu::verify::guest::GuestExpect;
 use pvegpu::verify::{Check, Layer, Status};

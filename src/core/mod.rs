@@ -8,5 +8,4 @@ pub mod outcome;
 pub mod plan;
 pub mod playbook;
 pub mod progress;
-pub mod reboot;
 pub mod scripts;

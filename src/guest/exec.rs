@@ -10,14 +10,14 @@
 use super::facts::GuestFacts;
 use super::gather::{self, as_root};
 use super::planner::{self, GuestPlan};
-use super::spec::GuestSpec;
 use crate::core::check::{Check, Layer};
 use crate::core::error::hinted;
 use crate::core::outcome::StepOutcome;
 use crate::core::plan::{Action, Change};
 use crate::core::progress::Progress;
-use crate::core::reboot::{RebootCost, RebootWait, reboot_and_wait};
 use crate::core::scripts;
+use crate::inventory::guest::GuestSpec;
+use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
 use crate::transport::{Connector, Remote, RemoteOutput};
 use anyhow::Result;
 use serde::Serialize;

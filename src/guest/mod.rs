@@ -14,8 +14,6 @@ pub mod parse;
 pub mod phase;
 pub mod planner;
 pub mod playbook;
-pub mod spec;
 
 pub use facts::{GuestFacts, GuestFactsError, OnnxHeader, onnx_section, probe_script};
 pub use planner::{GuestError, GuestPlan, plan};
-pub use spec::GuestSpec;

@@ -1,5 +1,6 @@
 //! How pvegpu reaches a node's shell. The planner never sees this: it gets facts.
 
+pub mod reboot;
 pub mod ssh;
 
 use std::future::Future;

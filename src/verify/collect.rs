@@ -8,7 +8,7 @@ use super::triton::TritonAnswers;
 use crate::core::check::{Check, Layer};
 use crate::core::scripts::quote;
 use crate::facts::raw::RawFacts;
-use crate::guest::spec::{GuestSpec, Runtime};
+use crate::inventory::guest::{GuestSpec, Runtime};
 use std::path::Path;
 
 const PROBE: &str = concat!(

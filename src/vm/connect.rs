@@ -2,7 +2,7 @@
 //! environment or from a file that only its owner can read; they are held in `SecretString`
 //! and never printed.
 
-use super::spec::{ApiSettings, PASSWORD_ENV, TOKEN_SECRET_ENV};
+use crate::inventory::vm::{ApiSettings, PASSWORD_ENV, TOKEN_SECRET_ENV};
 use crate::pve::{
     ApiToken, ClientOptions, Credentials, Fingerprint, PveClient, PveError, TlsTrust,
 };

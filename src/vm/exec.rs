@@ -2,8 +2,8 @@
 //! fails is cleaned up (the half-made VM destroyed) or reported with the state it left.
 
 use super::planner::{VmPlan, VmStep};
-use super::spec::VmSpec;
 use crate::core::progress::Progress;
+use crate::inventory::vm::VmSpec;
 use crate::pve::request::api_path;
 use crate::pve::{Api, ApiRequest, Params, PveError, Upid, WaitOptions};
 use serde_json::Value;

@@ -1,8 +1,8 @@
 //! Reads what the VM planner needs from the API: a fixed handful of calls, plus one config
 //! read per other VM on the node (to see which cards they hold).
 
-use super::spec::VmSpec;
 use super::state::{self, ApiFacts};
+use crate::inventory::vm::VmSpec;
 use crate::pve::request::api_path;
 use crate::pve::{Api, Params, PveError};
 use serde_json::Value;

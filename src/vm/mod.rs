@@ -11,11 +11,9 @@ pub mod phase;
 pub mod planner;
 pub mod readiness;
 pub mod render;
-pub mod spec;
 pub mod state;
 
 pub use planner::{DeviceMethod, HostDevice, HostReadiness, VmPlan, VmStep};
-pub use spec::{ApiSettings, VmSpec};
 
 impl crate::core::plan::PhasePlan for VmPlan {
     /// A VM plan that waits for the host still shows its steps; a refusal comes first.

@@ -5,7 +5,7 @@ use super::{APT_INSTALL, Walk};
 use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::playbook::GuestStep;
-use crate::guest::spec::Runtime;
+use crate::inventory::guest::Runtime;
 
 pub(super) fn runtime_missing(facts: &GuestFacts, runtime: Runtime) -> bool {
     match runtime {

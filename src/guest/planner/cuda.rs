@@ -6,7 +6,7 @@ use crate::compat::Recommendation;
 use crate::compat::version::CudaVersion;
 use crate::core::plan::Change;
 use crate::guest::playbook::GuestStep;
-use crate::guest::spec::{CudaToolkit, GuestSpec};
+use crate::inventory::guest::{CudaToolkit, GuestSpec};
 
 pub(super) fn choice(
     spec: &GuestSpec,

@@ -24,10 +24,10 @@ mod triton;
 use super::facts::GuestFacts;
 use super::parse::SecureBoot;
 use super::playbook::{GUEST, GuestStep, GuestStepKind, Repository};
-use super::spec::GuestSpec;
 use crate::compat::tables::TritonRelease;
 use crate::compat::{Backend, Distro, Recommendation};
 use crate::core::plan::{Action, Change, Refusal};
+use crate::inventory::guest::GuestSpec;
 use crate::templates::TemplateError;
 use serde::Serialize;
 

@@ -6,7 +6,7 @@ use super::{Desired, GuestPlan, cuda, driver, reboot, refusal, triton};
 use crate::compat::{Request, recommend, tables};
 use crate::guest::facts::GuestFacts;
 use crate::guest::parse::SecureBoot;
-use crate::guest::spec::GuestSpec;
+use crate::inventory::guest::GuestSpec;
 
 /// Compat's choices and every refusal; None when nothing can be chosen.
 pub(super) fn derive<'a>(

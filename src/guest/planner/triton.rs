@@ -10,7 +10,7 @@ use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::onnx_check;
 use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
-use crate::guest::spec::GuestSpec;
+use crate::inventory::guest::GuestSpec;
 use crate::templates;
 use minijinja::context;
 

@@ -2,12 +2,12 @@
 //! reconciled key by key (normalised compare, MAC kept, unmanaged keys untouched), never
 //! switched between BIOS and UEFI.
 
-use super::super::spec::{Firmware, VmSpec};
 use super::super::state::{ApiFacts, VmConfig};
 use super::keys::{NIC_MODELS, managed_keys, normalised, same};
 use super::restart::disruptive;
 use super::slots::Slots;
 use super::{Draft, KeyChange, VmStep, disk, restart};
+use crate::inventory::vm::{Firmware, VmSpec};
 
 /// A new VM `vmid`: created with its devices and disks, its disk grown to size when it is
 /// imported from a cloud image, then started.

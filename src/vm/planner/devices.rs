@@ -2,9 +2,9 @@
 //! ticket, else a cluster PCI resource mapping per card, created or corrected from the facts
 //! the host phase verified.
 
-use super::super::spec::{ApiSettings, Firmware, VmSpec};
 use super::super::state::{ApiFacts, Mapping, overlaps, property_string};
 use super::{DeviceMethod, Draft, HostDevice, VmStep};
+use crate::inventory::vm::{ApiSettings, Firmware, VmSpec};
 
 /// The stable id pvegpu gives the mapping of a card: `gpu-02-00` (domain only when not 0).
 pub fn mapping_id(slot: &str) -> String {

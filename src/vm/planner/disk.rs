@@ -1,9 +1,9 @@
 //! The VM's disks: the ones a new VM gets, and the growth of an existing scsi0 (never a
 //! shrink, never a move).
 
-use super::super::spec::{Firmware, VmSpec};
 use super::super::state::{ApiFacts, VmConfig, property_string};
 use super::{Draft, VmStep};
+use crate::inventory::vm::{Firmware, VmSpec};
 
 fn size_gib(s: &str) -> Option<f64> {
     let s = s.trim();

@@ -1,7 +1,7 @@
 //! The config keys pvegpu manages, and how a value compares with what PVE stores.
 
-use super::super::spec::{Firmware, VmSpec};
 use super::super::state::property_string;
+use crate::inventory::vm::{Firmware, VmSpec};
 use std::collections::BTreeMap;
 
 /// The NIC models of a `net` key; the value after the model is the MAC address.

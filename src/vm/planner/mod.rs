@@ -19,10 +19,10 @@ mod slots;
 pub use devices::{mapping_entry, mapping_id};
 pub use keys::{encode_sshkeys, managed_keys, same};
 
-use super::spec::ApiSettings;
-use super::spec::VmSpec;
 use super::state::ApiFacts;
 use crate::core::plan::Refusal;
+use crate::inventory::vm::ApiSettings;
+use crate::inventory::vm::VmSpec;
 use serde::Serialize;
 
 /// A card the host phase prepared, as the facts gathered over SSH show it.

@@ -2,9 +2,9 @@
 //! did not verify or that another VM holds, a vmid taken by another VM, a locked VM. Also
 //! which VM the inventory means.
 
-use super::super::spec::VmSpec;
 use super::super::state::{ApiFacts, ClusterVm, VmConfig, hostpci_addresses, overlaps};
 use super::{Draft, HostDevice, HostReadiness};
+use crate::inventory::vm::VmSpec;
 
 /// The node the inventory names, and a storage there that holds VM disks.
 pub(super) fn node_and_storage(spec: &VmSpec, facts: &ApiFacts, out: &mut Draft) {

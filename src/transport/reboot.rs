@@ -3,8 +3,8 @@
 //! fresh connections until `/proc/sys/kernel/random/boot_id` changes. A new boot_id, not a
 //! connection that answers, is the proof: a node whose reboot failed to start answers too.
 
-use super::progress::Progress;
 use crate::core::error::hinted;
+use crate::core::progress::Progress;
 use crate::core::scripts;
 use crate::transport::{Connector, Remote};
 use anyhow::Result;

@@ -90,7 +90,7 @@ pub struct VmSpec {
     pub reach_timeout: u64,
     /// What runs inside the VM (`[nodes.NAME.vm.guest]`): driver, runtime, Triton.
     #[serde(default)]
-    pub guest: Option<crate::guest::GuestSpec>,
+    pub guest: Option<crate::inventory::guest::GuestSpec>,
 }
 
 impl VmSpec {

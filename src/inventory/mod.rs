@@ -3,6 +3,9 @@
 //! TOML, parsed into typed structs that deny unknown fields. TOML rather than YAML because
 //! YAML 1.1 reads a PCI address such as `02:00` as the sexagesimal number 120.
 
+pub mod guest;
+pub mod vm;
+
 use crate::pci::{PciAddress, PciId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -57,10 +60,10 @@ pub struct Node {
     pub gpus: Vec<GpuEntry>,
     /// How to reach the node's Proxmox VE API (needed for the VM phase).
     #[serde(default)]
-    pub api: Option<crate::vm::ApiSettings>,
+    pub api: Option<vm::ApiSettings>,
     /// The VM that receives the GPUs.
     #[serde(default)]
-    pub vm: Option<crate::vm::VmSpec>,
+    pub vm: Option<vm::VmSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
