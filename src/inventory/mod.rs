@@ -137,7 +137,38 @@ impl Inventory {
         })?;
         inv.path = path.to_path_buf();
         inv.validate(text)?;
+        inv.resolve_paths();
         Ok(inv)
+    }
+
+    /// Every path the inventory names, resolved once: `~/` is the user's home, a relative path
+    /// is relative to the inventory's folder, and the result is absolute, so no later step
+    /// resolves a path again (or differently).
+    fn resolve_paths(&mut self) {
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        let base = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(path) = p {
+                *path = resolved(&base, home.as_deref(), path);
+            }
+        };
+        for node in self.nodes.values_mut() {
+            fix(&mut node.ssh_config);
+            if let Some(api) = &mut node.api {
+                fix(&mut api.ca_file);
+                fix(&mut api.token_secret_file);
+                fix(&mut api.password_file);
+            }
+            if let Some(vm) = &mut node.vm {
+                if let Some(ci) = &mut vm.cloud_init {
+                    fix(&mut ci.ssh_key_file);
+                }
+                if let Some(guest) = &mut vm.guest {
+                    fix(&mut guest.ssh_config);
+                }
+            }
+        }
     }
 
     fn validate(&self, text: &str) -> Result<(), InventoryError> {
@@ -217,6 +248,15 @@ impl Inventory {
     }
 }
 
+/// `path` from the inventory: `~/` expanded, then made relative to `base` unless absolute.
+fn resolved(base: &Path, home: Option<&Path>, path: &Path) -> PathBuf {
+    let expanded = match (path.strip_prefix("~"), home) {
+        (Ok(rest), Some(home)) => home.join(rest),
+        _ => path.to_path_buf(),
+    };
+    base.join(expanded)
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -230,6 +270,42 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_are_resolved_once_at_load() {
+        let base = Path::new("/etc/pvegpu");
+        let home = Some(Path::new("/home/ops"));
+        assert_eq!(
+            resolved(base, home, Path::new("ssh/config")),
+            Path::new("/etc/pvegpu/ssh/config")
+        );
+        assert_eq!(
+            resolved(base, home, Path::new("~/.ssh/id.pub")),
+            Path::new("/home/ops/.ssh/id.pub")
+        );
+        assert_eq!(
+            resolved(base, home, Path::new("/srv/ca.pem")),
+            Path::new("/srv/ca.pem")
+        );
+        // `~name` is not the home folder of `name`: only `~/` and `~` are expanded
+        assert_eq!(
+            resolved(base, home, Path::new("~ops/x")),
+            Path::new("/etc/pvegpu/~ops/x")
+        );
+        let inv = Inventory::parse(
+            Path::new("inventories/lab.toml"),
+            "[nodes.a]\nssh = \"root@a\"\nssh_config = \"cfg\"\n",
+        )
+        .unwrap();
+        let cfg = inv.nodes["a"].ssh_config.as_ref().unwrap();
+        assert!(
+            cfg.is_absolute() && cfg.ends_with("inventories/cfg"),
+            "{}",
+            cfg.display()
+        );
+        // resolving again changes nothing
+        assert_eq!(&inv.resolve(cfg), cfg);
+    }
 
     fn parse(text: &str) -> Result<Inventory, InventoryError> {
         Inventory::parse(Path::new("inv.toml"), text)
