@@ -39,33 +39,25 @@ fn is_hostpci(key: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// Parses a `hostpciN` value. The first comma-separated word may be the host without `host=`
-/// (Proxmox's default key); several functions are joined with `;`.
+/// A `hostpciN` value read by the VM planner's property-string parser: the first word may be
+/// the host without `host=` (Proxmox's default key); several functions are joined with `;`.
 pub fn parse_hostpci(key: &str, value: &str) -> HostPci {
-    let mut out = HostPci {
+    let mut options = crate::vm::state::property_string(value, Some("host"));
+    let hosts = options
+        .remove("host")
+        .map(|h| {
+            h.split(';')
+                .filter_map(|a| a.trim().parse::<PciAddress>().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mapping = options.remove("mapping");
+    HostPci {
         key: key.to_string(),
-        hosts: Vec::new(),
-        mapping: None,
-        options: BTreeMap::new(),
-    };
-    for (i, part) in value.split(',').map(str::trim).enumerate() {
-        let (k, v) = match part.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None if i == 0 => ("host", part),
-            None => (part, ""),
-        };
-        match k {
-            "host" => out.hosts.extend(
-                v.split(';')
-                    .filter_map(|a| a.trim().parse::<PciAddress>().ok()),
-            ),
-            "mapping" => out.mapping = Some(v.to_string()),
-            _ => {
-                out.options.insert(k.to_string(), v.to_string());
-            }
-        }
+        hosts,
+        mapping,
+        options,
     }
-    out
 }
 
 /// Values compare as Proxmox means them: a hostpci entry by what it passes and its options
@@ -203,6 +195,21 @@ pub fn checks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verify_and_the_planner_read_a_bare_option_word_alike() {
+        // one parser (vm::state::property_string) for both: a value that differs only by a
+        // bare word differs for both, where the planner used to drop the word and call it same
+        let (want, have) = ("0000:02:00,pcie=1", "0000:02:00,pcie=1,x-vga");
+        assert!(!same_value("hostpci0", want, have));
+        assert!(!crate::vm::planner::same("hostpci0", want, Some(have)));
+        assert!(same_value("hostpci0", want, "host=02:00,pcie=1"));
+        assert!(crate::vm::planner::same(
+            "hostpci0",
+            want,
+            Some("host=0000:02:00,pcie=1")
+        ));
+    }
 
     #[test]
     fn hostpci_forms() {

@@ -207,12 +207,16 @@ pub fn property_string(s: &str, default_key: Option<&str>) -> BTreeMap<String, S
             Some((k, v)) => {
                 out.insert(k.trim().to_string(), v.trim().to_string());
             }
-            None if i == 0 => {
+            None if i == 0 && default_key.is_some() => {
                 if let Some(d) = default_key {
                     out.insert(d.to_string(), part.to_string());
                 }
             }
-            None => {}
+            // a bare word is kept as a key without a value rather than dropped, so a value
+            // that differs only by it never compares equal (Proxmox itself writes `x-vga=1`)
+            None => {
+                out.insert(part.to_string(), String::new());
+            }
         }
     }
     out
