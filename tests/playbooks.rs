@@ -4,6 +4,7 @@
 use pvegpu::core::playbook::{OwnedFile, Playbook, load};
 use pvegpu::guest::playbook::{GUEST, GuestStepKind};
 use pvegpu::host::playbook::{HOST, HostStepKind};
+use pvegpu::vm::playbook::{VM, VmStepKind};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -195,5 +196,43 @@ fn a_renamed_unknown_or_malformed_guest_step_fails_at_load() {
     fails(
         ("kind = \"driver\"", "kind = \"driver\"\npath = \"/x\""),
         "playbooks/guest.toml, step 11 (`driver`): unknown field `path`",
+    );
+}
+
+#[test]
+fn vm_playbook_parses_in_the_order_of_the_api_calls() {
+    use VmStepKind as K;
+    let kinds: Vec<&VmStepKind> = VM.steps.iter().map(|s| &s.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            &K::PciMappings {},
+            &K::CreateVm {},
+            &K::SetConfig {},
+            &K::ResizeDisk {},
+            &K::Restart {},
+            &K::Start {},
+        ]
+    );
+    assert!(VM.steps.iter().all(|s| !s.reboot));
+}
+
+#[test]
+fn a_renamed_unknown_or_malformed_vm_step_fails_at_load() {
+    let fails = |edit, want| {
+        let text = include_str!("../playbooks/vm.toml");
+        assert_load_fails::<VmStepKind>("playbooks/vm.toml", text, edit, want)
+    };
+    fails(
+        ("kind = \"set-config\"", "kind = \"config\""),
+        "playbooks/vm.toml, step 3 (`set-config`): unknown variant `config`",
+    );
+    fails(
+        ("kind = \"start\"", "kind = \"start\"\ntimeout = 60"),
+        "playbooks/vm.toml, step 6 (`start`): unknown field `timeout`",
+    );
+    fails(
+        ("id = \"restart\"", "id = \"resize-disk\""),
+        "playbooks/vm.toml, step 5 (`resize-disk`): another step has the same id",
     );
 }

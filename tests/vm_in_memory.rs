@@ -311,6 +311,60 @@ async fn a_token_gets_a_pci_mapping_for_its_card() {
 }
 
 #[tokio::test]
+async fn the_playbook_alone_orders_the_steps() {
+    let api = MemoryPve::new(fake_pve::testhost_cluster(), root_token());
+    let node = node(TOKEN);
+    let facts = facts(&api, &node).await;
+    let reordered = pvegpu::core::playbook::load(
+        "reordered.toml",
+        r#"
+[[steps]]
+id = "start"
+kind = "start"
+summary = "start"
+
+[[steps]]
+id = "pci-mappings"
+kind = "pci-mappings"
+summary = "mappings"
+
+[[steps]]
+id = "create-vm"
+kind = "create-vm"
+summary = "create"
+"#,
+    )
+    .unwrap();
+
+    let p = planner::plan_by(
+        &reordered,
+        &Inputs {
+            node: "pvetest",
+            spec: node.vm.as_ref().unwrap(),
+            api: node.api.as_ref().unwrap(),
+            host: &host(),
+            ssh_key: None,
+            facts: &facts,
+        },
+    );
+
+    assert!(
+        matches!(
+            p.steps.as_slice(),
+            [
+                VmStep::Start,
+                VmStep::CreateMapping { .. },
+                VmStep::CreateVm { vmid: 201, .. }
+            ]
+        ),
+        "{:#?}",
+        p.steps
+    );
+    let usual = plan(&node, &facts);
+    assert_eq!((&p.devices, &p.notes), (&usual.devices, &usual.notes));
+}
+
+#[tokio::test]
 async fn the_executor_creates_the_vm_then_a_fresh_plan_is_empty() {
     let api = MemoryPve::new(fake_pve::testhost_cluster(), root_token());
     let node = node(TOKEN);

@@ -1,14 +1,16 @@
 //! The VM phase: the VM that receives the node's GPUs, reconciled through the Proxmox VE API.
 //!
 //! `spec` is the inventory's part; `state` parses what the API reports; `planner` is the pure
-//! plan; `render` prints it; `gather`, `connect` and `exec` are the only parts doing I/O,
-//! `gather` and `exec` through any [`crate::pve::Api`].
+//! plan, its steps in the order of playbooks/vm.toml (`playbook`); `render` prints it;
+//! `gather`, `connect` and `exec` are the only parts doing I/O, `gather` and `exec` through
+//! any [`crate::pve::Api`].
 
 pub mod connect;
 pub mod exec;
 pub mod gather;
 pub mod phase;
 pub mod planner;
+pub mod playbook;
 pub mod readiness;
 pub mod render;
 pub mod state;

@@ -2,44 +2,27 @@
 //! reconciled key by key (normalised compare, MAC kept, unmanaged keys untouched), never
 //! switched between BIOS and UEFI.
 
-use super::super::state::{ApiFacts, VmConfig};
+use super::super::state::VmConfig;
 use super::keys::{NIC_MODELS, managed_keys, normalised, same};
 use super::restart::disruptive;
 use super::slots::Slots;
-use super::{Draft, KeyChange, VmStep, disk, restart};
+use super::{Draft, KeyChange, Vm, VmStep, Walk, disk};
 use crate::inventory::vm::{Firmware, VmSpec};
 
-/// A new VM `vmid`: created with its devices and disks, its disk grown to size when it is
-/// imported from a cloud image, then started.
-pub(super) fn create(
-    spec: &VmSpec,
-    facts: &ApiFacts,
-    vmid: u32,
-    ssh_key: Option<&str>,
-    slots: &Slots,
-    out: &mut Draft,
-) {
-    let mut params: Vec<(String, String)> = managed_keys(spec, &[], ssh_key);
-    params.extend(slots.placed.iter().map(|(k, v)| (k.clone(), v.clone())));
-    params.extend(disk::for_create(spec, facts, out));
-    out.steps.push(VmStep::CreateVm { vmid, params });
-    if spec.disk.image.is_some() {
-        out.steps.push(disk::grow(spec, None));
-    }
-    out.steps.push(VmStep::Start);
+/// A new VM, created with its devices and disks.
+pub(super) fn create(w: &Walk, out: &mut Draft) -> Option<VmStep> {
+    let Vm::New(vmid) = w.vm else { return None };
+    let mut params: Vec<(String, String)> = managed_keys(w.spec, &[], w.ssh_key);
+    params.extend(w.slots.placed.iter().map(|(k, v)| (k.clone(), v.clone())));
+    params.extend(disk::for_create(w.spec, w.facts, out));
+    Some(VmStep::CreateVm { vmid, params })
 }
 
-/// An existing VM: the keys that differ, the drives it lacks, its disk, and what a running
-/// VM needs for them.
-pub(super) fn reconcile(
-    spec: &VmSpec,
-    cur: &VmConfig,
-    running: bool,
-    ssh_key: Option<&str>,
-    slots: &Slots,
-    out: &mut Draft,
-) {
-    let mut changes = key_changes(spec, cur, ssh_key, slots, out);
+/// An existing VM: the keys that differ and the drives it lacks, in one update.
+pub(super) fn reconcile(w: &Walk, out: &mut Draft) -> Option<VmStep> {
+    let (spec, slots) = (w.spec, w.slots);
+    let Vm::Existing(cur) = w.vm else { return None };
+    let mut changes = key_changes(spec, cur, w.ssh_key, slots, out);
     // Bios unset in the inventory but ovmf on the VM: the same refusal the other way.
     if spec.firmware == Firmware::Seabios
         && !spec.adopt
@@ -60,9 +43,11 @@ pub(super) fn reconcile(
     }
     if !spec.adopt {
         changes.extend(missing_drives(spec, cur));
-        disk::check_scsi0(spec, cur, out);
     }
-    restart::schedule(running, cur, changes, out);
+    (!changes.is_empty()).then(|| VmStep::SetConfig {
+        changes,
+        digest: cur.digest.clone(),
+    })
 }
 
 /// Each managed key (hostpci included) whose value is not what the inventory wants.

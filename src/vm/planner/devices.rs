@@ -47,7 +47,7 @@ pub(super) fn method(api: &ApiSettings) -> (DeviceMethod, &'static str) {
     }
 }
 
-/// The hostpci value of each wanted card; the mapping steps they need go to `steps`.
+/// The hostpci value of each wanted card; the mapping steps they need go to `mappings`.
 pub(super) fn entries(
     method: DeviceMethod,
     spec: &VmSpec,
@@ -88,14 +88,14 @@ fn mapping(pve_node: &str, d: &HostDevice, mappings: &[Mapping], out: &mut Draft
             Some(m) => {
                 let mut map = m.map.clone();
                 map.push(want);
-                out.steps.push(VmStep::UpdateMapping {
+                out.mappings.push(VmStep::UpdateMapping {
                     id: own.clone(),
                     map,
                     from: String::new(),
                     digest: m.digest.clone(),
                 });
             }
-            None => out.steps.push(VmStep::CreateMapping {
+            None => out.mappings.push(VmStep::CreateMapping {
                 id: own.clone(),
                 map: want,
             }),
@@ -119,7 +119,7 @@ fn mapping(pve_node: &str, d: &HostDevice, mappings: &[Mapping], out: &mut Draft
                 .find(|e| is_ours(e))
                 .cloned()
                 .unwrap_or_default();
-            out.steps.push(VmStep::UpdateMapping {
+            out.mappings.push(VmStep::UpdateMapping {
                 id: own,
                 map,
                 from,

@@ -2,7 +2,7 @@
 //! shrink, never a move).
 
 use super::super::state::{ApiFacts, VmConfig, property_string};
-use super::{Draft, VmStep};
+use super::{Draft, Vm, VmStep, Walk};
 use crate::inventory::vm::{Firmware, VmSpec};
 
 fn size_gib(s: &str) -> Option<f64> {
@@ -64,7 +64,7 @@ pub(super) fn cloudinit(spec: &VmSpec) -> String {
 }
 
 /// Grow scsi0 to the inventory's size.
-pub(super) fn grow(spec: &VmSpec, from: Option<String>) -> VmStep {
+fn grow(spec: &VmSpec, from: Option<String>) -> VmStep {
     VmStep::ResizeDisk {
         disk: "scsi0".into(),
         from,
@@ -72,16 +72,26 @@ pub(super) fn grow(spec: &VmSpec, from: Option<String>) -> VmStep {
     }
 }
 
+/// scsi0 grown to size: a new VM's when it is imported from a cloud image, an existing VM's
+/// when pvegpu manages its drives.
+pub(super) fn resize(w: &Walk, out: &mut Draft) -> Option<VmStep> {
+    match w.vm {
+        Vm::New(_) => w.spec.disk.image.is_some().then(|| grow(w.spec, None)),
+        Vm::Existing(cur) if !w.spec.adopt => check_scsi0(w.spec, cur, out),
+        _ => None,
+    }
+}
+
 /// An existing scsi0: grown when smaller than the inventory says; a larger one, one on
 /// another storage or none at all is only noted.
-pub(super) fn check_scsi0(spec: &VmSpec, cur: &VmConfig, out: &mut Draft) {
+fn check_scsi0(spec: &VmSpec, cur: &VmConfig, out: &mut Draft) -> Option<VmStep> {
     let storage = &spec.disk.storage;
     let Some(d) = cur.config.get("scsi0") else {
         out.note(format!(
             "VM {} has no scsi0 disk; pvegpu leaves its disks as they are",
             cur.vmid
         ));
-        return;
+        return None;
     };
     let p = property_string(d, Some("file"));
     let on = p
@@ -93,11 +103,13 @@ pub(super) fn check_scsi0(spec: &VmSpec, cur: &VmConfig, out: &mut Draft) {
     }
     let have = p.get("size").and_then(|s| size_gib(s));
     if have.is_some_and(|h| h + 0.01 < spec.disk.size_gb as f64) {
-        out.steps.push(grow(spec, p.get("size").cloned()));
-    } else if have.is_some_and(|h| h > spec.disk.size_gb as f64 + 0.01) {
+        return Some(grow(spec, p.get("size").cloned()));
+    }
+    if have.is_some_and(|h| h > spec.disk.size_gb as f64 + 0.01) {
         out.note(format!(
             "VM {}'s scsi0 is larger ({}) than the inventory's {} GB; disks are never shrunk",
             cur.vmid, p["size"], spec.disk.size_gb
         ));
     }
+    None
 }

@@ -3,9 +3,10 @@
 //! are never touched; a key it manages is compared the way PVE normalises it (property
 //! strings as sets of key=value, `02:00` as `0000:02:00`, a bare `30720` as `current=30720`).
 //!
-//! One file per decision, called in this order by [`plan`]: [`refusals`] (where the VM goes,
-//! which cards, which VM), [`devices`] (raw `host=` or PCI mappings), [`slots`] (hostpci
-//! placement), [`config`] (create, or reconcile key by key, with [`keys`] saying what pvegpu
+//! One file per decision. [`plan`] first decides what every step rests on: [`refusals`] (where
+//! the VM goes, which cards, which VM), [`devices`] (raw `host=` or PCI mappings), [`slots`]
+//! (hostpci placement). Then it walks playbooks/vm.toml, each step's kind planned by its own
+//! function: [`config`] (create, or reconcile key by key, with [`keys`] saying what pvegpu
 //! manages and how PVE stores it), [`disk`], and [`restart`] (what a running VM needs).
 
 mod config;
@@ -19,8 +20,10 @@ mod slots;
 pub use devices::{mapping_entry, mapping_id};
 pub use keys::{encode_sshkeys, managed_keys, same};
 
-use super::state::ApiFacts;
+use super::playbook::{VM, VmStepKind};
+use super::state::{ApiFacts, VmConfig};
 use crate::core::plan::Refusal;
+use crate::core::playbook::Playbook;
 use crate::inventory::vm::ApiSettings;
 use crate::inventory::vm::VmSpec;
 use serde::Serialize;
@@ -148,10 +151,11 @@ pub struct Inputs<'a> {
     pub facts: &'a ApiFacts,
 }
 
-/// The plan under way: steps, refusals and notes, in the order the decisions add them.
+/// The plan under way: refusals and notes in the order the decisions add them, and the
+/// mapping steps the cards' entries need, until the playbook's mapping step takes them.
 #[derive(Default)]
 struct Draft {
-    steps: Vec<VmStep>,
+    mappings: Vec<VmStep>,
     refusals: Vec<Refusal>,
     notes: Vec<String>,
 }
@@ -168,7 +172,32 @@ impl Draft {
     }
 }
 
+/// The VM the steps act on.
+#[derive(Clone, Copy)]
+enum Vm<'a> {
+    /// A new VM, to get this id.
+    New(u32),
+    Existing(&'a VmConfig),
+    /// None: the plan is refused (no free id, or a VM whose config could not be read).
+    Unplanned,
+}
+
+/// What every step is planned from besides the steps before it.
+struct Walk<'a> {
+    spec: &'a VmSpec,
+    facts: &'a ApiFacts,
+    ssh_key: Option<&'a str>,
+    vm: Vm<'a>,
+    running: bool,
+    slots: &'a slots::Slots,
+}
+
 pub fn plan(i: &Inputs<'_>) -> VmPlan {
+    plan_by(&VM, i)
+}
+
+/// [`plan`] with the steps in `playbook`'s order.
+pub fn plan_by(playbook: &Playbook<VmStepKind>, i: &Inputs<'_>) -> VmPlan {
     let (spec, facts) = (i.spec, i.facts);
     let mut out = Draft::default();
     let (method, method_reason) = devices::method(i.api);
@@ -192,14 +221,30 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
         .map(|(k, v)| format!("{k}: {v}"))
         .collect();
     let exists = target.ours.is_some();
-    match (target.current, target.vmid) {
-        (None, None) if !exists => out.refuse(
-            "no VM id: /cluster/nextid did not answer".into(),
-            "set `vmid` in the node's [vm] table",
-        ),
-        (None, Some(id)) if !exists => config::create(spec, facts, id, i.ssh_key, &slots, &mut out),
-        (None, _) => {}
-        (Some(cur), _) => config::reconcile(spec, cur, target.running, i.ssh_key, &slots, &mut out),
+    let vm = match (target.current, target.vmid) {
+        (None, None) if !exists => {
+            out.refuse(
+                "no VM id: /cluster/nextid did not answer".into(),
+                "set `vmid` in the node's [vm] table",
+            );
+            Vm::Unplanned
+        }
+        (None, Some(id)) if !exists => Vm::New(id),
+        (None, _) => Vm::Unplanned,
+        (Some(cur), _) => Vm::Existing(cur),
+    };
+    let w = Walk {
+        spec,
+        facts,
+        ssh_key: i.ssh_key,
+        vm,
+        running: target.running,
+        slots: &slots,
+    };
+    let mut steps = Vec::new();
+    for step in &playbook.steps {
+        let planned = walk(&step.kind, &w, &steps, &mut out);
+        steps.extend(planned);
     }
     VmPlan {
         node: i.node.to_string(),
@@ -213,7 +258,7 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
         devices,
         // A refused plan carries no steps.
         steps: if out.refusals.is_empty() {
-            out.steps
+            steps
         } else {
             Vec::new()
         },
@@ -221,4 +266,18 @@ pub fn plan(i: &Inputs<'_>) -> VmPlan {
         notes: out.notes,
         waits_for_host,
     }
+}
+
+/// One step, by its kind.
+fn walk(kind: &VmStepKind, w: &Walk, earlier: &[VmStep], out: &mut Draft) -> Vec<VmStep> {
+    use VmStepKind as K;
+    let step = match kind {
+        K::PciMappings {} => return std::mem::take(&mut out.mappings),
+        K::CreateVm {} => config::create(w, out),
+        K::SetConfig {} => config::reconcile(w, out),
+        K::ResizeDisk {} => disk::resize(w, out),
+        K::Restart {} => restart::restart(w, earlier, out),
+        K::Start {} => restart::start(w),
+    };
+    step.into_iter().collect()
 }

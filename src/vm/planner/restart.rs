@@ -1,8 +1,7 @@
 //! What a running VM needs for the changes to take effect: a stop and start for the keys
 //! hotplug does not cover, including ones already pending.
 
-use super::super::state::VmConfig;
-use super::{Draft, KeyChange, VmStep};
+use super::{Draft, KeyChange, Vm, VmStep, Walk};
 use std::collections::BTreeSet;
 
 /// Keys whose change on a running VM waits for a stop and start (default hotplug covers
@@ -24,53 +23,41 @@ pub(super) fn disruptive(key: &str) -> bool {
         )
 }
 
-/// Adds the config step (after the mapping steps it uses, before any resize), then a stop
-/// and start when a running VM gets disruptive changes, or a start when it is stopped.
-pub(super) fn schedule(running: bool, cur: &VmConfig, changes: Vec<KeyChange>, out: &mut Draft) {
-    let restart_keys: Vec<String> = if running {
-        changes
-            .iter()
-            .filter(|c| c.disruptive)
-            .map(|c| c.key.clone())
-            .chain(cur.pending.iter().filter(|k| disruptive(k)).cloned())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if running
-        && changes.iter().any(|c| {
-            c.key.starts_with("ci")
-                || c.key == "ipconfig0"
-                || c.key == "sshkeys"
-                || c.key == "nameserver"
+/// A stop and start when a running VM gets disruptive changes: the ones the config step
+/// before it planned, or ones already pending.
+pub(super) fn restart(w: &Walk, earlier: &[VmStep], out: &mut Draft) -> Option<VmStep> {
+    let Vm::Existing(cur) = w.vm else { return None };
+    if !w.running {
+        return None;
+    }
+    let changes: &[KeyChange] = earlier
+        .iter()
+        .find_map(|s| match s {
+            VmStep::SetConfig { changes, .. } => Some(changes.as_slice()),
+            _ => None,
         })
-    {
+        .unwrap_or_default();
+    if changes.iter().any(|c| {
+        c.key.starts_with("ci")
+            || c.key == "ipconfig0"
+            || c.key == "sshkeys"
+            || c.key == "nameserver"
+    }) {
         out.note("cloud-init settings change for the next boot of the guest; a running guest keeps its current ones".into());
     }
-    if !changes.is_empty() {
-        let after_maps = out
-            .steps
-            .iter()
-            .take_while(|s| {
-                matches!(
-                    s,
-                    VmStep::CreateMapping { .. } | VmStep::UpdateMapping { .. }
-                )
-            })
-            .count();
-        out.steps.insert(
-            after_maps,
-            VmStep::SetConfig {
-                changes,
-                digest: cur.digest.clone(),
-            },
-        );
-    }
-    if !restart_keys.is_empty() {
-        out.steps.push(VmStep::Restart { keys: restart_keys });
-    } else if !running {
-        out.steps.push(VmStep::Start);
-    }
+    let keys: Vec<String> = changes
+        .iter()
+        .filter(|c| c.disruptive)
+        .map(|c| c.key.clone())
+        .chain(cur.pending.iter().filter(|k| disruptive(k)).cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    (!keys.is_empty()).then_some(VmStep::Restart { keys })
+}
+
+/// A VM that is not running is started, a new one or a stopped one.
+pub(super) fn start(w: &Walk) -> Option<VmStep> {
+    let planned = !matches!(w.vm, Vm::Unplanned);
+    (planned && !w.running).then_some(VmStep::Start)
 }
