@@ -1,5 +1,5 @@
-//! The VM phase as the commands run it: connect, gather, plan; apply, then re-gather and
-//! re-plan to prove nothing is left.
+//! The VM phase ([`VmPhase`], a [`crate::core::phase::Phase`]): connect, gather, plan; apply,
+//! then re-gather and re-plan to prove nothing is left.
 
 use super::connect::{self, ConnectError};
 use super::exec::VmExecutor;
@@ -7,9 +7,13 @@ use super::gather::gather;
 use super::planner::{self, HostReadiness, Inputs, VmPlan};
 use super::readiness::readiness;
 use super::spec::{ApiSettings, VmSpec};
+use super::state::ApiFacts;
 use crate::core::check::{Check, Layer};
+use crate::core::phase::Applied;
+use crate::core::plan::PhasePlan;
 use crate::core::progress::Progress;
 use crate::facts::HostFacts;
+use crate::host::exec::HostNow;
 use crate::host::plan::HostPlan;
 use crate::inventory::{Inventory, Node};
 use crate::pve::{Api, PveClient};
@@ -91,17 +95,32 @@ impl<A: Api> Phase<A> {
     }
 
     pub async fn plan(&self, name: &str, node: &Node, host: &HostReadiness) -> Result<VmPlan> {
-        let (spec, api) = tables(name, node)?;
-        let facts = gather(&self.client, &self.pve_node, spec)
+        let (spec, _) = tables(name, node)?;
+        let facts = self.gather(name, spec).await?;
+        self.plan_from(name, node, host, &facts)
+    }
+
+    async fn gather(&self, name: &str, spec: &VmSpec) -> Result<ApiFacts> {
+        gather(&self.client, &self.pve_node, spec)
             .await
-            .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))?;
+            .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))
+    }
+
+    fn plan_from(
+        &self,
+        name: &str,
+        node: &Node,
+        host: &HostReadiness,
+        facts: &ApiFacts,
+    ) -> Result<VmPlan> {
+        let (spec, api) = tables(name, node)?;
         Ok(planner::plan(&Inputs {
             node: name,
             spec,
             api,
             host,
             ssh_key: self.ssh_key.as_deref(),
-            facts: &facts,
+            facts,
         }))
     }
 
@@ -129,6 +148,86 @@ impl<A: Api> Phase<A> {
             .map_err(anyhow::Error::new)?;
         let after = self.plan(name, node, host).await?;
         Ok(postconditions(&after, address.as_deref()))
+    }
+}
+
+/// The VM phase of one node, over its API connection.
+pub struct VmPhase<'a, A: Api = PveClient> {
+    pub name: &'a str,
+    pub node: &'a Node,
+    pub conn: &'a Phase<A>,
+}
+
+/// What the VM phase hands the guest phase.
+pub struct VmNow {
+    /// Why the guest cannot be planned yet.
+    pub waits: Option<String>,
+    /// The VM whose guest agent may be asked for the guest's address.
+    pub agent_vmid: Option<u32>,
+}
+
+impl<A: Api> crate::core::phase::Phase for VmPhase<'_, A> {
+    type Input = HostNow;
+    type Facts = ApiFacts;
+    type Plan = VmPlan;
+    type Output = VmNow;
+
+    async fn gather(&self, _: &HostNow) -> Result<ApiFacts> {
+        let (spec, _) = tables(self.name, self.node)?;
+        self.conn.gather(self.name, spec).await
+    }
+
+    fn plan(&self, host: &HostNow, facts: &ApiFacts) -> Result<VmPlan> {
+        let ready = readiness(self.name, self.node, &host.facts, &host.plan);
+        self.conn.plan_from(self.name, self.node, &ready, facts)
+    }
+
+    /// The guest is planned once the VM runs as the inventory says.
+    fn hand_over(&self, _: &ApiFacts, plan: &VmPlan) -> VmNow {
+        let waits = if !plan.state().nothing_to_do() {
+            Some(format!(
+                "the VM phase has {} step(s) left; the guest is planned once the VM runs as the inventory says",
+                plan.steps.len()
+            ))
+        } else if !plan.running {
+            Some("the VM is not running".into())
+        } else {
+            None
+        };
+        VmNow {
+            waits,
+            agent_vmid: plan.vmid.filter(|_| plan.is_empty()),
+        }
+    }
+
+    /// Apply `plan`, then check: a fresh plan is empty and the VM runs.
+    async fn apply<P: Progress>(
+        &self,
+        host: &HostNow,
+        _: &ApiFacts,
+        plan: &VmPlan,
+        progress: &P,
+    ) -> Applied<VmNow> {
+        let ready = readiness(self.name, self.node, &host.facts, &host.plan);
+        match self
+            .conn
+            .apply(self.name, self.node, plan, &ready, progress)
+            .await
+        {
+            // the guest's address is asked of the agent of the VM the inventory names
+            Ok(checks) => Applied::checked(
+                checks,
+                VmNow {
+                    waits: None,
+                    agent_vmid: self.node.vm.as_ref().and_then(|v| v.vmid),
+                },
+            ),
+            Err(e) => Applied::stopped(e),
+        }
+    }
+
+    fn postconditions(&self, _: &ApiFacts, plan: &VmPlan) -> Vec<Check> {
+        postconditions(plan, None)
     }
 }
 
