@@ -154,11 +154,17 @@ impl<'a> Pipeline<'a> {
 
     /// `None` when the node has no `[vm.guest]` table.
     pub fn guest_phase<'p>(&'p self, connection: &'p vm::Phase) -> Option<GuestPhase<'p>> {
-        let options = GuestOptions {
-            reboot_timeout: self.options.reboot_timeout,
-            ..Default::default()
-        };
-        GuestPhase::new(self.inv, self.name, self.node, connection, options)
+        Some(GuestPhase {
+            inv: self.inv,
+            name: self.name,
+            node: self.node,
+            spec: crate::guest::phase::spec(self.node)?,
+            vm: connection,
+            options: GuestOptions {
+                reboot_timeout: self.options.reboot_timeout,
+                ..Default::default()
+            },
+        })
     }
 
     /// Gather one phase and plan it.

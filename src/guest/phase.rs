@@ -179,26 +179,6 @@ pub struct GuestPhase<'a> {
     pub options: GuestOptions,
 }
 
-impl<'a> GuestPhase<'a> {
-    /// `None` when the node has no `[vm.guest]` table.
-    pub fn new(
-        inv: &'a Inventory,
-        name: &'a str,
-        node: &'a Node,
-        vm: &'a Phase,
-        options: GuestOptions,
-    ) -> Option<Self> {
-        Some(GuestPhase {
-            inv,
-            name,
-            node,
-            spec: spec(node)?,
-            vm,
-            options,
-        })
-    }
-}
-
 impl crate::core::phase::Phase for GuestPhase<'_> {
     type Input = VmNow;
     type Facts = GuestSeen;
