@@ -6,8 +6,9 @@
 //! Adding a fourth phase: write a small struct holding what it needs (the node, its
 //! connection or connector, options) and `impl Phase` for it, with `Input` the `Output` of
 //! the phase before it; then, in `pipeline`, plan it after that phase with
-//! `Pipeline::stage` and add its stage to `NodePlan` (state, text, JSON), and in
-//! `commands::apply`, run it with `Run::phase` once the phase before converged.
+//! `Pipeline::stage` and add its stage to `NodePlan` (state, text, JSON); in
+//! `commands::apply`, run it with `Run::phase` once the phase before converged, and add its
+//! postconditions to `converged_report`.
 
 use super::check::Check;
 use super::outcome::ApplyReport;
