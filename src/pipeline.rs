@@ -1,16 +1,19 @@
 //! One node, phase after phase: the host's facts and plan; the VM's plan once the Proxmox API
 //! is reached, with what the host hands over; the guest's plan once the VM has nothing left.
 //! `plan`, `apply` and `verify` all walk a node through here, so they judge it the same way.
+//! Each phase is a [`Phase`]; [`Pipeline::stage`] gathers and plans any of them.
 
+use crate::core::phase::Phase;
 use crate::core::plan::{PhasePlan, PlanState};
-use crate::facts::HostFacts;
-use crate::guest::phase::GuestPhasePlan;
-use crate::host::gather::{self, Gathered};
+use crate::guest::exec::GuestOptions;
+use crate::guest::phase::{GuestPhase, GuestPhasePlan, GuestSeen};
+use crate::host::exec::{HostPhase, Options};
+use crate::host::gather::Gathered;
 use crate::host::plan::HostPlan;
-use crate::host::planner;
 use crate::inventory::{Inventory, Node};
-use crate::vm::phase::{Phase, host_readiness};
-use crate::vm::{HostReadiness, VmPlan};
+use crate::vm::VmPlan;
+use crate::vm::phase::{self as vm, VmPhase};
+use crate::vm::state::ApiFacts;
 use anyhow::Result;
 use serde::Serialize;
 
@@ -32,24 +35,19 @@ pub enum Unreachable {
     LeaveOut,
 }
 
-/// The host phase: the facts and the plan made from them.
-pub struct HostStage {
-    pub gathered: Gathered,
-    pub plan: HostPlan,
+/// A phase's facts and the plan made from them.
+pub struct Stage<F, P> {
+    pub facts: F,
+    pub plan: P,
 }
 
-impl HostStage {
-    pub fn facts(&self) -> &HostFacts {
-        &self.gathered.facts
-    }
-}
+pub type HostStage = Stage<Gathered, HostPlan>;
 
-/// The VM phase: the API connection, the plan, and the address the guest agent reports when
-/// the guest is reached through it.
+/// The VM phase: the API connection, the facts read through it and the plan.
 pub struct VmStage {
-    pub phase: Phase,
+    pub phase: vm::Phase,
+    pub facts: ApiFacts,
     pub plan: VmPlan,
-    pub agent_address: Option<String>,
 }
 
 /// A node's phases, planned in order.
@@ -57,7 +55,7 @@ pub struct NodePlan {
     pub name: String,
     pub host: HostStage,
     pub vm: Option<VmStage>,
-    pub guest: Option<GuestPhasePlan>,
+    pub guest: Option<Stage<GuestSeen, GuestPhasePlan>>,
     /// Phases an offline plan left out, with why.
     pub left_out: Vec<LeftOut>,
 }
@@ -82,7 +80,7 @@ impl Serialize for NodePlan {
         NodePlanJson {
             host: &self.host.plan,
             vm: self.vm.as_ref().map(|v| &v.plan),
-            guest: self.guest.as_ref(),
+            guest: self.guest.as_ref().map(|g| &g.plan),
         }
         .serialize(s)
     }
@@ -93,7 +91,7 @@ impl NodePlan {
     pub fn states(&self) -> Vec<PlanState<'_>> {
         let mut out = vec![self.host.plan.state()];
         out.extend(self.vm.as_ref().map(|v| v.plan.state()));
-        out.extend(self.guest.as_ref().map(|g| g.state()));
+        out.extend(self.guest.as_ref().map(|g| g.plan.state()));
         out
     }
 
@@ -112,7 +110,7 @@ impl NodePlan {
             s.push_str(&v.plan.render_text());
         }
         if let Some(g) = &self.guest {
-            s.push_str(&g.render_text());
+            s.push_str(&g.plan.render_text());
         }
         s
     }
@@ -123,11 +121,57 @@ pub struct Pipeline<'a> {
     pub inv: &'a Inventory,
     pub name: &'a str,
     pub node: &'a Node,
+    /// How the executors run (`apply`); planning does not read them.
+    pub options: Options,
 }
 
 impl<'a> Pipeline<'a> {
     pub fn new(inv: &'a Inventory, name: &'a str, node: &'a Node) -> Self {
-        Pipeline { inv, name, node }
+        Pipeline {
+            inv,
+            name,
+            node,
+            options: Options::default(),
+        }
+    }
+
+    pub fn host_phase(&self) -> HostPhase<'_> {
+        HostPhase {
+            inv: self.inv,
+            name: self.name,
+            node: self.node,
+            options: &self.options,
+        }
+    }
+
+    pub fn vm_phase<'p>(&'p self, connection: &'p vm::Phase) -> VmPhase<'p> {
+        VmPhase {
+            name: self.name,
+            node: self.node,
+            conn: connection,
+        }
+    }
+
+    /// `None` when the node has no `[vm.guest]` table.
+    pub fn guest_phase<'p>(&'p self, connection: &'p vm::Phase) -> Option<GuestPhase<'p>> {
+        Some(GuestPhase {
+            inv: self.inv,
+            name: self.name,
+            node: self.node,
+            spec: crate::guest::phase::spec(self.node)?,
+            vm: connection,
+            options: GuestOptions {
+                reboot_timeout: self.options.reboot_timeout,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Gather one phase and plan it.
+    pub async fn stage<P: Phase>(phase: &P, input: &P::Input) -> Result<Stage<P::Facts, P::Plan>> {
+        let facts = phase.gather(input).await?;
+        let plan = phase.plan(input, &facts)?;
+        Ok(Stage { facts, plan })
     }
 
     /// The host's facts (one SSH round trip, or the saved file) and its plan.
@@ -139,80 +183,46 @@ impl<'a> Pipeline<'a> {
     pub async fn gather_host(&self, source: HostSource) -> Result<Gathered> {
         match source {
             HostSource::Saved(g) => Ok(*g),
-            HostSource::Live => gather::live(self.inv, self.name, self.node).await,
+            HostSource::Live => self.host_phase().gather(&()).await,
         }
     }
 
     pub fn plan_host(&self, gathered: Gathered) -> Result<HostStage> {
-        let plan = planner::plan(self.name, self.node, &gathered.facts)?;
-        Ok(HostStage { gathered, plan })
+        let plan = self.host_phase().plan(&(), &gathered)?;
+        Ok(Stage {
+            facts: gathered,
+            plan,
+        })
     }
 
     /// The API connection of a node with a `[vm]` table (`None` without one).
-    pub async fn connect_vm(&self, host: &HostStage) -> Result<Option<Phase>> {
-        Phase::connect(self.inv, self.name, self.node, Some(host.facts())).await
+    pub async fn connect_vm(&self, host: &HostStage) -> Result<Option<vm::Phase>> {
+        vm::Phase::connect(self.inv, self.name, self.node, Some(&host.facts.facts)).await
     }
 
     /// The VM's plan, given what the host phase hands over now.
-    pub async fn plan_vm(&self, phase: &Phase, host: &HostStage) -> Result<VmPlan> {
-        let ready = host_readiness(self.name, self.node, host.facts(), &host.plan);
-        phase.plan(self.name, self.node, &ready).await
+    pub async fn plan_vm(&self, connection: &vm::Phase, host: &HostStage) -> Result<VmPlan> {
+        let handed = self.host_phase().hand_over(&host.facts, &host.plan);
+        Ok(Self::stage(&self.vm_phase(connection), &handed).await?.plan)
     }
 
-    /// The VM phase: connect, plan, and ask the guest agent for the guest's address when the
-    /// guest is reached through it.
+    /// The VM phase: connect, gather and plan.
     pub async fn vm(&self, host: &HostStage) -> Result<Option<VmStage>> {
         let Some(phase) = self.connect_vm(host).await? else {
             return Ok(None);
         };
-        let plan = self.plan_vm(&phase, host).await?;
-        let agent_address =
-            crate::guest::phase::agent_address_after(&phase, self.node, &plan).await;
-        Ok(Some(VmStage {
-            phase,
-            plan,
-            agent_address,
-        }))
+        let handed = self.host_phase().hand_over(&host.facts, &host.plan);
+        let Stage { facts, plan } = Self::stage(&self.vm_phase(&phase), &handed).await?;
+        Ok(Some(VmStage { phase, facts, plan }))
     }
 
     /// The guest phase: planned once the VM phase has nothing left, else what it waits for.
-    pub async fn guest(&self, vm: Option<&VmStage>) -> Result<Option<GuestPhasePlan>> {
-        crate::guest::phase::plan(
-            self.inv,
-            self.name,
-            self.node,
-            vm.map(|v| &v.plan),
-            vm.and_then(|v| v.agent_address.as_deref()),
-        )
-        .await
-    }
-
-    /// The VM's plan on the host as it is after the host's executor, with what the host
-    /// hands over to the VM's executor.
-    pub async fn replan_vm(
-        &self,
-        phase: &Phase,
-        after: &HostFacts,
-    ) -> Result<(VmPlan, HostReadiness)> {
-        let host_now = planner::plan(self.name, self.node, after)?;
-        let ready = host_readiness(self.name, self.node, after, &host_now);
-        let plan = phase.plan(self.name, self.node, &ready).await?;
-        Ok((plan, ready))
-    }
-
-    /// The guest's plan once the VM phase ran: the VM is not re-planned, the guest is reached
-    /// at its configured address or the one its agent reports now.
-    pub async fn replan_guest(&self, vm: Option<&VmStage>) -> Result<GuestPhasePlan> {
-        let agent = match vm {
-            Some(v) => {
-                let vmid = self.node.vm.as_ref().and_then(|spec| spec.vmid);
-                crate::guest::phase::agent_address(&v.phase, self.node, vmid).await
-            }
-            None => None,
+    pub async fn guest(&self, vm: &VmStage) -> Result<Option<Stage<GuestSeen, GuestPhasePlan>>> {
+        let Some(guest) = self.guest_phase(&vm.phase) else {
+            return Ok(None);
         };
-        crate::guest::phase::plan(self.inv, self.name, self.node, None, agent.as_deref())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("node {} has no [vm.guest] table", self.name))
+        let handed = self.vm_phase(&vm.phase).hand_over(&vm.facts, &vm.plan);
+        Ok(Some(Self::stage(&guest, &handed).await?))
     }
 
     /// Every phase in order. With [`Unreachable::LeaveOut`], a VM or guest phase that cannot
@@ -225,7 +235,7 @@ impl<'a> Pipeline<'a> {
         // the guest is planned after a VM phase, never in place of one left out
         let guest = match &vm {
             Some(v) => {
-                let guest = self.guest(Some(v)).await;
+                let guest = self.guest(v).await;
                 Self::left_out("guest", unreachable, guest, &mut left_out)?.flatten()
             }
             None => None,

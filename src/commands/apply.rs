@@ -6,14 +6,13 @@ use crate::cli::GlobalArgs;
 use crate::core::check::Check;
 use crate::core::error::hinted;
 use crate::core::outcome::ApplyReport;
-use crate::core::plan::PhasePlan;
-use crate::facts::HostFacts;
-use crate::guest::phase::{GuestPhasePlan, GuestStage};
-use crate::host::exec::{Executor, Options};
+use crate::core::phase::Phase;
+use crate::core::plan::{PhasePlan, PlanState};
+use crate::guest::phase::{GuestPhasePlan, GuestSeen};
+use crate::host::exec::{HostNow, Options};
 use crate::host::gather;
 use crate::inventory::{Inventory, Node};
-use crate::pipeline::{HostSource, HostStage, NodePlan, Pipeline, VmStage};
-use crate::transport::ssh::SshConnector;
+use crate::pipeline::{HostSource, NodePlan, Pipeline, Stage, VmStage};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -93,19 +92,6 @@ pub(super) fn print_report(g: &GlobalArgs, reports: &[ApplyReport]) -> Result<()
     print_stdout(&out)
 }
 
-/// The report of a host with nothing to apply: its postconditions on the facts just read.
-fn converged_host_report(name: &str, n: &Node, host: &HostStage) -> ApplyReport {
-    let postconditions =
-        crate::host::checks::postconditions(name, n, &host.plan, host.facts(), host.facts());
-    ApplyReport {
-        node: name.to_string(),
-        ok: postconditions.iter().all(Check::passed),
-        ssh_round_trips: 1,
-        postconditions,
-        ..Default::default()
-    }
-}
-
 fn all_passed(report: &mut ApplyReport) {
     report.ok = report.postconditions.iter().all(Check::passed);
 }
@@ -113,7 +99,8 @@ fn all_passed(report: &mut ApplyReport) {
 impl Run<'_> {
     async fn node(&self, name: &str, n: &Node) -> Result<ApplyReport> {
         let started = Instant::now();
-        let pipeline = Pipeline::new(self.inv, name, n);
+        let mut pipeline = Pipeline::new(self.inv, name, n);
+        pipeline.options = self.options.clone();
         let source = match self.saved_facts {
             Some(path) => HostSource::Saved(Box::new(gather::from_file(Some(name), path)?.1)),
             None => HostSource::Live,
@@ -132,7 +119,10 @@ impl Run<'_> {
             ));
         }
         let vm = pipeline.vm(&host).await?;
-        let guest = pipeline.guest(vm.as_ref()).await?;
+        let guest = match &vm {
+            Some(v) => pipeline.guest(v).await?,
+            None => None,
+        };
         let planned = NodePlan {
             name: name.to_string(),
             host,
@@ -150,7 +140,7 @@ impl Run<'_> {
             ));
         }
         if planned.nothing_to_do() {
-            let mut report = converged_report(name, n, &planned);
+            let mut report = converged_report(&pipeline, &planned);
             report.seconds = started.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -161,107 +151,106 @@ impl Run<'_> {
         let NodePlan {
             host, vm, guest, ..
         } = planned;
-        let (mut report, after) = self.host(name, n, &host, started).await?;
-        if let (Some(vm), true) = (&vm, report.ok) {
-            self.vm(&pipeline, vm, &after, &mut report).await?;
-            report.seconds = started.elapsed().as_secs_f64();
-        }
-        if crate::guest::phase::spec(n).is_some() && report.ok {
-            self.guest(&pipeline, vm.as_ref(), guest, &mut report)
+        let mut report = ApplyReport {
+            node: name.to_string(),
+            ..Default::default()
+        };
+        let stopped = format!(
+            "apply stopped on {name}; running it again continues from what the node is now"
+        );
+        let phase = pipeline.host_phase();
+        let Some(host_now) = self
+            .phase(&phase, &(), &host, &mut report, started, stopped)
+            .await?
+        else {
+            return Ok(report);
+        };
+        if let Some(vm) = &vm {
+            self.vm_and_guest(&pipeline, vm, host_now, guest, &mut report, started)
                 .await?;
-            report.seconds = started.elapsed().as_secs_f64();
         }
         Ok(report)
     }
 
-    /// The host's executor, or the converged host's postconditions when it has nothing to do;
-    /// with the host's facts after it.
-    async fn host(
+    /// One phase's executor; its report joins the node's. What the next phase starts from,
+    /// when every postcondition so far passed.
+    async fn phase<P: Phase>(
         &self,
-        name: &str,
-        n: &Node,
-        host: &HostStage,
+        phase: &P,
+        input: &P::Input,
+        stage: &Stage<P::Facts, P::Plan>,
+        report: &mut ApplyReport,
         started: Instant,
-    ) -> Result<(ApplyReport, HostFacts)> {
-        if host.plan.is_empty() {
-            return Ok((converged_host_report(name, n, host), host.facts().clone()));
-        }
-        let connector =
-            SshConnector::node(&n.ssh, n.ssh_config.as_ref().map(|p| self.inv.resolve(p)));
-        let mut exec = Executor::new(name, n, self.options.clone(), self.progress, connector);
-        let result = exec.execute(&host.plan, host.facts()).await;
-        let mut report = exec.report;
+        stopped: String,
+    ) -> Result<Option<P::Output>> {
+        let applied = phase
+            .apply(input, &stage.facts, &stage.plan, self.progress)
+            .await;
+        let done = applied.report;
+        report.steps.extend(done.steps);
+        report.reboots += done.reboots;
+        report.ssh_round_trips += done.ssh_round_trips;
+        report.postconditions.extend(done.postconditions);
         report.seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(after) => Ok((report, after)),
+        match applied.result {
+            Ok(output) => {
+                all_passed(report);
+                Ok(report.ok.then_some(output))
+            }
             Err(e) => {
-                print_report(self.g, &[report])?;
-                Err(e.context(format!(
-                    "apply stopped on {name}; running it again continues from what the node is now"
-                )))
+                report.ok = false;
+                print_report(self.g, std::slice::from_ref(report))?;
+                Err(e.context(stopped))
             }
         }
     }
 
-    /// The VM phase on the host as it is now: a fresh plan, then its executor.
-    async fn vm(
+    /// The VM phase on the host as it is now: a fresh plan, then its executor. Then the guest
+    /// phase: the plan shown before (when the VM had nothing to do), else one made now that
+    /// the VM runs; then its executor.
+    async fn vm_and_guest(
         &self,
         pipeline: &Pipeline<'_>,
         vm: &VmStage,
-        after: &HostFacts,
+        host: HostNow,
+        shown: Option<Stage<GuestSeen, GuestPhasePlan>>,
         report: &mut ApplyReport,
+        started: Instant,
     ) -> Result<()> {
         let name = pipeline.name;
-        let (plan, ready) = pipeline.replan_vm(&vm.phase, after).await?;
-        if plan.state().refused() {
-            print_stdout(&plan.render_text())?;
+        let phase = pipeline.vm_phase(&vm.phase);
+        let stage = Pipeline::stage(&phase, &host).await?;
+        if stage.plan.state().refused() {
+            print_stdout(&stage.plan.render_text())?;
             return Err(hinted(
                 format!("pvegpu refuses to change the VM of {name}: see `Refused` above"),
                 "the host is converged; fix what the refusal names and apply again",
             ));
         }
-        match vm
-            .phase
-            .apply(name, pipeline.node, &plan, &ready, self.progress)
-            .await
-        {
-            Ok(checks) => report.postconditions.extend(checks),
-            Err(e) => {
-                report.ok = false;
-                print_report(self.g, std::slice::from_ref(report))?;
-                return Err(e.context(format!(
-                    "the VM phase stopped on {name}; running apply again continues from what the VM is now"
-                )));
-            }
-        }
-        all_passed(report);
-        Ok(())
-    }
-
-    /// The guest phase, after the VM phase: the plan shown before (when the VM had nothing to
-    /// do), else one made now that the VM runs; then the executor, whose postconditions join
-    /// the node's report.
-    async fn guest(
-        &self,
-        pipeline: &Pipeline<'_>,
-        vm: Option<&VmStage>,
-        shown: Option<GuestPhasePlan>,
-        report: &mut ApplyReport,
-    ) -> Result<()> {
-        let name = pipeline.name;
-        let planned = match shown.filter(|p| p.planned().is_some()) {
-            Some(p) => p,
+        let stopped = format!(
+            "the VM phase stopped on {name}; running apply again continues from what the VM is now"
+        );
+        let Some(vm_now) = self
+            .phase(&phase, &host, &stage, report, started, stopped)
+            .await?
+        else {
+            return Ok(());
+        };
+        let Some(phase) = pipeline.guest_phase(&vm.phase) else {
+            return Ok(());
+        };
+        let stage = match shown.filter(|s| s.plan.planned().is_some()) {
+            Some(s) => s,
             None => {
-                let p = pipeline.replan_guest(vm).await?;
+                let s = Pipeline::stage(&phase, &vm_now).await?;
                 if !self.g.json {
-                    print_stdout(&p.render_text())?;
+                    print_stdout(&s.plan.render_text())?;
                 }
-                p
+                s
             }
         };
-        let planned = match &planned.stage {
-            GuestStage::Planned(p) => p,
-            GuestStage::Waiting { waits_for } => {
+        match stage.plan.state() {
+            PlanState::Waiting(waits_for) => {
                 report.ok = false;
                 print_report(self.g, std::slice::from_ref(report))?;
                 return Err(hinted(
@@ -269,56 +258,46 @@ impl Run<'_> {
                     "check that the VM runs and that `ssh` to the guest works, then apply again",
                 ));
             }
-        };
-        if planned.plan.state().refused() {
-            return Err(hinted(
-                format!("pvegpu refuses to change the guest of {name}: see `Refused` above"),
-                "the host and VM are converged; fix what the refusal names and apply again",
-            ));
+            PlanState::Refused(_) => {
+                return Err(hinted(
+                    format!("pvegpu refuses to change the guest of {name}: see `Refused` above"),
+                    "the host and VM are converged; fix what the refusal names and apply again",
+                ));
+            }
+            PlanState::Ready | PlanState::NothingToDo => {}
         }
-        if planned.plan.is_empty() {
-            report
-                .postconditions
-                .extend(crate::guest::exec::postconditions(&planned.plan));
-            all_passed(report);
-            return Ok(());
-        }
-        let options = crate::guest::exec::GuestOptions {
-            reboot_timeout: self.options.reboot_timeout,
-            ..Default::default()
-        };
-        let spec = crate::guest::phase::spec(pipeline.node)
-            .ok_or_else(|| anyhow::anyhow!("node {name} has no [vm.guest] table"))?;
-        let (guest_report, result) =
-            crate::guest::phase::apply(name, spec, planned, options, self.progress).await;
-        report.steps.extend(guest_report.steps);
-        report.reboots += guest_report.reboots;
-        report.ssh_round_trips += guest_report.ssh_round_trips;
-        report.postconditions.extend(guest_report.postconditions);
-        if let Err(e) = result {
-            report.ok = false;
-            print_report(self.g, std::slice::from_ref(report))?;
-            return Err(e.context(format!(
-                "the guest phase stopped on {name}; running apply again continues from what the guest is now"
-            )));
-        }
-        all_passed(report);
+        let stopped = format!(
+            "the guest phase stopped on {name}; running apply again continues from what the guest is now"
+        );
+        self.phase(&phase, &vm_now, &stage, report, started, stopped)
+            .await?;
         Ok(())
     }
 }
 
-/// A node with nothing to do in any phase: the postconditions of each, on what was just read.
-fn converged_report(name: &str, n: &Node, planned: &NodePlan) -> ApplyReport {
-    let mut report = converged_host_report(name, n, &planned.host);
+/// A node with nothing to do in any phase: the postconditions of each, on what was just read
+/// (the host's facts in one round trip).
+fn converged_report(pipeline: &Pipeline<'_>, planned: &NodePlan) -> ApplyReport {
+    let host = &planned.host;
+    let mut report = ApplyReport {
+        node: planned.name.clone(),
+        ssh_round_trips: 1,
+        postconditions: pipeline
+            .host_phase()
+            .postconditions(&host.facts, &host.plan),
+        ..Default::default()
+    };
     if let Some(v) = &planned.vm {
-        report
-            .postconditions
-            .extend(crate::vm::phase::postconditions(&v.plan, None));
-    }
-    if let Some(p) = planned.guest.as_ref().and_then(GuestPhasePlan::planned) {
-        report
-            .postconditions
-            .extend(crate::guest::exec::postconditions(&p.plan));
+        report.postconditions.extend(
+            pipeline
+                .vm_phase(&v.phase)
+                .postconditions(&v.facts, &v.plan),
+        );
+        if let (Some(g), Some(phase)) = (&planned.guest, pipeline.guest_phase(&v.phase)) {
+            report
+                .postconditions
+                .extend(phase.postconditions(&g.facts, &g.plan));
+        }
     }
     all_passed(&mut report);
     report

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 pub async fn run(g: &GlobalArgs, node: Option<String>, save: Option<PathBuf>) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let nodes = selected(&inv, &node)?;
-    let gathered = join_all(nodes.iter().map(|(name, n)| gather::live(&inv, name, n))).await;
+    let gathered = join_all(nodes.iter().map(|(name, n)| gather::live(name, n))).await;
     let mut reports = Vec::new();
     for ((name, n), res) in nodes.iter().zip(gathered) {
         let got = res?;

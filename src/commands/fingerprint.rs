@@ -14,7 +14,7 @@ use std::process::ExitCode;
 pub async fn run(g: &GlobalArgs, name: String) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let n = inv.node(&name)?;
-    let config = n.ssh_config.as_ref().map(|p| inv.resolve(p));
+    let config = n.ssh_config.clone();
     let remote = SshRemote::connect(&n.ssh, config).await?;
     let out = remote.run_script(FINGERPRINT_COMMAND).await;
     remote.close().await;

@@ -20,8 +20,8 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let n = inv.node(&name)?;
-    let connector = SshConnector::node(&n.ssh, n.ssh_config.as_ref().map(|p| inv.resolve(p)));
-    let facts = gather::live(&inv, &name, n).await?.facts;
+    let connector = SshConnector::node(&n.ssh, n.ssh_config.clone());
+    let facts = gather::live(&name, n).await?.facts;
     let plan = crate::host::rollback::plan(&name, &facts, reboot);
     if !g.json {
         print_stdout(&plan.render_text())?;

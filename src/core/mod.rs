@@ -1,10 +1,12 @@
-//! What every phase shares: the plan's data and state, the playbook loader, the check type,
-//! the scripts executors send, one reboot-and-wait, what executors report, progress, and
-//! errors with hints. Nothing here knows a phase; the phases and the commands build on it.
+//! What every phase shares: the phase's shape, the plan's data and state, the playbook
+//! loader, the check type, the scripts executors send, one reboot-and-wait, what executors
+//! report, progress, and errors with hints. Nothing here knows a phase; the phases and the
+//! commands build on it.
 
 pub mod check;
 pub mod error;
 pub mod outcome;
+pub mod phase;
 pub mod plan;
 pub mod playbook;
 pub mod progress;

@@ -44,7 +44,7 @@ pub fn access(
     let ssh_config = guest
         .and_then(|g| g.ssh_config.as_ref())
         .or(node.ssh_config.as_ref())
-        .map(|p| inv.resolve(p));
+        .cloned();
     if let Some(d) = guest.and_then(|g| g.ssh.clone()) {
         return Ok(GuestAccess {
             destination: d,
@@ -91,7 +91,13 @@ mod tests {
         ));
         let a = access(&i, "a", &i.nodes["a"], None).unwrap();
         assert_eq!(a.destination, "raphael@10.3.0.201");
-        assert_eq!(a.ssh_config, Some(i.resolve(std::path::Path::new("cfg"))));
+        // the node's ssh_config, as the inventory resolved it at load
+        assert_eq!(a.ssh_config, i.nodes["a"].ssh_config);
+        assert!(
+            a.ssh_config
+                .as_ref()
+                .is_some_and(|p| p.is_absolute() && p.ends_with("cfg"))
+        );
 
         let i = inv(&format!(
             "{BASE}[nodes.a.vm.cloud_init]\nuser = \"u\"\nip = \"dhcp\"\n[nodes.a.vm.guest]\nssh = \"gpu-vm\"\n"

@@ -1,18 +1,21 @@
-//! The guest phase as the commands run it: reach the guest over SSH (its host key recorded
-//! on first use), gather, plan; apply, re-plan after each reboot, and prove a fresh plan empty.
+//! The guest phase ([`GuestPhase`], a [`crate::core::phase::Phase`]): reach the guest over SSH
+//! (its host key recorded on first use), gather, plan; apply, re-plan after each reboot, and
+//! prove a fresh plan empty.
 
 use super::access::{GuestAccess, access};
-use super::exec::{GuestExecutor, GuestOptions, GuestReport};
+use super::exec::{GuestExecutor, GuestOptions, postconditions};
 use super::gather::{self, GuestGathered};
 use super::planner::{self, GuestPlan};
+use crate::core::check::Check;
+use crate::core::outcome::ApplyReport;
+use crate::core::phase::Applied;
 use crate::core::plan::{PhasePlan, PlanState};
 use crate::core::progress::Progress;
 use crate::inventory::guest::GuestSpec;
 use crate::inventory::{Inventory, Node};
 use crate::pve::Api as _;
 use crate::transport::ssh::{ConnectFailure, SshConnector, SshError, SshRemote};
-use crate::vm::VmPlan;
-use crate::vm::phase::Phase;
+use crate::vm::phase::{Phase, VmNow};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -33,19 +36,7 @@ pub enum GuestStage {
     Waiting {
         waits_for: String,
     },
-    Planned(Box<Planned>),
-}
-
-/// A guest plan with the facts it was made from and how the guest was reached, which the
-/// executor starts from.
-#[derive(Debug, Serialize)]
-pub struct Planned {
-    #[serde(flatten)]
-    pub plan: GuestPlan,
-    #[serde(skip)]
-    pub facts: GuestGathered,
-    #[serde(skip)]
-    pub access: GuestAccess,
+    Planned(Box<GuestPlan>),
 }
 
 impl GuestPhasePlan {
@@ -58,7 +49,7 @@ impl GuestPhasePlan {
         }
     }
 
-    pub fn planned(&self) -> Option<&Planned> {
+    pub fn planned(&self) -> Option<&GuestPlan> {
         match &self.stage {
             GuestStage::Planned(p) => Some(p),
             GuestStage::Waiting { .. } => None,
@@ -79,13 +70,13 @@ impl PhasePlan for GuestPhasePlan {
     fn state(&self) -> PlanState<'_> {
         match &self.stage {
             GuestStage::Waiting { waits_for } => PlanState::Waiting(waits_for),
-            GuestStage::Planned(p) => p.plan.state(),
+            GuestStage::Planned(p) => p.state(),
         }
     }
 
     fn render_text(&self) -> String {
         match &self.stage {
-            GuestStage::Planned(p) => format!("\n{}", p.plan.render_text()),
+            GuestStage::Planned(p) => format!("\n{}", p.render_text()),
             GuestStage::Waiting { waits_for } => format!(
                 "\nGuest{}: waits for the VM phase: {waits_for}\n",
                 self.destination
@@ -128,71 +119,6 @@ pub async fn agent_address(phase: &Phase, node: &Node, vmid: Option<u32>) -> Opt
     crate::vm::exec::agent_ipv4(&v)
 }
 
-/// The guest agent's address once the VM phase has nothing left (the VM runs), when the
-/// guest's SSH destination depends on it.
-pub async fn agent_address_after(phase: &Phase, node: &Node, vm: &VmPlan) -> Option<String> {
-    if spec(node).is_none() || !vm.is_empty() {
-        return None;
-    }
-    agent_address(phase, node, vm.vmid).await
-}
-
-/// Gather the guest and plan it, or say what it waits for. `vm` is the VM phase's plan: the
-/// guest is planned only once it has nothing left to do.
-pub async fn plan(
-    inv: &Inventory,
-    name: &str,
-    node: &Node,
-    vm: Option<&VmPlan>,
-    agent_address: Option<&str>,
-) -> Result<Option<GuestPhasePlan>> {
-    let Some(spec) = spec(node) else {
-        return Ok(None);
-    };
-    let target = access(inv, name, node, agent_address);
-    let destination = target.as_ref().ok().map(|a| a.destination.clone());
-    match vm {
-        Some(v) if !v.state().nothing_to_do() => {
-            return Ok(Some(GuestPhasePlan::waiting(
-                destination,
-                format!(
-                    "the VM phase has {} step(s) left; the guest is planned once the VM runs as the inventory says",
-                    v.steps.len()
-                ),
-            )));
-        }
-        Some(v) if !v.running => {
-            return Ok(Some(GuestPhasePlan::waiting(
-                destination,
-                "the VM is not running",
-            )));
-        }
-        _ => {}
-    }
-    let target = target?;
-    match gather_live(name, &target, spec).await {
-        Ok(g) => {
-            let p = planner::plan(spec, &g.facts)?;
-            Ok(Some(GuestPhasePlan {
-                destination: Some(target.destination.clone()),
-                stage: GuestStage::Planned(Box::new(Planned {
-                    plan: p,
-                    facts: g,
-                    access: target,
-                })),
-            }))
-        }
-        Err(e) if unreachable(&e) => Ok(Some(GuestPhasePlan::waiting(
-            Some(target.destination.clone()),
-            format!(
-                "the guest does not answer over SSH at {}",
-                target.destination
-            ),
-        ))),
-        Err(e) => Err(e),
-    }
-}
-
 fn unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         matches!(
@@ -229,26 +155,116 @@ pub async fn gather_live(
     result
 }
 
-/// Apply a guest plan made by [`plan`]: the executor's report (postconditions included) and
-/// whether it ran to the end. A plan with refusals changes nothing.
-pub async fn apply<P: Progress>(
-    name: &str,
-    spec: &GuestSpec,
-    planned: &Planned,
-    options: GuestOptions,
-    progress: &P,
-) -> (GuestReport, Result<()>) {
-    let guest = format!("{name}/guest");
-    let connector = SshConnector::guest(
-        &planned.access.destination,
-        planned.access.ssh_config.clone(),
-    );
-    let mut exec = GuestExecutor::new(&guest, spec, options, progress, connector);
-    // the plan's facts came in one round trip already
-    exec.report.ssh_round_trips = 1;
-    let result = exec
-        .execute(&planned.plan, &planned.facts.facts)
-        .await
-        .map(|_| ());
-    (exec.report, result)
+/// What the guest phase starts from: what it waits for, or the guest as gathered and how it
+/// was reached.
+pub enum GuestSeen {
+    Waits {
+        destination: Option<String>,
+        why: String,
+    },
+    Reached {
+        gathered: Box<GuestGathered>,
+        access: GuestAccess,
+    },
+}
+
+/// The guest phase of one node: reached over SSH at its configured address or the one the
+/// guest agent reports through the VM's API connection.
+pub struct GuestPhase<'a> {
+    pub inv: &'a Inventory,
+    pub name: &'a str,
+    pub node: &'a Node,
+    pub spec: &'a GuestSpec,
+    pub vm: &'a Phase,
+    pub options: GuestOptions,
+}
+
+impl crate::core::phase::Phase for GuestPhase<'_> {
+    type Input = VmNow;
+    type Facts = GuestSeen;
+    type Plan = GuestPhasePlan;
+    type Output = ();
+
+    /// One connection to the guest (the probe and the model headers), or what it waits for.
+    async fn gather(&self, vm: &VmNow) -> Result<GuestSeen> {
+        let agent = agent_address(self.vm, self.node, vm.agent_vmid).await;
+        let target = access(self.inv, self.name, self.node, agent.as_deref());
+        let destination = target.as_ref().ok().map(|a| a.destination.clone());
+        if let Some(why) = &vm.waits {
+            return Ok(GuestSeen::Waits {
+                destination,
+                why: why.clone(),
+            });
+        }
+        let access = target?;
+        match gather_live(self.name, &access, self.spec).await {
+            Ok(gathered) => Ok(GuestSeen::Reached {
+                gathered: Box::new(gathered),
+                access,
+            }),
+            Err(e) if unreachable(&e) => Ok(GuestSeen::Waits {
+                why: format!(
+                    "the guest does not answer over SSH at {}",
+                    access.destination
+                ),
+                destination: Some(access.destination),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn plan(&self, _: &VmNow, seen: &GuestSeen) -> Result<GuestPhasePlan> {
+        Ok(match seen {
+            GuestSeen::Waits { destination, why } => {
+                GuestPhasePlan::waiting(destination.clone(), why.clone())
+            }
+            GuestSeen::Reached { gathered, access } => GuestPhasePlan {
+                destination: Some(access.destination.clone()),
+                stage: GuestStage::Planned(Box::new(planner::plan(self.spec, &gathered.facts)?)),
+            },
+        })
+    }
+
+    fn hand_over(&self, _: &GuestSeen, _: &GuestPhasePlan) {}
+
+    /// Apply a guest plan: the executor's report (postconditions included) and whether it ran
+    /// to the end. A plan with nothing to do is only checked; one with refusals changes
+    /// nothing.
+    async fn apply<P: Progress>(
+        &self,
+        _: &VmNow,
+        seen: &GuestSeen,
+        plan: &GuestPhasePlan,
+        progress: &P,
+    ) -> Applied<()> {
+        let (GuestSeen::Reached { gathered, access }, Some(plan)) = (seen, plan.planned()) else {
+            let e = anyhow::anyhow!("the guest of {} was not reached", self.name);
+            return Applied::stopped(e);
+        };
+        if plan.is_empty() {
+            return Applied::checked(postconditions(plan), ());
+        }
+        let guest = format!("{}/guest", self.name);
+        let connector = SshConnector::guest(&access.destination, access.ssh_config.clone());
+        let mut exec =
+            GuestExecutor::new(&guest, self.spec, self.options.clone(), progress, connector);
+        // the plan's facts came in one round trip already
+        exec.report.ssh_round_trips = 1;
+        let result = exec.execute(plan, &gathered.facts).await.map(|_| ());
+        let r = exec.report;
+        Applied {
+            report: ApplyReport {
+                steps: r.steps,
+                reboots: r.reboots,
+                ssh_round_trips: r.ssh_round_trips,
+                postconditions: r.postconditions,
+                ..Default::default()
+            },
+            result,
+        }
+    }
+
+    fn postconditions(&self, _: &GuestSeen, plan: &GuestPhasePlan) -> Vec<Check> {
+        plan.planned().map(postconditions).unwrap_or_default()
+    }
 }

@@ -5,15 +5,17 @@
 use crate::core::check::Check;
 use crate::core::error::hinted;
 use crate::core::outcome::{ApplyReport, StepOutcome, run_id, tail};
+use crate::core::phase::{Applied, Phase};
 use crate::core::plan::{Action, Change};
 use crate::core::progress::Progress;
 use crate::core::scripts;
 use crate::facts::HostFacts;
 use crate::host::checks::{postconditions, reboot_interlocks};
-use crate::host::gather;
+use crate::host::gather::{self, Gathered};
 use crate::host::plan::HostPlan;
-use crate::inventory::Node;
+use crate::inventory::{Inventory, Node};
 use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
+use crate::transport::ssh::SshConnector;
 use crate::transport::{Connector, Remote};
 use anyhow::Result;
 use std::time::{Duration, Instant};
@@ -258,5 +260,91 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
         self.report.ssh_round_trips += cost.ssh_round_trips;
         self.report.reboots += cost.reboots;
         result
+    }
+}
+
+impl Default for Options {
+    /// What `apply` runs with unless told otherwise.
+    fn default() -> Self {
+        Options::new(false, Duration::from_secs(600), true)
+    }
+}
+
+/// What the host phase hands the VM phase: the host's facts and a plan made from them.
+pub struct HostNow {
+    pub facts: HostFacts,
+    pub plan: HostPlan,
+}
+
+/// The host phase of one node: facts over SSH, the host plan, its executor.
+pub struct HostPhase<'a> {
+    pub inv: &'a Inventory,
+    pub name: &'a str,
+    pub node: &'a Node,
+    pub options: &'a Options,
+}
+
+impl Phase for HostPhase<'_> {
+    type Input = ();
+    type Facts = Gathered;
+    type Plan = HostPlan;
+    type Output = HostNow;
+
+    async fn gather(&self, _: &()) -> Result<Gathered> {
+        gather::live(self.name, self.node).await
+    }
+
+    fn plan(&self, _: &(), facts: &Gathered) -> Result<HostPlan> {
+        Ok(crate::host::planner::plan(
+            self.name,
+            self.node,
+            &facts.facts,
+        )?)
+    }
+
+    fn hand_over(&self, facts: &Gathered, plan: &HostPlan) -> HostNow {
+        HostNow {
+            facts: facts.facts.clone(),
+            plan: plan.clone(),
+        }
+    }
+
+    /// A plan with nothing to do is only checked (its facts came in one round trip); else the
+    /// executor runs it, and the VM phase starts from the host as it is after.
+    async fn apply<P: Progress>(
+        &self,
+        _: &(),
+        facts: &Gathered,
+        plan: &HostPlan,
+        progress: &P,
+    ) -> Applied<HostNow> {
+        if plan.is_empty() {
+            let mut applied = Applied::checked(
+                self.postconditions(facts, plan),
+                self.hand_over(facts, plan),
+            );
+            applied.report.ssh_round_trips = 1;
+            return applied;
+        }
+        let connector = SshConnector::node(&self.node.ssh, self.node.ssh_config.clone());
+        let mut exec = Executor::new(
+            self.name,
+            self.node,
+            self.options.clone(),
+            progress,
+            connector,
+        );
+        let result = exec.execute(plan, &facts.facts).await.and_then(|after| {
+            let plan = crate::host::planner::plan(self.name, self.node, &after)?;
+            Ok(HostNow { facts: after, plan })
+        });
+        Applied {
+            report: exec.report,
+            result,
+        }
+    }
+
+    fn postconditions(&self, facts: &Gathered, plan: &HostPlan) -> Vec<Check> {
+        postconditions(self.name, self.node, plan, &facts.facts, &facts.facts)
     }
 }

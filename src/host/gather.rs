@@ -3,7 +3,7 @@
 use crate::core::error::hinted;
 use crate::facts::raw::RawFacts;
 use crate::facts::{HostFacts, PROBE};
-use crate::inventory::{Inventory, Node};
+use crate::inventory::Node;
 use crate::transport::Remote;
 use crate::transport::ssh::SshRemote;
 use anyhow::{Context, Result};
@@ -53,8 +53,8 @@ pub async fn probe<R: Remote>(node_name: &str, remote: &R) -> Result<Gathered> {
     from_text(node_name, remote.destination(), out.stdout)
 }
 
-pub async fn live(inventory: &Inventory, node_name: &str, node: &Node) -> Result<Gathered> {
-    let config = node.ssh_config.as_ref().map(|p| inventory.resolve(p));
+pub async fn live(node_name: &str, node: &Node) -> Result<Gathered> {
+    let config = node.ssh_config.clone();
     tracing::info!(
         node = node_name,
         destination = node.ssh,

@@ -237,15 +237,6 @@ impl Inventory {
                 known: self.nodes.keys().cloned().collect::<Vec<_>>().join(", "),
             })
     }
-
-    /// A path from the inventory, relative to the inventory's folder.
-    pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.path.parent().unwrap_or(Path::new(".")).join(p)
-        }
-    }
 }
 
 /// `path` from the inventory: `~/` expanded, then made relative to `base` unless absolute.
@@ -303,8 +294,6 @@ mod tests {
             "{}",
             cfg.display()
         );
-        // resolving again changes nothing
-        assert_eq!(&inv.resolve(cfg), cfg);
     }
 
     fn parse(text: &str) -> Result<Inventory, InventoryError> {

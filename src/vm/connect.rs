@@ -80,23 +80,17 @@ fn secret(
     inventory: &Path,
     node: &str,
     (file, env): (&Option<PathBuf>, &str),
-    resolve: impl Fn(&Path) -> PathBuf,
     missing: impl FnOnce() -> String,
 ) -> Result<SecretString, ConnectError> {
     match (file, from_env(env)) {
-        (Some(f), _) => secret_file(inventory, node, &resolve(f)),
+        (Some(f), _) => secret_file(inventory, node, f),
         (None, Some(s)) => Ok(s),
         (None, None) => Err(settings_error(inventory, node, missing())),
     }
 }
 
 /// The trust mode the settings ask for; a bad fingerprint is an inventory error.
-pub fn trust(
-    inventory: &Path,
-    node: &str,
-    api: &ApiSettings,
-    resolve: impl Fn(&Path) -> PathBuf,
-) -> Result<TlsTrust, ConnectError> {
+pub fn trust(inventory: &Path, node: &str, api: &ApiSettings) -> Result<TlsTrust, ConnectError> {
     match (&api.fingerprint, &api.ca_file) {
         (Some(_), Some(_)) => Err(settings_error(
             inventory,
@@ -107,7 +101,7 @@ pub fn trust(
             .parse::<Fingerprint>()
             .map(TlsTrust::Pinned)
             .map_err(|e| settings_error(inventory, node, e.to_string())),
-        (None, Some(ca)) => Ok(TlsTrust::CaFile(resolve(ca))),
+        (None, Some(ca)) => Ok(TlsTrust::CaFile(ca.clone())),
         (None, None) => Ok(TlsTrust::SystemRoots),
     }
 }
@@ -117,9 +111,8 @@ pub async fn client(
     inventory: &Path,
     node: &str,
     api: &ApiSettings,
-    resolve: impl Fn(&Path) -> PathBuf,
 ) -> Result<PveClient, ConnectError> {
-    let trust = trust(inventory, node, api, &resolve)?;
+    let trust = trust(inventory, node, api)?;
     let opts = ClientOptions::new(api.url.clone(), trust);
     match (&api.token, &api.user) {
         (Some(_), Some(_)) => Err(settings_error(
@@ -134,7 +127,7 @@ pub async fn client(
         )),
         (Some(token), None) => {
             let source = (&api.token_secret_file, TOKEN_SECRET_ENV);
-            let secret = secret(inventory, node, source, &resolve, || {
+            let secret = secret(inventory, node, source, || {
                 format!(
                     "no secret for API token {token}: set ${TOKEN_SECRET_ENV} or `token_secret_file`"
                 )
@@ -144,7 +137,7 @@ pub async fn client(
         }
         (None, Some(user)) => {
             let source = (&api.password_file, PASSWORD_ENV);
-            let password = secret(inventory, node, source, &resolve, || {
+            let password = secret(inventory, node, source, || {
                 format!("no password for {user}: set ${PASSWORD_ENV} or `password_file`")
             })?;
             let mut c = PveClient::new(opts)?;

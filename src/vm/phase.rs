@@ -1,14 +1,18 @@
-//! The VM phase as the commands run it: connect, gather, plan; apply, then re-gather and
-//! re-plan to prove nothing is left.
+//! The VM phase ([`VmPhase`], a [`crate::core::phase::Phase`]): connect, gather, plan; apply,
+//! then re-gather and re-plan to prove nothing is left.
 
 use super::connect::{self, ConnectError};
 use super::exec::VmExecutor;
 use super::gather::gather;
 use super::planner::{self, HostReadiness, Inputs, VmPlan};
 use super::readiness::readiness;
+use super::state::ApiFacts;
 use crate::core::check::{Check, Layer};
+use crate::core::phase::Applied;
+use crate::core::plan::PhasePlan;
 use crate::core::progress::Progress;
 use crate::facts::HostFacts;
+use crate::host::exec::HostNow;
 use crate::host::plan::HostPlan;
 use crate::inventory::vm::{ApiSettings, VmSpec};
 use crate::inventory::{Inventory, Node};
@@ -51,19 +55,16 @@ impl Phase {
             ));
         };
         let ssh_key = match vm.cloud_init.as_ref().and_then(|c| c.ssh_key_file.as_ref()) {
-            Some(p) => {
-                let p = expand_home(&inv.resolve(p));
-                Some(std::fs::read_to_string(&p).with_context(|| {
-                    format!(
-                        "{}: node `{name}`: cannot read cloud_init.ssh_key_file {}",
-                        inv.path.display(),
-                        p.display()
-                    )
-                })?)
-            }
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                format!(
+                    "{}: node `{name}`: cannot read cloud_init.ssh_key_file {}",
+                    inv.path.display(),
+                    p.display()
+                )
+            })?),
             None => None,
         };
-        let client = connect::client(&inv.path, name, api, |p| expand_home(&inv.resolve(p)))
+        let client = connect::client(&inv.path, name, api)
             .await
             .map_err(|e: ConnectError| anyhow::Error::new(e))
             .with_context(|| format!("cannot use the Proxmox API of {name}"))?;
@@ -91,17 +92,32 @@ impl<A: Api> Phase<A> {
     }
 
     pub async fn plan(&self, name: &str, node: &Node, host: &HostReadiness) -> Result<VmPlan> {
-        let (spec, api) = tables(name, node)?;
-        let facts = gather(&self.client, &self.pve_node, spec)
+        let (spec, _) = tables(name, node)?;
+        let facts = self.gather(name, spec).await?;
+        self.plan_from(name, node, host, &facts)
+    }
+
+    async fn gather(&self, name: &str, spec: &VmSpec) -> Result<ApiFacts> {
+        gather(&self.client, &self.pve_node, spec)
             .await
-            .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))?;
+            .with_context(|| format!("cannot read the VM state of {name} from the Proxmox API"))
+    }
+
+    fn plan_from(
+        &self,
+        name: &str,
+        node: &Node,
+        host: &HostReadiness,
+        facts: &ApiFacts,
+    ) -> Result<VmPlan> {
+        let (spec, api) = tables(name, node)?;
         Ok(planner::plan(&Inputs {
             node: name,
             spec,
             api,
             host,
             ssh_key: self.ssh_key.as_deref(),
-            facts: &facts,
+            facts,
         }))
     }
 
@@ -129,6 +145,86 @@ impl<A: Api> Phase<A> {
             .map_err(anyhow::Error::new)?;
         let after = self.plan(name, node, host).await?;
         Ok(postconditions(&after, address.as_deref()))
+    }
+}
+
+/// The VM phase of one node, over its API connection.
+pub struct VmPhase<'a, A: Api = PveClient> {
+    pub name: &'a str,
+    pub node: &'a Node,
+    pub conn: &'a Phase<A>,
+}
+
+/// What the VM phase hands the guest phase.
+pub struct VmNow {
+    /// Why the guest cannot be planned yet.
+    pub waits: Option<String>,
+    /// The VM whose guest agent may be asked for the guest's address.
+    pub agent_vmid: Option<u32>,
+}
+
+impl<A: Api> crate::core::phase::Phase for VmPhase<'_, A> {
+    type Input = HostNow;
+    type Facts = ApiFacts;
+    type Plan = VmPlan;
+    type Output = VmNow;
+
+    async fn gather(&self, _: &HostNow) -> Result<ApiFacts> {
+        let (spec, _) = tables(self.name, self.node)?;
+        self.conn.gather(self.name, spec).await
+    }
+
+    fn plan(&self, host: &HostNow, facts: &ApiFacts) -> Result<VmPlan> {
+        let ready = readiness(self.name, self.node, &host.facts, &host.plan);
+        self.conn.plan_from(self.name, self.node, &ready, facts)
+    }
+
+    /// The guest is planned once the VM runs as the inventory says.
+    fn hand_over(&self, _: &ApiFacts, plan: &VmPlan) -> VmNow {
+        let waits = if !plan.state().nothing_to_do() {
+            Some(format!(
+                "the VM phase has {} step(s) left; the guest is planned once the VM runs as the inventory says",
+                plan.steps.len()
+            ))
+        } else if !plan.running {
+            Some("the VM is not running".into())
+        } else {
+            None
+        };
+        VmNow {
+            waits,
+            agent_vmid: plan.vmid.filter(|_| plan.is_empty()),
+        }
+    }
+
+    /// Apply `plan`, then check: a fresh plan is empty and the VM runs.
+    async fn apply<P: Progress>(
+        &self,
+        host: &HostNow,
+        _: &ApiFacts,
+        plan: &VmPlan,
+        progress: &P,
+    ) -> Applied<VmNow> {
+        let ready = readiness(self.name, self.node, &host.facts, &host.plan);
+        match self
+            .conn
+            .apply(self.name, self.node, plan, &ready, progress)
+            .await
+        {
+            // the guest's address is asked of the agent of the VM the inventory names
+            Ok(checks) => Applied::checked(
+                checks,
+                VmNow {
+                    waits: None,
+                    agent_vmid: self.node.vm.as_ref().and_then(|v| v.vmid),
+                },
+            ),
+            Err(e) => Applied::stopped(e),
+        }
+    }
+
+    fn postconditions(&self, _: &ApiFacts, plan: &VmPlan) -> Vec<Check> {
+        postconditions(plan, None)
     }
 }
 
@@ -183,12 +279,4 @@ pub fn host_readiness(
     plan: &HostPlan,
 ) -> HostReadiness {
     readiness(name, node, facts, plan)
-}
-
-fn expand_home(p: &std::path::Path) -> std::path::PathBuf {
-    let s = p.to_string_lossy();
-    match (s.find("~/"), std::env::var_os("HOME")) {
-        (Some(i), Some(home)) => std::path::PathBuf::from(home).join(&s[i + 2..]),
-        _ => p.to_path_buf(),
-    }
 }
