@@ -59,15 +59,26 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn pass(layer: Layer, name: impl Into<String>, saw: impl Into<String>) -> Self {
+    fn new(
+        layer: Layer,
+        name: impl Into<String>,
+        status: Status,
+        saw: impl Into<String>,
+        cause: Option<String>,
+        fix: Option<String>,
+    ) -> Self {
         Check {
             layer,
             name: name.into(),
-            status: Status::Pass,
+            status,
             saw: saw.into(),
-            cause: None,
-            fix: None,
+            cause,
+            fix,
         }
+    }
+
+    pub fn pass(layer: Layer, name: impl Into<String>, saw: impl Into<String>) -> Self {
+        Check::new(layer, name, Status::Pass, saw, None, None)
     }
 
     pub fn fail(
@@ -77,14 +88,8 @@ impl Check {
         cause: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Check {
-            layer,
-            name: name.into(),
-            status: Status::Fail,
-            saw: saw.into(),
-            cause: Some(cause.into()),
-            fix: Some(fix.into()),
-        }
+        let (cause, fix) = (Some(cause.into()), Some(fix.into()));
+        Check::new(layer, name, Status::Fail, saw, cause, fix)
     }
 
     pub fn warn(
@@ -107,18 +112,9 @@ impl Check {
         why: impl Into<String>,
         fix: impl Into<String>,
     ) -> Self {
-        Check {
-            layer,
-            name: name.into(),
-            status: Status::Skip,
-            saw: why.into(),
-            cause: None,
-            fix: Some(fix.into()),
-        }
+        Check::new(layer, name, Status::Skip, why, None, Some(fix.into()))
     }
-}
 
-impl Check {
     /// A pass when `ok`, else a failure with its cause and fix.
     pub fn judged(
         layer: Layer,
