@@ -27,11 +27,10 @@ pub struct ApplyReport {
     pub ok: bool,
 }
 
-/// The last lines of a step's output, for the report.
-pub fn tail(s: &str) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    let start = lines.len().saturating_sub(5);
-    lines[start..].join("\n")
+/// The last `lines` lines of a step's output, for the report and error messages.
+pub fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// Names this run's backup folder on the node (`/var/lib/pvegpu/backups/<run id>`).

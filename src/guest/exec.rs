@@ -12,7 +12,7 @@ use super::gather::{self, as_root};
 use super::planner::{self, GuestPlan};
 use crate::core::check::{Check, Layer};
 use crate::core::error::hinted;
-use crate::core::outcome::StepOutcome;
+use crate::core::outcome::{StepOutcome, tail};
 use crate::core::plan::{Action, Change};
 use crate::core::progress::Progress;
 use crate::core::scripts;
@@ -183,11 +183,6 @@ fn describe(action: &Action) -> String {
         Action::Run { command } => format!("run `{command}`"),
         Action::Reboot => "reboot".into(),
     }
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let all: Vec<&str> = s.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 pub struct GuestExecutor<'a, P: Progress, C: Connector> {

@@ -145,7 +145,7 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
             };
             let ok = result.is_ok();
             let output = match &result {
-                Ok(o) => tail(o),
+                Ok(o) => tail(o, 5),
                 Err(e) => format!("{e:#}"),
             };
             self.report.steps.push(StepOutcome {
