@@ -137,7 +137,6 @@ impl<'a> Pipeline<'a> {
 
     pub fn host_phase(&self) -> HostPhase<'_> {
         HostPhase {
-            inv: self.inv,
             name: self.name,
             node: self.node,
             options: &self.options,

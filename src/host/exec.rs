@@ -13,7 +13,7 @@ use crate::facts::HostFacts;
 use crate::host::checks::{postconditions, reboot_interlocks};
 use crate::host::gather::{self, Gathered};
 use crate::host::plan::HostPlan;
-use crate::inventory::{Inventory, Node};
+use crate::inventory::Node;
 use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
 use crate::transport::ssh::SshConnector;
 use crate::transport::{Connector, Remote};
@@ -278,7 +278,6 @@ pub struct HostNow {
 
 /// The host phase of one node: facts over SSH, the host plan, its executor.
 pub struct HostPhase<'a> {
-    pub inv: &'a Inventory,
     pub name: &'a str,
     pub node: &'a Node,
     pub options: &'a Options,
