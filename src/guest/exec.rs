@@ -58,6 +58,15 @@ pub struct GuestReport {
     pub ok: bool,
 }
 
+impl RebootCost for GuestReport {
+    fn ssh_round_trip(&mut self) {
+        self.ssh_round_trips += 1;
+    }
+    fn reboot(&mut self) {
+        self.reboots += 1;
+    }
+}
+
 /// apt and dpkg never ask: no debconf prompts, no needrestart menu, the admin's changed
 /// config files kept, and a dpkg lock held by unattended-upgrades (usual on a first boot)
 /// waited for instead of failing.
@@ -441,19 +450,15 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
             timeout_hint: "check the VM's console in Proxmox; when it is up, run `pvegpu apply` again (it re-reads the guest and continues)",
             as_root,
         };
-        let mut cost = RebootCost::default();
-        let result = reboot_and_wait(
+        reboot_and_wait(
             &self.connector,
             remote,
             facts.boot_id.as_deref(),
             &wait,
             self.progress,
-            &mut cost,
+            &mut self.report,
         )
-        .await;
-        self.report.ssh_round_trips += cost.ssh_round_trips;
-        self.report.reboots += cost.reboots;
-        result
+        .await
     }
 }
 

@@ -14,7 +14,7 @@ use crate::host::checks::{postconditions, reboot_interlocks};
 use crate::host::gather::{self, Gathered};
 use crate::host::plan::HostPlan;
 use crate::inventory::Node;
-use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
+use crate::transport::reboot::{RebootWait, reboot_and_wait};
 use crate::transport::ssh::SshConnector;
 use crate::transport::{Connector, Remote};
 use anyhow::Result;
@@ -247,19 +247,15 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
             timeout_hint: "check the node's console; when it is up, run `pvegpu apply` again (it re-reads the node and continues); `pvegpu rollback` undoes pvegpu's changes",
             as_root: |s| s.to_string(),
         };
-        let mut cost = RebootCost::default();
-        let result = reboot_and_wait(
+        reboot_and_wait(
             &self.connector,
             remote,
             facts.boot_id.as_deref(),
             &wait,
             self.progress,
-            &mut cost,
+            &mut self.report,
         )
-        .await;
-        self.report.ssh_round_trips += cost.ssh_round_trips;
-        self.report.reboots += cost.reboots;
-        result
+        .await
     }
 }
 

@@ -25,12 +25,20 @@ pub struct RebootWait<'a> {
     pub as_root: fn(&str) -> String,
 }
 
-/// What a reboot cost, for the executor's report.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RebootCost {
-    pub ssh_round_trips: u32,
-    /// Reboots scheduled, counted whether or not the machine came back.
-    pub reboots: u32,
+/// Where a reboot's cost is counted: the executor's report.
+pub trait RebootCost {
+    fn ssh_round_trip(&mut self);
+    /// A reboot scheduled, counted whether or not the machine came back.
+    fn reboot(&mut self);
+}
+
+impl RebootCost for crate::core::outcome::ApplyReport {
+    fn ssh_round_trip(&mut self) {
+        self.ssh_round_trips += 1;
+    }
+    fn reboot(&mut self) {
+        self.reboots += 1;
+    }
 }
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -44,12 +52,12 @@ pub async fn reboot_and_wait<C: Connector, P: Progress>(
     old_boot_id: Option<&str>,
     wait: &RebootWait<'_>,
     progress: &P,
-    cost: &mut RebootCost,
+    cost: &mut impl RebootCost,
 ) -> Result<C::Remote> {
     let old = match old_boot_id {
         Some(id) => id.to_string(),
         None => {
-            cost.ssh_round_trips += 1;
+            cost.ssh_round_trip();
             let out = remote.run_script(scripts::BOOT_ID).await;
             match out {
                 Ok(o) => o.stdout.trim().to_string(),
@@ -60,7 +68,7 @@ pub async fn reboot_and_wait<C: Connector, P: Progress>(
             }
         }
     };
-    cost.ssh_round_trips += 1;
+    cost.ssh_round_trip();
     let scheduled = remote.run_script(&(wait.as_root)(&scripts::reboot())).await;
     connector.close(remote).await;
     let out = scheduled?;
@@ -76,7 +84,7 @@ pub async fn reboot_and_wait<C: Connector, P: Progress>(
             format!("{}{}", out.stdout, out.stderr).trim()
         );
     }
-    cost.reboots += 1;
+    cost.reboot();
     wait_for_new_boot(connector, &old, wait, progress, cost).await
 }
 
@@ -85,7 +93,7 @@ async fn wait_for_new_boot<C: Connector, P: Progress>(
     old: &str,
     wait: &RebootWait<'_>,
     progress: &P,
-    cost: &mut RebootCost,
+    cost: &mut impl RebootCost,
 ) -> Result<C::Remote> {
     let started = Instant::now();
     let deadline = started + wait.timeout;
@@ -103,7 +111,7 @@ async fn wait_for_new_boot<C: Connector, P: Progress>(
             ));
         }
         if let Ok(Ok(r)) = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect()).await {
-            cost.ssh_round_trips += 1;
+            cost.ssh_round_trip();
             if let Ok(Ok(out)) =
                 tokio::time::timeout(BOOT_ID_TIMEOUT, r.run_script(scripts::BOOT_ID)).await
             {
@@ -219,7 +227,7 @@ mod tests {
     async fn waits_through_refused_connections_for_a_new_boot_id() {
         let m = machine(0, 3);
         let said = Said(Mutex::new(Vec::new()));
-        let mut cost = RebootCost::default();
+        let mut cost = crate::core::outcome::ApplyReport::default();
         let first = (&m).connect().await.unwrap();
         let back = reboot_and_wait(&&m, first, None, &wait(60_000), &said, &mut cost)
             .await
@@ -247,7 +255,7 @@ mod tests {
     async fn a_reboot_that_was_not_scheduled_fails_at_once() {
         let m = machine(1, 0);
         let said = Said(Mutex::new(Vec::new()));
-        let mut cost = RebootCost::default();
+        let mut cost = crate::core::outcome::ApplyReport::default();
         let first = (&m).connect().await.unwrap();
         let err = reboot_and_wait(
             &&m,
@@ -273,7 +281,7 @@ mod tests {
     async fn a_machine_that_does_not_come_back_is_an_error_with_the_hint() {
         let m = machine(0, u32::MAX);
         let said = Said(Mutex::new(Vec::new()));
-        let mut cost = RebootCost::default();
+        let mut cost = crate::core::outcome::ApplyReport::default();
         let first = (&m).connect().await.unwrap();
         let err = reboot_and_wait(&&m, first, Some("old-boot"), &wait(30), &said, &mut cost)
             .await
