@@ -197,6 +197,35 @@ fn amd_host_on_grub() {
 }
 
 #[test]
+fn amd_host_only_display_is_refused_unless_accepted() {
+    let inv = read("facts/amd-grub.toml");
+    let facts = read("facts/amd-grub.facts");
+    let refused = plan_for(
+        &inv.replace("accept = [\"only_display\"]", ""),
+        "amdhost",
+        &facts,
+    );
+    assert!(refused.changes.is_empty());
+    assert!(
+        refused
+            .refusals
+            .iter()
+            .any(|r| r.reason.contains("only display device")),
+        "{:?}",
+        refused.refusals
+    );
+    let accepted = plan_for(&inv, "amdhost", &facts);
+    assert!(
+        accepted
+            .notes
+            .iter()
+            .any(|n| n.starts_with("accepted by the inventory") && n.contains("only display")),
+        "{:?}",
+        accepted.notes
+    );
+}
+
+#[test]
 fn testhost_fresh_real_kernel() {
     let p = plan_for(
         TESTHOST,

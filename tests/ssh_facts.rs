@@ -51,10 +51,16 @@ fn gathers_real_facts_and_plans_the_same_offline() {
     let local_kernel = text(&Command::new("uname").arg("-r").output().unwrap().stdout)
         .trim()
         .to_string();
-    assert_eq!(report[0]["running_kernel"], local_kernel);
-    assert_eq!(report[0]["pve_version"], "9.1.1");
+    assert_eq!(report["format_version"], 1);
+    let host = &report["nodes"][0]["host"];
+    assert_eq!(host["running_kernel"], local_kernel);
+    assert_eq!(host["pve_version"], "9.1.1");
+    for state in ["iommu", "interrupt_remapping"] {
+        let s = host[state].as_str().unwrap();
+        assert!(["on", "off", "unknown"].contains(&s), "{state}: {s}");
+    }
     let local_cmdline = std::fs::read_to_string("/proc/cmdline").unwrap();
-    let remote_cmdline: Vec<String> = serde_json::from_value(report[0]["cmdline"].clone()).unwrap();
+    let remote_cmdline: Vec<String> = serde_json::from_value(host["cmdline"].clone()).unwrap();
     assert_eq!(
         remote_cmdline.join(" "),
         local_cmdline

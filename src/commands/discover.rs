@@ -21,14 +21,13 @@ pub async fn run(g: &GlobalArgs, node: Option<String>, save: Option<PathBuf>) ->
                 .with_context(|| format!("cannot save the facts to {}", path.display()))?;
             eprintln!("Saved the facts of {name} to {}", path.display());
         }
-        reports.push(discover::report(
-            name,
-            &got.facts,
-            n.host.allow_unsafe_interrupts,
-        ));
+        reports.push(discover::report(name, n, &got.facts));
     }
     if g.json {
-        print_json(&reports)?;
+        print_json(&discover::Discovery {
+            format_version: discover::FORMAT_VERSION,
+            nodes: reports,
+        })?;
     } else {
         let text: Vec<String> = reports.iter().map(|r| r.render_text()).collect();
         print_stdout(&text.join("\n"))?;

@@ -13,6 +13,8 @@ pub struct KernelLog {
     pub irq_remapping: Option<bool>,
     /// `iommu: Default domain type: ...`, e.g. `Passthrough (set via kernel command line)`.
     pub default_domain: Option<String>,
+    /// The kernel's own warning that `pcie_acs_override` is in effect.
+    pub acs_override: Vec<String>,
     /// The lines the verdicts above rest on, to show as evidence.
     pub evidence: Vec<String>,
 }
@@ -31,7 +33,6 @@ fn message(line: &str) -> &str {
 const INITIALISED: &[&str] = &[
     "DMAR: Intel(R) Virtualization Technology for Directed I/O",
     "AMD-Vi: Found IOMMU",
-    "AMD-Vi: AMD IOMMUv2",
     "AMD-Vi: Interrupt remapping enabled",
 ];
 const REMAP_ON: &[&str] = &[
@@ -68,6 +69,12 @@ pub fn parse(text: &str) -> KernelLog {
             if log.irq_remapping.is_none() {
                 log.irq_remapping = Some(false);
             }
+            matched = true;
+        }
+        // the ACS override patch's warning: "Warning: PCIe ACS overrides enabled; This may
+        // allow non-IOMMU protected peer-to-peer DMA"
+        if m.contains("ACS overrides enabled") {
+            log.acs_override.push(m.to_string());
             matched = true;
         }
         if let Some(rest) = m.strip_prefix("iommu: Default domain type: ") {

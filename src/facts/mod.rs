@@ -8,6 +8,7 @@
 pub mod boot;
 pub mod cdi;
 pub mod initramfs;
+pub mod iommu_groups;
 pub mod kernel_log;
 pub mod kernels;
 pub mod lspci;
@@ -22,10 +23,8 @@ pub mod topology;
 use crate::pci::{PciAddress, PciId};
 use boot::BootLoader;
 pub use raw::RawFacts;
-use regex::Regex;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::LazyLock;
 
 /// The read-only script that gathers every host fact.
 pub const PROBE: &str = concat!(
@@ -37,6 +36,13 @@ pub const PROBE: &str = concat!(
 pub enum FactsError {
     #[error(transparent)]
     Raw(#[from] raw::RawError),
+    #[error("section `{section}` (line {line}): {source}")]
+    Groups {
+        section: &'static str,
+        line: usize,
+        #[source]
+        source: iommu_groups::GroupError,
+    },
     #[error("the facts have no `{section}` section{}", if .hint.is_empty() { String::new() } else { format!(" ({})", .hint) })]
     Missing {
         section: &'static str,
@@ -89,7 +95,8 @@ pub struct PciDevice {
     /// Modules that could drive it (lspci's "Kernel modules:").
     pub modules: Vec<String>,
     pub iommu_group: Option<u32>,
-    pub boot_vga: bool,
+    /// None: the facts do not say (lspci alone cannot tell which card the host boots on).
+    pub boot_vga: Option<bool>,
     pub reset_methods: Vec<String>,
     pub driver_override: Option<String>,
     pub upstream: Vec<PciAddress>,
@@ -138,6 +145,15 @@ pub struct HostFacts {
     pub pinned_kernel: Option<String>,
     pub files: BTreeMap<String, FileFact>,
     pub devices: Vec<PciDevice>,
+    /// The facts list IOMMU groups (a sysfs walk or a group listing): a device without one
+    /// has none, rather than one nobody printed.
+    pub groups_listed: bool,
+    /// Drivers were read (sysfs, or `lspci -k`): a device without one has none.
+    pub drivers_known: bool,
+    /// `ls /sys/class/iommu`: the IOMMUs the running kernel registered.
+    pub iommu_class: Option<Vec<String>>,
+    /// /proc/interrupts shows `IR-` chips: interrupt remapping is on. None: not read, or none shown.
+    pub ir_chips: Option<bool>,
     pub kernel_log: kernel_log::KernelLog,
     pub loaded_modules: Option<Vec<String>>,
     pub root: topology::RootDisks,
@@ -146,25 +162,6 @@ pub struct HostFacts {
     pub ha_resources: Vec<u32>,
     pub quorate: Option<bool>,
     pub initramfs: Vec<initramfs::InitramfsInfo>,
-}
-
-static GROUP_LINK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"iommu_groups/(\d+)/devices/(\S+)|^IOMMU [Gg]roup (\d+):?\s+(\S+)").unwrap()
-});
-
-/// Group memberships from a hand-pasted listing (`find /sys/kernel/iommu_groups -type l`, or the
-/// common `IOMMU Group N 01:00.0 ...` loop).
-fn parse_group_listing(text: &str) -> BTreeMap<PciAddress, u32> {
-    text.lines()
-        .filter_map(|l| {
-            let c = GROUP_LINK.captures(l.trim())?;
-            let (g, a) = match (c.get(1), c.get(2)) {
-                (Some(g), Some(a)) => (g, a),
-                _ => (c.get(3)?, c.get(4)?),
-            };
-            Some((a.as_str().parse().ok()?, g.as_str().parse().ok()?))
-        })
-        .collect()
 }
 
 impl HostFacts {
@@ -188,21 +185,33 @@ impl HostFacts {
             .collect();
 
         let lspci = raw.ok_body("lspci").map(lspci::parse).unwrap_or_default();
-        let sysfs = raw
-            .ok_body("pci-devices")
-            .map(sysfs_pci::parse)
-            .unwrap_or_default();
+        let sysfs = match raw.get("pci-devices").filter(|s| s.ok()) {
+            Some(s) => sysfs_pci::parse(&s.body).map_err(|e| groups_error(s, e))?,
+            None => Vec::new(),
+        };
+        let listing = match raw.get("iommu-groups").filter(|s| s.ok()) {
+            Some(s) => Some(iommu_groups::parse(&s.body).map_err(|e| groups_error(s, e))?),
+            None => None,
+        };
         if lspci.is_empty() && sysfs.is_empty() {
             return Err(FactsError::Missing {
                 section: "lspci",
                 hint: "the output of `lspci -nnk -D`",
             });
         }
-        let devices = merge_devices(
-            lspci,
-            sysfs,
-            raw.ok_body("iommu-groups").map(parse_group_listing),
-        );
+        let groups_listed = !sysfs.is_empty() || listing.is_some();
+        let drivers_known = !sysfs.is_empty()
+            || lspci
+                .iter()
+                .any(|d| d.driver.is_some() || !d.modules.is_empty());
+        let mut devices = merge_devices(lspci, sysfs, listing);
+        if let Some(s) = raw.get("boot-vga").filter(|s| s.ok()) {
+            for (address, on) in boot_vga_listing(&s.body) {
+                if let Some(d) = devices.iter_mut().find(|d| d.address == address) {
+                    d.boot_vga = Some(on);
+                }
+            }
+        }
 
         let firmware = body("firmware");
         let mut fw_lines = firmware.lines();
@@ -267,6 +276,16 @@ impl HostFacts {
                 .and_then(kernels::pbt_pinned),
             files,
             devices,
+            groups_listed,
+            drivers_known,
+            iommu_class: raw
+                .ok_body("iommu-class")
+                .map(|b| b.split_whitespace().map(str::to_string).collect()),
+            ir_chips: raw
+                .ok_line("interrupts-ir")
+                .and_then(|n| n.parse::<u32>().ok())
+                .map(|n| n > 0)
+                .filter(|on| *on),
             kernel_log: kernel_log::parse(body("kernel-log")),
             loaded_modules: raw.ok_body("proc-modules").map(modconf::loaded_modules),
             root: topology::parse_root_disks(body("root-disks")),
@@ -337,6 +356,31 @@ impl HostFacts {
     }
 }
 
+/// `grep -H . /sys/bus/pci/devices/*/boot_vga` (or a `for` loop printing path and value).
+fn boot_vga_listing(text: &str) -> Vec<(PciAddress, bool)> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("/sys/bus/pci/devices/")?;
+            let (addr, value) = rest.split_once("/boot_vga")?;
+            let value = value.trim_start_matches(':').trim();
+            Some((addr.parse().ok()?, value == "1"))
+        })
+        .collect()
+}
+
+/// Where a bad group line sits in the facts file: the marker line, then the body's lines.
+fn groups_error(s: &raw::Section, e: iommu_groups::GroupError) -> FactsError {
+    FactsError::Groups {
+        section: if s.name == "pci-devices" {
+            "pci-devices"
+        } else {
+            "iommu-groups"
+        },
+        line: s.line + e.line,
+        source: e,
+    }
+}
+
 fn merge_devices(
     lspci: Vec<lspci::LspciDevice>,
     sysfs: Vec<sysfs_pci::SysfsPci>,
@@ -357,7 +401,7 @@ fn merge_devices(
                 driver: l.driver.clone(),
                 modules: l.modules.clone(),
                 iommu_group: groups.as_ref().and_then(|g| g.get(&l.address).copied()),
-                boot_vga: false,
+                boot_vga: None,
                 reset_methods: Vec::new(),
                 driver_override: None,
                 upstream: Vec::new(),
@@ -378,7 +422,7 @@ fn merge_devices(
                     driver: s.driver,
                     modules: l.map(|l| l.modules.clone()).unwrap_or_default(),
                     iommu_group: s.iommu_group,
-                    boot_vga: s.boot_vga,
+                    boot_vga: Some(s.boot_vga),
                     reset_methods: s.reset_methods,
                     driver_override: s.driver_override,
                     upstream: s.upstream,

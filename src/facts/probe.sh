@@ -28,7 +28,7 @@ pci_devices() {
 }
 
 kernel_log() {
-  pattern='DMAR|IOMMU|AMD-Vi|iommu|remapping|IVRS|vfio'
+  pattern='DMAR|IOMMU|AMD-Vi|iommu|remapping|IVRS|vfio|ACS overrides'
   out=$(dmesg 2>/dev/null | grep -E "$pattern")
   # the ring buffer rotates on long-running hosts; the journal keeps the boot's start
   if ! printf '%s' "$out" | grep -qE 'DMAR|AMD-Vi|iommu'; then
@@ -104,6 +104,8 @@ done
 section lspci -- lspci -nnk -D
 section pci-devices -- pci_devices
 section kernel-log -- kernel_log
+section iommu-class -- ls /sys/class/iommu
+section interrupts-ir -- sh -c 'grep -c "IR-" /proc/interrupts || true'
 section proc-modules -- cat /proc/modules
 section root-disks -- root_disks
 section net-devices -- net_devices

@@ -21,7 +21,19 @@ pub enum RawError {
     EmptyMarker { line: usize, text: String },
     #[error("line {line}: `### pvegpu exit {value}` is not a number")]
     BadExit { line: usize, value: String },
+    #[error(
+        "line {line}: section `{key}` is given a second time with different content (first at line {first}); one facts file describes one node at one time, so pvegpu does not pick one: keep the section that is current and delete the other"
+    )]
+    Conflict {
+        line: usize,
+        first: usize,
+        key: String,
+    },
 }
+
+/// Sections that may appear once per argument (one per file, per kernel...); every other
+/// section describes the whole node and may appear once.
+const PER_ARGUMENT: &[&str] = &["file", "initramfs", "cdi", "compose", "onnx"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
@@ -141,7 +153,9 @@ impl RawFacts {
                 text: text.lines().next().unwrap_or("").to_string(),
             });
         }
-        Ok(RawFacts { sections })
+        Ok(RawFacts {
+            sections: without_repeats(sections)?,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Section> {
@@ -163,6 +177,37 @@ impl RawFacts {
             .map(|b| b.trim().to_string())
             .filter(|l| !l.is_empty())
     }
+}
+
+/// A section given twice is kept once when both copies agree (a paste repeated), and refused
+/// when they differ: taking either would be a guess about which one is true.
+fn without_repeats(sections: Vec<Section>) -> Result<Vec<Section>, RawError> {
+    let mut seen: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut out: Vec<Section> = Vec::with_capacity(sections.len());
+    for s in sections {
+        let key = if PER_ARGUMENT.contains(&s.name.as_str()) {
+            format!("{} {}", s.name, s.first_arg())
+        } else {
+            s.name.clone()
+        };
+        match seen.get(&key) {
+            Some(&(first, index)) => {
+                let kept = &out[index];
+                if kept.body != s.body || kept.arg != s.arg || kept.exit != s.exit {
+                    return Err(RawError::Conflict {
+                        line: s.line,
+                        first,
+                        key,
+                    });
+                }
+            }
+            None => {
+                seen.insert(key, (s.line, out.len()));
+                out.push(s);
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -188,6 +233,44 @@ mod tests {
         let s = raw.get("pveversion").unwrap();
         assert!(!s.ok());
         assert_eq!(raw.ok_body("pveversion"), None);
+    }
+
+    #[test]
+    fn a_section_given_twice_is_refused_unless_both_agree() {
+        let twice = |a: &str, b: &str| {
+            RawFacts::parse(&format!(
+                "### pvegpu facts 1\n### pvegpu uname\n{a}\n### pvegpu lspci\n\n### pvegpu uname\n{b}\n"
+            ))
+        };
+        assert_eq!(
+            twice("6.8.12-1-pve", "6.8.12-1-pve")
+                .unwrap()
+                .sections
+                .len(),
+            2
+        );
+        let err = twice("6.8.12-1-pve", "6.8.12-9-pve").unwrap_err();
+        assert_eq!(
+            err,
+            RawError::Conflict {
+                line: 6,
+                first: 2,
+                key: "uname".into()
+            }
+        );
+        assert!(
+            err.to_string().starts_with("line 6: section `uname`"),
+            "{err}"
+        );
+        let nodes = RawFacts::parse("### pvegpu facts 1\n### pvegpu node a\n### pvegpu node b\n");
+        assert!(
+            matches!(nodes, Err(RawError::Conflict { line: 3, .. })),
+            "{nodes:?}"
+        );
+        let files = RawFacts::parse(
+            "### pvegpu facts 1\n### pvegpu file /etc/a\nx\n### pvegpu file /etc/b\ny\n",
+        );
+        assert_eq!(files.unwrap().sections.len(), 2);
     }
 
     #[test]

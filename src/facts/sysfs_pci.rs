@@ -1,8 +1,10 @@
 //! The probe's walk over /sys/bus/pci/devices: one line per function with class, ids, driver,
 //! IOMMU group, boot_vga, reset methods and the sysfs path (which shows the bridges above it).
 
+use super::iommu_groups::GroupError;
 use crate::pci::{PciAddress, PciId};
 use serde::Serialize;
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SysfsPci {
@@ -11,6 +13,7 @@ pub struct SysfsPci {
     pub class: u32,
     pub id: PciId,
     pub subsystem: Option<PciId>,
+    /// sysfs's boot_vga file; a function without one (not VGA class) never boots the host.
     pub boot_vga: bool,
     pub reset_methods: Vec<String>,
     pub driver: Option<String>,
@@ -29,19 +32,33 @@ pub fn addresses_in_path(path: &str) -> Vec<PciAddress> {
         .collect()
 }
 
-pub fn parse(text: &str) -> Vec<SysfsPci> {
-    text.lines().filter_map(parse_line).collect()
+/// Each function the walk printed. A group that is there but does not parse is an error: a
+/// device with no known group must never look like one that has none.
+pub fn parse(text: &str) -> Result<Vec<SysfsPci>, GroupError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let words = fields(line);
+        let group = words.get("iommu_group").filter(|g| !g.is_empty());
+        if group.is_some_and(|g| g.parse::<u32>().is_err()) {
+            return Err(GroupError {
+                line: i + 1,
+                text: line.trim().to_string(),
+            });
+        }
+        out.extend(parse_line(line, &words));
+    }
+    Ok(out)
 }
 
-fn parse_line(line: &str) -> Option<SysfsPci> {
-    let mut words = line.split_whitespace();
-    let address: PciAddress = words.next()?.parse().ok()?;
-    let mut get = std::collections::HashMap::new();
-    for w in words {
-        if let Some((k, v)) = w.split_once('=') {
-            get.insert(k, v);
-        }
-    }
+fn fields(line: &str) -> HashMap<&str, &str> {
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.split_once('='))
+        .collect()
+}
+
+fn parse_line(line: &str, get: &HashMap<&str, &str>) -> Option<SysfsPci> {
+    let address: PciAddress = line.split_whitespace().next()?.parse().ok()?;
     let hex = |k: &str| {
         get.get(k)
             .and_then(|v| u32::from_str_radix(v.trim_start_matches("0x"), 16).ok())
@@ -89,7 +106,7 @@ mod tests {
     #[test]
     fn parses_a_probe_line() {
         let line = "0000:01:00.0 class=0x030000 vendor=0x10de device=0x1b80 svendor=0x1043 sdevice=0x8599 boot_vga=0 reset_method=flr,bus driver=vfio-pci override=(null) iommu_group=29 path=/sys/devices/pci0000:00/0000:00:03.0/0000:01:00.0";
-        let d = parse(line).pop().unwrap();
+        let d = parse(line).unwrap().pop().unwrap();
         assert_eq!(d.class, 0x030000);
         assert_eq!(d.iommu_group, Some(29));
         assert_eq!(d.driver.as_deref(), Some("vfio-pci"));
@@ -102,10 +119,16 @@ mod tests {
     #[test]
     fn empty_fields_mean_absent() {
         let line = "0000:00:00.0 class=0x060000 vendor=0x8086 device=0x0d57 svendor=0x0000 sdevice=0x0000 boot_vga= reset_method= driver= override=(null) iommu_group= path=/sys/devices/pci0000:00/0000:00:00.0";
-        let d = parse(line).pop().unwrap();
+        let d = parse(line).unwrap().pop().unwrap();
         assert_eq!(d.iommu_group, None);
         assert_eq!(d.driver, None);
         assert_eq!(d.subsystem, None);
         assert!(d.upstream.is_empty());
+    }
+
+    #[test]
+    fn a_group_that_does_not_parse_is_an_error() {
+        let text = "0000:00:00.0 class=0x060000 vendor=0x8086 device=0x0d57 iommu_group=1\n0000:01:00.0 class=0x030000 vendor=0x10de device=0x1b80 iommu_group=?\n";
+        assert_eq!(parse(text).unwrap_err().line, 2);
     }
 }

@@ -1,112 +1,11 @@
-//! What the facts say about passthrough: which functions a target really means, and whether
-//! each can leave the host safely. Shared by `discover` (verdicts) and the planner (refusals).
+//! Which functions a node's targets really mean (whether each can leave the host safely is
+//! [`super::verdict`]'s question).
 
 use crate::core::plan::Refusal;
-use crate::facts::{CpuVendor, HostFacts, PciDevice};
+use crate::facts::{HostFacts, PciDevice};
 use crate::inventory::Node;
 use crate::pci::PciAddress;
 use std::collections::BTreeSet;
-
-/// Problems that make a device unsafe to take from the host, each with the way out.
-pub fn device_problems(
-    facts: &HostFacts,
-    dev: &PciDevice,
-    targets: &BTreeSet<PciAddress>,
-) -> Vec<Refusal> {
-    let mut out = Vec::new();
-    if dev.boot_vga {
-        out.push(Refusal {
-            reason: format!("{} is the boot VGA device: the host's console and firmware framebuffer use it", dev.address),
-            hint: "select another GPU as primary display in the firmware setup (or add a cheap card for the host), then run discover again".into(),
-        });
-    }
-    if let Some(group) = dev.iommu_group {
-        let foreign: Vec<String> = facts
-            .group_members(group)
-            .into_iter()
-            .filter(|m| {
-                !(m.is_bridge()
-                    || targets.contains(&m.address)
-                    || m.address.slot() == dev.address.slot())
-            })
-            .map(|m| format!("{} ({}: {})", m.address, m.class_name, m.short_name()))
-            .collect();
-        if !foreign.is_empty() {
-            out.push(Refusal {
-                reason: format!(
-                    "{} shares IOMMU group {group} with {}, which the host would lose too",
-                    dev.address.slot(),
-                    foreign.join(", ")
-                ),
-                hint: "move the card to a slot whose IOMMU group holds only the card (see `pvegpu discover`), or enable ACS in the firmware; pvegpu does not use pcie_acs_override, which only pretends isolation".into(),
-            });
-        }
-    }
-    let group_of = |a: &PciAddress| facts.device(a).and_then(|d| d.iommu_group);
-    let same_place = |a: &PciAddress| {
-        *a == dev.address || (dev.iommu_group.is_some() && group_of(a) == dev.iommu_group)
-    };
-    for ctrl in facts.root.controllers.iter().filter(|c| same_place(c)) {
-        out.push(Refusal {
-            reason: format!(
-                "{} is or shares an IOMMU group with {ctrl}, the controller of the root filesystem",
-                dev.address
-            ),
-            hint: "the host would not boot; choose another device or move the card".into(),
-        });
-    }
-    for nic in facts.management.nics.iter().filter(|c| same_place(c)) {
-        out.push(Refusal {
-            reason: format!(
-                "{} is or shares an IOMMU group with {nic}, the NIC behind {} that carries management traffic",
-                dev.address.slot(),
-                facts.management.interfaces.join(", ")
-            ),
-            hint: "the node would drop off the network; choose another device or move the card".into(),
-        });
-    }
-    out
-}
-
-/// Node-wide problems: no IOMMU, no interrupt remapping.
-pub fn iommu_problems(
-    facts: &HostFacts,
-    allow_unsafe_interrupts: bool,
-) -> (Vec<Refusal>, Vec<String>) {
-    let (mut refusals, mut notes) = (Vec::new(), Vec::new());
-    let tech = match facts.cpu_vendor {
-        CpuVendor::Amd => "AMD-Vi (IOMMU)",
-        _ => "Intel VT-d",
-    };
-    match facts.firmware_iommu() {
-        Some(false) => refusals.push(Refusal {
-            reason: "the firmware describes no IOMMU (no DMAR or IVRS ACPI table)".into(),
-            hint: format!("enable {tech} in the firmware setup, then run pvegpu again"),
-        }),
-        None => notes.push(
-            "whether the firmware has an IOMMU is unknown (no ACPI table list in the facts)".into(),
-        ),
-        Some(true) => {}
-    }
-    if !facts.iommu_active() {
-        notes.push("the IOMMU is not active yet: IOMMU groups and interrupt remapping are checked after the reboot".into());
-        return (refusals, notes);
-    }
-    match facts.kernel_log.irq_remapping {
-        Some(true) => {}
-        _ if allow_unsafe_interrupts => notes.push(
-            "interrupt remapping is not confirmed; the inventory accepts allow_unsafe_interrupts, so a guest could inject interrupts into the host".into(),
-        ),
-        state => refusals.push(Refusal {
-            reason: match state {
-                Some(false) => "the kernel reports interrupt remapping is not enabled".to_string(),
-                _ => "interrupt remapping is not confirmed by the kernel log (no `DMAR-IR: Enabled IRQ remapping` or `AMD-Vi: Interrupt remapping enabled`)".to_string(),
-            },
-            hint: "enable interrupt remapping / x2APIC in the firmware; only if the platform cannot, set `allow_unsafe_interrupts = true` under the node's [host] table and accept that a guest could attack the host".into(),
-        }),
-    }
-    (refusals, notes)
-}
 
 /// The functions a node's `gpus` entries name, grown by the other functions of the same card
 /// that share their IOMMU group (vfio needs the whole group off the host).

@@ -1,8 +1,8 @@
 //! Checks around a reboot, pure over facts: the interlocks that must hold before pvegpu
 //! reboots a node, and the postconditions that must hold after it.
 
-use super::analysis::{device_problems, iommu_problems};
 use super::planner;
+use super::verdict::{self, Accepted, Code, State};
 use crate::core::check::{Check, Layer};
 use crate::core::plan::Refusal;
 use crate::facts::HostFacts;
@@ -98,6 +98,18 @@ fn check(node_name: &str, name: &str, ok: bool, saw: String) -> Check {
     Check::judged(Layer::Host, name, ok, saw, cause, fix)
 }
 
+/// The verdict's reasons about a device and its group, as opposed to the node-wide ones
+/// that the IOMMU and interrupt remapping postconditions report.
+const DEVICE_CODES: &[Code] = &[
+    Code::SharedGroup,
+    Code::GroupsUnknown,
+    Code::BootVga,
+    Code::BootVgaUnknown,
+    Code::OnlyDisplay,
+    Code::RootDiskController,
+    Code::ManagementNic,
+];
+
 /// What must be true once the host phase converged: the running kernel carries the
 /// parameters, IOMMU and interrupt remapping are on, exactly the targets (of those that were
 /// not already) are on vfio-pci, their groups hold nothing of the host's, and nothing is left
@@ -142,21 +154,18 @@ pub fn postconditions(
             "no IOMMU groups: the IOMMU is off".into()
         },
     ));
-    let (iommu_refusals, _) = iommu_problems(after, node.host.allow_unsafe_interrupts);
+    let remapping = verdict::interrupt_remapping(after);
     out.push(check(
         node_name,
         "interrupt remapping",
-        iommu_refusals.is_empty(),
-        match after.kernel_log.irq_remapping {
-            Some(true) => "enabled".into(),
+        remapping == State::On || node.host.allow_unsafe_interrupts,
+        match remapping {
+            State::On => "enabled".into(),
             _ if node.host.allow_unsafe_interrupts => {
                 "not confirmed; accepted by allow_unsafe_interrupts".into()
             }
-            _ => iommu_refusals
-                .iter()
-                .map(|r| r.reason.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
+            State::Off => "the kernel reports interrupt remapping is not enabled".into(),
+            State::Unknown => "not confirmed by the kernel log or /proc/interrupts".into(),
         },
     ));
     let targets: BTreeSet<PciAddress> = plan
@@ -200,12 +209,16 @@ pub fn postconditions(
         },
     ));
     let mut group_problems = Vec::new();
-    for t in &targets {
-        if let Some(d) = after.device(t) {
-            for r in device_problems(after, d, &targets) {
-                if !group_problems.contains(&r.reason) {
-                    group_problems.push(r.reason);
-                }
+    let accepted = Accepted::of(node);
+    for d in targets.iter().filter_map(|t| after.device(t)) {
+        let judged = verdict::judge(after, d, &targets, &accepted);
+        for r in judged
+            .reasons
+            .into_iter()
+            .filter(|r| DEVICE_CODES.contains(&r.code))
+        {
+            if !group_problems.contains(&r.message) {
+                group_problems.push(r.message);
             }
         }
     }

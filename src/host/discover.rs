@@ -1,11 +1,24 @@
 //! `pvegpu discover`: every PCI device of a node and a verdict for each GPU. Pure: facts in,
 //! report out.
 
-use super::analysis::{device_problems, iommu_problems};
+use super::analysis::resolve_targets;
 use super::planner::kernel_summary;
+use super::verdict::{self, Accepted, DeviceVerdict, State, Verdict};
 use crate::facts::HostFacts;
+use crate::facts::boot::BootLoader;
+use crate::inventory::Node;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+
+/// The version of `discover --json`'s shape; a field removed or changed in meaning raises it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What `discover --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Discovery {
+    pub format_version: u32,
+    pub nodes: Vec<DiscoverReport>,
+}
 
 #[derive(Debug, Serialize)]
 pub struct Device {
@@ -16,46 +29,63 @@ pub struct Device {
     pub name: String,
     pub iommu_group: Option<u32>,
     pub driver: Option<String>,
-    pub boot_vga: bool,
+    pub boot_vga: Option<bool>,
     pub reset_methods: Vec<String>,
 }
 
+/// One display device or target and its verdict.
 #[derive(Debug, Serialize)]
-pub struct GpuVerdict {
-    pub address: String,
+pub struct Judged {
     pub name: String,
-    pub passable: bool,
+    pub class: String,
     /// The functions that would go to the VM with it (same card, same group).
     pub with: Vec<String>,
-    pub reasons: Vec<String>,
+    /// Named in the inventory's `gpus`.
+    pub target: bool,
+    #[serde(flatten)]
+    pub verdict: DeviceVerdict,
+}
+
+/// The node as a whole; each state is `on`, `off` or `unknown`, never a default.
+#[derive(Debug, Serialize)]
+pub struct HostSummary {
+    pub hostname: String,
+    pub pve_version: Option<String>,
+    pub cpu_vendor: String,
+    /// `systemd-boot`, `grub`, `grub-proxmox-boot-tool` or `unknown`.
+    pub boot_loader: &'static str,
+    pub boot_loader_detail: String,
+    pub running_kernel: String,
+    pub next_boot_kernel: Option<String>,
+    pub kernels: BTreeMap<String, String>,
+    pub cmdline: Vec<String>,
+    pub iommu: State,
+    pub interrupt_remapping: State,
+    /// null where the command line is unknown.
+    pub acs_override: Option<bool>,
+    pub iommu_evidence: Vec<String>,
+    pub running_guests: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct DiscoverReport {
     pub node: String,
-    pub hostname: String,
-    pub pve_version: Option<String>,
-    pub cpu_vendor: String,
-    pub boot_loader: String,
-    pub running_kernel: String,
-    pub next_boot_kernel: Option<String>,
-    pub kernels: BTreeMap<String, String>,
-    pub cmdline: Vec<String>,
-    pub iommu_active: bool,
-    pub interrupt_remapping: Option<bool>,
-    pub iommu_evidence: Vec<String>,
-    pub devices: Vec<Device>,
-    pub gpus: Vec<GpuVerdict>,
-    pub running_guests: Vec<String>,
+    pub host: HostSummary,
+    /// Every display and 3D controller, and every target.
+    pub devices: Vec<Judged>,
+    /// Every PCI function the facts list.
+    pub pci: Vec<Device>,
     pub notes: Vec<String>,
 }
 
-pub fn report(node: &str, facts: &HostFacts, allow_unsafe_interrupts: bool) -> DiscoverReport {
-    let (node_refusals, notes) = iommu_problems(facts, allow_unsafe_interrupts);
-    let gpus = facts
+pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
+    let (targets, refusals, mut notes) = resolve_targets(name, node, facts);
+    notes.extend(refusals.into_iter().map(|r| r.reason));
+    let accepted = Accepted::of(node);
+    let devices = facts
         .devices
         .iter()
-        .filter(|d| d.is_display())
+        .filter(|d| d.is_display() || targets.contains(&d.address))
         .map(|d| {
             let with: BTreeSet<_> = facts
                 .devices
@@ -65,44 +95,27 @@ pub fn report(node: &str, facts: &HostFacts, allow_unsafe_interrupts: bool) -> D
                         && (m.iommu_group == d.iommu_group || d.iommu_group.is_none())
                 })
                 .map(|m| m.address)
+                .chain(
+                    targets
+                        .iter()
+                        .copied()
+                        .filter(|t| t.slot() == d.address.slot()),
+                )
                 .collect();
-            let mut reasons: Vec<String> = node_refusals.iter().map(|r| r.reason.clone()).collect();
-            reasons.extend(
-                device_problems(facts, d, &with)
-                    .into_iter()
-                    .map(|r| r.reason),
-            );
-            if let Some(driver) = d.driver.as_deref().filter(|x| *x != "vfio-pci") {
-                if reasons.is_empty() {
-                    reasons.push(format!(
-                        "host driver {driver} holds it until pvegpu binds it to vfio-pci"
-                    ));
-                }
-            }
-            let blocking = reasons.iter().any(|r| !r.starts_with("host driver"));
-            GpuVerdict {
-                address: d.address.to_string(),
+            Judged {
                 name: d.short_name(),
-                passable: !blocking,
+                class: format!("{:04x}", d.class >> 8),
                 with: with.iter().map(|a| a.to_string()).collect(),
-                reasons,
+                target: targets.contains(&d.address),
+                verdict: verdict::judge(facts, d, &with, &accepted),
             }
         })
         .collect();
     DiscoverReport {
-        node: node.to_string(),
-        hostname: facts.hostname.clone(),
-        pve_version: facts.pve_version.clone(),
-        cpu_vendor: format!("{:?}", facts.cpu_vendor).to_lowercase(),
-        boot_loader: facts.boot_loader.describe(),
-        running_kernel: facts.running_kernel.clone(),
-        next_boot_kernel: facts.next_boot_kernel().map(str::to_string),
-        kernels: kernel_summary(facts),
-        cmdline: facts.proc_cmdline.clone(),
-        iommu_active: facts.iommu_active(),
-        interrupt_remapping: facts.kernel_log.irq_remapping,
-        iommu_evidence: facts.kernel_log.evidence.clone(),
-        devices: facts
+        node: name.to_string(),
+        host: summary(facts),
+        devices,
+        pci: facts
             .devices
             .iter()
             .map(|d| Device {
@@ -117,59 +130,81 @@ pub fn report(node: &str, facts: &HostFacts, allow_unsafe_interrupts: bool) -> D
                 reset_methods: d.reset_methods.clone(),
             })
             .collect(),
-        gpus,
+        notes,
+    }
+}
+
+fn summary(facts: &HostFacts) -> HostSummary {
+    HostSummary {
+        hostname: facts.hostname.clone(),
+        pve_version: facts.pve_version.clone(),
+        cpu_vendor: format!("{:?}", facts.cpu_vendor).to_lowercase(),
+        boot_loader: match facts.boot_loader {
+            BootLoader::SystemdBoot => "systemd-boot",
+            BootLoader::Grub => "grub",
+            BootLoader::ProxmoxGrub => "grub-proxmox-boot-tool",
+            BootLoader::Unknown { .. } => "unknown",
+        },
+        boot_loader_detail: facts.boot_loader.describe(),
+        running_kernel: facts.running_kernel.clone(),
+        next_boot_kernel: facts.next_boot_kernel().map(str::to_string),
+        kernels: kernel_summary(facts),
+        cmdline: facts.proc_cmdline.clone(),
+        iommu: verdict::iommu(facts),
+        interrupt_remapping: verdict::interrupt_remapping(facts),
+        acs_override: Some(!verdict::acs_override(facts).is_empty()),
+        iommu_evidence: facts.kernel_log.evidence.clone(),
         running_guests: facts
             .guests
             .iter()
             .filter(|g| g.status == "running")
             .map(|g| format!("{} {}", g.vmid, g.name))
             .collect(),
-        notes,
     }
 }
 
 impl DiscoverReport {
     pub fn render_text(&self) -> String {
+        let h = &self.host;
         let mut o = String::new();
-        let pve = self
+        let pve = h
             .pve_version
             .as_deref()
             .map(|v| format!("Proxmox VE {v}, "))
             .unwrap_or_default();
         o.push_str(&format!(
             "Node {} ({}): {pve}{} CPU, {}\n",
-            self.node, self.hostname, self.cpu_vendor, self.boot_loader
+            self.node, h.hostname, h.cpu_vendor, h.boot_loader_detail
         ));
-        let next = self
-            .next_boot_kernel
-            .as_deref()
-            .unwrap_or(&self.running_kernel);
+        let next = h.next_boot_kernel.as_deref().unwrap_or(&h.running_kernel);
         o.push_str(&format!(
             "Kernel: running {}, next boot {next}\n",
-            self.running_kernel
+            h.running_kernel
         ));
-        for (k, state) in &self.kernels {
+        for (k, state) in &h.kernels {
             o.push_str(&format!("  {k}: {state}\n"));
         }
-        let remap = match self.interrupt_remapping {
-            Some(true) => "enabled",
-            Some(false) => "NOT enabled",
-            None => "unknown",
+        let word = |s: State| match s {
+            State::On => "on",
+            State::Off => "OFF",
+            State::Unknown => "unknown",
         };
         o.push_str(&format!(
-            "IOMMU: {}, interrupt remapping {remap}\n",
-            if self.iommu_active {
-                "active"
+            "IOMMU: {}, interrupt remapping: {}{}\n",
+            word(h.iommu),
+            word(h.interrupt_remapping),
+            if h.acs_override == Some(true) {
+                ", ACS override: IN USE"
             } else {
-                "not active"
+                ""
             }
         ));
-        for e in &self.iommu_evidence {
+        for e in &h.iommu_evidence {
             o.push_str(&format!("  | {e}\n"));
         }
-        o.push_str(&format!("Command line: {}\n", self.cmdline.join(" ")));
+        o.push_str(&format!("Command line: {}\n", h.cmdline.join(" ")));
         o.push_str("\nPCI devices:\n  ADDRESS       CLASS ID         GROUP DRIVER        NAME\n");
-        for d in &self.devices {
+        for d in &self.pci {
             o.push_str(&format!(
                 "  {}  {}  {}  {:>5} {:<13} {}{}\n",
                 d.address,
@@ -180,33 +215,44 @@ impl DiscoverReport {
                     .unwrap_or_else(|| "-".into()),
                 d.driver.as_deref().unwrap_or("-"),
                 d.name,
-                if d.boot_vga { "  [boot VGA]" } else { "" }
+                if d.boot_vga == Some(true) {
+                    "  [boot VGA]"
+                } else {
+                    ""
+                }
             ));
         }
-        o.push_str("\nGPUs:\n");
-        if self.gpus.is_empty() {
+        o.push_str("\nVerdicts (display devices and targets):\n");
+        if self.devices.is_empty() {
             o.push_str("  none found\n");
         }
-        for g in &self.gpus {
-            let verdict = if g.passable {
-                "passable"
-            } else {
-                "NOT passable"
+        for d in &self.devices {
+            let v = &d.verdict;
+            let word = match v.verdict {
+                Verdict::Passable => "passable",
+                Verdict::Refused => "REFUSED",
+                Verdict::Unknown => "UNKNOWN",
             };
             o.push_str(&format!(
-                "  {} {}: {verdict} (with {})\n",
-                g.address,
-                g.name,
-                g.with.join(" ")
+                "  {} {}: {word} (with {})\n",
+                v.address,
+                d.name,
+                d.with.join(" ")
             ));
-            for r in &g.reasons {
-                o.push_str(&format!("    - {r}\n"));
+            for r in &v.reasons {
+                o.push_str(&format!("    - [{}] {}\n", code_name(r.code), r.message));
+            }
+            for a in &v.accepted {
+                o.push_str(&format!("    - accepted: {}\n", a.message));
+            }
+            for n in &v.need {
+                o.push_str(&format!("    need {}: run `{}`\n", n.fact, n.command));
             }
         }
-        if !self.running_guests.is_empty() {
+        if !h.running_guests.is_empty() {
             o.push_str(&format!(
                 "\nRunning guests: {}\n",
-                self.running_guests.join(", ")
+                h.running_guests.join(", ")
             ));
         }
         for n in &self.notes {
@@ -214,4 +260,11 @@ impl DiscoverReport {
         }
         o
     }
+}
+
+fn code_name(code: verdict::Code) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

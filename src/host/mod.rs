@@ -11,3 +11,4 @@ pub mod plan;
 pub mod planner;
 pub mod playbook;
 pub mod rollback;
+pub mod verdict;

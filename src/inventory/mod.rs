@@ -79,6 +79,22 @@ pub struct HostSettings {
     /// could then inject interrupts into the host. Off unless you know the risk.
     #[serde(default)]
     pub allow_unsafe_interrupts: bool,
+    /// Risks that would otherwise refuse a device, taken on knowingly (`accept =
+    /// ["only_display"]` for single-GPU passthrough). What is unknown cannot be accepted.
+    #[serde(default)]
+    pub accept: Vec<Risk>,
+}
+
+/// A refusal an admin may accept for a node; the plan names each one it accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    /// Groups split by `pcie_acs_override`, which proves no isolation.
+    AcsOverride,
+    /// The host's only display device goes to the VM.
+    OnlyDisplay,
+    /// The device the host boots on goes to the VM.
+    BootVga,
 }
 
 fn yes() -> bool {
@@ -91,6 +107,7 @@ impl Default for HostSettings {
             iommu_pt: true,
             boot_loader: BootLoaderChoice::Auto,
             allow_unsafe_interrupts: false,
+            accept: Vec::new(),
         }
     }
 }

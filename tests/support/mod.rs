@@ -77,6 +77,29 @@ pub fn set_section(text: &str, head: &str, body: &str) -> String {
     out
 }
 
+/// Drop the first section whose marker line starts with `### pvegpu {head}`, if any.
+pub fn remove_section(text: &str, head: &str) -> String {
+    let marker = format!("### pvegpu {head}");
+    let mut out = String::new();
+    let (mut skipping, mut done) = (false, false);
+    for line in text.lines() {
+        if skipping {
+            let next = line.starts_with("### pvegpu ");
+            skipping = !next;
+            if !next || line.starts_with("### pvegpu exit") {
+                continue;
+            }
+        }
+        if !done && line.starts_with(&marker) {
+            (skipping, done) = (true, true);
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Append a section at the end.
 pub fn add_section(text: &str, head: &str, body: &str) -> String {
     format!("{text}### pvegpu {head}\n{body}")
@@ -112,6 +135,8 @@ pub fn converge(text: &str, p: &pvegpu::host::plan::HostPlan) -> String {
     ) {
         let f = facts(&out);
         for k in f.kernels.iter().filter(|k| k.initrd_mtime.is_some()) {
+            // the rebuilt image replaces the old one: a facts file holds one per kernel
+            out = remove_section(&out, &format!("initramfs {} ", k.version));
             out = add_section(
                 &out,
                 &format!("initramfs {} mtime=1800000100", k.version),

@@ -17,8 +17,9 @@ mod files;
 
 pub(crate) use files::strip_block;
 
-use super::analysis::{device_problems, iommu_problems, resolve_targets};
+use super::analysis::resolve_targets;
 use super::playbook::{HOST, HostStepKind};
+use super::verdict::{self, Accepted, State};
 use crate::core::plan::Refusal;
 use crate::facts::boot::BootLoader;
 use crate::facts::kernels::major_minor;
@@ -63,7 +64,7 @@ pub fn plan(node_name: &str, node: &Node, facts: &HostFacts) -> Result<HostPlan,
         softdeps: Vec::new(),
         blacklist: Vec::new(),
         allow_unsafe_interrupts: node.host.allow_unsafe_interrupts
-            && facts.kernel_log.irq_remapping != Some(true),
+            && verdict::interrupt_remapping(facts) != State::On,
         targets,
     };
     refusals.extend(binding::binding(facts, &mut desired));
@@ -126,18 +127,24 @@ fn problems(
     facts: &HostFacts,
 ) -> (BTreeSet<PciAddress>, Vec<Refusal>, Vec<String>) {
     let (targets, mut refusals, mut notes) = resolve_targets(node_name, node, facts);
-    let (iommu_refusals, iommu_notes) = iommu_problems(facts, node.host.allow_unsafe_interrupts);
-    refusals.extend(iommu_refusals);
-    notes.extend(iommu_notes);
-    for t in &targets {
-        if let Some(dev) = facts.device(t) {
-            for r in device_problems(facts, dev, &targets) {
-                // every function of a card reports the same group problem once
-                if !refusals.contains(&r) {
-                    refusals.push(r);
-                }
+    let accepted = Accepted::of(node);
+    for dev in targets.iter().filter_map(|t| facts.device(t)) {
+        let judged = verdict::judge(facts, dev, &targets, &accepted);
+        // node-wide reasons and a card's shared group come once, not once per function
+        for r in judged.refusals() {
+            if !refusals.contains(&r) {
+                refusals.push(r);
             }
         }
+        for a in judged.accepted {
+            let note = format!("accepted by the inventory ([host] accept): {}", a.message);
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
+    }
+    if node.host.allow_unsafe_interrupts && verdict::interrupt_remapping(facts) != State::On {
+        notes.push("interrupt remapping is not confirmed; the inventory accepts allow_unsafe_interrupts, so a guest could inject interrupts into the host".into());
     }
     if targets.is_empty() && node.gpus.is_empty() {
         notes.push(format!(

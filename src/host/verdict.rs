@@ -1,0 +1,417 @@
+//! The passthrough verdict for one device: `passable`, `refused` (known unsafe, with reasons)
+//! or `unknown` (a fact its safety depends on is missing; each missing fact comes with the
+//! command that supplies it). Pure: facts in, verdict out. `discover`, the planner and the
+//! postconditions all judge through here, so they cannot disagree.
+//!
+//! Nothing is passable while a fact it depends on is unknown: the planner refuses `unknown`
+//! exactly as it refuses `refused`.
+
+use crate::core::plan::Refusal;
+use crate::facts::{HostFacts, PciDevice};
+use crate::inventory::Risk;
+use crate::pci::PciAddress;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// Why a device is not passable. The `*_unknown` codes mean "cannot tell".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    SharedGroup,
+    BootVga,
+    OnlyDisplay,
+    AcsOverride,
+    NoIommu,
+    IommuUnknown,
+    GroupsUnknown,
+    BootVgaUnknown,
+    InterruptRemappingOff,
+    InterruptRemappingUnknown,
+    RootDiskController,
+    ManagementNic,
+}
+
+impl Code {
+    pub fn is_unknown(self) -> bool {
+        matches!(
+            self,
+            Code::IommuUnknown
+                | Code::GroupsUnknown
+                | Code::BootVgaUnknown
+                | Code::InterruptRemappingUnknown
+        )
+    }
+
+    /// The inventory's name for a risk an admin may take on (`[host] accept`): the host keeps
+    /// working, only its isolation or its console is weaker. Unknowns are never acceptable.
+    pub fn acceptable(self) -> Option<Risk> {
+        match self {
+            Code::AcsOverride => Some(Risk::AcsOverride),
+            Code::OnlyDisplay => Some(Risk::OnlyDisplay),
+            Code::BootVga => Some(Risk::BootVga),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    pub code: Code,
+    pub message: String,
+    /// The way out, for the planner's refusal.
+    #[serde(skip)]
+    pub hint: String,
+}
+
+/// A fact the verdict needs and the command that prints it on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Need {
+    pub fact: &'static str,
+    pub command: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Passable,
+    Refused,
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceVerdict {
+    pub address: String,
+    pub verdict: Verdict,
+    pub reasons: Vec<Reason>,
+    pub need: Vec<Need>,
+    /// Risks the inventory accepted (`[host] accept`), which would otherwise refuse.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accepted: Vec<Reason>,
+}
+
+/// On, off, or not known from the facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    On,
+    Off,
+    Unknown,
+}
+
+/// What the inventory accepts for a node.
+#[derive(Debug, Clone, Default)]
+pub struct Accepted {
+    pub unsafe_interrupts: bool,
+    pub risks: Vec<Risk>,
+}
+
+impl Accepted {
+    pub fn of(node: &crate::inventory::Node) -> Accepted {
+        Accepted {
+            unsafe_interrupts: node.host.allow_unsafe_interrupts,
+            risks: node.host.accept.clone(),
+        }
+    }
+}
+
+/// The node-wide facts every device verdict rests on.
+pub fn iommu(facts: &HostFacts) -> State {
+    if facts.iommu_active()
+        || facts.iommu_class.as_ref().is_some_and(|c| !c.is_empty())
+        || facts.kernel_log.iommu_initialised
+    {
+        return State::On;
+    }
+    let firmware_has_none = !facts.acpi_tables.is_empty()
+        && !facts.acpi_tables.iter().any(|t| t == "DMAR" || t == "IVRS");
+    // a sysfs walk that found no group, or an empty /sys/class/iommu, is the kernel saying so
+    let kernel_has_none = (facts.groups_listed && !facts.devices.is_empty())
+        || facts.iommu_class.as_ref().is_some_and(|c| c.is_empty());
+    if firmware_has_none || kernel_has_none {
+        State::Off
+    } else {
+        State::Unknown
+    }
+}
+
+/// Interrupt remapping from the kernel log, or from /proc/interrupts' `IR-` chips (which,
+/// unlike the log, do not rotate away on a host that has been up for months).
+pub fn interrupt_remapping(facts: &HostFacts) -> State {
+    match (facts.kernel_log.irq_remapping, facts.ir_chips) {
+        (Some(true), _) | (_, Some(true)) => State::On,
+        (Some(false), _) => State::Off,
+        _ => State::Unknown,
+    }
+}
+
+/// `pcie_acs_override` makes the kernel report groups it has split by fiat: they prove no
+/// isolation (kernel-parameters.txt: "Override missing PCIe ACS support"; the Proxmox
+/// wiki's PCI passthrough page warns it lets devices reach each other's memory). Read from the
+/// running and the configured command lines and the kernel's own warning.
+pub fn acs_override(facts: &HostFacts) -> Vec<String> {
+    let mut seen: Vec<String> = facts
+        .proc_cmdline
+        .iter()
+        .filter(|w| w.starts_with("pcie_acs_override"))
+        .map(|w| format!("/proc/cmdline: {w}"))
+        .collect();
+    for path in ["/etc/kernel/cmdline", "/etc/default/grub"] {
+        let configured = facts
+            .files
+            .iter()
+            .filter(|(p, _)| *p == path || p.starts_with("/etc/default/grub.d/"))
+            .filter(|(_, f)| f.link.is_none());
+        for (p, f) in configured {
+            for line in f.content.lines() {
+                let active = !line.trim_start().starts_with('#');
+                if active && line.contains("pcie_acs_override") {
+                    seen.push(format!("{p}: {}", line.trim()));
+                }
+            }
+        }
+    }
+    seen.extend(
+        facts
+            .kernel_log
+            .acs_override
+            .iter()
+            .map(|l| format!("kernel log: {l}")),
+    );
+    seen.dedup();
+    seen
+}
+
+/// Judge one device as a target together with `targets` (its card's other functions).
+pub fn judge(
+    facts: &HostFacts,
+    dev: &PciDevice,
+    targets: &BTreeSet<PciAddress>,
+    accepted: &Accepted,
+) -> DeviceVerdict {
+    let mut reasons = node_reasons(facts, accepted);
+    reasons.extend(display_reasons(facts, dev));
+    reasons.extend(group_reasons(facts, dev, targets));
+    reasons.extend(host_device_reasons(facts, dev));
+    let (accepted_reasons, reasons): (Vec<Reason>, Vec<Reason>) =
+        reasons.into_iter().partition(|r| {
+            r.code
+                .acceptable()
+                .is_some_and(|k| accepted.risks.contains(&k))
+        });
+    let need = reasons.iter().filter_map(|r| need_for(r.code)).collect();
+    let verdict = if reasons.iter().any(|r| !r.code.is_unknown()) {
+        Verdict::Refused
+    } else if reasons.is_empty() {
+        Verdict::Passable
+    } else {
+        Verdict::Unknown
+    };
+    DeviceVerdict {
+        address: dev.address.to_string(),
+        verdict,
+        reasons,
+        need,
+        accepted: accepted_reasons,
+    }
+}
+
+impl DeviceVerdict {
+    /// The planner's refusals: one per reason, unknowns with the command that would tell.
+    pub fn refusals(&self) -> Vec<Refusal> {
+        self.reasons
+            .iter()
+            .map(|r| Refusal {
+                reason: r.message.clone(),
+                hint: match self.need.iter().find(|n| need_code(n.fact) == Some(r.code)) {
+                    Some(n) => format!("{}; on the node, `{}` tells", r.hint, n.command),
+                    None => r.hint.clone(),
+                },
+            })
+            .collect()
+    }
+}
+
+fn reason(code: Code, message: String, hint: impl Into<String>) -> Reason {
+    Reason {
+        code,
+        message,
+        hint: hint.into(),
+    }
+}
+
+fn node_reasons(facts: &HostFacts, accepted: &Accepted) -> Vec<Reason> {
+    let mut out = Vec::new();
+    let tech = match facts.cpu_vendor {
+        crate::facts::CpuVendor::Amd => "AMD-Vi (IOMMU)",
+        _ => "Intel VT-d",
+    };
+    match iommu(facts) {
+        State::On => {}
+        State::Off => out.push(reason(
+            Code::NoIommu,
+            "the IOMMU is off: the firmware describes none (no DMAR or IVRS table) or the running kernel has no IOMMU groups".into(),
+            format!("enable {tech} in the firmware setup (kernels before 6.8 on Intel also need intel_iommu=on), reboot, then run pvegpu again"),
+        )),
+        State::Unknown => out.push(reason(
+            Code::IommuUnknown,
+            "whether the IOMMU is on is unknown: the facts hold no IOMMU groups, no /sys/class/iommu and no kernel line about it".into(),
+            "gather the facts live (`pvegpu discover --node N`) or add the output",
+        )),
+    }
+    match interrupt_remapping(facts) {
+        State::On => {}
+        _ if accepted.unsafe_interrupts => {}
+        State::Off => out.push(reason(
+            Code::InterruptRemappingOff,
+            "the kernel reports interrupt remapping is not enabled: a guest could inject interrupts into the host".into(),
+            "enable interrupt remapping / x2APIC in the firmware; only if the platform cannot, set `allow_unsafe_interrupts = true` under the node's [host] table and accept that a guest could attack the host",
+        )),
+        State::Unknown => out.push(reason(
+            Code::InterruptRemappingUnknown,
+            "interrupt remapping is not confirmed: no `Enabled IRQ remapping` / `Interrupt remapping enabled` kernel line and no IR- interrupt chips in the facts".into(),
+            "gather the facts live or add the output; if the platform truly lacks it, `allow_unsafe_interrupts = true` under [host] accepts the risk",
+        )),
+    }
+    let acs = acs_override(facts);
+    if !acs.is_empty() {
+        out.push(reason(
+            Code::AcsOverride,
+            format!("ACS override is in use ({}): the IOMMU groups are split by the kernel parameter, not by the hardware, so they prove no isolation", acs.join("; ")),
+            "remove pcie_acs_override from the kernel command line and move the card to a slot with its own group; to take the risk knowingly, add \"acs_override\" to `accept` under the node's [host] table",
+        ));
+    }
+    out
+}
+
+fn display_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
+    if !dev.is_display() {
+        return Vec::new();
+    }
+    let display_slots: BTreeSet<PciAddress> = facts
+        .devices
+        .iter()
+        .filter(|d| d.is_display())
+        .map(|d| d.address.slot())
+        .collect();
+    let only = display_slots.len() == 1;
+    let mut out = Vec::new();
+    if only {
+        out.push(reason(
+            Code::OnlyDisplay,
+            format!("{} is the host's only display device: the host would lose its console and firmware framebuffer", dev.address),
+            "add a display device for the host (an iGPU or a cheap card), or, for single-GPU passthrough, add \"only_display\" to `accept` under the node's [host] table",
+        ));
+    }
+    match dev.boot_vga {
+        Some(true) => out.push(reason(
+            Code::BootVga,
+            format!("{} is the boot VGA device: the host's console and firmware framebuffer use it", dev.address),
+            "select another GPU as primary display in the firmware setup (or add a cheap card for the host), then run discover again; for single-GPU passthrough, add \"boot_vga\" to `accept` under the node's [host] table",
+        )),
+        // the only display device boots the host whatever its boot_vga says
+        None if !only => out.push(reason(
+            Code::BootVgaUnknown,
+            format!("whether the host boots on {} is unknown (no boot_vga in the facts)", dev.address),
+            "gather the facts live, or add the boot_vga files' output",
+        )),
+        _ => {}
+    }
+    out
+}
+
+/// The kernel's viability rule for a vfio group (Documentation/driver-api/vfio.rst, "Groups,
+/// Devices, and IOMMUs"): every device in it must be bound to vfio, have no driver, or be a
+/// bridge. Anything else is a device the host still uses.
+fn group_reasons(
+    facts: &HostFacts,
+    dev: &PciDevice,
+    targets: &BTreeSet<PciAddress>,
+) -> Vec<Reason> {
+    if iommu(facts) == State::Off {
+        return Vec::new();
+    }
+    let Some(group) = dev.iommu_group else {
+        return vec![reason(
+            Code::GroupsUnknown,
+            format!("the IOMMU group of {} is unknown", dev.address),
+            "gather the facts live, or add the IOMMU group listing",
+        )];
+    };
+    let foreign: Vec<String> = facts
+        .group_members(group)
+        .into_iter()
+        .filter(|m| {
+            let own = targets.contains(&m.address) || m.address.slot() == dev.address.slot();
+            let harmless = m.is_bridge()
+                || m.driver.is_none() && facts.drivers_known
+                || m.driver.as_deref() == Some("vfio-pci");
+            !(own || harmless)
+        })
+        .map(|m| format!("{} ({}: {})", m.address, m.class_name, m.short_name()))
+        .collect();
+    if foreign.is_empty() {
+        return Vec::new();
+    }
+    vec![reason(
+        Code::SharedGroup,
+        format!(
+            "{} shares IOMMU group {group} with {}, which the host would lose too",
+            dev.address.slot(),
+            foreign.join(", ")
+        ),
+        "move the card to a slot whose IOMMU group holds only the card (see `pvegpu discover`), or enable ACS in the firmware; pvegpu does not use pcie_acs_override, which only pretends isolation",
+    )]
+}
+
+/// Devices the host cannot live without: its root disk's controller, its management NIC.
+fn host_device_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
+    let group_of = |a: &PciAddress| facts.device(a).and_then(|d| d.iommu_group);
+    let same_place = |a: &PciAddress| {
+        *a == dev.address || (dev.iommu_group.is_some() && group_of(a) == dev.iommu_group)
+    };
+    let mut out = Vec::new();
+    for ctrl in facts.root.controllers.iter().filter(|c| same_place(c)) {
+        out.push(reason(
+            Code::RootDiskController,
+            format!(
+                "{} is or shares an IOMMU group with {ctrl}, the controller of the root filesystem",
+                dev.address
+            ),
+            "the host would not boot; choose another device or move the card",
+        ));
+    }
+    for nic in facts.management.nics.iter().filter(|c| same_place(c)) {
+        out.push(reason(
+            Code::ManagementNic,
+            format!(
+                "{} is or shares an IOMMU group with {nic}, the NIC behind {} that carries management traffic",
+                dev.address.slot(),
+                facts.management.interfaces.join(", ")
+            ),
+            "the node would drop off the network; choose another device or move the card",
+        ));
+    }
+    out
+}
+
+const NEEDS: &[(&str, Code)] = &[
+    ("iommu", Code::IommuUnknown),
+    ("iommu_groups", Code::GroupsUnknown),
+    ("boot_vga", Code::BootVgaUnknown),
+    ("interrupt_remapping", Code::InterruptRemappingUnknown),
+];
+
+fn need_code(fact: &str) -> Option<Code> {
+    NEEDS.iter().find(|(f, _)| *f == fact).map(|(_, c)| *c)
+}
+
+fn need_for(code: Code) -> Option<Need> {
+    let (fact, _) = NEEDS.iter().find(|(_, c)| *c == code)?;
+    let command = match code {
+        Code::IommuUnknown => "ls /sys/class/iommu; dmesg | grep -e DMAR -e IOMMU -e AMD-Vi".into(),
+        Code::GroupsUnknown => "find /sys/kernel/iommu_groups/ -type l".into(),
+        Code::BootVgaUnknown => "grep -H . /sys/bus/pci/devices/*/boot_vga".into(),
+        _ => "grep -c IR- /proc/interrupts; journalctl -k -b | grep -i -e 'IRQ remapping' -e 'Interrupt remapping'".into(),
+    };
+    Some(Need { fact, command })
+}

@@ -1,0 +1,172 @@
+//! The passthrough verdict (src/host/verdict.rs) on facts assembled from real output: the
+//! recorded files in tests/fixtures/recorded (sources in SOURCES.md there) and the lines of
+//! the host corpus in tests/hosts (source URL in each host.toml).
+
+mod support;
+use pvegpu::facts::HostFacts;
+use pvegpu::host::verdict::{self, Accepted, Code, DeviceVerdict, State, Verdict};
+use pvegpu::inventory::Risk;
+use std::collections::BTreeSet;
+use support::{facts, read, set_section};
+
+fn judge(f: &HostFacts, address: &str, accepted: &Accepted) -> DeviceVerdict {
+    let dev = f.device(&address.parse().unwrap()).unwrap();
+    let card: BTreeSet<_> = f
+        .devices
+        .iter()
+        .filter(|d| d.address.slot() == dev.address.slot())
+        .map(|d| d.address)
+        .collect();
+    verdict::judge(f, dev, &card, accepted)
+}
+
+fn codes(v: &DeviceVerdict) -> Vec<Code> {
+    v.reasons.iter().map(|r| r.code).collect()
+}
+
+/// amd-grub.facts is the Ryzen 5600X + RTX 4070 host whose dmesg had the ACS override warning.
+fn amd_host(kernel_log: &str) -> HostFacts {
+    facts(&set_section(
+        &read("facts/amd-grub.facts"),
+        "kernel-log",
+        kernel_log,
+    ))
+}
+
+#[test]
+fn acs_override_is_refused_from_the_kernel_warning_unless_accepted() {
+    let f = amd_host(&read(
+        "recorded/dmesg-iommu/amd-acs-override-unknown-option-rtx4070.txt",
+    ));
+    let v = judge(&f, "0000:08:00.0", &Accepted::default());
+    assert_eq!(v.verdict, Verdict::Refused);
+    assert!(codes(&v).contains(&Code::AcsOverride), "{v:?}");
+    let accepted = Accepted {
+        unsafe_interrupts: false,
+        risks: vec![Risk::AcsOverride, Risk::OnlyDisplay],
+    };
+    let v = judge(&f, "0000:08:00.0", &accepted);
+    assert_eq!(v.verdict, Verdict::Passable, "{v:?}");
+    assert_eq!(v.accepted.len(), 2);
+}
+
+#[test]
+fn acs_override_on_the_command_line_is_refused() {
+    let text = set_section(
+        &read("facts/amd-grub.facts"),
+        "proc-cmdline",
+        "BOOT_IMAGE=/boot/vmlinuz-6.8.12-8-pve root=/dev/mapper/pve-root ro quiet pcie_acs_override=downstream,multifunction\n",
+    );
+    let f = facts(&text);
+    assert_eq!(verdict::acs_override(&f).len(), 1);
+    let v = judge(&f, "0000:08:00.0", &Accepted::default());
+    assert!(codes(&v).contains(&Code::AcsOverride), "{v:?}");
+}
+
+#[test]
+fn the_only_display_device_is_refused_although_boot_vga_is_unknown() {
+    let f = amd_host(&read(
+        "recorded/dmesg-iommu/amd-acs-override-unknown-option-rtx4070.txt",
+    ));
+    assert_eq!(
+        f.device(&"0000:08:00.0".parse().unwrap()).unwrap().boot_vga,
+        None
+    );
+    let v = judge(&f, "0000:08:00.0", &Accepted::default());
+    assert!(codes(&v).contains(&Code::OnlyDisplay), "{v:?}");
+}
+
+#[test]
+fn no_group_listing_is_unknown_with_the_command_that_tells() {
+    let text = read("facts/amd-grub.facts");
+    let start = text.find("### pvegpu iommu-groups").unwrap();
+    let end = start + text[start..].find("### pvegpu kernel-log").unwrap();
+    let f = facts(&format!("{}{}", &text[..start], &text[end..]));
+    assert!(!f.groups_listed);
+    let v = judge(
+        &f,
+        "0000:08:00.0",
+        &Accepted {
+            unsafe_interrupts: false,
+            risks: vec![Risk::OnlyDisplay],
+        },
+    );
+    assert_eq!(v.verdict, Verdict::Unknown, "{v:?}");
+    assert_eq!(codes(&v), vec![Code::GroupsUnknown]);
+    assert_eq!(v.need[0].fact, "iommu_groups");
+    assert!(v.need[0].command.contains("/sys/kernel/iommu_groups"));
+}
+
+/// AMD's "PCIe Dummy Host Bridge" (class 0600, no driver) sits in the root port's group on
+/// Matisse, Vermeer and Phoenix boards. The lspci lines are real (tests/hosts/
+/// a-amd-phoenix3-8845hs-igpu, an 8845HS host); the group listing is assembled the way those
+/// boards group the iGPU's root port, the kernel log is the recorded AMD one.
+#[test]
+fn the_amd_dummy_host_bridge_does_not_share_the_group() {
+    let lspci = "00:01.0 Host bridge [0600]: Advanced Micro Devices, Inc. [AMD] Phoenix Dummy Host Bridge [1022:14ea]
+c6:00.0 VGA compatible controller [0300]: Advanced Micro Devices, Inc. [AMD/ATI] Phoenix3 [1002:1900] (rev c5)
+\tKernel driver in use: vfio-pci
+c6:00.1 Audio device [0403]: Advanced Micro Devices, Inc. [AMD/ATI] Rembrandt Radeon High Definition Audio Controller [1002:1640]
+\tKernel driver in use: vfio-pci
+";
+    let groups = "/sys/kernel/iommu_groups/1/devices/0000:00:01.0
+/sys/kernel/iommu_groups/1/devices/0000:c6:00.0
+/sys/kernel/iommu_groups/1/devices/0000:c6:00.1
+";
+    let dmesg = read("recorded/dmesg-iommu/amd-acs-override-unknown-option-rtx4070.txt")
+        .lines()
+        .filter(|l| !l.contains("ACS"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = format!(
+        "### pvegpu facts 1\n### pvegpu uname\n6.8.12-8-pve\n### pvegpu proc-cmdline\nBOOT_IMAGE=/boot/vmlinuz-6.8.12-8-pve root=/dev/mapper/pve-root ro quiet\n### pvegpu lspci\n{lspci}### pvegpu iommu-groups\n{groups}### pvegpu kernel-log\n{dmesg}\n"
+    );
+    let f = facts(&text);
+    assert_eq!(verdict::iommu(&f), State::On);
+    assert_eq!(verdict::interrupt_remapping(&f), State::On);
+    let v = judge(&f, "0000:c6:00.0", &Accepted::default());
+    assert!(!codes(&v).contains(&Code::SharedGroup), "{v:?}");
+    // the iGPU is the host's only display device
+    assert_eq!(codes(&v), vec![Code::OnlyDisplay]);
+    // the same group with a driver on the bridge-class device is shared
+    let bound = text.replace(
+        "Dummy Host Bridge [1022:14ea]\n",
+        "Dummy Host Bridge [1022:14ea]\n\tKernel driver in use: some_host_driver\n",
+    );
+    let v = judge(&facts(&bound), "0000:c6:00.0", &Accepted::default());
+    assert!(codes(&v).contains(&Code::SharedGroup), "{v:?}");
+}
+
+#[test]
+fn amd_iommuv2_not_available_is_no_evidence_of_an_iommu() {
+    let log = pvegpu::facts::kernel_log::parse(
+        "[    1.120000] AMD-Vi: AMD IOMMUv2 functionality not available on this system - This is not a bug.\n",
+    );
+    assert!(!log.iommu_initialised);
+}
+
+#[test]
+fn interrupt_remapping_from_proc_interrupts_when_the_log_rotated() {
+    let text = read("facts/amd-grub.facts");
+    let f = amd_host("");
+    assert_eq!(verdict::interrupt_remapping(&f), State::Unknown);
+    let v = judge(&f, "0000:08:00.0", &Accepted::default());
+    assert!(
+        codes(&v).contains(&Code::InterruptRemappingUnknown),
+        "{v:?}"
+    );
+    let with_chips =
+        set_section(&text, "kernel-log", "") + "### pvegpu interrupts-ir\n14\n### pvegpu exit 0\n";
+    assert_eq!(verdict::interrupt_remapping(&facts(&with_chips)), State::On);
+}
+
+#[test]
+fn the_probe_of_the_test_host_judges_every_verdict_from_known_facts() {
+    // the real probe of the QEMU test host: boot_vga, groups and drivers all come from sysfs
+    let f = facts(&read("probe/testhost-bookworm-fresh.txt"));
+    assert!(f.groups_listed && f.drivers_known);
+    let vga = judge(&f, "0000:00:01.0", &Accepted::default());
+    assert_eq!(vga.verdict, Verdict::Refused);
+    assert!(codes(&vga).contains(&Code::BootVga));
+    assert!(vga.need.is_empty());
+}
