@@ -58,9 +58,15 @@ pub enum Command {
         /// The node (all nodes of the inventory when left out)
         #[arg(long, short = 'n')]
         node: Option<String>,
-        /// Save the raw probe output to this file, for `plan --facts` anywhere
-        #[arg(long, value_name = "FILE", requires = "node")]
+        /// Save the raw probe output (or what --paste read) to this file, for `plan --facts` anywhere
+        #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
+        /// Judge a facts file saved by `discover --save` (or assembled by hand) instead of SSH
+        #[arg(long, value_name = "FILE", conflicts_with = "paste")]
+        facts: Option<PathBuf>,
+        /// Judge a transcript as posted in forums and issues (`root@pve:~# lspci -nnk` and its output, dmesg excerpts, group loops...); `-` reads stdin. What it cannot read is listed, never guessed
+        #[arg(long, value_name = "FILE")]
+        paste: Option<PathBuf>,
     },
     /// Show every change passthrough needs, with diffs and reasons (changes nothing)
     Plan {
@@ -70,6 +76,9 @@ pub enum Command {
         /// Take the host's facts from a file saved by `discover --save` (or assembled by hand) instead of SSH; repeat it for several nodes (planned concurrently, each file names its node); the VM phase, where the node has a [vm] table, still asks the Proxmox API
         #[arg(long, value_name = "FILE")]
         facts: Vec<PathBuf>,
+        /// Take the host's facts from a transcript as posted (`-` for stdin); it must hold at least `uname -r`, `/proc/cmdline` and lspci
+        #[arg(long, value_name = "FILE", conflicts_with = "facts")]
+        paste: Option<PathBuf>,
         /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,

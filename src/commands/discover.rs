@@ -1,28 +1,27 @@
-//! `pvegpu discover`: what each node has, and which devices could be passed through.
+//! `pvegpu discover`: what each node has, and which devices could be passed through. Live
+//! over SSH, or offline from a facts file or a pasted transcript (no inventory needed then).
 
 use super::{join_all, print_json, print_stdout, selected};
 use crate::cli::GlobalArgs;
-use crate::host::discover;
-use crate::host::gather;
-use crate::inventory::Inventory;
+use crate::core::error::hinted;
+use crate::host::discover::{self, DiscoverReport};
+use crate::host::gather::{self, Gathered};
+use crate::inventory::{Inventory, Node};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-pub async fn run(g: &GlobalArgs, node: Option<String>, save: Option<PathBuf>) -> Result<ExitCode> {
-    let inv = Inventory::load(&g.inventory)?;
-    let nodes = selected(&inv, &node)?;
-    let gathered = join_all(nodes.iter().map(|(name, n)| gather::live(name, n))).await;
-    let mut reports = Vec::new();
-    for ((name, n), res) in nodes.iter().zip(gathered) {
-        let got = res?;
-        if let Some(path) = &save {
-            std::fs::write(path, gather::saved_text(name, &got.raw_text))
-                .with_context(|| format!("cannot save the facts to {}", path.display()))?;
-            eprintln!("Saved the facts of {name} to {}", path.display());
-        }
-        reports.push(discover::report(name, n, &got.facts));
-    }
+pub async fn run(
+    g: &GlobalArgs,
+    node: Option<String>,
+    save: Option<PathBuf>,
+    facts: Option<PathBuf>,
+    paste: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let reports = match (facts, paste) {
+        (None, None) => live(g, node, save.as_deref()).await?,
+        (facts, paste) => vec![offline(g, node, save.as_deref(), facts, paste)?],
+    };
     if g.json {
         print_json(&discover::Discovery {
             format_version: discover::FORMAT_VERSION,
@@ -33,4 +32,73 @@ pub async fn run(g: &GlobalArgs, node: Option<String>, save: Option<PathBuf>) ->
         print_stdout(&text.join("\n"))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn live(
+    g: &GlobalArgs,
+    node: Option<String>,
+    save: Option<&Path>,
+) -> Result<Vec<DiscoverReport>> {
+    if save.is_some() && node.is_none() {
+        return Err(hinted("--save writes one node's facts", "pass --node NAME"));
+    }
+    let inv = Inventory::load(&g.inventory)?;
+    let nodes = selected(&inv, &node)?;
+    let gathered = join_all(nodes.iter().map(|(name, n)| gather::live(name, n))).await;
+    let mut reports = Vec::new();
+    for ((name, n), res) in nodes.iter().zip(gathered) {
+        let got = res?;
+        if let Some(path) = save {
+            write_saved(name, &got, path)?;
+        }
+        reports.push(discover::report(name, n, &got.facts));
+    }
+    Ok(reports)
+}
+
+/// One node from a file. The inventory, where there is one, supplies its targets and what it
+/// accepts; without one the node has neither.
+fn offline(
+    g: &GlobalArgs,
+    node: Option<String>,
+    save: Option<&Path>,
+    facts: Option<PathBuf>,
+    paste: Option<PathBuf>,
+) -> Result<DiscoverReport> {
+    let (name, got, pasted) = match (facts, paste) {
+        (Some(path), _) => {
+            let (name, got) = gather::from_file_partial(node.as_deref(), &path)?;
+            (name, got, None)
+        }
+        (None, Some(path)) => {
+            let read = gather::read_paste(&path)?;
+            super::say_unread(&read);
+            let name = node.clone().unwrap_or_else(|| "pasted".into());
+            let got = gather::partial(&name, &path.display().to_string(), read.facts.clone())?;
+            (name, got, Some(read))
+        }
+        (None, None) => unreachable!("live() handles discover without a file"),
+    };
+    let inv = match g.inventory.exists() {
+        true => Some(Inventory::load(&g.inventory)?),
+        false => None,
+    };
+    let offline_node = Node::offline();
+    let n = inv
+        .as_ref()
+        .and_then(|i| i.nodes.get(&name))
+        .unwrap_or(&offline_node);
+    if let Some(path) = save {
+        write_saved(&name, &got, path)?;
+    }
+    let mut report = discover::report(&name, n, &got.facts);
+    report.paste = pasted;
+    Ok(report)
+}
+
+fn write_saved(name: &str, got: &Gathered, path: &Path) -> Result<()> {
+    std::fs::write(path, gather::saved_text(name, &got.raw_text))
+        .with_context(|| format!("cannot save the facts to {}", path.display()))?;
+    eprintln!("Saved the facts of {name} to {}", path.display());
+    Ok(())
 }

@@ -20,15 +20,37 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// What a transcript held that no reader took, and where a later block replaced an earlier
+/// one, on stderr: the verdicts rest only on what was read.
+pub fn say_unread(paste: &crate::facts::paste::Paste) {
+    for n in &paste.notes {
+        eprintln!("note: {n}");
+    }
+    for u in &paste.unread {
+        eprintln!(
+            "note: transcript line {} ({} line(s)) not read: {}",
+            u.first_line,
+            u.lines,
+            crate::core::outcome::tail(&u.text, 1)
+        );
+    }
+}
+
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
-        Command::Discover { node, save } => discover::run(g, node, save).await,
+        Command::Discover {
+            node,
+            save,
+            facts,
+            paste,
+        } => discover::run(g, node, save, facts, paste).await,
         Command::Plan {
             node,
             facts,
+            paste,
             detailed_exitcode,
-        } => plan::run(g, node, facts, detailed_exitcode).await,
+        } => plan::run(g, node, facts, paste, detailed_exitcode).await,
         Command::Apply {
             node,
             yes,

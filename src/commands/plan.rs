@@ -7,17 +7,21 @@ use crate::host::gather::{self, Gathered};
 use crate::inventory::Inventory;
 use crate::pipeline::{HostSource, NodePlan, Pipeline, Unreachable};
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 pub async fn run(
     g: &GlobalArgs,
     node: Option<String>,
     facts: Vec<PathBuf>,
+    paste: Option<PathBuf>,
     detailed: bool,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
-    let targets = targets(&inv, node, &facts)?;
+    let targets = match paste {
+        Some(path) => vec![pasted(&inv, node, &path)?],
+        None => targets(&inv, node, &facts)?,
+    };
     // all nodes at once: one node's phases do not wait for another's
     let planned = join_all(targets.into_iter().map(|(name, saved)| {
         let inv = &inv;
@@ -73,6 +77,28 @@ pub async fn run(
 
 /// Each node to plan, with its saved facts when they come from files (each file names its
 /// node; `--node` names the node of a single file, or picks one of several).
+/// A transcript stands for one node of the inventory: the one `--node` names, or its only one.
+fn pasted(
+    inv: &Inventory,
+    node: Option<String>,
+    path: &Path,
+) -> Result<(String, Option<Gathered>)> {
+    let name = match node {
+        Some(n) => n,
+        None if inv.nodes.len() == 1 => inv.nodes.keys().next().cloned().unwrap_or_default(),
+        None => {
+            return Err(hinted(
+                "a transcript describes one node; the inventory has several",
+                "pass --node NAME",
+            ));
+        }
+    };
+    let paste = gather::read_paste(path)?;
+    super::say_unread(&paste);
+    let got = gather::from_text(&name, &path.display().to_string(), paste.facts)?;
+    Ok((name, Some(got)))
+}
+
 fn targets(
     inv: &Inventory,
     node: Option<String>,

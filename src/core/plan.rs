@@ -64,6 +64,21 @@ pub enum Action {
     Reboot,
 }
 
+impl Action {
+    /// What an executor says it is doing, in a progress line.
+    pub fn describe(&self) -> String {
+        match self {
+            Action::WriteFile {
+                path, before: None, ..
+            } => format!("create {path}"),
+            Action::WriteFile { path, .. } => format!("update {path}"),
+            Action::RemoveFile { path, .. } => format!("remove {path}"),
+            Action::Run { command } => format!("run `{command}`"),
+            Action::Reboot => "reboot".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Change {
     pub step: String,

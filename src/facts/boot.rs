@@ -102,6 +102,27 @@ pub fn detect(
     }
 }
 
+/// The boot loader as a transcript shows it: `update-grub`'s and `proxmox-boot-tool`'s output
+/// (its systemd-boot mode "creating boot-entry"; its GRUB mode runs grub-install), and the
+/// `initrd=\EFI\proxmox\...` word systemd-boot puts on the command line.
+pub fn from_output(output: &str, cmdline: &[String]) -> Option<BootLoader> {
+    let pbt = output.contains("Copying and configuring kernels on")
+        || output.contains("is configured with:");
+    let systemd_boot = output.contains("creating boot-entry")
+        || output.contains("is configured with: uefi")
+        || cmdline
+            .iter()
+            .any(|w| w.starts_with("initrd=\\EFI\\proxmox\\"));
+    let grub = output.contains("Generating grub configuration file")
+        || output.contains("is configured with: grub");
+    match (pbt, systemd_boot, grub) {
+        (_, true, false) => Some(BootLoader::SystemdBoot),
+        (true, false, true) => Some(BootLoader::ProxmoxGrub),
+        (false, false, true) => Some(BootLoader::Grub),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

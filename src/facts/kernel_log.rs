@@ -13,6 +13,12 @@ pub struct KernelLog {
     pub irq_remapping: Option<bool>,
     /// `iommu: Default domain type: ...`, e.g. `Passthrough (set via kernel command line)`.
     pub default_domain: Option<String>,
+    /// The command line the kernel booted with, as it prints it at boot.
+    pub command_line: Option<String>,
+    /// `pci 0000:00:02.0: vgaarb: setting as boot VGA device`: the device the host boots on.
+    pub boot_vga: Option<crate::pci::PciAddress>,
+    /// `i915 0000:00:02.0: Enabled 7 VFs`: SR-IOV virtual functions a driver turned on.
+    pub vfs_enabled: Vec<(crate::pci::PciAddress, u32)>,
     /// The kernel's own warning that `pcie_acs_override` is in effect.
     pub acs_override: Vec<String>,
     /// The lines the verdicts above rest on, to show as evidence.
@@ -70,6 +76,30 @@ pub fn parse(text: &str) -> KernelLog {
                 log.irq_remapping = Some(false);
             }
             matched = true;
+        }
+        if let Some(rest) = m
+            .strip_prefix("Kernel command line: ")
+            .or_else(|| m.strip_prefix("Command line: "))
+        {
+            log.command_line = Some(rest.trim().to_string());
+        }
+        if let Some(addr) = m
+            .strip_prefix("pci ")
+            .and_then(|r| r.split_once(": vgaarb: setting as boot VGA device"))
+            .and_then(|(a, _)| a.parse().ok())
+        {
+            log.boot_vga = Some(addr);
+            matched = true;
+        }
+        if let Some((head, rest)) = m.split_once(": Enabled ") {
+            let addr = head.rsplit(' ').next().and_then(|a| a.parse().ok());
+            let count = rest
+                .strip_suffix(" VFs")
+                .and_then(|n| n.trim().parse().ok());
+            if let (Some(a), Some(n)) = (addr, count) {
+                log.vfs_enabled.push((a, n));
+                matched = true;
+            }
         }
         // the ACS override patch's warning: "Warning: PCIe ACS overrides enabled; This may
         // allow non-IOMMU protected peer-to-peer DMA"

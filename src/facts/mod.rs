@@ -15,6 +15,7 @@ pub mod lspci;
 pub mod modconf;
 pub mod nvidia_smi;
 pub mod os_release;
+pub mod paste;
 pub mod pve;
 pub mod raw;
 pub mod sysfs_pci;
@@ -100,6 +101,17 @@ pub struct PciDevice {
     pub reset_methods: Vec<String>,
     pub driver_override: Option<String>,
     pub upstream: Vec<PciAddress>,
+    pub sriov: Option<Sriov>,
+}
+
+/// A device's part in SR-IOV, where the facts show one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sriov {
+    /// A physical function with this many virtual functions enabled.
+    PhysicalFunction { vfs: u32 },
+    /// A virtual function (of this physical function, where known).
+    VirtualFunction { pf: Option<PciAddress> },
 }
 
 impl PciDevice {
@@ -109,6 +121,12 @@ impl PciDevice {
 
     pub fn is_display(&self) -> bool {
         self.base_class() == 0x03
+    }
+
+    /// A device the host's console can run on: VGA-compatible (0300, 0301) or a display
+    /// controller (0380); a 3D controller (0302) drives no screen.
+    pub fn is_console_capable(&self) -> bool {
+        matches!(self.class >> 8, 0x0300 | 0x0301 | 0x0380)
     }
 
     /// PCI-to-PCI bridges may share a group with a passthrough device: vfio allows them.
@@ -134,8 +152,11 @@ pub struct HostFacts {
     pub pveversion_failed: bool,
     pub os: Option<String>,
     pub cpu_vendor: CpuVendor,
+    /// Empty where the facts do not say.
     pub running_kernel: String,
     pub proc_cmdline: Vec<String>,
+    /// /proc/cmdline was read (an empty list then means an empty command line).
+    pub cmdline_known: bool,
     pub boot_id: Option<String>,
     pub uefi: bool,
     /// ACPI tables; DMAR (Intel) or IVRS (AMD) is the firmware's IOMMU description.
@@ -148,6 +169,11 @@ pub struct HostFacts {
     /// The facts list IOMMU groups (a sysfs walk or a group listing): a device without one
     /// has none, rather than one nobody printed.
     pub groups_listed: bool,
+    /// Every PCI function is listed (sysfs, or an unfiltered lspci): a display device that
+    /// is the only one listed is the host's only one.
+    pub devices_complete: bool,
+    /// Every console-capable device (VGA, display controller) is listed.
+    pub consoles_complete: bool,
     /// Drivers were read (sysfs, or `lspci -k`): a device without one has none.
     pub drivers_known: bool,
     /// `ls /sys/class/iommu`: the IOMMUs the running kernel registered.
@@ -156,6 +182,8 @@ pub struct HostFacts {
     pub ir_chips: Option<bool>,
     pub kernel_log: kernel_log::KernelLog,
     pub loaded_modules: Option<Vec<String>>,
+    /// The root disk's controllers and the management NICs were read.
+    pub host_devices_known: bool,
     pub root: topology::RootDisks,
     pub management: topology::Management,
     pub guests: Vec<pve::Guest>,
@@ -165,19 +193,34 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
+    /// The facts a plan needs: the running kernel, its command line and the PCI devices must
+    /// be there.
     pub fn from_raw(raw: &RawFacts) -> Result<Self, FactsError> {
+        let missing = |section, hint| FactsError::Missing { section, hint };
+        raw.ok_line("uname")
+            .ok_or(missing("uname", "the output of `uname -r`"))?;
+        raw.ok_body("proc-cmdline")
+            .ok_or(missing("proc-cmdline", "the output of `cat /proc/cmdline`"))?;
+        let facts = HostFacts::from_partial(raw)?;
+        if facts.devices.is_empty() {
+            return Err(missing("lspci", "the output of `lspci -nnk -D`"));
+        }
+        Ok(facts)
+    }
+
+    /// Whatever the facts hold, for a verdict: what is missing stays unknown (an empty
+    /// kernel version, `cmdline_known` false, no devices) and the verdict says so.
+    pub fn from_partial(raw: &RawFacts) -> Result<Self, FactsError> {
         let body = |name| raw.ok_body(name).unwrap_or("");
-        let running_kernel = raw.ok_line("uname").ok_or(FactsError::Missing {
-            section: "uname",
-            hint: "the output of `uname -r`",
-        })?;
-        let proc_cmdline = raw
+        let running_kernel = raw.ok_line("uname").unwrap_or_default();
+        let kernel_log = kernel_log::parse(body("kernel-log"));
+        // the kernel prints its command line at boot: a dmesg excerpt can carry it
+        let cmdline_text = raw
             .ok_body("proc-cmdline")
-            .map(modconf::cmdline_tokens)
-            .ok_or(FactsError::Missing {
-                section: "proc-cmdline",
-                hint: "the output of `cat /proc/cmdline`",
-            })?;
+            .map(str::to_string)
+            .or_else(|| kernel_log.command_line.clone());
+        let cmdline_known = cmdline_text.is_some();
+        let proc_cmdline = modconf::cmdline_tokens(cmdline_text.as_deref().unwrap_or(""));
 
         let files: BTreeMap<String, FileFact> = raw
             .all("file")
@@ -193,18 +236,25 @@ impl HostFacts {
             Some(s) => Some(iommu_groups::parse(&s.body).map_err(|e| groups_error(s, e))?),
             None => None,
         };
-        if lspci.is_empty() && sysfs.is_empty() {
-            return Err(FactsError::Missing {
-                section: "lspci",
-                hint: "the output of `lspci -nnk -D`",
-            });
-        }
-        let groups_listed = !sysfs.is_empty() || listing.is_some();
+        // `lspci partial`: a transcript's filtered listing; `lspci vga`: one that lists every
+        // VGA device (`lspci | grep VGA`) but maybe not the rest
+        let listing_kind = raw.get("lspci").filter(|s| s.ok()).map(|s| s.first_arg());
+        let devices_complete = !sysfs.is_empty() || listing_kind == Some("");
+        let consoles_complete = devices_complete || listing_kind == Some("vga");
+        let groups_listed =
+            !sysfs.is_empty() || listing.is_some() || lspci.iter().any(|d| d.iommu_group.is_some());
         let drivers_known = !sysfs.is_empty()
             || lspci
                 .iter()
                 .any(|d| d.driver.is_some() || !d.modules.is_empty());
         let mut devices = merge_devices(lspci, sysfs, listing);
+        mark_sriov(&mut devices, &kernel_log.vfs_enabled);
+        if let Some(boot) = kernel_log.boot_vga {
+            // one device boots the host; the log names it, so every other VGA device does not
+            for d in devices.iter_mut().filter(|d| d.class >> 8 == 0x0300) {
+                d.boot_vga = d.boot_vga.or(Some(d.address == boot));
+            }
+        }
         if let Some(s) = raw.get("boot-vga").filter(|s| s.ok()) {
             for (address, on) in boot_vga_listing(&s.body) {
                 if let Some(d) = devices.iter_mut().find(|d| d.address == address) {
@@ -225,7 +275,14 @@ impl HostFacts {
 
         let pbt_status = raw.get("proxmox-boot-tool-status").map(|s| s.body.as_str());
         let has_grub_defaults = files.contains_key("/etc/default/grub");
-        let boot_loader = boot::detect(pbt_status, raw.ok_body("efibootmgr"), has_grub_defaults);
+        let boot_loader =
+            match boot::detect(pbt_status, raw.ok_body("efibootmgr"), has_grub_defaults) {
+                BootLoader::Unknown { reason } => {
+                    boot::from_output(body("boot-evidence"), &proc_cmdline)
+                        .unwrap_or(BootLoader::Unknown { reason })
+                }
+                known => known,
+            };
 
         let cpu = body("cpu");
         let cpu_vendor = if cpu.contains("GenuineIntel") {
@@ -266,6 +323,7 @@ impl HostFacts {
             cpu_vendor,
             running_kernel,
             proc_cmdline,
+            cmdline_known,
             boot_id: raw.ok_body("boot-id").map(|b| b.trim().to_string()),
             uefi,
             acpi_tables,
@@ -277,6 +335,8 @@ impl HostFacts {
             files,
             devices,
             groups_listed,
+            devices_complete,
+            consoles_complete,
             drivers_known,
             iommu_class: raw
                 .ok_body("iommu-class")
@@ -286,8 +346,10 @@ impl HostFacts {
                 .and_then(|n| n.parse::<u32>().ok())
                 .map(|n| n > 0)
                 .filter(|on| *on),
-            kernel_log: kernel_log::parse(body("kernel-log")),
+            kernel_log,
             loaded_modules: raw.ok_body("proc-modules").map(modconf::loaded_modules),
+            host_devices_known: raw.ok_body("root-disks").is_some()
+                && raw.ok_body("net-devices").is_some(),
             root: topology::parse_root_disks(body("root-disks")),
             management: topology::parse_net(body("net-devices")),
             guests,
@@ -381,6 +443,96 @@ fn groups_error(s: &raw::Section, e: iommu_groups::GroupError) -> FactsError {
     }
 }
 
+/// SR-IOV roles a transcript shows without sysfs: the kernel log's "Enabled N VFs" on a
+/// physical function makes the other functions of its slot with its ids virtual functions;
+/// lspci's "Virtual Function" names make the non-VF function of their slot the physical one.
+fn mark_sriov(devices: &mut [PciDevice], enabled: &[(PciAddress, u32)]) {
+    for &(pf, vfs) in enabled {
+        let Some(id) = devices.iter().find(|d| d.address == pf).map(|d| d.id) else {
+            continue;
+        };
+        for d in devices.iter_mut() {
+            if d.address == pf {
+                d.sriov = Some(Sriov::PhysicalFunction { vfs });
+            } else if d.address.slot() == pf.slot() && d.id == id {
+                d.sriov = Some(Sriov::VirtualFunction { pf: Some(pf) });
+            }
+        }
+    }
+    // a card has one display function; more functions of the same class and name in its slot
+    // are the virtual functions of an iGPU (i915 SR-IOV lists them as 00:02.1-7)
+    let repeats: Vec<PciAddress> = devices
+        .iter()
+        .filter(|d| d.sriov.is_none() && d.is_console_capable() && d.address.function != Some(0))
+        .filter(|d| {
+            devices.iter().any(|f| {
+                f.address
+                    == PciAddress {
+                        function: Some(0),
+                        ..d.address
+                    }
+                    && f.class == d.class
+                    && f.id == d.id
+                    && f.description == d.description
+            })
+        })
+        .map(|d| d.address)
+        .collect();
+    for d in devices.iter_mut().filter(|d| repeats.contains(&d.address)) {
+        let pf = PciAddress {
+            function: Some(0),
+            ..d.address
+        };
+        d.sriov = Some(Sriov::VirtualFunction { pf: Some(pf) });
+    }
+    for d in devices.iter_mut().filter(|d| d.sriov.is_none()) {
+        let vfs = repeats
+            .iter()
+            .filter(|r| r.slot() == d.address.slot())
+            .count();
+        if vfs > 0 && d.address.function == Some(0) {
+            d.sriov = Some(Sriov::PhysicalFunction { vfs: vfs as u32 });
+        }
+    }
+    let vf_slots: Vec<(PciAddress, u16)> = devices
+        .iter()
+        .filter(|d| matches!(d.sriov, Some(Sriov::VirtualFunction { pf: None })))
+        .map(|d| (d.address.slot(), d.id.vendor))
+        .collect();
+    for d in devices.iter_mut().filter(|d| d.sriov.is_none()) {
+        let vfs = vf_slots
+            .iter()
+            .filter(|(slot, vendor)| *slot == d.address.slot() && *vendor == d.id.vendor)
+            .count();
+        if vfs > 0 {
+            d.sriov = Some(Sriov::PhysicalFunction { vfs: vfs as u32 });
+        }
+    }
+}
+
+/// One entry per address where a transcript listed a device twice (`lspci -nn | grep VGA`,
+/// then `lspci -nnk`): the first names it, later ones add what it lacked.
+fn lspci_once(lspci: &[lspci::LspciDevice]) -> Vec<lspci::LspciDevice> {
+    let mut out: Vec<lspci::LspciDevice> = Vec::new();
+    for d in lspci {
+        match out.iter_mut().find(|o| o.address == d.address) {
+            Some(o) => {
+                o.driver = o.driver.take().or_else(|| d.driver.clone());
+                o.iommu_group = o.iommu_group.or(d.iommu_group);
+                o.subsystem = o.subsystem.or(d.subsystem);
+                if o.modules.is_empty() {
+                    o.modules = d.modules.clone();
+                }
+                if o.id.vendor == 0 {
+                    o.id = d.id;
+                }
+            }
+            None => out.push(d.clone()),
+        }
+    }
+    out
+}
+
 fn merge_devices(
     lspci: Vec<lspci::LspciDevice>,
     sysfs: Vec<sysfs_pci::SysfsPci>,
@@ -389,8 +541,8 @@ fn merge_devices(
     let by_addr: BTreeMap<PciAddress, &lspci::LspciDevice> =
         lspci.iter().map(|d| (d.address, d)).collect();
     let mut out: Vec<PciDevice> = if sysfs.is_empty() {
-        lspci
-            .iter()
+        lspci_once(&lspci)
+            .into_iter()
             .map(|l| PciDevice {
                 address: l.address,
                 class: (l.class as u32) << 8,
@@ -400,11 +552,19 @@ fn merge_devices(
                 subsystem: l.subsystem,
                 driver: l.driver.clone(),
                 modules: l.modules.clone(),
-                iommu_group: groups.as_ref().and_then(|g| g.get(&l.address).copied()),
+                iommu_group: groups
+                    .as_ref()
+                    .and_then(|g| g.get(&l.address).copied())
+                    .or(l.iommu_group),
                 boot_vga: None,
                 reset_methods: Vec::new(),
                 driver_override: None,
                 upstream: Vec::new(),
+                // lspci names a VF "... Virtual Function"; its PF is found in mark_sriov
+                sriov: l
+                    .description
+                    .contains("Virtual Function")
+                    .then_some(Sriov::VirtualFunction { pf: None }),
             })
             .collect()
     } else {
@@ -426,6 +586,11 @@ fn merge_devices(
                     reset_methods: s.reset_methods,
                     driver_override: s.driver_override,
                     upstream: s.upstream,
+                    sriov: match (s.physfn, s.numvfs) {
+                        (Some(pf), _) => Some(Sriov::VirtualFunction { pf: Some(pf) }),
+                        (None, Some(n)) if n > 0 => Some(Sriov::PhysicalFunction { vfs: n }),
+                        _ => None,
+                    },
                 }
             })
             .collect()

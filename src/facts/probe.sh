@@ -19,11 +19,13 @@ pci_devices() {
     [ -e "$d" ] || continue
     drv=; [ -e "$d/driver" ] && drv=$(basename "$(readlink "$d/driver")")
     grp=; [ -e "$d/iommu_group" ] && grp=$(basename "$(readlink "$d/iommu_group")")
-    printf '%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s path=%s\n' \
+    pf=; [ -e "$d/physfn" ] && pf=$(basename "$(readlink "$d/physfn")")
+    printf '%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s numvfs=%s physfn=%s path=%s\n' \
       "${d##*/}" "$(cat "$d/class")" "$(cat "$d/vendor")" "$(cat "$d/device")" \
       "$(cat "$d/subsystem_vendor" 2>/dev/null)" "$(cat "$d/subsystem_device" 2>/dev/null)" \
       "$(cat "$d/boot_vga" 2>/dev/null)" "$(cat "$d/reset_method" 2>/dev/null | tr ' ' ',')" \
-      "$drv" "$(cat "$d/driver_override" 2>/dev/null)" "$grp" "$(readlink -f "$d")"
+      "$drv" "$(cat "$d/driver_override" 2>/dev/null)" "$grp" \
+      "$(cat "$d/sriov_numvfs" 2>/dev/null)" "$pf" "$(readlink -f "$d")"
   done
 }
 

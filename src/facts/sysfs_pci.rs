@@ -21,6 +21,10 @@ pub struct SysfsPci {
     pub iommu_group: Option<u32>,
     /// PCI functions between the root complex and this device, nearest the root first.
     pub upstream: Vec<PciAddress>,
+    /// `sriov_numvfs`: virtual functions enabled on this physical function.
+    pub numvfs: Option<u32>,
+    /// `physfn`: the physical function of a virtual function.
+    pub physfn: Option<PciAddress>,
 }
 
 /// PCI addresses named in a sysfs device path such as
@@ -94,6 +98,8 @@ fn parse_line(line: &str, get: &HashMap<&str, &str>) -> Option<SysfsPci> {
             .unwrap_or_default(),
         driver: text("driver"),
         driver_override: text("override"),
+        numvfs: text("numvfs").and_then(|v| v.parse().ok()),
+        physfn: text("physfn").and_then(|v| v.parse().ok()),
         iommu_group: get.get("iommu_group").and_then(|v| v.parse().ok()),
         upstream,
     })

@@ -182,18 +182,6 @@ const WAIT_BODY: &str = "n=0\n\
      tail -n 200 \"$d/$id.log\"\n\
      exit \"$(cat \"$d/$id.rc\")\"\n";
 
-fn describe(action: &Action) -> String {
-    match action {
-        Action::WriteFile {
-            path, before: None, ..
-        } => format!("create {path}"),
-        Action::WriteFile { path, .. } => format!("update {path}"),
-        Action::RemoveFile { path, .. } => format!("remove {path}"),
-        Action::Run { command } => format!("run `{command}`"),
-        Action::Reboot => "reboot".into(),
-    }
-}
-
 pub struct GuestExecutor<'a, P: Progress, C: Connector> {
     pub guest: &'a str,
     pub spec: &'a GuestSpec,
@@ -282,7 +270,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
             }
             let mut rebooted = None;
             for change in &plan.changes {
-                let what = describe(&change.action);
+                let what = change.action.describe();
                 self.progress.say(&format!("{}: {what}", self.guest));
                 let t = Instant::now();
                 let result = match &change.action {

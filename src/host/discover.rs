@@ -76,13 +76,16 @@ pub struct DiscoverReport {
     /// Every PCI function the facts list.
     pub pci: Vec<Device>,
     pub notes: Vec<String>,
+    /// From `discover --paste`: what was read from the transcript and what was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paste: Option<crate::facts::paste::Paste>,
 }
 
 pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
     let (targets, refusals, mut notes) = resolve_targets(name, node, facts);
     notes.extend(refusals.into_iter().map(|r| r.reason));
     let accepted = Accepted::of(node);
-    let devices = facts
+    let mut devices: Vec<Judged> = facts
         .devices
         .iter()
         .filter(|d| d.is_display() || targets.contains(&d.address))
@@ -111,6 +114,18 @@ pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
             }
         })
         .collect();
+    devices.extend(
+        node.gpus
+            .iter()
+            .filter(|g| !facts.devices.iter().any(|d| g.address.covers(&d.address)))
+            .map(|g| Judged {
+                name: String::new(),
+                class: String::new(),
+                with: Vec::new(),
+                target: true,
+                verdict: verdict::not_listed(facts, &g.address, &accepted),
+            }),
+    );
     DiscoverReport {
         node: name.to_string(),
         host: summary(facts),
@@ -131,6 +146,7 @@ pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
             })
             .collect(),
         notes,
+        paste: None,
     }
 }
 
@@ -152,7 +168,11 @@ fn summary(facts: &HostFacts) -> HostSummary {
         cmdline: facts.proc_cmdline.clone(),
         iommu: verdict::iommu(facts),
         interrupt_remapping: verdict::interrupt_remapping(facts),
-        acs_override: Some(!verdict::acs_override(facts).is_empty()),
+        acs_override: match verdict::acs_override(facts).is_empty() {
+            false => Some(true),
+            true if facts.cmdline_known => Some(false),
+            true => None,
+        },
         iommu_evidence: facts.kernel_log.evidence.clone(),
         running_guests: facts
             .guests

@@ -52,18 +52,6 @@ pub struct Executor<'a, P: Progress, C: Connector> {
     pub report: ApplyReport,
 }
 
-fn describe(action: &Action) -> String {
-    match action {
-        Action::WriteFile {
-            path, before: None, ..
-        } => format!("create {path}"),
-        Action::WriteFile { path, .. } => format!("update {path}"),
-        Action::RemoveFile { path, .. } => format!("remove {path}"),
-        Action::Run { command } => format!("run `{command}`"),
-        Action::Reboot => "reboot".into(),
-    }
-}
-
 /// Words a write adds to the kernel command line, recorded so rollback removes only those.
 fn added_words(path: &str, content: &str, before: Option<&str>) -> Vec<String> {
     if path != crate::host::planner::KERNEL_CMDLINE {
@@ -132,7 +120,7 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
         }
         let mut current = facts.clone();
         for change in &plan.changes {
-            let what = describe(&change.action);
+            let what = change.action.describe();
             self.progress.say(&format!("{}: {what}", self.node_name));
             let t = Instant::now();
             let result = match &change.action {

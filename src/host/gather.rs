@@ -1,6 +1,7 @@
 //! Gathering host facts: the probe over SSH in one round trip, or a saved facts file.
 
 use crate::core::error::hinted;
+use crate::facts::paste::{self, Paste};
 use crate::facts::raw::RawFacts;
 use crate::facts::{HostFacts, PROBE};
 use crate::inventory::Node;
@@ -66,7 +67,21 @@ pub async fn live(node_name: &str, node: &Node) -> Result<Gathered> {
     result
 }
 
+/// A facts file for a plan: the sections a plan needs must be there.
 pub fn from_file(node_hint: Option<&str>, path: &Path) -> Result<(String, Gathered)> {
+    read_file(node_hint, path, from_text)
+}
+
+/// A facts file for a verdict ([`partial`]).
+pub fn from_file_partial(node_hint: Option<&str>, path: &Path) -> Result<(String, Gathered)> {
+    read_file(node_hint, path, partial)
+}
+
+fn read_file(
+    node_hint: Option<&str>,
+    path: &Path,
+    read: fn(&str, &str, String) -> Result<Gathered>,
+) -> Result<(String, Gathered)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the facts file {}", path.display()))?;
     let raw = RawFacts::parse(&text)
@@ -83,8 +98,32 @@ pub fn from_file(node_hint: Option<&str>, path: &Path) -> Result<(String, Gather
                 "pass --node NAME",
             )
         })?;
-    let g = from_text(&name, &path.display().to_string(), text)?;
+    let g = read(&name, &path.display().to_string(), text)?;
     Ok((name, g))
+}
+
+/// A transcript as users post it (`-`: standard input), read into facts.
+pub fn read_paste(path: &Path) -> Result<Paste> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin())
+            .context("cannot read the transcript from stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the transcript {}", path.display()))?
+    };
+    Ok(paste::read(&text))
+}
+
+/// What a transcript holds, for a verdict: nothing is required, what is missing stays unknown.
+pub fn partial(node_name: &str, origin: &str, text: String) -> Result<Gathered> {
+    let raw = RawFacts::parse(&text)
+        .with_context(|| format!("cannot read the facts of {node_name} from {origin}"))?;
+    let facts = HostFacts::from_partial(&raw)
+        .with_context(|| format!("cannot read the facts of {node_name} from {origin}"))?;
+    Ok(Gathered {
+        raw_text: text,
+        facts,
+    })
 }
 
 /// The saved form of a node's facts: the probe's output with the node's name added.

@@ -7,7 +7,7 @@
 //! exactly as it refuses `refused`.
 
 use crate::core::plan::Refusal;
-use crate::facts::{HostFacts, PciDevice};
+use crate::facts::{HostFacts, PciDevice, Sriov};
 use crate::inventory::Risk;
 use crate::pci::PciAddress;
 use serde::Serialize;
@@ -21,14 +21,20 @@ pub enum Code {
     BootVga,
     OnlyDisplay,
     AcsOverride,
+    AcsOverrideUnknown,
     NoIommu,
     IommuUnknown,
     GroupsUnknown,
     BootVgaUnknown,
+    OnlyDisplayUnknown,
     InterruptRemappingOff,
     InterruptRemappingUnknown,
     RootDiskController,
     ManagementNic,
+    SriovPf,
+    SriovVf,
+    HostDevicesUnknown,
+    DeviceUnknown,
 }
 
 impl Code {
@@ -38,7 +44,11 @@ impl Code {
             Code::IommuUnknown
                 | Code::GroupsUnknown
                 | Code::BootVgaUnknown
+                | Code::OnlyDisplayUnknown
                 | Code::InterruptRemappingUnknown
+                | Code::AcsOverrideUnknown
+                | Code::HostDevicesUnknown
+                | Code::DeviceUnknown
         )
     }
 
@@ -192,6 +202,7 @@ pub fn judge(
     reasons.extend(display_reasons(facts, dev));
     reasons.extend(group_reasons(facts, dev, targets));
     reasons.extend(host_device_reasons(facts, dev));
+    reasons.extend(sriov_reasons(dev));
     let (accepted_reasons, reasons): (Vec<Reason>, Vec<Reason>) =
         reasons.into_iter().partition(|r| {
             r.code
@@ -212,6 +223,39 @@ pub fn judge(
         reasons,
         need,
         accepted: accepted_reasons,
+    }
+}
+
+/// A target the facts do not list at all: nothing about it is known.
+pub fn not_listed(facts: &HostFacts, address: &PciAddress, accepted: &Accepted) -> DeviceVerdict {
+    let mut reasons = node_reasons(facts, accepted);
+    reasons.push(reason(
+        Code::DeviceUnknown,
+        format!("the facts do not list {address}"),
+        "add the node's lspci output",
+    ));
+    // the kernel log can still say it is the boot device
+    if facts
+        .kernel_log
+        .boot_vga
+        .is_some_and(|b| address.covers(&b))
+    {
+        reasons.push(reason(
+            Code::BootVga,
+            format!("{address} is the boot VGA device (kernel log: vgaarb)"),
+            "select another GPU as primary display in the firmware setup",
+        ));
+    }
+    DeviceVerdict {
+        address: address.to_string(),
+        verdict: if reasons.iter().any(|r| !r.code.is_unknown()) {
+            Verdict::Refused
+        } else {
+            Verdict::Unknown
+        },
+        need: reasons.iter().filter_map(|r| need_for(r.code)).collect(),
+        reasons,
+        accepted: Vec::new(),
     }
 }
 
@@ -273,6 +317,14 @@ fn node_reasons(facts: &HostFacts, accepted: &Accepted) -> Vec<Reason> {
         )),
     }
     let acs = acs_override(facts);
+    if acs.is_empty() && !facts.cmdline_known {
+        out.push(reason(
+            Code::AcsOverrideUnknown,
+            "whether pcie_acs_override is in use is unknown: the facts hold no kernel command line"
+                .into(),
+            "add the output",
+        ));
+    }
     if !acs.is_empty() {
         out.push(reason(
             Code::AcsOverride,
@@ -284,18 +336,27 @@ fn node_reasons(facts: &HostFacts, accepted: &Accepted) -> Vec<Reason> {
 }
 
 fn display_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
-    if !dev.is_display() {
+    // a virtual function never boots the host nor carries its console
+    if !dev.is_console_capable() || matches!(dev.sriov, Some(Sriov::VirtualFunction { .. })) {
         return Vec::new();
     }
     let display_slots: BTreeSet<PciAddress> = facts
         .devices
         .iter()
-        .filter(|d| d.is_display())
+        .filter(|d| {
+            d.is_console_capable() && !matches!(d.sriov, Some(Sriov::VirtualFunction { .. }))
+        })
         .map(|d| d.address.slot())
         .collect();
     let only = display_slots.len() == 1;
     let mut out = Vec::new();
-    if only {
+    if only && !facts.consoles_complete {
+        out.push(reason(
+            Code::OnlyDisplayUnknown,
+            format!("whether {} is the host's only display device is unknown: the facts list only some of its PCI devices", dev.address),
+            "add the full lspci output",
+        ));
+    } else if only {
         out.push(reason(
             Code::OnlyDisplay,
             format!("{} is the host's only display device: the host would lose its console and firmware framebuffer", dev.address),
@@ -363,8 +424,50 @@ fn group_reasons(
     )]
 }
 
+/// SR-IOV shares one card among several users (PCI-SIG SR-IOV; the kernel's
+/// Documentation/PCI/pci-iov-howto.rst): handing a function to one VM is another workflow
+/// (Proxmox's resource mappings of VFs), which pvegpu does not set up.
+fn sriov_reasons(dev: &PciDevice) -> Vec<Reason> {
+    match dev.sriov {
+        Some(Sriov::PhysicalFunction { vfs }) => vec![reason(
+            Code::SriovPf,
+            format!(
+                "{} is an SR-IOV physical function with {vfs} virtual function(s) enabled: passing it through takes them from whoever uses them",
+                dev.address
+            ),
+            "pass a virtual function with Proxmox's own PCI mapping (another workflow, which pvegpu does not set up), or disable the VFs (sriov_numvfs = 0) to pass the whole card",
+        )],
+        Some(Sriov::VirtualFunction { .. }) => vec![reason(
+            Code::SriovVf,
+            format!(
+                "{} is an SR-IOV virtual function: VF passthrough is another workflow, which pvegpu does not set up",
+                dev.address
+            ),
+            "use Proxmox's PCI resource mapping for VFs, or pass the whole card with its VFs disabled",
+        )],
+        None => Vec::new(),
+    }
+}
+
 /// Devices the host cannot live without: its root disk's controller, its management NIC.
+/// A display device in a viable group cannot be either; anything else must be checked.
 fn host_device_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
+    // only storage, network and USB controllers can carry the root disk or the management
+    // link; a function of a graphics card (its audio, its USB-C) cannot
+    let of_a_graphics_card = facts.devices.iter().any(|d| {
+        d.address.slot() == dev.address.slot() && d.address.function == Some(0) && d.is_display()
+    });
+    let could_be_needed = matches!(dev.base_class(), 0x01 | 0x02 | 0x0c) && !of_a_graphics_card;
+    if !facts.host_devices_known && could_be_needed {
+        return vec![reason(
+            Code::HostDevicesUnknown,
+            format!(
+                "whether {} is the root disk's controller or the management NIC is unknown",
+                dev.address
+            ),
+            "gather the facts live (`pvegpu discover --node N`)",
+        )];
+    }
     let group_of = |a: &PciAddress| facts.device(a).and_then(|d| d.iommu_group);
     let same_place = |a: &PciAddress| {
         *a == dev.address || (dev.iommu_group.is_some() && group_of(a) == dev.iommu_group)
@@ -395,9 +498,13 @@ fn host_device_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
 }
 
 const NEEDS: &[(&str, Code)] = &[
+    ("kernel_cmdline", Code::AcsOverrideUnknown),
+    ("host_devices", Code::HostDevicesUnknown),
     ("iommu", Code::IommuUnknown),
     ("iommu_groups", Code::GroupsUnknown),
     ("boot_vga", Code::BootVgaUnknown),
+    ("pci_devices", Code::OnlyDisplayUnknown),
+    ("pci_device", Code::DeviceUnknown),
     ("interrupt_remapping", Code::InterruptRemappingUnknown),
 ];
 
@@ -411,6 +518,9 @@ fn need_for(code: Code) -> Option<Need> {
         Code::IommuUnknown => "ls /sys/class/iommu; dmesg | grep -e DMAR -e IOMMU -e AMD-Vi".into(),
         Code::GroupsUnknown => "find /sys/kernel/iommu_groups/ -type l".into(),
         Code::BootVgaUnknown => "grep -H . /sys/bus/pci/devices/*/boot_vga".into(),
+        Code::OnlyDisplayUnknown | Code::DeviceUnknown => "lspci -nnk -D".into(),
+        Code::AcsOverrideUnknown => "cat /proc/cmdline".into(),
+        Code::HostDevicesUnknown => "findmnt -no SOURCE /; ip route show default".into(),
         _ => "grep -c IR- /proc/interrupts; journalctl -k -b | grep -i -e 'IRQ remapping' -e 'Interrupt remapping'".into(),
     };
     Some(Need { fact, command })

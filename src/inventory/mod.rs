@@ -66,6 +66,21 @@ pub struct Node {
     pub vm: Option<vm::VmSpec>,
 }
 
+impl Node {
+    /// A node known only from facts handed to pvegpu (`discover --paste`) with no inventory:
+    /// no targets, nothing accepted.
+    pub fn offline() -> Node {
+        Node {
+            ssh: String::new(),
+            ssh_config: None,
+            host: HostSettings::default(),
+            gpus: Vec::new(),
+            api: None,
+            vm: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostSettings {
