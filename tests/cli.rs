@@ -195,3 +195,70 @@ fn plan_from_several_facts_files_plans_each_node_and_node_picks_one() {
         "{err}"
     );
 }
+
+/// A transcript as a poster would give it: the real AMD host's pieces (tests/fixtures/recorded)
+/// behind prompts, plus an excerpt with a line pvegpu cannot read.
+fn amd_transcript() -> String {
+    let lspci = support::read("recorded/lspci-nnk/rtx4070-no-driver-bound-audio-snd-hda.txt");
+    let dmesg = support::read("recorded/dmesg-iommu/amd-acs-override-unknown-option-rtx4070.txt");
+    let groups = support::read("recorded/iommu-groups/find-type-l-grep-rtx4070-acs-split.txt");
+    format!(
+        "My setup, any idea?\n```\nroot@pve:~# uname -r\n6.8.12-8-pve\nroot@pve:~# cat /proc/cmdline\nBOOT_IMAGE=/boot/vmlinuz-6.8.12-8-pve root=/dev/mapper/pve-root ro quiet pcie_acs_override=downstream,multifunction\nroot@pve:~# lspci -nnk\n{lspci}root@pve:~# dmesg | grep -e DMAR -e IOMMU -e AMD-Vi\n{dmesg}root@pve:~# find /sys/kernel/iommu_groups/ -type l | grep 08:00\n{groups}```\n"
+    )
+}
+
+#[test]
+fn discover_paste_judges_a_transcript_without_an_inventory() {
+    let dir = std::env::temp_dir().join(format!("pvegpu-cli-paste-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let paste = dir.join("thread.txt");
+    std::fs::write(&paste, amd_transcript()).unwrap();
+    let missing = dir.join("none.toml");
+    let (code, out, err) = pvegpu(&[
+        "-i",
+        missing.to_str().unwrap(),
+        "--json",
+        "discover",
+        "--paste",
+        paste.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("transcript line 1 (1 line(s)) not read: My setup, any idea?"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["format_version"], 1);
+    let node = &v["nodes"][0];
+    assert_eq!(node["host"]["acs_override"], true);
+    assert_eq!(node["host"]["iommu"], "on");
+    let gpu = node["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["address"] == "0000:08:00.0")
+        .unwrap();
+    assert_eq!(gpu["verdict"], "refused", "{gpu}");
+    let codes: Vec<&str> = gpu["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"acs_override"), "{codes:?}");
+
+    // plan needs the running kernel: a transcript without `uname -r` is refused by name
+    let without_uname = amd_transcript().replace("root@pve:~# uname -r\n6.8.12-8-pve\n", "");
+    std::fs::write(&paste, without_uname).unwrap();
+    let inv = fixture("facts/amd-grub.toml");
+    let (code, _, err) = pvegpu(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "plan",
+        "--paste",
+        paste.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no `uname` section"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
