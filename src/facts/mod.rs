@@ -7,6 +7,7 @@
 
 pub mod boot;
 pub mod cdi;
+pub mod gpu_users;
 pub mod initramfs;
 pub mod iommu_groups;
 pub mod kernel_log;
@@ -187,6 +188,8 @@ pub struct HostFacts {
     pub root: topology::RootDisks,
     pub management: topology::Management,
     pub guests: Vec<pve::Guest>,
+    /// Who uses NVIDIA GPUs through the host's driver (nvidia-smi, LXC configs).
+    pub gpu_users: gpu_users::GpuUsers,
     pub ha_resources: Vec<u32>,
     pub quorate: Option<bool>,
     pub initramfs: Vec<initramfs::InitramfsInfo>,
@@ -314,6 +317,24 @@ impl HostFacts {
             })
             .collect();
 
+        let gpu_users = {
+            let mut u = raw
+                .ok_body("nvidia-smi")
+                .map(gpu_users::parse_smi_table)
+                .unwrap_or_default();
+            u.containers = raw
+                .ok_body("lxc-nvidia")
+                .map(gpu_users::parse_lxc_grep)
+                .unwrap_or_default();
+            for (path, f) in &files {
+                if let Some(id) = gpu_users::lxc_id(path) {
+                    let lines = gpu_users::lxc_nvidia_lines(&f.content);
+                    u.containers
+                        .extend(lines.into_iter().map(|l| (id.clone(), l)));
+                }
+            }
+            u
+        };
         Ok(HostFacts {
             hostname: body("hostname").trim().to_string(),
             pve_version: raw.ok_body("pveversion").and_then(pve::parse_pveversion),
@@ -353,6 +374,7 @@ impl HostFacts {
             root: topology::parse_root_disks(body("root-disks")),
             management: topology::parse_net(body("net-devices")),
             guests,
+            gpu_users,
             ha_resources: raw
                 .ok_body("ha")
                 .map(pve::parse_ha_resources)

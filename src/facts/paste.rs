@@ -413,7 +413,8 @@ fn kind_of_command(cmd: &str) -> Option<(Kind, String)> {
                     || p == "/etc/kernel/cmdline"
                     || p == "/etc/modules"
                     || p.starts_with("/etc/modprobe.d/")
-                    || p.starts_with("/etc/default/grub.d/") =>
+                    || p.starts_with("/etc/default/grub.d/")
+                    || (p.starts_with("/etc/pve/lxc/") && p.ends_with(".conf")) =>
                 {
                     Some((Kind::File, p.to_string()))
                 }

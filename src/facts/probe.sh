@@ -112,6 +112,8 @@ section proc-modules -- cat /proc/modules
 section root-disks -- root_disks
 section net-devices -- net_devices
 section guests -- qm list
+section nvidia-smi -- nvidia-smi
+section lxc-nvidia -- sh -c 'grep -H -E "nvidia|c 195:" /etc/pve/lxc/*.conf 2>/dev/null; true'
 section containers -- pct list
 section ha -- ha-manager status
 section cluster -- pvecm status

@@ -33,6 +33,7 @@ pub enum Code {
     ManagementNic,
     SriovPf,
     SriovVf,
+    HostInUse,
     HostDevicesUnknown,
     DeviceUnknown,
 }
@@ -203,6 +204,7 @@ pub fn judge(
     reasons.extend(group_reasons(facts, dev, targets));
     reasons.extend(host_device_reasons(facts, dev));
     reasons.extend(sriov_reasons(dev));
+    reasons.extend(in_use_reasons(facts, dev));
     let (accepted_reasons, reasons): (Vec<Reason>, Vec<Reason>) =
         reasons.into_iter().partition(|r| {
             r.code
@@ -244,6 +246,15 @@ pub fn not_listed(facts: &HostFacts, address: &PciAddress, accepted: &Accepted) 
             Code::BootVga,
             format!("{address} is the boot VGA device (kernel log: vgaarb)"),
             "select another GPU as primary display in the firmware setup",
+        ));
+    }
+    // nvidia-smi can still show it in use by the host's driver
+    let users = facts.gpu_users.of(address);
+    if facts.gpu_users.gpus.iter().any(|(_, a)| address.covers(a)) && !users.is_empty() {
+        reasons.push(reason(
+            Code::HostInUse,
+            format!("{address} is in use through the host's NVIDIA driver by {}", users.join(", ")),
+            "stop those users (or take /dev/nvidia* out of the container configs), or pass another GPU",
         ));
     }
     DeviceVerdict {
@@ -447,6 +458,26 @@ fn sriov_reasons(dev: &PciDevice) -> Vec<Reason> {
         )],
         None => Vec::new(),
     }
+}
+
+/// A GPU the host's nvidia driver serves to processes or containers: binding it to vfio-pci
+/// takes it from them (Proxmox's LXC GPU sharing uses the host driver).
+fn in_use_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
+    let nvidia = dev.id.vendor == 0x10de && dev.base_class() == 0x03;
+    let on_host_driver = dev.driver.as_deref().is_none_or(|d| d != "vfio-pci");
+    let users = facts.gpu_users.of(&dev.address);
+    if !nvidia || !on_host_driver || users.is_empty() {
+        return Vec::new();
+    }
+    vec![reason(
+        Code::HostInUse,
+        format!(
+            "{} is in use through the host's NVIDIA driver by {}",
+            dev.address,
+            users.join(", ")
+        ),
+        "stop those users (or take /dev/nvidia* out of the container configs), or pass another GPU",
+    )]
 }
 
 /// Devices the host cannot live without: its root disk's controller, its management NIC.
