@@ -14,19 +14,35 @@ dump_file() { # path
   fi
 }
 
+# One line per PCI function. A constant number of processes whatever the number of devices
+# (one grep reads every attribute file, two finds read the links, awk joins them): a probe
+# that forked per device cost a server with 60 functions most of a second.
+# PVEGPU_SYSFS points it at a synthetic tree (bench/probe-processes.sh).
 pci_devices() {
-  for d in /sys/bus/pci/devices/*; do
-    [ -e "$d" ] || continue
-    drv=; [ -e "$d/driver" ] && drv=$(basename "$(readlink "$d/driver")")
-    grp=; [ -e "$d/iommu_group" ] && grp=$(basename "$(readlink "$d/iommu_group")")
-    pf=; [ -e "$d/physfn" ] && pf=$(basename "$(readlink "$d/physfn")")
-    printf '%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s numvfs=%s physfn=%s path=%s\n' \
-      "${d##*/}" "$(cat "$d/class")" "$(cat "$d/vendor")" "$(cat "$d/device")" \
-      "$(cat "$d/subsystem_vendor" 2>/dev/null)" "$(cat "$d/subsystem_device" 2>/dev/null)" \
-      "$(cat "$d/boot_vga" 2>/dev/null)" "$(cat "$d/reset_method" 2>/dev/null | tr ' ' ',')" \
-      "$drv" "$(cat "$d/driver_override" 2>/dev/null)" "$grp" \
-      "$(cat "$d/sriov_numvfs" 2>/dev/null)" "$pf" "$(readlink -f "$d")"
-  done
+  root=${PVEGPU_SYSFS:-/sys}/bus/pci/devices
+  [ -d "$root" ] && cd "$root" || return 0
+  {
+    grep -H . ./*/class ./*/vendor ./*/device ./*/subsystem_vendor ./*/subsystem_device \
+      ./*/boot_vga ./*/reset_method ./*/driver_override ./*/sriov_numvfs 2>/dev/null
+    # the trailing slash makes find enter each device's symlink
+    find ./*/ -mindepth 1 -maxdepth 1 -type l \( -name driver -o -name iommu_group -o -name physfn \) \
+      -printf 'link %p %l\n'
+    find . -mindepth 1 -maxdepth 1 -printf 'self %f %l\n'
+  } | awk -v sys="${PVEGPU_SYSFS:-/sys}" '
+    $1 == "link" { n = split($2, p, "/"); m = split($3, t, "/"); v[p[2], p[3]] = t[m]; next }
+    $1 == "self" { d = $2; path = $3; sub(/^(\.\.\/)+/, sys "/", path); where[d] = path; seen[d] = 1; next }
+    {
+      line = substr($0, 3); i = index(line, "/"); d = substr(line, 1, i - 1)
+      rest = substr(line, i + 1); j = index(rest, ":")
+      val = substr(rest, j + 1); gsub(/ /, ",", val); v[d, substr(rest, 1, j - 1)] = val; seen[d] = 1
+    }
+    END {
+      for (d in seen)
+        printf "%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s numvfs=%s physfn=%s path=%s\n", \
+          d, v[d, "class"], v[d, "vendor"], v[d, "device"], v[d, "subsystem_vendor"], v[d, "subsystem_device"], \
+          v[d, "boot_vga"], v[d, "reset_method"], v[d, "driver"], v[d, "driver_override"], v[d, "iommu_group"], \
+          v[d, "sriov_numvfs"], v[d, "physfn"], where[d]
+    }' | sort
 }
 
 kernel_log() {
