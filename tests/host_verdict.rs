@@ -170,3 +170,46 @@ fn the_probe_of_the_test_host_judges_every_verdict_from_known_facts() {
     assert!(codes(&vga).contains(&Code::BootVga));
     assert!(vga.need.is_empty());
 }
+
+/// /etc/modules and vfio.conf are as posted in tests/hosts/b-kgpe-d16-gtx1060-configs; the
+/// kernel version, the blacklist line and the unsafe-interrupts option are assembled around
+/// them (that host ran a kernel before 6.2, where vfio_virqfd still existed).
+#[test]
+fn existing_configuration_lints_name_file_and_line() {
+    let modules = "# /etc/modules: kernel modules to load at boot time.\n#\n# This file contains the names of kernel modules that should be loaded\n# at boot time, one per line. Lines beginning with \"#\" are ignored.\nvfio\nvfio_iommu_type1\nvfio_pci\nvfio_virqfd\n";
+    let text = read("facts/amd-grub.facts")
+        + &format!("### pvegpu file /etc/modules mode=644 owner=root:root mtime=1\n{modules}")
+        + "### pvegpu file /etc/modprobe.d/vfio.conf mode=644 owner=root:root mtime=1\noptions vfio-pci ids=10de:1c03,10de:10f1 disable_vga=1\n"
+        + "### pvegpu file /etc/modprobe.d/blacklist.conf mode=644 owner=root:root mtime=1\nblacklist nouveau\nblacklist snd_hda_intel\n"
+        + "### pvegpu file /etc/modprobe.d/iommu_unsafe_interrupts.conf mode=644 owner=root:root mtime=1\noptions vfio_iommu_type1 allow_unsafe_interrupts=1\n";
+    let f = facts(&text);
+    let found: Vec<(String, &str, usize)> = pvegpu::host::lints::lints(&f)
+        .iter()
+        .map(|l| (l.file.clone(), l.code, l.line))
+        .collect();
+    assert!(
+        found.contains(&("/etc/modules".into(), "vfio_virqfd_merged", 8)),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("/etc/modprobe.d/vfio.conf".into(), "ids_not_in_host", 1)),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            "/etc/modprobe.d/blacklist.conf".into(),
+            "blacklist_snd_hda_intel",
+            2
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            "/etc/modprobe.d/iommu_unsafe_interrupts.conf".into(),
+            "unneeded_unsafe_interrupts",
+            1
+        )),
+        "{found:?}"
+    );
+    assert_eq!(found.len(), 4, "{found:?}");
+}

@@ -76,6 +76,8 @@ pub struct DiscoverReport {
     /// Every PCI function the facts list.
     pub pci: Vec<Device>,
     pub notes: Vec<String>,
+    /// What the node's existing passthrough configuration gets wrong (file, line, message).
+    pub lints: Vec<super::lints::Lint>,
     /// From `discover --paste`: what was read from the transcript and what was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paste: Option<crate::facts::paste::Paste>,
@@ -146,6 +148,7 @@ pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
             })
             .collect(),
         notes,
+        lints: super::lints::lints(facts),
         paste: None,
     }
 }
@@ -274,6 +277,9 @@ impl DiscoverReport {
                 "\nRunning guests: {}\n",
                 h.running_guests.join(", ")
             ));
+        }
+        for l in &self.lints {
+            o.push_str(&format!("\nwarning: {}\n", l.render()));
         }
         for n in &self.notes {
             o.push_str(&format!("\nnote: {n}\n"));

@@ -7,6 +7,7 @@ pub mod checks;
 pub mod discover;
 pub mod exec;
 pub mod gather;
+pub mod lints;
 pub mod plan;
 pub mod planner;
 pub mod playbook;

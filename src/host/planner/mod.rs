@@ -143,6 +143,11 @@ fn problems(
             }
         }
     }
+    notes.extend(
+        super::lints::lints(facts)
+            .iter()
+            .map(|l| format!("existing configuration: {}", l.render())),
+    );
     if node.host.allow_unsafe_interrupts && verdict::interrupt_remapping(facts) != State::On {
         notes.push("interrupt remapping is not confirmed; the inventory accepts allow_unsafe_interrupts, so a guest could inject interrupts into the host".into());
     }
