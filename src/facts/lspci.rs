@@ -63,6 +63,14 @@ const CLASS_NAMES: &[(&str, u16)] = &[
     ("RAM memory", 0x0500),
 ];
 
+/// The name lspci prints for a class code, where this table knows it.
+pub fn class_name(code: u16) -> Option<&'static str> {
+    CLASS_NAMES
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(n, _)| *n)
+}
+
 /// `IOMMU group: 14` (pciutils 3.8 and later) or `Flags: ..., IOMMU group 14` (earlier).
 static DETAIL_GROUP: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"IOMMU group:? (\d+)\s*$").unwrap());

@@ -17,6 +17,7 @@ pub mod modconf;
 pub mod nvidia_smi;
 pub mod os_release;
 pub mod paste;
+pub mod pci_tables;
 pub mod pve;
 pub mod raw;
 pub mod sysfs_pci;

@@ -5,6 +5,7 @@
 //! neither is listed as unread, never guessed. The result is the same text the probe prints,
 //! so everything after it (parsers, verdicts, plans) is the code that reads live facts.
 
+use super::pci_tables;
 use super::raw::MARKER;
 use regex::Regex;
 use serde::Serialize;
@@ -151,6 +152,24 @@ pub fn read(text: &str) -> Paste {
                     && w.iter()
                         .any(|x| x.trim_matches(['\'', '"']).eq_ignore_ascii_case("vga"))
             });
+        }
+        if let Some(table) = table_of(&block) {
+            // pvesh and lspci -vmm list every display device; pvesh's default filter drops bridges
+            vga_listing = true;
+            let at = block.lines.first().map(|(n, _)| *n).unwrap_or_default();
+            read.push(format!(
+                "PCI table: lines {at}-{}",
+                block.lines.last().map(|(n, _)| *n).unwrap_or(at)
+            ));
+            let lspci = sections
+                .entry((Kind::Lspci, String::new()))
+                .or_insert((Vec::new(), at));
+            lspci.0.extend(table.lspci);
+            let groups = sections
+                .entry((Kind::Groups, String::new()))
+                .or_insert((Vec::new(), at));
+            groups.0.extend(table.groups);
+            continue;
         }
         let routed = route(&block);
         let mut taken: Vec<bool> = vec![false; block.lines.len()];
@@ -330,6 +349,30 @@ fn route(block: &Block) -> Vec<Option<(Kind, String)>> {
     out
 }
 
+/// A pvesh hardware table (boxes or JSON) or `lspci -vmm` records, by command or by shape.
+fn table_of(block: &Block) -> Option<pci_tables::Converted> {
+    let lines: Vec<&str> = block.lines.iter().map(|(_, l)| l.as_str()).collect();
+    let cmd = block.command.as_deref().unwrap_or("");
+    let first = lines.iter().find(|l| !l.trim().is_empty())?.trim_start();
+    let pvesh = cmd.starts_with("pvesh") && cmd.contains("hardware/pci");
+    if (pvesh || first.starts_with('┌') || first.starts_with('│'))
+        && lines.iter().any(|l| l.contains("iommugroup"))
+    {
+        return pci_tables::pvesh_table(&lines);
+    }
+    if first.starts_with('[') && lines.iter().any(|l| l.contains("\"iommugroup\"")) {
+        return pci_tables::pvesh_json(&lines.join("\n"));
+    }
+    let vmm = cmd.starts_with("lspci")
+        && cmd
+            .split_whitespace()
+            .any(|w| w.starts_with('-') && w.ends_with("mm"));
+    if vmm || first.starts_with("Slot:") {
+        return pci_tables::lspci_vmm(&lines);
+    }
+    None
+}
+
 /// The lspci line a group listing carries: `IOMMU Group 2 07:00.0 VGA ... [10de:1e89]`, an
 /// indented member under an `IOMMU Group 2:` header, or `Group: 2 0000:07:00.0 ... Driver: X`.
 fn lspci_of_group_line(line: &str) -> Vec<String> {
@@ -483,6 +526,25 @@ mod tests {
         assert!(p.facts.contains("### pvegpu kernel-log\n[    0.532976]"));
         let unread: Vec<&str> = p.unread.iter().map(|u| u.text.as_str()).collect();
         assert_eq!(unread, vec!["Here is my setup:", "something else entirely"]);
+    }
+
+    #[test]
+    fn a_pvesh_table_becomes_lspci_and_group_lines() {
+        let text = "root@pve:~# pvesh get /nodes/pve/hardware/pci\n│ class    │ device │ id           │ iommugroup │ vendor │ device_name │ vendor_name │\n╞══════════╪════════╪══════════════╪════════════╪════════╪═════════════╪═════════════╡\n│ 0x030000 │ 0x2204 │ 0000:0b:00.0 │         28 │ 0x10de │ GA102       │ NVIDIA Corporation │\n";
+        let p = read(text);
+        assert!(
+            p.facts
+                .contains("### pvegpu lspci vga\n0000:0b:00.0 VGA compatible controller [0300]"),
+            "{}",
+            p.facts
+        );
+        assert!(
+            p.facts
+                .contains("### pvegpu iommu-groups\nIOMMU Group 28 0000:0b:00.0"),
+            "{}",
+            p.facts
+        );
+        assert!(p.unread.is_empty(), "{:?}", p.unread);
     }
 
     #[test]
