@@ -200,6 +200,31 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
         "{plan}"
     );
 
+    // the lab's verdicts, from its live facts: both targets passable, its only VGA refused
+    let (code, out, err) = pvegpu(&inv, &["--json", "discover"]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let verdicts: Vec<(String, String)> = d["nodes"][0]["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["address"].as_str().unwrap().into(),
+                v["verdict"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    eprintln!("FIGURES lab verdicts: {verdicts:?}");
+    for target in ["0000:00:03.0", "0000:00:04.0"] {
+        assert!(
+            verdicts.contains(&(target.into(), "passable".into())),
+            "{out}"
+        );
+    }
+    assert_eq!(d["nodes"][0]["host"]["iommu"], "on", "{out}");
+    assert_eq!(d["nodes"][0]["host"]["interrupt_remapping"], "on", "{out}");
+
     // no terminal and no --yes: refused, and the node is untouched
     let (code, _, err) = pvegpu(&inv, &["apply"]);
     assert_eq!(code, 1);
