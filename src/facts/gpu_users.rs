@@ -2,6 +2,7 @@
 //! table, and LXC containers whose config passes `/dev/nvidia*` (or the nvidia major, 195).
 //! Binding such a GPU to vfio-pci takes it from them.
 
+use super::fixed_regex;
 use super::nvidia_smi::smi_bus_address;
 use crate::pci::PciAddress;
 use regex::Regex;
@@ -41,12 +42,11 @@ impl GpuUsers {
 }
 
 static GPU_ROW: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\|\s+(\d+)\s+.*\|\s+([0-9A-Fa-f]{8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s")
-        .unwrap()
+    fixed_regex(r"^\|\s+(\d+)\s+.*\|\s+([0-9A-Fa-f]{8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s")
 });
 /// `|    0   N/A  N/A     12345      C   ffmpeg    200MiB |`; drivers before 450 print no GI/CI.
 static PROCESS_ROW: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\|\s+(\d+)\s+(?:(?:N/A|\d+)\s+(?:N/A|\d+)\s+)?(\d+)\s+[CGM+]+\s+(\S+)").unwrap()
+    fixed_regex(r"^\|\s+(\d+)\s+(?:(?:N/A|\d+)\s+(?:N/A|\d+)\s+)?(\d+)\s+[CGM+]+\s+(\S+)")
 });
 
 /// `nvidia-smi` as it prints by default.

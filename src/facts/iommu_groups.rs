@@ -3,6 +3,7 @@
 //! `IOMMU Group 1:` header over indented lspci lines, `Group:  1  0000:00:01.0 ...`).
 //! A line that names a group whose number does not parse is an error, never `group ?`.
 
+use super::fixed_regex;
 use crate::pci::PciAddress;
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -21,13 +22,12 @@ const ADDR: &str = r"(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]";
 
 /// Captures `group` (any word, checked after) and, where the line holds one, `addr`.
 static GROUP_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(
+    fixed_regex(&format!(
         r"iommu_groups/(?P<g1>[^/\s]+)/devices/(?P<a1>\S+)|^IOMMU [Gg]roup (?P<g2>[^\s:]+):?(?:\s+(?P<a2>{ADDR}))?|^Group:?\s+(?P<g3>\S+)\s+(?P<a3>{ADDR})"
     ))
-    .unwrap()
 });
 static INDENTED_DEVICE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(&format!(r"^\s+(?P<a>{ADDR})\s")).unwrap());
+    LazyLock::new(|| fixed_regex(&format!(r"^\s+(?P<a>{ADDR})\s")));
 
 /// Each listed function and its group.
 pub fn parse(text: &str) -> Result<BTreeMap<PciAddress, u32>, GroupError> {

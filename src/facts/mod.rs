@@ -29,6 +29,12 @@ pub use raw::RawFacts;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// A regex written in this code base: one that does not compile is a bug the unit tests of
+/// its parser catch, not a runtime condition.
+pub(crate) fn fixed_regex(pattern: &str) -> regex::Regex {
+    regex::Regex::new(pattern).expect("fixed regex")
+}
+
 /// The read-only script that gathers every host fact.
 pub const PROBE: &str = concat!(
     include_str!("../probe-prelude.sh"),
@@ -231,42 +237,7 @@ impl HostFacts {
             .map(|s| (s.first_arg().to_string(), FileFact::from_section(s)))
             .collect();
 
-        let lspci = raw.ok_body("lspci").map(lspci::parse).unwrap_or_default();
-        let sysfs = match raw.get("pci-devices").filter(|s| s.ok()) {
-            Some(s) => sysfs_pci::parse(&s.body).map_err(|e| groups_error(s, e))?,
-            None => Vec::new(),
-        };
-        let listing = match raw.get("iommu-groups").filter(|s| s.ok()) {
-            Some(s) => Some(iommu_groups::parse(&s.body).map_err(|e| groups_error(s, e))?),
-            None => None,
-        };
-        // `lspci partial`: a transcript's filtered listing; `lspci vga`: one that lists every
-        // VGA device (`lspci | grep VGA`) but maybe not the rest
-        let listing_kind = raw.get("lspci").filter(|s| s.ok()).map(|s| s.first_arg());
-        let devices_complete = !sysfs.is_empty() || listing_kind == Some("");
-        let consoles_complete = devices_complete || listing_kind == Some("vga");
-        let groups_listed =
-            !sysfs.is_empty() || listing.is_some() || lspci.iter().any(|d| d.iommu_group.is_some());
-        let drivers_known = !sysfs.is_empty()
-            || lspci
-                .iter()
-                .any(|d| d.driver.is_some() || !d.modules.is_empty());
-        let mut devices = merge_devices(lspci, sysfs, listing);
-        mark_sriov(&mut devices, &kernel_log.vfs_enabled);
-        if let Some(boot) = kernel_log.boot_vga {
-            // one device boots the host; the log names it, so every other VGA device does not
-            for d in devices.iter_mut().filter(|d| d.class >> 8 == 0x0300) {
-                d.boot_vga = d.boot_vga.or(Some(d.address == boot));
-            }
-        }
-        if let Some(s) = raw.get("boot-vga").filter(|s| s.ok()) {
-            for (address, on) in boot_vga_listing(&s.body) {
-                if let Some(d) = devices.iter_mut().find(|d| d.address == address) {
-                    d.boot_vga = Some(on);
-                }
-            }
-        }
-
+        let pci = pci_devices(raw, &kernel_log)?;
         let firmware = body("firmware");
         let mut fw_lines = firmware.lines();
         let uefi = fw_lines.next().map(str::trim) == Some("uefi");
@@ -288,61 +259,13 @@ impl HostFacts {
                 known => known,
             };
 
-        let cpu = body("cpu");
-        let cpu_vendor = if cpu.contains("GenuineIntel") {
-            CpuVendor::Intel
-        } else if cpu.contains("AuthenticAMD") || cpu.contains("HygonGenuine") {
-            CpuVendor::Amd
-        } else {
-            CpuVendor::Other
-        };
-
-        let mut guests = raw
-            .ok_body("guests")
-            .map(pve::parse_qm_list)
-            .unwrap_or_default();
-        guests.extend(
-            raw.ok_body("containers")
-                .map(pve::parse_pct_list)
-                .unwrap_or_default(),
-        );
-
-        let initramfs = raw
-            .all("initramfs")
-            .map(|s| {
-                initramfs::parse(
-                    s.first_arg(),
-                    s.attrs().get("mtime").and_then(|v| v.parse().ok()),
-                    &s.body,
-                )
-            })
-            .collect();
-
-        let gpu_users = {
-            let mut u = raw
-                .ok_body("nvidia-smi")
-                .map(gpu_users::parse_smi_table)
-                .unwrap_or_default();
-            u.containers = raw
-                .ok_body("lxc-nvidia")
-                .map(gpu_users::parse_lxc_grep)
-                .unwrap_or_default();
-            for (path, f) in &files {
-                if let Some(id) = gpu_users::lxc_id(path) {
-                    let lines = gpu_users::lxc_nvidia_lines(&f.content);
-                    u.containers
-                        .extend(lines.into_iter().map(|l| (id.clone(), l)));
-                }
-            }
-            u
-        };
         Ok(HostFacts {
             hostname: body("hostname").trim().to_string(),
             pve_version: raw.ok_body("pveversion").and_then(pve::parse_pveversion),
             pveversion_failed: raw.get("pveversion").is_some_and(|s| !s.ok()),
             os: Some(os_release::os_release(body("os-release")).pretty_name)
                 .filter(|p| !p.is_empty()),
-            cpu_vendor,
+            cpu_vendor: cpu_vendor(body("cpu")),
             running_kernel,
             proc_cmdline,
             cmdline_known,
@@ -354,12 +277,11 @@ impl HostFacts {
             pinned_kernel: raw
                 .ok_body("proxmox-boot-tool-kernels")
                 .and_then(kernels::pbt_pinned),
-            files,
-            devices,
-            groups_listed,
-            devices_complete,
-            consoles_complete,
-            drivers_known,
+            devices: pci.devices,
+            groups_listed: pci.groups_listed,
+            devices_complete: pci.devices_complete,
+            consoles_complete: pci.consoles_complete,
+            drivers_known: pci.drivers_known,
             iommu_class: raw
                 .ok_body("iommu-class")
                 .map(|b| b.split_whitespace().map(str::to_string).collect()),
@@ -374,14 +296,15 @@ impl HostFacts {
                 && raw.ok_body("net-devices").is_some(),
             root: topology::parse_root_disks(body("root-disks")),
             management: topology::parse_net(body("net-devices")),
-            guests,
-            gpu_users,
+            guests: guests(raw),
+            gpu_users: gpu_users_of(raw, &files),
             ha_resources: raw
                 .ok_body("ha")
                 .map(pve::parse_ha_resources)
                 .unwrap_or_default(),
             quorate: raw.ok_body("cluster").and_then(pve::parse_quorate),
-            initramfs,
+            initramfs: initramfs_images(raw),
+            files,
         })
     }
 
@@ -464,6 +387,118 @@ fn groups_error(s: &raw::Section, e: iommu_groups::GroupError) -> FactsError {
         line: s.line + e.line,
         source: e,
     }
+}
+
+/// The PCI functions and what the listing says about itself.
+struct PciListing {
+    devices: Vec<PciDevice>,
+    groups_listed: bool,
+    devices_complete: bool,
+    consoles_complete: bool,
+    drivers_known: bool,
+}
+
+fn pci_devices(
+    raw: &RawFacts,
+    kernel_log: &kernel_log::KernelLog,
+) -> Result<PciListing, FactsError> {
+    let lspci = raw.ok_body("lspci").map(lspci::parse).unwrap_or_default();
+    let sysfs = match raw.get("pci-devices").filter(|s| s.ok()) {
+        Some(s) => sysfs_pci::parse(&s.body).map_err(|e| groups_error(s, e))?,
+        None => Vec::new(),
+    };
+    let listing = match raw.get("iommu-groups").filter(|s| s.ok()) {
+        Some(s) => Some(iommu_groups::parse(&s.body).map_err(|e| groups_error(s, e))?),
+        None => None,
+    };
+    // `lspci partial`: a transcript's filtered listing; `lspci vga`: one that lists every
+    // VGA device (`lspci | grep VGA`) but maybe not the rest
+    let listing_kind = raw.get("lspci").filter(|s| s.ok()).map(|s| s.first_arg());
+    let devices_complete = !sysfs.is_empty() || listing_kind == Some("");
+    let consoles_complete = devices_complete || listing_kind == Some("vga");
+    let groups_listed =
+        !sysfs.is_empty() || listing.is_some() || lspci.iter().any(|d| d.iommu_group.is_some());
+    let drivers_known = !sysfs.is_empty()
+        || lspci
+            .iter()
+            .any(|d| d.driver.is_some() || !d.modules.is_empty());
+    let mut devices = merge_devices(lspci, sysfs, listing);
+    mark_sriov(&mut devices, &kernel_log.vfs_enabled);
+    if let Some(boot) = kernel_log.boot_vga {
+        // one device boots the host; the log names it, so every other VGA device does not
+        for d in devices.iter_mut().filter(|d| d.class >> 8 == 0x0300) {
+            d.boot_vga = d.boot_vga.or(Some(d.address == boot));
+        }
+    }
+    if let Some(s) = raw.get("boot-vga").filter(|s| s.ok()) {
+        for (address, on) in boot_vga_listing(&s.body) {
+            if let Some(d) = devices.iter_mut().find(|d| d.address == address) {
+                d.boot_vga = Some(on);
+            }
+        }
+    }
+
+    Ok(PciListing {
+        devices,
+        groups_listed,
+        devices_complete,
+        consoles_complete,
+        drivers_known,
+    })
+}
+
+fn cpu_vendor(cpu: &str) -> CpuVendor {
+    if cpu.contains("GenuineIntel") {
+        CpuVendor::Intel
+    } else if cpu.contains("AuthenticAMD") || cpu.contains("HygonGenuine") {
+        CpuVendor::Amd
+    } else {
+        CpuVendor::Other
+    }
+}
+
+fn guests(raw: &RawFacts) -> Vec<pve::Guest> {
+    let mut guests = raw
+        .ok_body("guests")
+        .map(pve::parse_qm_list)
+        .unwrap_or_default();
+    guests.extend(
+        raw.ok_body("containers")
+            .map(pve::parse_pct_list)
+            .unwrap_or_default(),
+    );
+    guests
+}
+
+fn initramfs_images(raw: &RawFacts) -> Vec<initramfs::InitramfsInfo> {
+    raw.all("initramfs")
+        .map(|s| {
+            initramfs::parse(
+                s.first_arg(),
+                s.attrs().get("mtime").and_then(|v| v.parse().ok()),
+                &s.body,
+            )
+        })
+        .collect()
+}
+
+fn gpu_users_of(raw: &RawFacts, files: &BTreeMap<String, FileFact>) -> gpu_users::GpuUsers {
+    let mut u = raw
+        .ok_body("nvidia-smi")
+        .map(gpu_users::parse_smi_table)
+        .unwrap_or_default();
+    u.containers = raw
+        .ok_body("lxc-nvidia")
+        .map(gpu_users::parse_lxc_grep)
+        .unwrap_or_default();
+    for (path, f) in files {
+        if let Some(id) = gpu_users::lxc_id(path) {
+            let lines = gpu_users::lxc_nvidia_lines(&f.content);
+            u.containers
+                .extend(lines.into_iter().map(|l| (id.clone(), l)));
+        }
+    }
+    u
 }
 
 /// SR-IOV roles a transcript shows without sysfs: the kernel log's "Enabled N VFs" on a

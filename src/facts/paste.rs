@@ -5,6 +5,7 @@
 //! neither is listed as unread, never guessed. The result is the same text the probe prints,
 //! so everything after it (parsers, verdicts, plans) is the code that reads live facts.
 
+use super::fixed_regex;
 use super::pci_tables;
 use super::raw::MARKER;
 use regex::Regex;
@@ -108,22 +109,24 @@ const COMMANDS: &[&str] = &[
 ];
 
 static PROMPT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:\[?[\w.-]+@[\w.-]+(?::[^\s#$]*)?(?:\s+[^\s#$]+)?\]?\s?[#$]|~[#$]|[#$]|PS>|>)\s*(?P<cmd>\S.*)$")
-        .unwrap()
+    fixed_regex(
+        r"^(?:\[?[\w.-]+@[\w.-]+(?::[^\s#$]*)?(?:\s+[^\s#$]+)?\]?\s?[#$]|~[#$]|[#$]|PS>|>)\s*(?P<cmd>\S.*)$",
+    )
 });
-static LSPCI_HEAD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7] \S").unwrap()
-});
+static LSPCI_HEAD: LazyLock<Regex> =
+    LazyLock::new(|| fixed_regex(r"^(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7] \S"));
 static GROUP_LINE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"iommu_groups/\d+/devices/|^IOMMU [Gg]roup \S+|^Group:?\s+\d+\s+(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:")
-        .unwrap()
+    fixed_regex(
+        r"iommu_groups/\d+/devices/|^IOMMU [Gg]roup \S+|^Group:?\s+\d+\s+(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:",
+    )
 });
 static DMESG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^\[\s*\d+\.\d+\]|^\[[A-Z][a-z]{2} [A-Z][a-z]{2} .*\d{4}\]|^[A-Z][a-z]{2}\s+\d+ \d\d:\d\d:\d\d \S+ kernel:|\bkernel: ")
-        .unwrap()
+    fixed_regex(
+        r"^\[\s*\d+\.\d+\]|^\[[A-Z][a-z]{2} [A-Z][a-z]{2} .*\d{4}\]|^[A-Z][a-z]{2}\s+\d+ \d\d:\d\d:\d\d \S+ kernel:|\bkernel: ",
+    )
 });
 static BOOT_VGA: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"/sys/bus/pci/devices/[^/\s]+/boot_vga").unwrap());
+    LazyLock::new(|| fixed_regex(r"/sys/bus/pci/devices/[^/\s]+/boot_vga"));
 
 /// One command and its output, or a run of output without a command.
 struct Block {
