@@ -26,7 +26,7 @@ tree() { # root count: devices under devices/pci0000:00, linked from bus/pci/dev
 
 count() { # probe source, sysfs root -> processes started by pci_devices
   local src=$1 root=$2
-  sed -n '/^pci_devices() {/,/^}/p' "$src" | sed "s|/sys/bus/pci/devices|$root/bus/pci/devices|" > "$T/fn.sh"
+  sed -n '/^pci_devices() [({]/,/^[})]/p' "$src" | sed "s|/sys/bus/pci/devices|$root/bus/pci/devices|" > "$T/fn.sh"
   PVEGPU_SYSFS=$root strace -f -qq -e trace=execve,fork,vfork,clone,clone3 -o "$T/trace" \
     bash -c ". $T/fn.sh; pci_devices | sort > $T/out"
   cp "$T/out" "$T/out.$3"

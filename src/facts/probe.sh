@@ -18,7 +18,8 @@ dump_file() { # path
 # (one grep reads every attribute file, two finds read the links, awk joins them): a probe
 # that forked per device cost a server with 60 functions most of a second.
 # PVEGPU_SYSFS points it at a synthetic tree (bench/probe-processes.sh).
-pci_devices() {
+pci_devices() (
+  # a subshell: the cd must not move the rest of the probe
   root=${PVEGPU_SYSFS:-/sys}/bus/pci/devices
   [ -d "$root" ] && cd "$root" || return 0
   {
@@ -43,7 +44,7 @@ pci_devices() {
           v[d, "boot_vga"], v[d, "reset_method"], v[d, "driver"], v[d, "driver_override"], v[d, "iommu_group"], \
           v[d, "sriov_numvfs"], v[d, "physfn"], where[d]
     }' | sort
-}
+)
 
 kernel_log() {
   pattern='DMAR|IOMMU|AMD-Vi|iommu|remapping|IVRS|vfio|ACS overrides'
