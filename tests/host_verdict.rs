@@ -213,3 +213,23 @@ fn existing_configuration_lints_name_file_and_line() {
     );
     assert_eq!(found.len(), 4, "{found:?}");
 }
+
+/// A GPU on the host's nvidia driver: who uses it is known only from nvidia-smi's table.
+#[test]
+fn a_gpu_on_the_nvidia_driver_without_nvidia_smi_is_unknown() {
+    let text = read("facts/amd-grub.facts").replacen(
+        "[10de:2786] (rev a1)\n",
+        "[10de:2786] (rev a1)\n\tKernel driver in use: nvidia\n",
+        1,
+    );
+    let accept = Accepted {
+        unsafe_interrupts: false,
+        risks: vec![Risk::OnlyDisplay],
+    };
+    let v = judge(&facts(&text), "0000:08:00.0", &accept);
+    assert_eq!(codes(&v), vec![Code::HostUseUnknown], "{v:?}");
+    assert_eq!(v.verdict, Verdict::Unknown);
+    let smi = "### pvegpu nvidia-smi\n|   0  NVIDIA GeForce RTX 4070        Off | 00000000:08:00.0 Off |                  N/A |\n| Processes:                                                                            |\n|  No running processes found                                                           |\n";
+    let v = judge(&facts(&(text + smi)), "0000:08:00.0", &accept);
+    assert_eq!(v.verdict, Verdict::Passable, "{v:?}");
+}

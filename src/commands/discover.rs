@@ -19,8 +19,9 @@ pub async fn run(
     paste: Option<PathBuf>,
 ) -> Result<ExitCode> {
     let reports = match (facts, paste) {
+        (Some(path), _) => vec![offline(g, node, save.as_deref(), Offline::Facts(path))?],
+        (None, Some(path)) => vec![offline(g, node, save.as_deref(), Offline::Paste(path))?],
         (None, None) => live(g, node, save.as_deref()).await?,
-        (facts, paste) => vec![offline(g, node, save.as_deref(), facts, paste)?],
     };
     if g.json {
         print_json(&discover::Discovery {
@@ -56,28 +57,32 @@ async fn live(
     Ok(reports)
 }
 
+/// Where an offline node's facts come from.
+enum Offline {
+    Facts(PathBuf),
+    Paste(PathBuf),
+}
+
 /// One node from a file. The inventory, where there is one, supplies its targets and what it
 /// accepts; without one the node has neither.
 fn offline(
     g: &GlobalArgs,
     node: Option<String>,
     save: Option<&Path>,
-    facts: Option<PathBuf>,
-    paste: Option<PathBuf>,
+    source: Offline,
 ) -> Result<DiscoverReport> {
-    let (name, got, pasted) = match (facts, paste) {
-        (Some(path), _) => {
+    let (name, got, pasted) = match source {
+        Offline::Facts(path) => {
             let (name, got) = gather::from_file_partial(node.as_deref(), &path)?;
             (name, got, None)
         }
-        (None, Some(path)) => {
+        Offline::Paste(path) => {
             let read = gather::read_paste(&path)?;
             super::say_unread(&read);
             let name = node.clone().unwrap_or_else(|| "pasted".into());
             let got = gather::partial(&name, &path.display().to_string(), read.facts.clone())?;
             (name, got, Some(read))
         }
-        (None, None) => unreachable!("live() handles discover without a file"),
     };
     let inv = match g.inventory.exists() {
         true => Some(Inventory::load(&g.inventory)?),

@@ -17,6 +17,8 @@ pub struct GpuUsers {
     pub processes: Vec<(u32, String)>,
     /// Containers whose config passes NVIDIA device nodes: (id, the config line).
     pub containers: Vec<(String, String)>,
+    /// nvidia-smi's table was read: a GPU it lists without processes has none.
+    pub smi_read: bool,
 }
 
 impl GpuUsers {
@@ -51,7 +53,10 @@ static PROCESS_ROW: LazyLock<Regex> = LazyLock::new(|| {
 
 /// `nvidia-smi` as it prints by default.
 pub fn parse_smi_table(text: &str) -> GpuUsers {
-    let mut users = GpuUsers::default();
+    let mut users = GpuUsers {
+        smi_read: true,
+        ..GpuUsers::default()
+    };
     let mut in_processes = false;
     for line in text.lines() {
         if line.contains("Processes:") {

@@ -34,6 +34,7 @@ pub enum Code {
     SriovPf,
     SriovVf,
     HostInUse,
+    HostUseUnknown,
     HostDevicesUnknown,
     DeviceUnknown,
 }
@@ -49,6 +50,7 @@ impl Code {
                 | Code::InterruptRemappingUnknown
                 | Code::AcsOverrideUnknown
                 | Code::HostDevicesUnknown
+                | Code::HostUseUnknown
                 | Code::DeviceUnknown
         )
     }
@@ -466,6 +468,21 @@ fn in_use_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
     let nvidia = dev.id.vendor == 0x10de && dev.base_class() == 0x03;
     let on_host_driver = dev.driver.as_deref().is_none_or(|d| d != "vfio-pci");
     let users = facts.gpu_users.of(&dev.address);
+    // on the nvidia driver, who uses it is only known from nvidia-smi
+    if nvidia
+        && dev.driver.as_deref() == Some("nvidia")
+        && !facts.gpu_users.smi_read
+        && users.is_empty()
+    {
+        return vec![reason(
+            Code::HostUseUnknown,
+            format!(
+                "{} is on the host's nvidia driver, and whether processes use it is unknown",
+                dev.address
+            ),
+            "add nvidia-smi's output",
+        )];
+    }
     if !nvidia || !on_host_driver || users.is_empty() {
         return Vec::new();
     }
@@ -531,6 +548,7 @@ fn host_device_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
 const NEEDS: &[(&str, Code)] = &[
     ("kernel_cmdline", Code::AcsOverrideUnknown),
     ("host_devices", Code::HostDevicesUnknown),
+    ("gpu_users", Code::HostUseUnknown),
     ("iommu", Code::IommuUnknown),
     ("iommu_groups", Code::GroupsUnknown),
     ("boot_vga", Code::BootVgaUnknown),
@@ -550,6 +568,7 @@ fn need_for(code: Code) -> Option<Need> {
         Code::GroupsUnknown => "find /sys/kernel/iommu_groups/ -type l".into(),
         Code::BootVgaUnknown => "grep -H . /sys/bus/pci/devices/*/boot_vga".into(),
         Code::OnlyDisplayUnknown | Code::DeviceUnknown => "lspci -nnk -D".into(),
+        Code::HostUseUnknown => "nvidia-smi; grep -H nvidia /etc/pve/lxc/*.conf".into(),
         Code::AcsOverrideUnknown => "cat /proc/cmdline".into(),
         Code::HostDevicesUnknown => "findmnt -no SOURCE /; ip route show default".into(),
         _ => "grep -c IR- /proc/interrupts; journalctl -k -b | grep -i -e 'IRQ remapping' -e 'Interrupt remapping'".into(),
