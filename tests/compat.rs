@@ -2,6 +2,9 @@
 //! tests, two text outputs as snapshots, and (where ../shared/compat exists) a check that the
 //! embedded tables agree with the shared sources field by field.
 
+mod support;
+use support::gate::{Gated, Need};
+
 use pvegpu::compat::driver::{DriverError, DriverSource, Flavour};
 use pvegpu::compat::gpu::GpuError;
 use pvegpu::compat::onnx::Limit;
@@ -43,7 +46,6 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-#[test]
 fn gtx_1080_on_debian_12_with_its_535_driver() {
     let r = rec(&["10de:1b80"], Distro::Debian12, Some("535.261.03")).unwrap();
     assert_eq!(r.gpus[0].name, "NVIDIA GeForce GTX 1080");
@@ -94,7 +96,6 @@ fn gtx_1080_on_debian_12_with_its_535_driver() {
     insta::assert_snapshot!("gtx_1080_debian_12_driver_535", text);
 }
 
-#[test]
 fn onnx_on_pascal_never_goes_past_24_10_whatever_the_driver() {
     for driver in ["470.256.02", "535", "560.35.03", "580.173.02"] {
         let r = rec(&["10de:1b80"], Distro::Ubuntu2404, Some(driver)).unwrap();
@@ -114,7 +115,6 @@ fn onnx_on_pascal_never_goes_past_24_10_whatever_the_driver() {
     assert_eq!(triton(&r, Backend::Tensorrt).0, Some("24.04"));
 }
 
-#[test]
 fn the_seeds_23_05_with_an_ir_10_model_is_a_misfit_naming_the_fix() {
     let t = tables();
     let r2305 = t.triton_release("23.05").unwrap();
@@ -151,7 +151,6 @@ fn the_seeds_23_05_with_an_ir_10_model_is_a_misfit_naming_the_fix() {
     assert_eq!(model_fits(r2609, 8, 17).unwrap_err().limit, Limit::Unknown);
 }
 
-#[test]
 fn h100() {
     let r = rec(&["10de:2331"], Distro::Ubuntu2404, None).unwrap();
     assert_eq!(
@@ -181,7 +180,6 @@ fn h100() {
     assert!(release.unwrap() > "23.10");
 }
 
-#[test]
 fn pascal_with_ada_takes_the_lowest_cc_and_a_shared_window() {
     let r = rec(&["10de:1b80", "10de:2684"], Distro::Debian12, None).unwrap();
     assert_eq!(r.min_cc.to_string(), "6.1");
@@ -198,7 +196,6 @@ fn pascal_with_ada_takes_the_lowest_cc_and_a_shared_window() {
     assert_eq!(triton(&r, Backend::Tensorrt).2, Some("24.04"));
 }
 
-#[test]
 fn kepler_gets_r470_only_and_no_triton() {
     let r = rec(&["10de:102d"], Distro::Debian12, None).unwrap();
     assert_eq!(r.gpus[0].arch.to_string(), "Kepler");
@@ -215,7 +212,6 @@ fn kepler_gets_r470_only_and_no_triton() {
     }
 }
 
-#[test]
 fn blackwell_on_debian_12_needs_nvidias_repository() {
     let r = rec(&["10de:2b85"], Distro::Debian12, None).unwrap();
     assert_eq!(r.gpus[0].arch.to_string(), "Blackwell");
@@ -237,7 +233,6 @@ fn blackwell_on_debian_12_needs_nvidias_repository() {
     insta::assert_snapshot!("blackwell_debian_12", text);
 }
 
-#[test]
 fn kepler_with_blackwell_is_an_empty_window_naming_both() {
     let e = rec(&["10de:102d", "10de:2b85"], Distro::Debian12, None).unwrap_err();
     assert!(
@@ -258,7 +253,6 @@ fn kepler_with_blackwell_is_an_empty_window_naming_both() {
     }
 }
 
-#[test]
 fn pascal_with_blackwell_shares_a_window_but_no_kernel_module() {
     let e = rec(&["10de:1b80", "10de:2b85"], Distro::Ubuntu2404, None).unwrap_err();
     assert!(
@@ -267,7 +261,6 @@ fn pascal_with_blackwell_shares_a_window_but_no_kernel_module() {
     );
 }
 
-#[test]
 fn unknown_ids_unpublished_ccs_and_bad_input_are_errors_that_say_what_to_do() {
     let cmd = |gpus: &[&str], distro: &str, driver: Option<&str>, backends: &[&str]| {
         compat_command(&strings(gpus), distro, driver, &strings(backends), false).unwrap_err()
@@ -306,7 +299,6 @@ fn unknown_ids_unpublished_ccs_and_bad_input_are_errors_that_say_what_to_do() {
     );
 }
 
-#[test]
 fn an_installed_driver_outside_the_window_is_reported_and_not_assumed() {
     let r = rec(&["10de:2684"], Distro::Debian12, Some("470.256.02")).unwrap();
     let i = r.installed.as_ref().unwrap();
@@ -314,7 +306,6 @@ fn an_installed_driver_outside_the_window_is_reported_and_not_assumed() {
     assert_eq!(r.assumed_driver.branch(), 535);
 }
 
-#[test]
 fn json_output_carries_the_choices_and_the_cited_reasons() {
     let out = compat_command(
         &strings(&["10de:1b80"]),
@@ -371,15 +362,8 @@ fn num(v: &Value) -> Option<u32> {
     }
 }
 
-#[test]
 fn tables_agree_with_the_shared_sources() {
-    let Some(dir) = shared() else {
-        eprintln!(
-            "skipped: {}/../shared/compat is not present; the embedded tables are checked only where the sources are",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        return;
-    };
+    let dir = shared().expect("../shared/compat/gpus.json (the test is gated on it)");
     let t = tables();
 
     let g = load(&dir, "gpus.json");
@@ -579,4 +563,70 @@ fn tables_agree_with_the_shared_sources() {
         assert_eq!(m.inferred, list(&s["inferred"]), "{v}");
         assert_eq!(m.source, list(&s["source"]), "{v}");
     }
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "gtx_1080_on_debian_12_with_its_535_driver",
+            &[],
+            gtx_1080_on_debian_12_with_its_535_driver,
+        )
+        .test(
+            "onnx_on_pascal_never_goes_past_24_10_whatever_the_driver",
+            &[],
+            onnx_on_pascal_never_goes_past_24_10_whatever_the_driver,
+        )
+        .test(
+            "the_seeds_23_05_with_an_ir_10_model_is_a_misfit_naming_the_fix",
+            &[],
+            the_seeds_23_05_with_an_ir_10_model_is_a_misfit_naming_the_fix,
+        )
+        .test("h100", &[], h100)
+        .test(
+            "pascal_with_ada_takes_the_lowest_cc_and_a_shared_window",
+            &[],
+            pascal_with_ada_takes_the_lowest_cc_and_a_shared_window,
+        )
+        .test(
+            "kepler_gets_r470_only_and_no_triton",
+            &[],
+            kepler_gets_r470_only_and_no_triton,
+        )
+        .test(
+            "blackwell_on_debian_12_needs_nvidias_repository",
+            &[],
+            blackwell_on_debian_12_needs_nvidias_repository,
+        )
+        .test(
+            "kepler_with_blackwell_is_an_empty_window_naming_both",
+            &[],
+            kepler_with_blackwell_is_an_empty_window_naming_both,
+        )
+        .test(
+            "pascal_with_blackwell_shares_a_window_but_no_kernel_module",
+            &[],
+            pascal_with_blackwell_shares_a_window_but_no_kernel_module,
+        )
+        .test(
+            "unknown_ids_unpublished_ccs_and_bad_input_are_errors_that_say_what_to_do",
+            &[],
+            unknown_ids_unpublished_ccs_and_bad_input_are_errors_that_say_what_to_do,
+        )
+        .test(
+            "an_installed_driver_outside_the_window_is_reported_and_not_assumed",
+            &[],
+            an_installed_driver_outside_the_window_is_reported_and_not_assumed,
+        )
+        .test(
+            "json_output_carries_the_choices_and_the_cited_reasons",
+            &[],
+            json_output_carries_the_choices_and_the_cited_reasons,
+        )
+        .test(
+            "tables_agree_with_the_shared_sources",
+            &[Need::Shared("compat")],
+            tables_agree_with_the_shared_sources,
+        )
+        .run()
 }

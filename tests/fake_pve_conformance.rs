@@ -1,24 +1,21 @@
 //! The fake Proxmox VE against the official schema (`../shared/pve-api`): its routes exist
 //! there, it answers good and bad requests with PVE's status codes and messages, and a
-//! create -> task -> config -> start flow works over real HTTPS. Skips (and says so) when
+//! create -> task -> config -> start flow works over real HTTPS. Shown as ignored where
 //! `../shared/pve-api` is absent.
 
 #[path = "support/fake_pve/mod.rs"]
 mod fake_pve;
+mod support;
+use support::gate::{self, Gated, Need};
 
 use fake_pve::{FakePve, LIMITED_TOKEN_SECRET, ROUTES, Schema, parse_upid, schema::shared_dir};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn load_schema() -> Option<Schema> {
-    let s = Schema::load(&shared_dir());
-    if s.is_none() {
-        eprintln!(
-            "SKIPPED: {} is absent; the fake's schema conformance is not checked",
-            shared_dir().display()
-        );
-    }
-    s
+/// The tests are gated on `Need::Shared("pve-api")`, so where it is absent they show as ignored.
+fn load_schema() -> Schema {
+    Schema::load(&shared_dir())
+        .unwrap_or_else(|| panic!("{} is absent or unreadable", shared_dir().display()))
 }
 
 /// A reqwest client that trusts only the fake's CA (no verification switched off).
@@ -123,9 +120,8 @@ async fn call(
     }
 }
 
-#[test]
 fn every_route_of_the_fake_is_in_the_schema() {
-    let Some(schema) = load_schema() else { return };
+    let schema = load_schema();
     for (method, path) in ROUTES {
         assert!(
             schema.method(path, method).is_some(),
@@ -134,9 +130,8 @@ fn every_route_of_the_fake_is_in_the_schema() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_status_codes_and_messages() {
-    let Some(schema) = load_schema() else { return };
+    let schema = load_schema();
     let fake =
         FakePve::start_with_schema(fake_pve::FakeCluster::new(), Some(Arc::new(schema))).await;
     assert!(fake.validating);
@@ -506,7 +501,7 @@ async fn documented_status_codes_and_messages() {
     );
 
     // Every parameter the fake accepted is valid against the schema.
-    let schema = load_schema().unwrap();
+    let schema = load_schema();
     for rec in fake.accepted() {
         let mut params = rec.params.clone();
         let route = rec.route.clone().unwrap();
@@ -517,9 +512,8 @@ async fn documented_status_codes_and_messages() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_task_config_start_over_https() {
-    let Some(schema) = load_schema() else { return };
+    let schema = load_schema();
     let fake =
         FakePve::start_with_schema(fake_pve::FakeCluster::new(), Some(Arc::new(schema))).await;
     let c = client(&fake);
@@ -797,7 +791,7 @@ async fn create_task_config_start_over_https() {
     );
 
     // Every accepted request is valid against the schema.
-    let schema = load_schema().unwrap();
+    let schema = load_schema();
     for rec in fake.accepted() {
         let mut params = rec.params.clone();
         assert!(
@@ -818,4 +812,24 @@ impl JsonOrText for reqwest::Response {
         let t = self.text().await.unwrap();
         serde_json::from_str(&t).unwrap_or(Value::String(t))
     }
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "every_route_of_the_fake_is_in_the_schema",
+            &[Need::Shared("pve-api")],
+            every_route_of_the_fake_is_in_the_schema,
+        )
+        .test(
+            "documented_status_codes_and_messages",
+            &[Need::Shared("pve-api")],
+            || gate::block_on(documented_status_codes_and_messages()),
+        )
+        .test(
+            "create_task_config_start_over_https",
+            &[Need::Shared("pve-api")],
+            || gate::block_on(create_task_config_start_over_https()),
+        )
+        .run()
 }

@@ -18,6 +18,7 @@ use pvegpu::transport::ssh::SshRemote;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use support::gate::{self, Gated, Need};
 
 /// Connects like the real executor and remembers each connection's control socket.
 struct Recording {
@@ -49,17 +50,6 @@ impl Progress for Said {
     }
 }
 
-fn is_root() -> bool {
-    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!(
-            "SKIP: the executor writes {STEPS_DIR} on the guest, here this machine: run as root (.ci/run does)"
-        );
-        return false;
-    }
-    true
-}
-
 /// The spec, facts and a plan of one step that runs `command` (the plan's other steps are
 /// dropped: this machine is the "guest").
 /// (Each test names its own step: both run in one process, so they share the run id.)
@@ -81,14 +71,8 @@ fn one_step(step: &str, command: String) -> (GuestSpec, GuestFacts, GuestPlan) {
     (spec, facts, p)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_step_survives_a_dropped_connection_and_runs_once() {
-    if !is_root() {
-        return;
-    }
-    let Some(sshd) = support::sshd::start_sshd(false) else {
-        return;
-    };
+    let sshd = support::sshd::start_sshd(false);
     let work = tempfile::tempdir().unwrap();
     let mark = work.path().join("runs");
     let command = format!(
@@ -157,14 +141,8 @@ async fn a_step_survives_a_dropped_connection_and_runs_once() {
 
 /// The runner dies without writing an exit status (killed, or the guest restarted under it):
 /// the step fails at once, naming its log, instead of waiting forever.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_gone_without_a_status_fails_the_step() {
-    if !is_root() {
-        return;
-    }
-    let Some(sshd) = support::sshd::start_sshd(false) else {
-        return;
-    };
+    let sshd = support::sshd::start_sshd(false);
     let (spec, facts, p) = one_step("killed-step", "sleep 30".into());
     let connector = SshConnector::guest("guest", Some(sshd.guest_config("guest")));
     let said = Said::default();
@@ -197,4 +175,19 @@ async fn a_runner_gone_without_a_status_fails_the_step() {
         "it did not wait for the sleep"
     );
     assert!(!exec.report.steps[0].ok);
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "a_step_survives_a_dropped_connection_and_runs_once",
+            &[Need::Sshd, Need::Root],
+            || gate::block_on(a_step_survives_a_dropped_connection_and_runs_once()),
+        )
+        .test(
+            "a_runner_gone_without_a_status_fails_the_step",
+            &[Need::Sshd, Need::Root],
+            || gate::block_on(a_runner_gone_without_a_status_fails_the_step()),
+        )
+        .run()
 }

@@ -11,6 +11,7 @@ mod support;
 use fake_pve::{FakePve, ROOT_TOKEN_SECRET};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::gate::{self, Gated, Need};
 use support::sshd::{Sshd, start_sshd};
 
 /// The converged test host's facts (as tests/vm_phase.rs makes them) and the inventory with a
@@ -87,11 +88,8 @@ async fn pvegpu(inv: &Path, args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), o, e)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused() {
-    let Some(sshd) = start_sshd(false) else {
-        return;
-    };
+    let sshd = start_sshd(false);
     sshd.guest_config("guestbox");
     let fake = FakePve::start_with(fake_pve::testhost_cluster()).await;
     let inv = lab_files(&fake, &sshd);
@@ -151,4 +149,18 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(guest["guest"], hostname.trim());
     assert!(err.contains("refuses to converge pvetest"), "{err}");
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused",
+            &[Need::Sshd],
+            || {
+                gate::block_on(
+                    guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(),
+                )
+            },
+        )
+        .run()
 }

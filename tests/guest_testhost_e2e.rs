@@ -18,6 +18,7 @@
 //! None reaches NVIDIA's repositories (not reachable here) or Triton.
 
 mod support;
+use support::gate::{self, Gated, Need};
 
 use pvegpu::core::plan::Action;
 use pvegpu::core::progress::Progress;
@@ -80,17 +81,10 @@ impl Drop for Vm {
     }
 }
 
-fn start(port: u16) -> Option<Vm> {
-    if std::env::var("PVEGPU_TESTHOST").as_deref() != Ok("1") {
-        eprintln!("SKIP: set PVEGPU_TESTHOST=1 to run the QEMU test host scenarios (.ci/run does)");
-        return None;
+fn start(port: u16) -> Vm {
+    if let Some(why) = Need::TestHost("base.qcow2").missing() {
+        panic!("{why}");
     }
-    let image = repo().join(".cache/testhost/base.qcow2");
-    assert!(
-        image.exists(),
-        "PVEGPU_TESTHOST=1 but {} is missing: run tests/testhost/build-image.sh",
-        image.display()
-    );
     let dir = tempfile::tempdir().unwrap();
     let vm = Vm {
         script: "vm.sh",
@@ -108,17 +102,14 @@ fn start(port: u16) -> Option<Vm> {
     assert!(w.status.success(), "{}", String::from_utf8_lossy(&w.stderr));
     eprintln!("TIMING boot to SSH: {:.0} s", t.elapsed().as_secs_f64());
     vm.write_ssh_config(port, &repo().join(".cache/testhost/id_ed25519"));
-    Some(vm)
+    vm
 }
 
 /// The chroot guest (PVEGPU_CHROOT_GUEST=1, root only): its root file system is built on
 /// first use into .cache/chroot-guest, about 2 min from the QEMU image's cached packages.
-fn start_chroot(port: u16) -> Option<Vm> {
-    if std::env::var("PVEGPU_CHROOT_GUEST").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIP: set PVEGPU_CHROOT_GUEST=1 (as root) to build Debian's NVIDIA driver in the chroot guest"
-        );
-        return None;
+fn start_chroot(port: u16) -> Vm {
+    if let Some(why) = CHROOT_GUEST.missing() {
+        panic!("{why}");
     }
     let dir = tempfile::tempdir().unwrap();
     // RUN stays the script's default, outside the temporary folder: it holds a bind mount of
@@ -140,7 +131,7 @@ fn start_chroot(port: u16) -> Option<Vm> {
         t.elapsed().as_secs_f64()
     );
     vm.write_ssh_config(port, &repo().join(".cache/chroot-guest/id_ed25519"));
-    Some(vm)
+    vm
 }
 
 /// The guest as the planner would see it with two GTX 1080 passed through: the probe's
@@ -211,9 +202,8 @@ fn printf_octal(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\{b:03o}")).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian12_guest_components_update_hold_reboot_then_replan() {
-    let Some(vm) = start(PORT) else { return };
+    let vm = start(PORT);
     let model = std::fs::read(repo().join("tests/fixtures/onnx/ir8-opset17.onnx")).unwrap();
     let put = vm.vm_sh(&[
         "ssh",
@@ -386,15 +376,8 @@ fn steps_of(p: &pvegpu::guest::GuestPlan) -> Vec<String> {
 /// .ci/run does not set it; README ("The guest phase: what is proven where") has the figures
 /// of the runs made. The chroot guest below runs the same scenario at native speed; its
 /// recorded probe output is what the planner tests in tests/guest_facts.rs read in CI.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian12_guest_driver_for_every_kernel_then_a_kernel_without_the_module() {
-    if std::env::var("PVEGPU_TESTHOST_DRIVER").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIP: set PVEGPU_TESTHOST_DRIVER=1 (and PVEGPU_TESTHOST=1) to build the NVIDIA driver on the QEMU guest"
-        );
-        return;
-    }
-    let Some(vm) = start(2252) else { return };
+    let vm = start(2252);
     driver_scenario(&vm, Target::Qemu).await;
 }
 
@@ -404,9 +387,8 @@ async fn debian12_guest_driver_for_every_kernel_then_a_kernel_without_the_module
 /// in: `uname -r` (a chroot runs this machine's kernel) and, as on the QEMU guest, the GPUs
 /// in `lspci`. No systemd, so each step takes the setsid path, and no reboot: the QEMU
 /// scenarios prove the reboot.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debian12_chroot_guest_driver_for_every_kernel_then_a_kernel_without_the_module() {
-    let Some(vm) = start_chroot(2253) else { return };
+    let vm = start_chroot(2253);
     driver_scenario(&vm, Target::Chroot).await;
 }
 
@@ -641,4 +623,42 @@ async fn driver_scenario(vm: &Vm, target: Target) {
     );
     let left = steps_of(&only(&plan(&spec, &fixed).unwrap(), &no_reboot));
     assert!(left.iter().all(|s| s == "apt-update"), "{left:?}");
+}
+
+const DRIVER: Need = Need::Env(
+    "PVEGPU_TESTHOST_DRIVER",
+    "the NVIDIA driver build on the QEMU guest (hours under TCG; not in .ci/run)",
+);
+const CHROOT_GUEST: Need = Need::Env(
+    "PVEGPU_CHROOT_GUEST",
+    "the NVIDIA driver build on the chroot guest (about 20 min; not in .ci/run)",
+);
+
+fn main() {
+    Gated::new()
+        .test(
+            "debian12_guest_components_update_hold_reboot_then_replan",
+            &[Need::TestHost("base.qcow2")],
+            || gate::block_on(debian12_guest_components_update_hold_reboot_then_replan()),
+        )
+        .test(
+            "debian12_guest_driver_for_every_kernel_then_a_kernel_without_the_module",
+            &[Need::TestHost("base.qcow2"), DRIVER],
+            || {
+                gate::block_on(
+                    debian12_guest_driver_for_every_kernel_then_a_kernel_without_the_module(),
+                )
+            },
+        )
+        .test(
+            "debian12_chroot_guest_driver_for_every_kernel_then_a_kernel_without_the_module",
+            &[CHROOT_GUEST, Need::Root],
+            || {
+                gate::block_on(
+                    debian12_chroot_guest_driver_for_every_kernel_then_a_kernel_without_the_module(
+                    ),
+                )
+            },
+        )
+        .run()
 }

@@ -7,17 +7,15 @@ mod support;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
+use support::gate::{Gated, Need};
 use support::sshd::{keygen, start_sshd};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[test]
 fn refuses_a_node_that_is_not_proxmox() {
-    let Some(sshd) = start_sshd(false) else {
-        return;
-    };
+    let sshd = start_sshd(false);
     let inv = sshd.inventory("");
     let out = sshd.pvegpu(&inv, &["discover", "--node", "testnode"]);
     let err = text(&out.stderr);
@@ -30,9 +28,8 @@ fn refuses_a_node_that_is_not_proxmox() {
     assert!(out.stdout.is_empty());
 }
 
-#[test]
 fn gathers_real_facts_and_plans_the_same_offline() {
-    let Some(sshd) = start_sshd(true) else { return };
+    let sshd = start_sshd(true);
     let inv = sshd.inventory("");
     let saved = sshd.path("testnode.facts");
     let out = sshd.pvegpu(
@@ -93,9 +90,8 @@ fn gathers_real_facts_and_plans_the_same_offline() {
     assert!(!text(&live.stdout).is_empty());
 }
 
-#[test]
 fn host_key_mismatch_is_refused_with_a_hint() {
-    let Some(sshd) = start_sshd(true) else { return };
+    let sshd = start_sshd(true);
     let other = sshd.path("otherkey");
     keygen(&other);
     let wrong = std::fs::read_to_string(other.with_extension("pub")).unwrap();
@@ -115,9 +111,8 @@ fn host_key_mismatch_is_refused_with_a_hint() {
     );
 }
 
-#[test]
 fn unreachable_node_is_a_clear_error() {
-    let Some(sshd) = start_sshd(true) else { return };
+    let sshd = start_sshd(true);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -135,10 +130,9 @@ fn unreachable_node_is_a_clear_error() {
     assert!(err.contains("hint: check the address and port"), "{err}");
 }
 
-#[test]
 fn apply_on_a_refused_node_changes_nothing() {
     // this machine has no IOMMU: the plan is refused before any write
-    let Some(sshd) = start_sshd(true) else { return };
+    let sshd = start_sshd(true);
     let inv = sshd.inventory("[[nodes.testnode.gpus]]\naddress = \"0000:00:03.0\"\n");
     let state_before = Path::new("/var/lib/pvegpu").exists();
     let out = sshd.pvegpu(&inv, &["apply", "--node", "testnode", "--yes"]);
@@ -151,4 +145,34 @@ fn apply_on_a_refused_node_changes_nothing() {
         state_before,
         "no state or backup was written"
     );
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "refuses_a_node_that_is_not_proxmox",
+            &[Need::Sshd],
+            refuses_a_node_that_is_not_proxmox,
+        )
+        .test(
+            "gathers_real_facts_and_plans_the_same_offline",
+            &[Need::Sshd],
+            gathers_real_facts_and_plans_the_same_offline,
+        )
+        .test(
+            "host_key_mismatch_is_refused_with_a_hint",
+            &[Need::Sshd],
+            host_key_mismatch_is_refused_with_a_hint,
+        )
+        .test(
+            "unreachable_node_is_a_clear_error",
+            &[Need::Sshd],
+            unreachable_node_is_a_clear_error,
+        )
+        .test(
+            "apply_on_a_refused_node_changes_nothing",
+            &[Need::Sshd],
+            apply_on_a_refused_node_changes_nothing,
+        )
+        .run()
 }

@@ -5,6 +5,9 @@
 //! PVEGPU_TESTHOST=1 and the image exists (`.ci/run` builds it). The node is plain Debian, not
 //! Proxmox VE: the image carries a stand-in `pveversion` (see tests/testhost/README.md).
 
+mod support;
+use support::gate::{Gated, Need};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -14,21 +17,6 @@ static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn enabled(image: &str) -> bool {
-    if std::env::var("PVEGPU_TESTHOST").as_deref() != Ok("1") {
-        eprintln!("SKIP: set PVEGPU_TESTHOST=1 to run the QEMU test host scenarios (.ci/run does)");
-        return false;
-    }
-    let path = repo().join(".cache/testhost").join(image);
-    if !path.exists() {
-        panic!(
-            "PVEGPU_TESTHOST=1 but {} is missing: run tests/testhost/build-image.sh",
-            path.display()
-        );
-    }
-    true
 }
 
 struct Vm {
@@ -161,19 +149,19 @@ fn report(json: &str) -> serde_json::Value {
     v[0].clone()
 }
 
-/// A fresh VM of `layout` booted with `boot`, or None (skipped) when the scenarios are off.
+/// A fresh VM of `layout` booted with `boot` (the tests are gated on `Need::TestHost`).
 /// The guard keeps one VM at a time: under TCG one VM uses both cores.
 fn vm(
-    image: &str,
+    image: &'static str,
     layout: &str,
     boot: &str,
     port: u16,
-) -> Option<(std::sync::MutexGuard<'static, ()>, Vm)> {
-    if !enabled(image) {
-        return None;
+) -> (std::sync::MutexGuard<'static, ()>, Vm) {
+    if let Some(why) = Need::TestHost(image).missing() {
+        panic!("{why}");
     }
     let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    Some((guard, Vm::start(layout, boot, port)))
+    (guard, Vm::start(layout, boot, port))
 }
 
 const TARGETS: &str = "[[nodes.testhost.gpus]]\naddress = \"0000:00:03.0\"\nid = \"1234:11e8\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:04.0\"\nid = \"8086:100e\"\n";
@@ -186,11 +174,8 @@ fn assert_converged(r: &serde_json::Value) {
     }
 }
 
-#[test]
 fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
-    let Some((_one, vm)) = vm("base.qcow2", "default", "grub", 2241) else {
-        return;
-    };
+    let (_one, vm) = vm("base.qcow2", "default", "grub", 2241);
     let inv = vm.inventory(TARGETS);
 
     let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
@@ -358,11 +343,8 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
     assert!(!vm.ssh("lspci -nnk -s 00:04.0").contains("vfio-pci"));
 }
 
-#[test]
 fn shared_group_is_refused_before_anything_is_written() {
-    let Some((_one, vm)) = vm("base.qcow2", "shared-group", "grub", 2242) else {
-        return;
-    };
+    let (_one, vm) = vm("base.qcow2", "shared-group", "grub", 2242);
     let inv =
         vm.inventory("[[nodes.testhost.gpus]]\naddress = \"0000:01:01.0\"\nid = \"8086:100e\"\n");
     let (code, out, err) = pvegpu(&inv, &["apply", "--yes"]);
@@ -386,11 +368,8 @@ fn shared_group_is_refused_before_anything_is_written() {
     );
 }
 
-#[test]
 fn apply_killed_during_initramfs_converges_on_rerun() {
-    let Some((_one, vm)) = vm("base.qcow2", "default", "grub", 2243) else {
-        return;
-    };
+    let (_one, vm) = vm("base.qcow2", "default", "grub", 2243);
     let inv = vm.inventory(TARGETS);
     // start apply and kill pvegpu (SIGKILL, no cleanup) while update-initramfs runs
     let mut child = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
@@ -434,14 +413,11 @@ fn apply_killed_during_initramfs_converges_on_rerun() {
     assert_converged(&r);
 }
 
-#[test]
 fn systemd_boot_node_with_proxmox_boot_tool_stand_in() {
     // tests/testhost/proxmox-boot-tool stands in for Proxmox's own (a Proxmox package that
     // cannot be installed here): it copies kernels and initrds to the ESP and writes systemd-boot
     // entries with /etc/kernel/cmdline, and update-initramfs triggers it, as on Proxmox VE
-    let Some((_one, vm)) = vm("base-systemd-boot.qcow2", "default", "systemd-boot", 2244) else {
-        return;
-    };
+    let (_one, vm) = vm("base-systemd-boot.qcow2", "default", "systemd-boot", 2244);
     let inv = vm.inventory(TARGETS);
     let (code, plan, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{plan}");
@@ -480,4 +456,29 @@ fn systemd_boot_node_with_proxmox_boot_tool_stand_in() {
         line.starts_with("root=UUID=") && !line.contains("intel_iommu"),
         "{line}"
     );
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback",
+            &[Need::TestHost("base.qcow2")],
+            grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback,
+        )
+        .test(
+            "shared_group_is_refused_before_anything_is_written",
+            &[Need::TestHost("base.qcow2")],
+            shared_group_is_refused_before_anything_is_written,
+        )
+        .test(
+            "apply_killed_during_initramfs_converges_on_rerun",
+            &[Need::TestHost("base.qcow2")],
+            apply_killed_during_initramfs_converges_on_rerun,
+        )
+        .test(
+            "systemd_boot_node_with_proxmox_boot_tool_stand_in",
+            &[Need::TestHost("base-systemd-boot.qcow2")],
+            systemd_boot_node_with_proxmox_boot_tool_stand_in,
+        )
+        .run()
 }

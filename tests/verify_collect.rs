@@ -7,6 +7,7 @@ use pvegpu::inventory::guest::GuestSpec;
 use pvegpu::verify::collect::{checks, probe_script};
 use pvegpu::verify::guest::GuestExpect;
 use pvegpu::verify::{Check, Layer, Status};
+use support::gate::{Gated, Need};
 use support::read;
 
 fn section(name: &str, body: &str, rc: i32) -> String {
@@ -79,7 +80,6 @@ fn by_layer(c: &[Check], layer: Layer) -> Vec<&Check> {
     c.iter().filter(|c| c.layer == layer).collect()
 }
 
-#[test]
 fn a_healthy_guest_passes_every_layer() {
     let c = checks(&healthy(), Some(&docker_triton()), &one_1080());
     assert!(c.iter().all(|c| c.status == Status::Pass), "{c:#?}");
@@ -88,7 +88,6 @@ fn a_healthy_guest_passes_every_layer() {
     }
 }
 
-#[test]
 fn seed_000_shows_only_in_the_cuda_runtime() {
     // rootless Podman, nvidia-smi works in the container, cudaGetDeviceCount returns 3
     let text = healthy()
@@ -134,7 +133,6 @@ fn seed_000_shows_only_in_the_cuda_runtime() {
     assert!(by_layer(&c, Layer::Triton).is_empty());
 }
 
-#[test]
 fn missing_model_repository_and_no_probe_image() {
     let text = healthy()
         .split("### pvegpu runtime-nvml")
@@ -166,7 +164,6 @@ fn missing_model_repository_and_no_probe_image() {
     );
 }
 
-#[test]
 fn unreadable_probe_output_is_not_a_pass() {
     let c = checks("ssh: something else entirely\n", None, &one_1080());
     assert_eq!(c.len(), 1);
@@ -175,7 +172,6 @@ fn unreadable_probe_output_is_not_a_pass() {
 
 /// The real probe on this machine (no NVIDIA driver): every section it prints is read, the
 /// running kernel is named, and the guest layer fails instead of passing.
-#[test]
 fn the_real_probe_runs_here_and_finds_no_driver() {
     let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
     let out = std::process::Command::new("sh")
@@ -209,10 +205,6 @@ fn the_real_probe_runs_here_and_finds_no_driver() {
         .output()
         .unwrap();
     let uname = String::from_utf8_lossy(&uname.stdout).trim().to_string();
-    if std::path::Path::new("/proc/driver/nvidia/version").exists() {
-        eprintln!("this machine has an NVIDIA driver; the no-driver assertions do not apply");
-        return;
-    }
     assert_eq!(loaded.status, Status::Fail, "{loaded:#?}");
     assert!(loaded.saw.contains(&uname), "{loaded:#?}");
     let smi = guest
@@ -224,4 +216,39 @@ fn the_real_probe_runs_here_and_finds_no_driver() {
         smi.cause.as_deref().unwrap().contains("not installed"),
         "{smi:#?}"
     );
+}
+
+const NO_DRIVER: Need = Need::Absent(
+    "/proc/driver/nvidia/version",
+    "this machine has an NVIDIA driver; the no-driver assertions do not apply",
+);
+
+fn main() {
+    Gated::new()
+        .test(
+            "a_healthy_guest_passes_every_layer",
+            &[],
+            a_healthy_guest_passes_every_layer,
+        )
+        .test(
+            "seed_000_shows_only_in_the_cuda_runtime",
+            &[],
+            seed_000_shows_only_in_the_cuda_runtime,
+        )
+        .test(
+            "missing_model_repository_and_no_probe_image",
+            &[],
+            missing_model_repository_and_no_probe_image,
+        )
+        .test(
+            "unreadable_probe_output_is_not_a_pass",
+            &[],
+            unreadable_probe_output_is_not_a_pass,
+        )
+        .test(
+            "the_real_probe_runs_here_and_finds_no_driver",
+            &[NO_DRIVER],
+            the_real_probe_runs_here_and_finds_no_driver,
+        )
+        .run()
 }

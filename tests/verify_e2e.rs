@@ -10,6 +10,7 @@ use fake_pve::{FakePve, ROOT_TOKEN_SECRET};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::gate::{self, Gated, Need};
 use support::sshd::{Sshd, start_sshd};
 
 /// The inventory: the test host with one target, the fake's API, a VM, and its guest reached
@@ -100,11 +101,8 @@ fn find<'a>(cs: &[&'a Value], name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no check `{name}` in {cs:#?}"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_reads_every_layer_and_names_what_broke() {
-    let Some(sshd) = start_sshd(false) else {
-        return;
-    };
+    let sshd = start_sshd(false);
     let fake = FakePve::start_with(fake_pve::testhost_cluster()).await;
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory(dir.path(), &fake, &sshd, "runtime = \"podman\"");
@@ -193,11 +191,8 @@ async fn verify_reads_every_layer_and_names_what_broke() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_guest_leaves_its_layers_unchecked_and_fails() {
-    let Some(sshd) = start_sshd(false) else {
-        return;
-    };
+    let sshd = start_sshd(false);
     let fake = FakePve::start_with(fake_pve::testhost_cluster()).await;
     let dir = tempfile::tempdir().unwrap();
     let inv = inventory(
@@ -250,4 +245,19 @@ fn uname_r() -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+fn main() {
+    Gated::new()
+        .test(
+            "verify_reads_every_layer_and_names_what_broke",
+            &[Need::Sshd],
+            || gate::block_on(verify_reads_every_layer_and_names_what_broke()),
+        )
+        .test(
+            "an_unreachable_guest_leaves_its_layers_unchecked_and_fails",
+            &[Need::Sshd],
+            || gate::block_on(an_unreachable_guest_leaves_its_layers_unchecked_and_fails()),
+        )
+        .run()
 }

@@ -2,6 +2,7 @@
 //! libcudart), and the NVML + CUDA diagnosis on the seed's symptoms.
 
 mod support;
+use support::gate::{Gated, Need};
 mod verify_support;
 use pvegpu::verify::Status;
 use pvegpu::verify::runtime::{
@@ -19,10 +20,6 @@ const char *cudaGetErrorName(int e) { return e == 3 ? "cudaErrorInitializationEr
 const char *cudaGetErrorString(int e) { return "initialization error"; }
 "#;
 
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("--version").output().is_ok()
-}
-
 fn gcc(dir: &Path, args: &[&str]) {
     let st = Command::new("gcc")
         .current_dir(dir)
@@ -32,12 +29,7 @@ fn gcc(dir: &Path, args: &[&str]) {
     assert!(st.success(), "gcc {args:?}");
 }
 
-#[test]
 fn c_probe_reports_missing_libcudart_and_a_failing_one() {
-    if !have("gcc") {
-        eprintln!("skipped: no gcc on this machine");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("cuda-probe.c"), CUDA_PROBE_C).unwrap();
     gcc(
@@ -97,12 +89,7 @@ fn c_probe_reports_missing_libcudart_and_a_failing_one() {
     );
 }
 
-#[test]
 fn python_probe_prints_the_same_line() {
-    if !have("python3") || !have("gcc") {
-        eprintln!("skipped: needs python3 and gcc");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("python3")
         .args(["-c", CUDA_PROBE_PY])
@@ -132,7 +119,6 @@ fn python_probe_prints_the_same_line() {
     );
 }
 
-#[test]
 fn seed_000_nvml_works_cuda_runtime_fails_with_3() {
     let out = RuntimeOutputs {
         engine: "podman".into(),
@@ -167,7 +153,6 @@ fn seed_000_nvml_works_cuda_runtime_fails_with_3() {
     );
 }
 
-#[test]
 fn both_views_pass_when_healthy() {
     let out = RuntimeOutputs {
         engine: "docker".into(),
@@ -181,7 +166,6 @@ fn both_views_pass_when_healthy() {
     assert!(c.iter().all(|c| c.status == Status::Fail), "{c:#?}");
 }
 
-#[test]
 fn nvml_errors_point_at_their_causes() {
     let run = |file: &str| {
         let out = RuntimeOutputs {
@@ -214,7 +198,6 @@ fn nvml_errors_point_at_their_causes() {
     );
 }
 
-#[test]
 fn image_without_cudart_is_not_checked() {
     let out = RuntimeOutputs {
         engine: "podman".into(),
@@ -226,4 +209,42 @@ fn image_without_cudart_is_not_checked() {
         find(&c, "container sees the GPUs (CUDA runtime)").status,
         Status::Skip
     );
+}
+
+const GCC: Need = Need::Command("gcc", "gcc libc6-dev");
+const PYTHON3: Need = Need::Command("python3", "python3");
+
+fn main() {
+    Gated::new()
+        .test(
+            "c_probe_reports_missing_libcudart_and_a_failing_one",
+            &[GCC],
+            c_probe_reports_missing_libcudart_and_a_failing_one,
+        )
+        .test(
+            "python_probe_prints_the_same_line",
+            &[GCC, PYTHON3],
+            python_probe_prints_the_same_line,
+        )
+        .test(
+            "seed_000_nvml_works_cuda_runtime_fails_with_3",
+            &[],
+            seed_000_nvml_works_cuda_runtime_fails_with_3,
+        )
+        .test(
+            "both_views_pass_when_healthy",
+            &[],
+            both_views_pass_when_healthy,
+        )
+        .test(
+            "nvml_errors_point_at_their_causes",
+            &[],
+            nvml_errors_point_at_their_causes,
+        )
+        .test(
+            "image_without_cudart_is_not_checked",
+            &[],
+            image_without_cudart_is_not_checked,
+        )
+        .run()
 }

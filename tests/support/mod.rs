@@ -1,6 +1,7 @@
 //! Shared test helpers: fixture loading and small edits of facts text.
 #![allow(dead_code)]
 
+pub mod gate;
 pub mod sshd;
 
 use pvegpu::facts::{HostFacts, RawFacts};
