@@ -79,6 +79,11 @@ pub enum Command {
         /// Take the host's facts from a transcript as posted (`-` for stdin); it must hold at least `uname -r`, `/proc/cmdline` and lspci
         #[arg(long, value_name = "FILE", conflicts_with = "facts")]
         paste: Option<PathBuf>,
+        /// Plan up to this phase: `host`, `vm` or `guest` (each is planned from the one before
+        /// it). Left out, every phase the node has, and one that cannot be reached (an offline
+        /// plan's VM phase without the API) fails the run
+        #[arg(long, value_enum, value_name = "PHASE")]
+        phase: Option<PhaseArg>,
         /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
         #[arg(long)]
         detailed_exitcode: bool,
@@ -164,6 +169,24 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `--phase`: the last phase a command goes through.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PhaseArg {
+    Host,
+    Vm,
+    Guest,
+}
+
+impl From<PhaseArg> for crate::pipeline::Through {
+    fn from(p: PhaseArg) -> Self {
+        match p {
+            PhaseArg::Host => Self::Host,
+            PhaseArg::Vm => Self::Vm,
+            PhaseArg::Guest => Self::Guest,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]

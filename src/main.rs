@@ -2,8 +2,21 @@ use clap::Parser;
 use pvegpu::cli::{Cli, ColorChoice};
 use std::process::ExitCode;
 
+/// sysexits.h's EX_USAGE: clap's own 2 would read as "changes" under `--detailed-exitcode`.
+const EXIT_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS // --help, --version
+            };
+        }
+    };
     match cli.global.color {
         ColorChoice::Always => anstream::ColorChoice::Always.write_global(),
         ColorChoice::Never => anstream::ColorChoice::Never.write_global(),

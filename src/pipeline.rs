@@ -35,6 +35,15 @@ pub enum Unreachable {
     LeaveOut,
 }
 
+/// The last phase to plan: each is planned from what the one before it hands over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Through {
+    Host,
+    Vm,
+    Guest,
+}
+
 /// A phase's facts and the plan made from them.
 pub struct Stage<F, P> {
     pub facts: F,
@@ -56,7 +65,9 @@ pub struct NodePlan {
     pub host: HostStage,
     pub vm: Option<VmStage>,
     pub guest: Option<Stage<GuestSeen, GuestPhasePlan>>,
-    /// Phases an offline plan left out, with why.
+    /// The phases asked for: `--phase`, or every phase the node has.
+    pub through: Through,
+    /// Phases an offline plan could not reach, with why: the plan is incomplete.
     pub left_out: Vec<LeftOut>,
 }
 
@@ -66,13 +77,28 @@ pub struct LeftOut {
     pub error: anyhow::Error,
 }
 
-/// The JSON of a node's plan: the host plan's fields, then `vm` and `guest`.
+/// The JSON of a node's plan: the host plan's fields, then `vm` and `guest`, the phases asked
+/// for and those left out (`null` for `vm` or `guest` means not asked, not configured, or left
+/// out: `phases` says which).
 #[derive(Serialize)]
 struct NodePlanJson<'a> {
     #[serde(flatten)]
     host: &'a HostPlan,
     vm: Option<&'a VmPlan>,
     guest: Option<&'a GuestPhasePlan>,
+    phases: PhasesJson,
+}
+
+#[derive(Serialize)]
+struct PhasesJson {
+    through: Through,
+    left_out: Vec<LeftOutJson>,
+}
+
+#[derive(Serialize)]
+struct LeftOutJson {
+    phase: &'static str,
+    error: String,
 }
 
 impl Serialize for NodePlan {
@@ -81,6 +107,17 @@ impl Serialize for NodePlan {
             host: &self.host.plan,
             vm: self.vm.as_ref().map(|v| &v.plan),
             guest: self.guest.as_ref().map(|g| &g.plan),
+            phases: PhasesJson {
+                through: self.through,
+                left_out: self
+                    .left_out
+                    .iter()
+                    .map(|l| LeftOutJson {
+                        phase: l.phase,
+                        error: format!("{:#}", l.error),
+                    })
+                    .collect(),
+            },
         }
         .serialize(s)
     }
@@ -226,24 +263,36 @@ impl<'a> Pipeline<'a> {
 
     /// Every phase in order. With [`Unreachable::LeaveOut`], a VM or guest phase that cannot
     /// be reached is left out, with the error, instead of failing the node.
-    pub async fn plan(&self, source: HostSource, unreachable: Unreachable) -> Result<NodePlan> {
+    /// Phases after `through` are not gathered at all.
+    pub async fn plan(
+        &self,
+        source: HostSource,
+        unreachable: Unreachable,
+        through: Through,
+    ) -> Result<NodePlan> {
         let host = self.host(source).await?;
         let mut left_out = Vec::new();
-        let vm = self.vm(&host).await;
-        let vm = Self::left_out("VM", unreachable, vm, &mut left_out)?.flatten();
+        let vm = match through {
+            Through::Host => None,
+            _ => {
+                let vm = self.vm(&host).await;
+                Self::left_out("VM", unreachable, vm, &mut left_out)?.flatten()
+            }
+        };
         // the guest is planned after a VM phase, never in place of one left out
         let guest = match &vm {
-            Some(v) => {
+            Some(v) if through == Through::Guest => {
                 let guest = self.guest(v).await;
                 Self::left_out("guest", unreachable, guest, &mut left_out)?.flatten()
             }
-            None => None,
+            _ => None,
         };
         Ok(NodePlan {
             name: self.name.to_string(),
             host,
             vm,
             guest,
+            through,
             left_out,
         })
     }

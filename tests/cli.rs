@@ -28,9 +28,12 @@ fn plan_from_facts_file_with_detailed_exitcode() {
         "plan",
         "--facts",
         facts.to_str().unwrap(),
+        "--phase",
+        "host",
         "--detailed-exitcode",
     ]);
     assert_eq!(code, Some(2), "{stderr}");
+    assert!(!stderr.contains("error:"), "{stderr}");
     assert!(
         stdout.contains("Plan: 4 file(s) to write, 1 command(s) to run, 1 reboot(s)."),
         "{stdout}"
@@ -42,6 +45,8 @@ fn plan_from_facts_file_with_detailed_exitcode() {
         "plan",
         "--facts",
         facts.to_str().unwrap(),
+        "--phase",
+        "host",
     ]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -50,6 +55,58 @@ fn plan_from_facts_file_with_detailed_exitcode() {
         v[0]["changes"].as_array().unwrap().last().unwrap()["action"]["kind"],
         "reboot"
     );
+    assert_eq!(v[0]["phases"]["through"], "host");
+    assert_eq!(v[0]["phases"]["left_out"], serde_json::json!([]));
+}
+
+/// README's offline example, as written: the plan is shown, and a phase these facts cannot
+/// reach (osm45's VM phase needs the API and a cloud-init key) fails the run instead of
+/// passing as "no changes"; `--phase host` is how to ask for less.
+#[test]
+fn a_phase_left_out_is_an_error_not_nothing_to_do() {
+    let inv = fixture("../../inventories/osm45.toml");
+    let facts = fixture("facts/osm45.facts");
+    let args = [
+        "-i",
+        inv.to_str().unwrap(),
+        "--json",
+        "plan",
+        "--facts",
+        facts.to_str().unwrap(),
+        "--detailed-exitcode",
+    ];
+    let (code, json, stderr) = pvegpu(&args);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the VM phase of osm45 could not be planned offline")
+            && stderr.contains(
+                "error: the plan is incomplete: the VM phase of osm45 could not be planned"
+            )
+            && stderr.contains(
+                "hint: to plan only what these facts can tell, ask for it: `--phase host`"
+            ),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["phases"]["through"], "guest");
+    assert_eq!(v[0]["phases"]["left_out"][0]["phase"], "VM");
+    assert_eq!(v[0]["vm"], serde_json::Value::Null);
+}
+
+/// clap's usage errors exit 2, which `--detailed-exitcode` means "changes": pvegpu uses 64.
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let (code, _, stderr) = pvegpu(&["plan", "--no-such-flag"]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("unexpected argument '--no-such-flag'"),
+        "{stderr}"
+    );
+    let (code, _, _) = pvegpu(&["plan", "--phase", "everything"]);
+    assert_eq!(code, Some(64));
+    let (code, stdout, _) = pvegpu(&["plan", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.contains("--phase"), "{stdout}");
 }
 
 #[test]

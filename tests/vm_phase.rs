@@ -437,11 +437,13 @@ async fn bad_input_is_refused_before_anything_changes() {
     // wrong token secret; wrong fingerprint; a card the host did not verify
     let (code, _, err) = pvegpu(&inv, &["plan"], "00000000-0000-4000-8000-000000000000").await;
     assert_eq!(
-        code, 0,
-        "an offline (--facts) plan leaves the VM phase out with a warning"
+        code, 1,
+        "an offline (--facts) plan that could not reach the VM phase is incomplete, not converged"
     );
     assert!(
-        err.contains("warning: the VM phase of pvetest is left out"),
+        err.contains("the VM phase of pvetest could not be planned offline")
+            && err.contains("error: the plan is incomplete")
+            && err.contains("`--phase host`"),
         "{err}"
     );
     assert!(
@@ -460,11 +462,13 @@ async fn bad_input_is_refused_before_anything_changes() {
     std::fs::write(&inv, text).unwrap();
     let (code, _, err) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
     assert_eq!(
-        code, 0,
-        "an offline (--facts) plan leaves the VM phase out with a warning"
+        code, 1,
+        "an offline (--facts) plan that could not reach the VM phase is incomplete, not converged"
     );
     assert!(
-        err.contains("warning: the VM phase of pvetest is left out"),
+        err.contains("the VM phase of pvetest could not be planned offline")
+            && err.contains("error: the plan is incomplete")
+            && err.contains("`--phase host`"),
         "{err}"
     );
     assert!(

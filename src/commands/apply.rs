@@ -128,6 +128,7 @@ impl Run<'_> {
             host,
             vm,
             guest,
+            through: crate::pipeline::Through::Guest,
             left_out: Vec::new(),
         };
         if !self.g.json {

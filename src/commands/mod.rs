@@ -49,8 +49,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             node,
             facts,
             paste,
+            phase,
             detailed_exitcode,
-        } => plan::run(g, node, facts, paste, detailed_exitcode).await,
+        } => plan::run(g, node, facts, paste, phase, detailed_exitcode).await,
         Command::Apply {
             node,
             yes,

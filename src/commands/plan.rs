@@ -2,10 +2,11 @@
 
 use super::{join_all, print_json, print_stdout, selected};
 use crate::cli::GlobalArgs;
+use crate::cli::PhaseArg;
 use crate::core::error::hinted;
 use crate::host::gather::{self, Gathered};
 use crate::inventory::Inventory;
-use crate::pipeline::{HostSource, NodePlan, Pipeline, Unreachable};
+use crate::pipeline::{HostSource, LeftOut, NodePlan, Pipeline, Through, Unreachable};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,8 +16,10 @@ pub async fn run(
     node: Option<String>,
     facts: Vec<PathBuf>,
     paste: Option<PathBuf>,
+    phase: Option<PhaseArg>,
     detailed: bool,
 ) -> Result<ExitCode> {
+    let through = phase.map_or(Through::Guest, Through::from);
     let inv = Inventory::load(&g.inventory)?;
     let targets = match paste {
         Some(path) => vec![pasted(&inv, node, &path)?],
@@ -31,22 +34,13 @@ pub async fn run(
                 Some(got) => (HostSource::Saved(Box::new(got)), Unreachable::LeaveOut),
                 None => (HostSource::Live, Unreachable::Fail),
             };
-            Pipeline::new(inv, &name, n).plan(source, unreachable).await
+            Pipeline::new(inv, &name, n)
+                .plan(source, unreachable, through)
+                .await
         }
     }))
     .await;
     let plans: Vec<NodePlan> = planned.into_iter().collect::<Result<_>>()?;
-    for (plan, left) in plans
-        .iter()
-        .flat_map(|p| p.left_out.iter().map(move |l| (p, l)))
-    {
-        eprintln!(
-            "warning: the {} phase of {} is left out of this offline plan:\n{}",
-            left.phase,
-            plan.name,
-            super::render_error(&left.error)
-        );
-    }
     if g.json {
         print_json(&plans)?;
     } else {
@@ -67,12 +61,47 @@ pub async fn run(
             "nothing was changed; fix what each refusal names and plan again",
         ));
     }
+    left_out(&plans)?;
     let changes = plans.iter().any(|p| !p.nothing_to_do());
     Ok(if detailed && changes {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A phase that could not be reached makes the plan incomplete: never "nothing to do".
+/// Each one's cause is printed; the run fails unless `--phase` asked for fewer phases.
+fn left_out(plans: &[NodePlan]) -> Result<()> {
+    let left: Vec<(&NodePlan, &LeftOut)> = plans
+        .iter()
+        .flat_map(|p| p.left_out.iter().map(move |l| (p, l)))
+        .collect();
+    for (plan, l) in &left {
+        eprintln!(
+            "the {} phase of {} could not be planned offline:\n{}",
+            l.phase,
+            plan.name,
+            super::render_error(&l.error)
+        );
+    }
+    let Some((_, first)) = left.first() else {
+        return Ok(());
+    };
+    let phases: Vec<String> = left
+        .iter()
+        .map(|(p, l)| format!("the {} phase of {}", l.phase, p.name))
+        .collect();
+    let through = if first.phase == "VM" { "host" } else { "vm" };
+    Err(hinted(
+        format!(
+            "the plan is incomplete: {} could not be planned (above)",
+            phases.join(", ")
+        ),
+        format!(
+            "to plan only what these facts can tell, ask for it: `--phase {through}`; or fix what is named above"
+        ),
+    ))
 }
 
 /// Each node to plan, with its saved facts when they come from files (each file names its
