@@ -10,7 +10,7 @@ use super::pci_tables;
 use super::raw::MARKER;
 use regex::Regex;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 /// What a transcript yielded.
@@ -140,26 +140,20 @@ pub fn read(text: &str) -> Paste {
     let mut read = Vec::new();
     let mut unread = Vec::new();
     let mut notes = Vec::new();
-    // only an unfiltered lspci lists every device; a grep, an excerpt or a group loop may not
-    let (mut complete_listing, mut vga_listing) = (false, false);
+    let mut coverage = Coverage::default();
     for block in blocks(text) {
-        if let Some(c) = block
+        let unfiltered = block
             .command
             .as_deref()
             .filter(|c| c.trim_start().starts_with("lspci"))
-        {
-            complete_listing |= !c.contains('|');
-            vga_listing |= c.split('|').skip(1).any(|stage| {
-                let w: Vec<&str> = stage.split_whitespace().collect();
-                w.first() == Some(&"grep")
-                    && w.iter()
-                        .any(|x| x.trim_matches(['\'', '"']).eq_ignore_ascii_case("vga"))
-            });
-        }
+            .is_some_and(|c| coverage.command(c));
         if let Some(table) = table_of(&block) {
             // pvesh and lspci -vmm list every display device; pvesh's default filter drops bridges
-            vga_listing = true;
+            coverage.vga = true;
             let at = block.lines.first().map(|(n, _)| *n).unwrap_or_default();
+            for l in &table.lspci {
+                coverage.saw(l, at, false);
+            }
             read.push(format!(
                 "PCI table: lines {at}-{}",
                 block.lines.last().map(|(n, _)| *n).unwrap_or(at)
@@ -193,8 +187,16 @@ pub fn read(text: &str) -> Paste {
                     .map(move |l| (i, l))
             })
             .collect();
+        for (i, l) in &derived {
+            coverage.saw(l, block.lines[*i].0, false);
+        }
         for ((kind, arg), idx) in by_kind {
             let lines: Vec<String> = idx.iter().map(|&i| block.lines[i].1.clone()).collect();
+            if kind == Kind::Lspci {
+                for &i in &idx {
+                    coverage.saw(&block.lines[i].1, block.lines[i].0, unfiltered);
+                }
+            }
             let first = block.lines[idx[0]].0;
             let last = block.lines[idx[idx.len() - 1]].0;
             read.push(format!(
@@ -229,19 +231,89 @@ pub fn read(text: &str) -> Paste {
         }
         unread.extend(unread_runs(&block, &taken));
     }
+    let listing = coverage.listing(&mut notes);
     Paste {
-        facts: render(
-            &sections,
-            match (complete_listing, vga_listing) {
-                (true, _) => "",
-                (false, true) => " vga",
-                _ => " partial",
-            },
-        ),
+        facts: render(&sections, listing),
         read,
         unread,
         notes,
     }
+}
+
+/// What the lspci blocks of a transcript cover. Only an unfiltered `lspci` lists every device,
+/// and only while no other block shows a device it lacks: then the post was cut short. A grep
+/// for VGA lists every VGA device; an excerpt or a group loop may list any part.
+#[derive(Default)]
+struct Coverage {
+    unfiltered: bool,
+    vga: bool,
+    /// Addresses listed by unfiltered lspci blocks.
+    listed: BTreeSet<String>,
+    /// Addresses shown elsewhere, with the first transcript line showing each.
+    elsewhere: BTreeMap<String, usize>,
+}
+
+impl Coverage {
+    /// Notes an lspci command; true when it lists every device (no pipe, no -s or -d).
+    fn command(&mut self, cmd: &str) -> bool {
+        let stages: Vec<&str> = cmd.split('|').collect();
+        // -s and -d select devices, also in a cluster of flags such as `-nnks 01:00.0`
+        let filters = stages[0].split_whitespace().any(|w| {
+            w.strip_prefix('-')
+                .is_some_and(|flags| !flags.starts_with('-') && flags.contains(['s', 'd']))
+        });
+        self.vga |= stages.iter().skip(1).any(|stage| {
+            let w: Vec<&str> = stage.split_whitespace().collect();
+            w.first() == Some(&"grep")
+                && w.iter()
+                    .any(|x| x.trim_matches(['\'', '"']).eq_ignore_ascii_case("vga"))
+        });
+        let every = stages.len() == 1 && !filters;
+        self.unfiltered |= every;
+        every
+    }
+
+    /// An lspci-shaped line at transcript line `at`.
+    fn saw(&mut self, line: &str, at: usize, unfiltered: bool) {
+        let Some(address) = short_address(line) else {
+            return;
+        };
+        if unfiltered {
+            self.listed.insert(address);
+        } else {
+            self.elsewhere.entry(address).or_insert(at);
+        }
+    }
+
+    /// The lspci section's marker (`""` every device, ` vga`, ` partial`).
+    fn listing(&self, notes: &mut Vec<String>) -> &'static str {
+        let cut = self
+            .elsewhere
+            .iter()
+            .find(|(a, _)| self.unfiltered && !self.listed.contains(*a));
+        if let Some((address, line)) = cut {
+            notes.push(format!(
+                "the full lspci listing lacks {address}, which line {line} shows: it was cut short, so it is not taken as every device of the host"
+            ));
+        }
+        match (self.unfiltered && cut.is_none(), self.vga) {
+            (true, _) => "",
+            (false, true) => " vga",
+            _ => " partial",
+        }
+    }
+}
+
+/// `02:00.0` from an lspci line that starts with `0000:02:00.0` or `02:00.0`.
+fn short_address(line: &str) -> Option<String> {
+    let first = line.split_whitespace().next()?;
+    LSPCI_HEAD.is_match(line).then(|| {
+        let a = first.to_ascii_lowercase();
+        match a.len() {
+            12 => a[5..].to_string(),
+            _ => a,
+        }
+    })
 }
 
 /// `listing`: what the lspci section covers, as its marker says (`""` every device, ` vga`
@@ -272,6 +344,11 @@ fn clean(line: &str) -> String {
     // a markdown heading that swallowed a prompt: `#### ~# lspci`
     let line = match line.trim_start_matches('#') {
         rest if line.starts_with("##") && rest.starts_with(' ') => rest.trim_start(),
+        _ => line,
+    };
+    // a line posted as inline code: `41:00.0 VGA compatible controller: ...`
+    let line = match line.strip_prefix('`').and_then(|l| l.strip_suffix('`')) {
+        Some(inner) if !line.starts_with("``") && !inner.contains('`') => inner,
         _ => line,
     };
     line.replace("**", "")
