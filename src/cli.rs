@@ -4,13 +4,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "pvegpu", version, about = "Prepare Proxmox VE nodes for NVIDIA GPU passthrough: plan, apply, verify", long_about = None)]
+#[command(name = "pvegpu", version = env!("PVEGPU_VERSION"), about = "Prepare Proxmox VE nodes for NVIDIA GPU passthrough: plan, apply, verify", long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     #[command(flatten)]
     pub global: GlobalArgs,
 }
+
+pub const DEFAULT_INVENTORY: &str = "pvegpu.toml";
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
@@ -20,7 +22,7 @@ pub struct GlobalArgs {
         short = 'i',
         global = true,
         env = "PVEGPU_INVENTORY",
-        default_value = "pvegpu.toml",
+        default_value = DEFAULT_INVENTORY,
         help_heading = "Global options"
     )]
     pub inventory: PathBuf,
@@ -54,6 +56,10 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show every PCI device of a node with its IOMMU group and driver, and whether each GPU can be passed through (changes nothing)
+    #[command(after_help = "Examples:
+  pvegpu -i pvegpu.toml discover --node osm45
+  pvegpu -i pvegpu.toml discover --node osm45 --save osm45.facts
+  pvegpu discover --paste forum-post.txt --json")]
     Discover {
         /// The node (all nodes of the inventory when left out)
         #[arg(long, short = 'n')]
@@ -69,6 +75,10 @@ pub enum Command {
         paste: Option<PathBuf>,
     },
     /// Show every change passthrough needs, with diffs and reasons (changes nothing)
+    #[command(after_help = "Examples:
+  pvegpu -i pvegpu.toml plan --node osm45
+  pvegpu -i pvegpu.toml plan --detailed-exitcode    # 0 nothing to do, 2 changes, 1 error
+  pvegpu -i pvegpu.toml plan --facts osm45.facts --phase host")]
     Plan {
         /// The node (all nodes of the inventory when left out)
         #[arg(long, short = 'n')]
@@ -89,6 +99,10 @@ pub enum Command {
         detailed_exitcode: bool,
     },
     /// Make the changes the plan shows, reboot if needed, and verify (nodes one at a time)
+    #[command(after_help = "Examples:
+  pvegpu -i pvegpu.toml apply --node osm45
+  pvegpu -i pvegpu.toml apply --node osm45 --yes --stop-guests
+  pvegpu -i pvegpu.toml apply --node osm45 --facts osm45.facts --yes   # the VM phase only")]
     Apply {
         /// The node (all nodes of the inventory, one after the other, when left out)
         #[arg(long, short = 'n')]
@@ -109,6 +123,7 @@ pub enum Command {
     },
     /// Put back what pvegpu changed on a node's host configuration, and refresh initramfs and boot loader
     Rollback {
+        /// The node to put back
         #[arg(long, short = 'n')]
         node: String,
         /// Do not ask before changing anything
@@ -120,15 +135,21 @@ pub enum Command {
         /// Shut running guests down cleanly through Proxmox before the reboot
         #[arg(long)]
         stop_guests: bool,
+        /// How long to wait for the node to come back from the reboot, in seconds
         #[arg(long, default_value_t = 900, value_name = "SECONDS")]
         reboot_timeout: u64,
     },
     /// Read the node's API certificate fingerprint over SSH, for `fingerprint =` under [api]
     Fingerprint {
+        /// The node whose certificate to read (over SSH, as in the inventory)
         #[arg(long, short = 'n')]
         node: String,
     },
     /// Prove the chain host, VM, guest, container runtime, Triton works, layer by layer, read-only; exit 0 only when every check passes
+    #[command(after_help = "Examples:
+  pvegpu -i pvegpu.toml verify --node osm45
+  pvegpu -i pvegpu.toml verify --vm 201 --json
+  pvegpu -i pvegpu.toml verify --node osm45 --facts osm45.facts --ascii")]
     Verify {
         /// The node (all nodes of the inventory when left out)
         #[arg(long, short = 'n')]
@@ -144,6 +165,10 @@ pub enum Command {
         ascii: bool,
     },
     /// Which driver, CUDA and Triton release fit a set of GPUs, and why (offline, from the built-in tables)
+    #[command(after_help = "Examples:
+  pvegpu compat 10de:1b80 --distro debian-12
+  pvegpu compat 10de:1b80 10de:1e04 --driver 535.261.03 --backend onnx
+  pvegpu compat \"GeForce GTX 1080\" --json")]
     Compat {
         /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),
         /// or `id=name`; repeat for each card
@@ -161,11 +186,20 @@ pub enum Command {
     },
     /// Check files offline for GPU routing mistakes
     Lint {
+        /// What to check
         #[command(subcommand)]
         what: LintWhat,
     },
+    /// Write the man pages (pvegpu.1 and one per subcommand) into a folder, for packaging
+    #[command(hide = true)]
+    Man {
+        /// The folder to write them into (created if missing)
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print shell completions
     Completions {
+        /// The shell to print completions for
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },

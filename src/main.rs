@@ -31,12 +31,14 @@ fn main() -> ExitCode {
             _ => "debug",
         }
     };
+    // PVEGPU_LOG, else RUST_LOG, else -v/-q
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PVEGPU_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PVEGPU_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(pvegpu::commands::colour(&std::io::stderr()))
         .with_target(false)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -46,21 +48,8 @@ fn main() -> ExitCode {
     match runtime.block_on(pvegpu::commands::run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            let text = pvegpu::commands::render_error(&err);
-            let mut stderr = anstream::stderr();
-            let _ = std::io::Write::write_all(&mut stderr, style_error(&text).as_bytes());
+            pvegpu::commands::eprint_error(&err);
             ExitCode::FAILURE
         }
     }
-}
-
-fn style_error(text: &str) -> String {
-    let red = anstyle::Style::new()
-        .bold()
-        .fg_color(Some(anstyle::AnsiColor::Red.into()));
-    let cyan = anstyle::Style::new()
-        .bold()
-        .fg_color(Some(anstyle::AnsiColor::Cyan.into()));
-    text.replacen("error:", &format!("{red}error{red:#}:"), 1)
-        .replace("\nhint:", &format!("\n{cyan}hint{cyan:#}:"))
 }

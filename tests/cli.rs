@@ -1,22 +1,8 @@
 //! Whole CLI runs (offline: facts files, bad inventories), as a user sees them.
 
 mod support;
-use std::process::Command;
 use support::fixture;
-
-fn pvegpu(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pvegpu"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("PVEGPU_INVENTORY")
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::pvegpu_cli as pvegpu;
 
 #[test]
 fn plan_from_facts_file_with_detailed_exitcode() {
@@ -318,4 +304,62 @@ fn discover_paste_judges_a_transcript_without_an_inventory() {
     assert_eq!(code, Some(1));
     assert!(err.contains("no `uname` section"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every flag and argument of every subcommand says what it does, and the main subcommands
+/// show examples (`--help`, and the man pages built from the same definitions).
+#[test]
+fn every_flag_has_help_and_main_commands_have_examples() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &format!("{path} {}", sub.get_name()), missing);
+        }
+    }
+    let cli = pvegpu::cli::Cli::command();
+    let mut missing = Vec::new();
+    walk(&cli, "pvegpu", &mut missing);
+    assert!(missing.is_empty(), "no help text: {missing:?}");
+    for name in ["plan", "apply", "verify", "discover", "compat"] {
+        let sub = cli.find_subcommand(name).unwrap();
+        let after = sub
+            .get_after_help()
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        assert!(
+            after.starts_with("Examples:") && after.matches("pvegpu ").count() >= 2,
+            "{name}: {after}"
+        );
+    }
+}
+
+/// A hint that suggests a command carries the `-i` the user gave, so it can be pasted as is;
+/// JSON stays data.
+#[test]
+fn suggested_commands_keep_the_inventory_the_user_gave() {
+    let inv = fixture("../../inventories/osm45.toml");
+    let facts = fixture("facts/osm45.facts");
+    let args = [
+        "-i",
+        inv.to_str().unwrap(),
+        "verify",
+        "--node",
+        "osm45",
+        "--facts",
+        facts.to_str().unwrap(),
+    ];
+    let (code, out, _) = pvegpu(&args);
+    assert_eq!(code, Some(1));
+    let with_i = format!("`pvegpu -i {} apply --node osm45`", inv.display());
+    assert!(out.contains(&with_i), "{out}");
+    assert!(!out.contains("`pvegpu apply"), "{out}");
 }

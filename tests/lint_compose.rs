@@ -296,7 +296,7 @@ fn malformed_yaml_names_file_line_and_fix() {
     );
     assert_eq!(
         e.hint().unwrap(),
-        "line 4 reads `command: --model Qwen/Qwen2.5-1.5B-Instruct`; fix its indentation or quoting (`docker compose config` parses the file the same way)"
+        "line 4 reads `command: --model Qwen/Qwen2.5-1.5B-Instruct`; fix its value, indentation or quoting (`docker compose config` parses the file the same way)"
     );
 }
 

@@ -202,10 +202,19 @@ async fn system_roots_reject_the_self_signed_cert_with_a_hint_to_pin() {
         Some(s.fingerprint.to_string().as_str())
     );
     let hint = e.hint().unwrap();
-    assert!(
-        hint.contains("tls_fingerprint") && hint.contains(&s.fingerprint.to_string()),
-        "{hint}"
+    // the line the hint tells the user to write must be one the inventory accepts
+    let line = hint
+        .split('`')
+        .find(|part| part.starts_with("fingerprint = "))
+        .unwrap_or_else(|| panic!("no `fingerprint = ...` line in: {hint}"));
+    assert!(line.contains(&s.fingerprint.to_string()), "{hint}");
+    let inventory = format!(
+        "[nodes.n]\nssh = \"root@n\"\n[nodes.n.api]\nurl = \"https://n:8006\"\ntoken = \"root@pam!pvegpu\"\n{line}\n"
     );
+    pvegpu::inventory::Inventory::parse(std::path::Path::new("pvegpu.toml"), &inventory)
+        .unwrap_or_else(|e| {
+            panic!("the hint's line is not a valid inventory key: {e}\n{inventory}")
+        });
 }
 
 #[tokio::test]

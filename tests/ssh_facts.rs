@@ -35,6 +35,7 @@ fn gathers_real_facts_and_plans_the_same_offline() {
     let out = sshd.pvegpu(
         &inv,
         &[
+            "-v",
             "--json",
             "discover",
             "--node",
@@ -44,6 +45,14 @@ fn gathers_real_facts_and_plans_the_same_offline() {
         ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // -v logs each remote script: its name, size, exit status and time
+    let log = text(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("script `pvegpu host probe: read-only")
+                && l.contains(" bytes): exit 0 in ")),
+        "{log}"
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let local_kernel = text(&Command::new("uname").arg("-r").output().unwrap().stdout)
         .trim()

@@ -623,3 +623,54 @@ async fn plans_for_several_nodes_run_concurrently() {
         "each node's VM phase asked about its own Proxmox node"
     );
 }
+
+/// `-v` logs each API request (method, path, status, time), `-vv` adds bodies and replies; no
+/// token secret, password, ticket or CSRF token reaches the log (pvegpu() checks the tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verbose_logs_requests_and_replies_without_secrets() {
+    const PASSWORD: &str = "Corr3ct-H0rse-Battery";
+    let lab = Lab::start().await;
+    let inv = lab.inventory(TOKEN, "");
+    let (code, _, err) = pvegpu(&inv, &["-v", "plan"], ROOT_TOKEN_SECRET).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.contains("api GET /") && l.contains("-> 200 in ")),
+        "{err}"
+    );
+    assert!(!err.contains(" reply: "), "-v logs no bodies: {err}");
+    let (_, _, err) = pvegpu(&inv, &["-vv", "plan"], ROOT_TOKEN_SECRET).await;
+    assert!(err.contains("reply: {\"data\":"), "{err}");
+
+    lab.fake
+        .state
+        .lock()
+        .unwrap()
+        .users
+        .insert("root@pam".into(), PASSWORD.into());
+    let inv = lab.inventory("user = \"root@pam\"", "");
+    let facts = inv.with_file_name("pvetest.facts");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pvegpu"));
+    cmd.arg("-i")
+        .arg(&inv)
+        .args(["-vv", "plan", "--facts"])
+        .arg(facts)
+        .env("PVEGPU_PASSWORD", PASSWORD)
+        .env("NO_COLOR", "1");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("api POST /access/ticket body: ") && err.contains("password=<redacted>"),
+        "{err}"
+    );
+    let tickets = lab.fake.state.lock().unwrap().tickets.clone();
+    assert!(!tickets.is_empty());
+    assert!(!err.contains(PASSWORD), "the password leaked");
+    for t in &tickets {
+        assert!(!err.contains(&t.ticket), "a ticket leaked");
+        assert!(!err.contains(&t.csrf), "a CSRF token leaked");
+    }
+}

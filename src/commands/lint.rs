@@ -7,8 +7,18 @@ use anyhow::Result;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Exit 1 for findings; 2 when the file cannot be read or is not a valid Compose file, so a
+/// script can tell "fix your services" from "fix your path or YAML".
+const EXIT_BAD_INPUT: u8 = 2;
+
 pub fn run(g: &GlobalArgs, file: &Path) -> Result<ExitCode> {
-    let findings = compose::lint_compose(file)?;
+    let findings = match compose::lint_compose(file) {
+        Ok(f) => f,
+        Err(e) => {
+            super::eprint_error(&anyhow::Error::new(e));
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
     if g.json {
         print_json(&findings)?;
     } else {

@@ -6,6 +6,7 @@ mod compat;
 mod discover;
 mod fingerprint;
 mod lint;
+mod man;
 mod plan;
 mod rollback;
 mod verify;
@@ -38,6 +39,7 @@ pub fn say_unread(paste: &crate::facts::paste::Paste) {
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let g = &cli.global;
+    note_inventory_arg(g);
     match cli.command {
         Command::Discover {
             node,
@@ -96,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             facts,
             ascii,
         } => verify::run(g, node, vm, facts, ascii).await,
+        Command::Man { out } => man::run(&out),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "pvegpu", &mut std::io::stdout());
@@ -108,6 +111,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 /// all, so the error renderer below it needs none.
 const HINTS: &[HintOf] = &[
     hint_of::<crate::core::error::Hinted>,
+    hint_of::<crate::core::input::InputError>,
+    hint_of::<crate::inventory::InventoryError>,
     hint_of::<crate::transport::ssh::SshError>,
     hint_of::<crate::pve::PveError>,
     hint_of::<crate::vm::connect::ConnectError>,
@@ -115,6 +120,26 @@ const HINTS: &[HintOf] = &[
     hint_of::<crate::guest::access::AccessError>,
     hint_of::<crate::lint::compose::LintError>,
 ];
+
+/// Whether to colour what goes to `stream`: `--color`, then NO_COLOR and CLICOLOR_FORCE, then
+/// whether it is a terminal. The one rule for errors, logs and reports alike (anstream's).
+pub fn colour<S: anstream::stream::RawStream>(stream: &S) -> bool {
+    anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never
+}
+
+/// An error on stderr, `error` and `hint` coloured where colour is on.
+pub fn eprint_error(err: &anyhow::Error) {
+    let red = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
+    let cyan = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Cyan.into()));
+    let text = with_inventory(&render_error(err))
+        .replacen("error:", &format!("{red}error{red:#}:"), 1)
+        .replace("\nhint:", &format!("\n{cyan}hint{cyan:#}:"));
+    let _ = anstream::stderr().write_all(text.as_bytes());
+}
 
 /// An error as the user sees it: `error:`, `Caused by:` lines, `hint:` lines.
 pub fn render_error(err: &anyhow::Error) -> String {
@@ -132,15 +157,52 @@ fn selected<'a>(inv: &'a Inventory, node: &Option<String>) -> Result<Vec<(&'a St
     })
 }
 
+/// `-i PATH` when the inventory was named on the command line: the default file and
+/// $PVEGPU_INVENTORY reach the next command by themselves, a flag does not.
+static INVENTORY_ARG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn note_inventory_arg(g: &crate::cli::GlobalArgs) {
+    let given = g.inventory.to_string_lossy();
+    let from_env = std::env::var_os("PVEGPU_INVENTORY").is_some_and(|v| v == *g.inventory);
+    if given != crate::cli::DEFAULT_INVENTORY && !from_env {
+        let plain = given
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./~+-".contains(c));
+        let shown = if plain {
+            given.to_string()
+        } else {
+            crate::core::scripts::quote(&given)
+        };
+        let _ = INVENTORY_ARG.set(format!("-i {shown} "));
+    }
+}
+
+/// `text` with every suggested `` `pvegpu ...` `` command carrying the `-i` the user gave, so
+/// a hint can be pasted as it is.
+pub fn with_inventory(text: &str) -> std::borrow::Cow<'_, str> {
+    match INVENTORY_ARG.get() {
+        Some(arg) if text.contains("`pvegpu ") => {
+            std::borrow::Cow::Owned(text.replace("`pvegpu ", &format!("`pvegpu {arg}")))
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    }
+}
+
+/// Text for people on stdout (hints in it carry the user's `-i`).
 fn print_stdout(text: &str) -> Result<()> {
+    write_stdout(&with_inventory(text))
+}
+
+fn write_stdout(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
 }
 
+/// JSON is data: written as it is.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    print_stdout(&(serde_json::to_string_pretty(value)? + "\n"))
+    write_stdout(&(serde_json::to_string_pretty(value)? + "\n"))
 }
 
 /// Run one future per node concurrently, keeping their order.

@@ -1,13 +1,12 @@
 //! `pvegpu verify`: the read-only proof of each node's chain, one report per node.
 
 use super::{join_all, print_json, print_stdout, selected};
-use crate::cli::{ColorChoice, GlobalArgs};
+use crate::cli::GlobalArgs;
 use crate::core::error::hinted;
 use crate::host::gather;
 use crate::inventory::Inventory;
 use crate::verify::{Report, Style};
 use anyhow::Result;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -56,10 +55,7 @@ pub async fn run(
     } else {
         let style = Style {
             unicode: !ascii,
-            color: matches!(g.color, ColorChoice::Always)
-                || (matches!(g.color, ColorChoice::Auto)
-                    && std::io::stdout().is_terminal()
-                    && std::env::var_os("NO_COLOR").is_none()),
+            color: super::colour(&std::io::stdout()),
         };
         let text: Vec<String> = nodes
             .iter()

@@ -70,14 +70,14 @@ pub fn resolve<'t>(t: &'t Tables, spec: &str) -> Result<Resolved<'t>, GpuError> 
                 id: pci.to_string(),
                 known: t.gpus.len(),
             })?;
-            if let Some(given) = name {
-                if !names_of(gpu).any(|n| n == normalise(given)) {
-                    return Err(GpuError::NameMismatch {
-                        id: pci.to_string(),
-                        actual: gpu.name.clone(),
-                        given: given.to_string(),
-                    });
-                }
+            if let Some(given) = name
+                && !names_of(gpu).any(|n| n == normalise(given))
+            {
+                return Err(GpuError::NameMismatch {
+                    id: pci.to_string(),
+                    actual: gpu.name.clone(),
+                    given: given.to_string(),
+                });
             }
             Ok(Resolved {
                 input: spec.to_string(),

@@ -148,9 +148,10 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
     let (cuda, why) = cuda_range(t, &ccs, &assumed);
     reasons.extend(why);
 
-    if ccs.len() > 1 {
-        if let Some(l) = lowest {
-            reasons.push(Reason::new(
+    if ccs.len() > 1
+        && let Some(l) = lowest
+    {
+        reasons.push(Reason::new(
                 format!(
                     "mixed GPUs: CUDA and Triton are chosen for the lowest compute capability, {min_cc} ({}); a model whose backend lacks kernels for some GPUs can be kept off them with Triton's per-model instance_group.gpus",
                     l.label()
@@ -158,7 +159,6 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
                 true,
                 l.source.iter(),
             ));
-        }
     }
     let all_datacenter = gpus.iter().all(|g| g.is_datacenter());
     let mut backends = if req.backends.is_empty() {

@@ -159,13 +159,13 @@ fn blocked(t: &Tables, r: &TritonRelease, backend: Backend, ccs: &[Cc]) -> Optio
             r.release
         ));
     }
-    if let Some(k) = t.toolkit(&r.cuda) {
-        if let Some(cc) = ccs.iter().find(|cc| !k.builds_for(**cc)) {
-            return Some(format!(
-                "{}: its CUDA {} cannot build for CC {cc}",
-                r.release, r.cuda
-            ));
-        }
+    if let Some(k) = t.toolkit(&r.cuda)
+        && let Some(cc) = ccs.iter().find(|cc| !k.builds_for(**cc))
+    {
+        return Some(format!(
+            "{}: its CUDA {} cannot build for CC {cc}",
+            r.release, r.cuda
+        ));
     }
     None
 }

@@ -5,9 +5,11 @@
 
 pub mod check;
 pub mod error;
+pub mod input;
 pub mod outcome;
 pub mod phase;
 pub mod plan;
 pub mod playbook;
 pub mod progress;
+pub mod redact;
 pub mod scripts;

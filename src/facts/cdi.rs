@@ -134,10 +134,10 @@ pub fn parse(path: &str, text: &str) -> Result<CdiSpec, CdiError> {
             spec.edits(e);
         }
     }
-    if spec.driver_versions.is_empty() {
-        if let Some(c) = COMMENT_VERSION.captures(text) {
-            spec.driver_versions.insert(c[1].to_string());
-        }
+    if spec.driver_versions.is_empty()
+        && let Some(c) = COMMENT_VERSION.captures(text)
+    {
+        spec.driver_versions.insert(c[1].to_string());
     }
     Ok(spec.finish())
 }

@@ -64,15 +64,15 @@ pub fn parse_smi_table(text: &str) -> GpuUsers {
             continue;
         }
         if in_processes {
-            if let Some(c) = PROCESS_ROW.captures(line) {
-                if let Ok(i) = c[1].parse() {
-                    users.processes.push((i, format!("{} {}", &c[2], &c[3])));
-                }
+            if let Some(c) = PROCESS_ROW.captures(line)
+                && let Ok(i) = c[1].parse()
+            {
+                users.processes.push((i, format!("{} {}", &c[2], &c[3])));
             }
-        } else if let Some(c) = GPU_ROW.captures(line) {
-            if let (Ok(i), Some(a)) = (c[1].parse(), smi_bus_address(&c[2])) {
-                users.gpus.push((i, a));
-            }
+        } else if let Some(c) = GPU_ROW.captures(line)
+            && let (Ok(i), Some(a)) = (c[1].parse(), smi_bus_address(&c[2]))
+        {
+            users.gpus.push((i, a));
         }
     }
     users

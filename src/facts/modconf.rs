@@ -69,10 +69,10 @@ fn logical_lines(text: &str) -> Vec<(usize, String)> {
             out.push((start, trimmed.to_string()));
         }
     }
-    if let Some((start, acc)) = pending {
-        if !acc.trim().is_empty() {
-            out.push((start, acc.trim().to_string()));
-        }
+    if let Some((start, acc)) = pending
+        && !acc.trim().is_empty()
+    {
+        out.push((start, acc.trim().to_string()));
     }
     out
 }

@@ -2,6 +2,7 @@
 //! must stay easy to assemble by hand: `### pvegpu <section> [argument]`, the command's output,
 //! and optionally `### pvegpu exit <status>`.
 
+use crate::core::input::clip;
 use std::collections::BTreeMap;
 
 pub const MARKER: &str = "### pvegpu ";
@@ -10,16 +11,18 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RawError {
     #[error(
-        "line {line}: `{text}` is not a pvegpu facts header; expected `### pvegpu facts {FORMAT_VERSION}` before any section"
+        "line {line}: `{}` is not a pvegpu facts header; expected `### pvegpu facts {FORMAT_VERSION}` before any section",
+        clip(text)
     )]
     MissingHeader { line: usize, text: String },
     #[error(
-        "facts format version {found} is not supported (this pvegpu reads version {FORMAT_VERSION}); gather the facts again with this pvegpu"
+        "facts format version {} is not supported (this pvegpu reads version {FORMAT_VERSION}); gather the facts again with this pvegpu",
+        clip(found)
     )]
     Version { found: String },
-    #[error("line {line}: `{text}` has no section name after `### pvegpu`")]
+    #[error("line {line}: `{}` has no section name after `### pvegpu`", clip(text))]
     EmptyMarker { line: usize, text: String },
-    #[error("line {line}: `### pvegpu exit {value}` is not a number")]
+    #[error("line {line}: `### pvegpu exit {}` is not a number", clip(value))]
     BadExit { line: usize, value: String },
     #[error(
         "line {line}: section `{key}` is given a second time with different content (first at line {first}); one facts file describes one node at one time, so pvegpu does not pick one: keep the section that is current and delete the other"

@@ -27,10 +27,10 @@ pub fn parse_root_disks(text: &str) -> RootDisks {
             }
         } else if let Some(rest) = line.strip_prefix("disk ") {
             let path = rest.split_whitespace().nth(1).unwrap_or("");
-            if let Some(ctrl) = addresses_in_path(path).pop() {
-                if !out.controllers.contains(&ctrl) {
-                    out.controllers.push(ctrl);
-                }
+            if let Some(ctrl) = addresses_in_path(path).pop()
+                && !out.controllers.contains(&ctrl)
+            {
+                out.controllers.push(ctrl);
             }
         }
     }
@@ -61,18 +61,17 @@ pub fn parse_net(text: &str) -> Management {
             if let (Some(iface), Some(pos)) = (
                 words.get(1),
                 words.iter().position(|w| *w == "inet" || *w == "inet6"),
-            ) {
-                if let Some(ip) = words.get(pos + 1) {
-                    let ip = ip.split('/').next().unwrap_or(ip);
-                    addr_iface.push((ip.to_string(), iface.trim_end_matches(':').to_string()));
-                }
+            ) && let Some(ip) = words.get(pos + 1)
+            {
+                let ip = ip.split('/').next().unwrap_or(ip);
+                addr_iface.push((ip.to_string(), iface.trim_end_matches(':').to_string()));
             }
         } else if let Some(rest) = line.strip_prefix("route ") {
             let words: Vec<&str> = rest.split_whitespace().collect();
-            if let Some(pos) = words.iter().position(|w| *w == "dev") {
-                if let Some(dev) = words.get(pos + 1) {
-                    default_dev.insert(dev.to_string());
-                }
+            if let Some(pos) = words.iter().position(|w| *w == "dev")
+                && let Some(dev) = words.get(pos + 1)
+            {
+                default_dev.insert(dev.to_string());
             }
         } else if let Some(rest) = line.strip_prefix("iface ") {
             let mut words = rest.split_whitespace();
@@ -114,10 +113,10 @@ pub fn parse_net(text: &str) -> Management {
         if !seen.insert(i.clone()) {
             continue;
         }
-        if let Some(Some(addr)) = device.get(&i) {
-            if !nics.contains(addr) {
-                nics.push(*addr);
-            }
+        if let Some(Some(addr)) = device.get(&i)
+            && !nics.contains(addr)
+        {
+            nics.push(*addr);
         }
         stack.extend(lower.get(&i).cloned().unwrap_or_default());
     }

@@ -62,7 +62,7 @@ pub fn from_text(guest: &str, origin: &str, text: String) -> Result<GuestGathere
 
 /// A saved guest facts file.
 pub fn from_file(guest: &str, path: &Path) -> Result<GuestGathered> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::core::input::read_text(path)
         .with_context(|| format!("cannot read the guest facts file {}", path.display()))?;
     from_text(guest, &path.display().to_string(), text)
 }

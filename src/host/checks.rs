@@ -242,7 +242,7 @@ pub fn postconditions(
         PLAN_EMPTY,
         left == 0,
         match &again {
-            Ok(p) if left == 0 => "a new plan has no changes".into(),
+            Ok(_) if left == 0 => "a new plan has no changes".into(),
             Ok(p) => p
                 .changes
                 .iter()

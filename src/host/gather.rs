@@ -82,7 +82,7 @@ fn read_file(
     path: &Path,
     read: fn(&str, &str, String) -> Result<Gathered>,
 ) -> Result<(String, Gathered)> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::core::input::read_text(path)
         .with_context(|| format!("cannot read the facts file {}", path.display()))?;
     let raw = RawFacts::parse(&text)
         .with_context(|| format!("{} is not a pvegpu facts file", path.display()))?;
@@ -105,10 +105,12 @@ fn read_file(
 /// A transcript as users post it (`-`: standard input), read into facts.
 pub fn read_paste(path: &Path) -> Result<Paste> {
     let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin())
-            .context("cannot read the transcript from stdin")?
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .context("cannot read the transcript from stdin")?;
+        crate::core::input::text_of(path, bytes).context("cannot read the transcript from stdin")?
     } else {
-        std::fs::read_to_string(path)
+        crate::core::input::read_text(path)
             .with_context(|| format!("cannot read the transcript {}", path.display()))?
     };
     Ok(paste::read(&text))

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot read the inventory {path}")]
+    #[error("cannot read the inventory {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::core::input::InputError,
     },
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -34,6 +34,21 @@ pub enum InventoryError {
         path: PathBuf,
         known: String,
     },
+}
+
+impl crate::core::error::Hint for InventoryError {
+    fn hint(&self) -> Option<String> {
+        use crate::core::input::InputError;
+        match self {
+            InventoryError::Read {
+                source: InputError::Io { error, .. },
+                ..
+            } if error.kind() == std::io::ErrorKind::NotFound => Some(
+                "name the inventory with `-i FILE` or $PVEGPU_INVENTORY (the default is ./pvegpu.toml); to start one, copy inventories/osm45.toml from pvegpu's sources (README, \"Using it on your nodes\")".into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -150,7 +165,7 @@ pub struct GpuEntry {
 
 impl Inventory {
     pub fn load(path: &Path) -> Result<Self, InventoryError> {
-        let text = std::fs::read_to_string(path).map_err(|source| InventoryError::Read {
+        let text = crate::core::input::read_text(path).map_err(|source| InventoryError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -212,12 +227,12 @@ impl Inventory {
         }
         for (name, node) in &self.nodes {
             if node.ssh.trim().is_empty() || node.ssh.contains(char::is_whitespace) {
-                return Err(self.at(text, &format!("[nodes.{name}]"), format!("node `{name}`: `ssh` must be one destination such as `root@{name}.example.org`")));
+                return Err(self.at(text, name, &format!("[nodes.{name}]"), format!("node `{name}`: `ssh` must be one destination such as `root@{name}.example.org`")));
             }
             if let Some(vm) = &node.vm
                 && let Err((key, message)) = vm.check()
             {
-                return Err(self.at(text, key, format!("node `{name}`: [vm] {message}")));
+                return Err(self.at(text, name, key, format!("node `{name}`: [vm] {message}")));
             }
             for (i, a) in node.gpus.iter().enumerate() {
                 for b in &node.gpus[i + 1..] {
@@ -227,6 +242,7 @@ impl Inventory {
                     {
                         return Err(self.at(
                             text,
+                            name,
                             &b.address.to_string(),
                             format!(
                                 "node `{name}`: {} is listed twice ({} already covers it); keep one entry per card",
@@ -240,12 +256,13 @@ impl Inventory {
         Ok(())
     }
 
-    /// An error located at the first line of the inventory mentioning `needle`.
-    fn at(&self, text: &str, needle: &str, message: String) -> InventoryError {
+    /// An error located at the first line of node `node`'s tables that mentions `needle`
+    /// (with several nodes, the same key appears under each).
+    fn at(&self, text: &str, node: &str, needle: &str, message: String) -> InventoryError {
         let short = needle.trim_start_matches("0000:");
-        match text
-            .lines()
-            .position(|l| l.contains(needle) || l.contains(short))
+        match node_lines(text, node)
+            .find(|(_, l)| l.contains(needle) || l.contains(short))
+            .map(|(i, _)| i)
         {
             Some(i) => InventoryError::Invalid {
                 path: self.path.clone(),
@@ -278,6 +295,27 @@ fn resolved(base: &Path, home: Option<&Path>, path: &Path) -> PathBuf {
         _ => path.to_path_buf(),
     };
     base.join(expanded)
+}
+
+/// The lines (0-based index, text) of node `name`'s tables: from a `[nodes.NAME]`,
+/// `[nodes.NAME.vm]` or `[[nodes.NAME.gpus]]` header to the next header of another table.
+/// Where no header names the node (dotted keys, inline tables), every line.
+fn node_lines<'t>(text: &'t str, name: &str) -> impl Iterator<Item = (usize, &'t str)> {
+    let owner = |line: &str| -> Option<bool> {
+        let inner = line.trim().strip_prefix('[')?;
+        let inner = inner.strip_prefix('[').unwrap_or(inner);
+        let inner = inner.split(']').next()?;
+        let mut parts = inner.split('.').map(|p| p.trim().trim_matches('"'));
+        Some(parts.next() == Some("nodes") && parts.next() == Some(name))
+    };
+    let any_header = text.lines().any(|l| owner(l) == Some(true));
+    let mut inside = !any_header;
+    text.lines().enumerate().filter(move |(_, l)| {
+        if any_header && let Some(ours) = owner(l) {
+            inside = ours;
+        }
+        inside
+    })
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

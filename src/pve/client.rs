@@ -8,6 +8,7 @@ use super::envelope::{RawReply, parse_reply};
 use super::error::{AuthKind, PveError};
 use super::request::{ApiRequest, Method};
 use super::tls::{TlsObserver, TlsRefusal, TlsTrust, client_config};
+use crate::core::redact::redact;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, SystemTime};
@@ -188,10 +189,22 @@ impl PveClient {
             }
         }
         if let (Some(body), Some(ct)) = (&req.body, req.content_type()) {
+            tracing::debug!("api {} {} body: {}", req.method, req.path, redact(body));
             b = b.header("content-type", ct).body(body.clone());
         }
-        let resp = b.send().await.map_err(|e| self.send_error(req, &e))?;
+        let started = std::time::Instant::now();
+        let resp = b.send().await.map_err(|e| {
+            let e = self.send_error(req, &e);
+            tracing::info!("api {} {}: {e}", req.method, req.path);
+            e
+        })?;
         let status = resp.status().as_u16();
+        tracing::info!(
+            "api {} {} -> {status} in {} ms",
+            req.method,
+            req.path,
+            started.elapsed().as_millis()
+        );
         let reason = resp
             .extensions()
             .get::<hyper::ext::ReasonPhrase>()
@@ -201,6 +214,12 @@ impl PveClient {
             path: req.path.clone(),
             detail: format!("reading the reply: {}", chain(&e)),
         })?;
+        tracing::debug!(
+            "api {} {} reply: {}",
+            req.method,
+            req.path,
+            redact(&String::from_utf8_lossy(&body))
+        );
         Ok((status, reason, body.to_vec()))
     }
 

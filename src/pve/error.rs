@@ -213,16 +213,16 @@ impl crate::core::error::Hint for PveError {
                     .into(),
             ),
             PveError::FingerprintMismatch { actual, .. } => Some(format!(
-                "if the node's certificate was renewed, check the new one on the node (`openssl x509 -noout -fingerprint -sha256 -in /etc/pve/local/pveproxy-ssl.pem`, or pve-ssl.pem) and, when it reads {actual}, put it in the inventory's tls_fingerprint; otherwise something is between you and the node"
+                "if the node's certificate was renewed, check the new one on the node (`openssl x509 -noout -fingerprint -sha256 -in /etc/pve/local/pveproxy-ssl.pem`, or pve-ssl.pem) and, when it reads {actual}, put it in the inventory's [api] table as `fingerprint = \"{actual}\"` (`pvegpu fingerprint --node NAME` reads it over SSH); otherwise something is between you and the node"
             )),
             PveError::UntrustedCertificate {
                 fingerprint: Some(fp),
                 ..
             } => Some(format!(
-                "Proxmox nodes usually have a self-signed certificate: pin it with tls_fingerprint = \"{fp}\" in the inventory after checking it on the node (`openssl x509 -noout -fingerprint -sha256 -in /etc/pve/local/pveproxy-ssl.pem`), or give the cluster CA file (/etc/pve/pve-root-ca.pem)"
+                "Proxmox nodes usually have a self-signed certificate: pin it with `fingerprint = \"{fp}\"` in the inventory's [api] table after checking it on the node (`pvegpu fingerprint --node NAME` reads it over SSH), or give the cluster CA file: `ca_file = \"pve-root-ca.pem\"` (a copy of the node's /etc/pve/pve-root-ca.pem)"
             )),
             PveError::UntrustedCertificate { .. } => Some(
-                "pin the node certificate's SHA-256 fingerprint (tls_fingerprint) or give the cluster CA file (/etc/pve/pve-root-ca.pem)"
+                "pin the node certificate's SHA-256 fingerprint (`fingerprint = \"AB:CD:...\"` in the inventory's [api] table; `pvegpu fingerprint --node NAME` reads it) or give the cluster CA file (`ca_file`, a copy of /etc/pve/pve-root-ca.pem)"
                     .into(),
             ),
             PveError::UnknownNode { node, .. } => Some(format!(

@@ -2,6 +2,8 @@
 //! host keys are checked strictly, and the control master goes away with the session.
 
 use super::{Remote, RemoteOutput};
+use crate::core::input::clip;
+use crate::core::redact::redact;
 use openssh::{KnownHosts, Session, SessionBuilder};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -159,6 +161,13 @@ impl Remote for SshRemote {
     }
 
     async fn run_script(&self, script: &str) -> Result<RemoteOutput, SshError> {
+        let name = script_name(script);
+        tracing::debug!(
+            "ssh {}: script `{name}`:\n{}",
+            self.destination,
+            redact(script)
+        );
+        let started = std::time::Instant::now();
         let out = self
             .session
             .command("sh")
@@ -169,13 +178,51 @@ impl Remote for SshRemote {
             .map_err(|e| SshError::Run {
                 destination: self.destination.clone(),
                 detail: error_text(&e),
-            })?;
-        Ok(RemoteOutput {
+            });
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::info!(
+                    "ssh {}: script `{name}` ({} bytes): {e}",
+                    self.destination,
+                    script.len()
+                );
+                return Err(e);
+            }
+        };
+        let output = RemoteOutput {
             status: out.status.code(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        })
+        };
+        tracing::info!(
+            "ssh {}: script `{name}` ({} bytes): exit {} in {} ms",
+            self.destination,
+            script.len(),
+            output
+                .status
+                .map_or_else(|| "by signal".to_string(), |s| s.to_string()),
+            started.elapsed().as_millis()
+        );
+        tracing::debug!(
+            "ssh {}: script `{name}` stdout:\n{}\nstderr:\n{}",
+            self.destination,
+            redact(&output.stdout),
+            redact(&output.stderr)
+        );
+        Ok(output)
     }
+}
+
+/// A script's name for the log: its `# pvegpu ...` comment, else its first command line.
+fn script_name(script: &str) -> String {
+    let lines = script.lines().map(str::trim).filter(|l| !l.is_empty());
+    let named = lines
+        .clone()
+        .find(|l| l.starts_with("# pvegpu"))
+        .map(|l| l.trim_start_matches('#').trim());
+    let first = || lines.clone().find(|l| !l.starts_with('#')).unwrap_or("");
+    clip(named.unwrap_or_else(first)).into_owned()
 }
 
 /// Whose host key is trusted how: a Proxmox node's must be known already; a VM pvegpu created

@@ -43,14 +43,14 @@ fn settings_error(inventory: &Path, node: &str, message: String) -> ConnectError
 /// Read a secret file, refusing one that others can read: a leaked token opens the cluster.
 fn secret_file(inventory: &Path, node: &str, path: &Path) -> Result<SecretString, ConnectError> {
     use std::os::unix::fs::PermissionsExt;
-    let unreadable = |e: std::io::Error| {
+    let unreadable = |e: &dyn std::fmt::Display| {
         settings_error(
             inventory,
             node,
             format!("cannot read the secret file {}: {e}", path.display()),
         )
     };
-    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(&e))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(settings_error(
@@ -63,7 +63,8 @@ fn secret_file(inventory: &Path, node: &str, path: &Path) -> Result<SecretString
             ),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(unreadable)?;
+    // a FIFO or a device is refused before it is opened: reading one could block forever
+    let text = crate::core::input::read_text(path).map_err(|e| unreadable(&e))?;
     Ok(SecretString::from(text.trim().to_string()))
 }
 

@@ -55,7 +55,7 @@ impl Phase {
             ));
         };
         let ssh_key = match vm.cloud_init.as_ref().and_then(|c| c.ssh_key_file.as_ref()) {
-            Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+            Some(p) => Some(crate::core::input::read_text(p).with_context(|| {
                 format!(
                     "{}: node `{name}`: cannot read cloud_init.ssh_key_file {}",
                     inv.path.display(),

@@ -191,3 +191,23 @@ pub fn converged_testhost_facts(inv: &Path) -> PathBuf {
     std::fs::write(&path, converged).unwrap();
     path
 }
+
+/// Runs the pvegpu binary offline as a user would (no colour, no inventory from the
+/// environment), under `timeout 60` so a read that blocks fails the test instead of hanging
+/// it: (exit code, stdout, stderr).
+pub fn pvegpu_cli(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_pvegpu"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("PVEGPU_INVENTORY")
+        .env_remove("PVEGPU_TOKEN_SECRET")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

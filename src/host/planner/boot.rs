@@ -136,13 +136,13 @@ fn runtime_drift(facts: &HostFacts, d: &Desired) -> Vec<String> {
     if !off.is_empty() {
         out.push(format!("not on vfio-pci yet: {}", off.join(", ")));
     }
-    if let Some(next) = facts.next_boot_kernel() {
-        if compare_versions(next, &facts.running_kernel) != std::cmp::Ordering::Equal {
-            out.push(format!(
-                "kernel {next} is installed and boots next (running {})",
-                facts.running_kernel
-            ));
-        }
+    if let Some(next) = facts.next_boot_kernel()
+        && compare_versions(next, &facts.running_kernel) != std::cmp::Ordering::Equal
+    {
+        out.push(format!(
+            "kernel {next} is installed and boots next (running {})",
+            facts.running_kernel
+        ));
     }
     out
 }

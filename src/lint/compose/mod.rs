@@ -76,6 +76,10 @@ pub enum Rule {
     NoGpuRequest,
     /// `count: N` in two services: both get host GPUs 0..N-1.
     SharedGpu,
+    /// A value no engine or Docker accepts (a parallel size of 0).
+    InvalidValue,
+    /// `count: -1`, which Docker reads as all GPUs.
+    CountMinusOne,
 }
 
 impl Rule {
@@ -92,6 +96,8 @@ impl Rule {
             Rule::RuntimeWithReservation => "runtime-with-reservation",
             Rule::NoGpuRequest => "no-gpu-request",
             Rule::SharedGpu => "shared-gpu",
+            Rule::InvalidValue => "invalid-value",
+            Rule::CountMinusOne => "count-minus-one",
         }
     }
 }
@@ -127,7 +133,7 @@ pub enum LintError {
     Read {
         path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: crate::core::input::InputError,
     },
     /// Not YAML, or YAML that is not shaped like a Compose file (e.g. `environment: 3`).
     #[error("{path}:{line}:{column}: {message}")]
@@ -151,8 +157,8 @@ impl crate::core::error::Hint for LintError {
             LintError::Invalid {
                 line, source_line, ..
             } => Some(format!(
-                "line {line} reads `{}`; fix its indentation or quoting (`docker compose config` parses the file the same way)",
-                source_line.trim()
+                "line {line} reads `{}`; fix its value, indentation or quoting (`docker compose config` parses the file the same way)",
+                crate::core::input::clip(source_line.trim())
             )),
             LintError::NoServices { .. } => Some(
                 "a Compose file has a top-level `services:` mapping; pass the file that defines the GPU services".into(),
@@ -163,7 +169,7 @@ impl crate::core::error::Hint for LintError {
 
 /// Lints the Compose file at `path` (reads it; everything else is [`lint_compose_str`]).
 pub fn lint_compose(path: &Path) -> Result<Vec<Finding>, LintError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LintError::Read {
+    let text = crate::core::input::read_text(path).map_err(|source| LintError::Read {
         path: path.to_path_buf(),
         source,
     })?;
@@ -197,10 +203,10 @@ fn invalid(path: &Path, text: &str, e: &serde_saphyr::Error) -> LintError {
         .unwrap_or((1, 1));
     let mut message = e.without_snippet().to_string();
     // serde-saphyr appends the place; the error already starts with it.
-    if let Some(i) = message.rfind(" at line ") {
-        if message[i..].contains(", column ") {
-            message.truncate(i);
-        }
+    if let Some(i) = message.rfind(" at line ")
+        && message[i..].contains(", column ")
+    {
+        message.truncate(i);
     }
     LintError::Invalid {
         path: path.to_path_buf(),

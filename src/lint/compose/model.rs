@@ -20,7 +20,8 @@ pub struct ComposeFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Service {
-    pub runtime: Option<Spanned<String>>,
+    #[serde(deserialize_with = "present")]
+    pub runtime: Option<Spanned<Name>>,
     pub environment: Option<Spanned<Environment>>,
     pub command: Option<Spanned<CommandLine>>,
     pub entrypoint: Option<Spanned<CommandLine>>,
@@ -55,6 +56,7 @@ pub struct Reservations {
 #[serde(default)]
 pub struct DeviceRequest {
     pub driver: Option<Spanned<String>>,
+    #[serde(deserialize_with = "present")]
     pub count: Option<Spanned<Count>>,
     pub device_ids: Option<Spanned<Vec<Spanned<Scalar>>>>,
     pub capabilities: Option<Spanned<Vec<Scalar>>>,
@@ -64,7 +66,35 @@ pub struct DeviceRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
     All,
+    /// `count: -1`, which Docker reads as all GPUs (compose-go maps `all` to -1).
+    MinusOne,
     N(u64),
+}
+
+/// A key that is written must have a value: `count:` with nothing after it is a mistake,
+/// not "no count" (serde's `Option` would read it as absent).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+/// A name such as `runtime: nvidia`: a string, never a number or a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(pub String);
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a name such as `nvidia` or `runc`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+                Ok(Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `gpus: all` or a list of device requests.
@@ -159,7 +189,7 @@ impl<'de> Deserialize<'de> for Count {
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
                 if v == -1 {
-                    return Ok(Count::All);
+                    return Ok(Count::MinusOne);
                 }
                 u64::try_from(v)
                     .map(Count::N)

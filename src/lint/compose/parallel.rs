@@ -126,8 +126,9 @@ pub fn resolve(
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Option<(u64, Option<String>)> {
     let v = value.trim();
-    if let Ok(n) = v.parse::<u64>() {
-        return Some((n, None));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // too many digits for u64 is still a number the user wrote: report it, do not skip it
+        return Some((v.parse().unwrap_or(u64::MAX), None));
     }
     if let Some(rest) = v.strip_prefix("$$") {
         let var = rest.trim_start_matches('{').trim_end_matches('}');

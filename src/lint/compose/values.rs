@@ -19,23 +19,25 @@ pub enum IdKind {
 
 pub fn id_kind(id: &str) -> IdKind {
     let id = id.trim();
-    if let Ok(n) = id.parse::<u32>() {
-        if !id.starts_with('+') {
-            return IdKind::Index(n);
-        }
+    if let Ok(n) = id.parse::<u32>()
+        && !id.starts_with('+')
+    {
+        return IdKind::Index(n);
     }
     if id.starts_with("MIG-") {
         return IdKind::Mig;
     }
-    if let Some((a, b)) = id.split_once(':') {
-        if a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok() {
-            return IdKind::Mig;
-        }
+    if let Some((a, b)) = id.split_once(':')
+        && a.parse::<u32>().is_ok()
+        && b.parse::<u32>().is_ok()
+    {
+        return IdKind::Mig;
     }
-    if let Some(rest) = id.strip_prefix("GPU-") {
-        if !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-            return IdKind::GpuUuid;
-        }
+    if let Some(rest) = id.strip_prefix("GPU-")
+        && !rest.is_empty()
+        && rest.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+    {
+        return IdKind::GpuUuid;
     }
     IdKind::Other
 }

@@ -673,12 +673,12 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
                     )));
                 }
                 let import = property_string_get(rest, "import-from");
-                if let Some(src) = &import {
-                    if !st.nodes[&node].import_volumes.contains(src) {
-                        return Err(ApiError::die(format!(
-                            "unable to parse volume ID '{src}' - volume does not exist\n"
-                        )));
-                    }
+                if let Some(src) = &import
+                    && !st.nodes[&node].import_volumes.contains(src)
+                {
+                    return Err(ApiError::die(format!(
+                        "unable to parse volume ID '{src}' - volume does not exist\n"
+                    )));
                 }
                 if size.parse::<f64>().is_ok() {
                     // An imported disk takes the image's size (a Debian cloud image: 3G).

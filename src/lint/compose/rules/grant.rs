@@ -3,7 +3,7 @@
 //! it is written (capabilities, count with device_ids, index selection, a redundant runtime).
 
 use super::{EnvVar, Grant, INDEX_WHY, Loc, Out, Selection, Source, loc, range};
-use crate::lint::compose::model::{Count, DeviceRequest, Gpus, Service};
+use crate::lint::compose::model::{Count, DeviceRequest, Gpus, Name, Service};
 use crate::lint::compose::values::{
     IdKind, Value, gpus_word, id_kind, list, same_device, split_ids,
 };
@@ -80,7 +80,7 @@ fn cdi_device(out: &mut Out, name: &str, dev: &str, at: Loc) -> Option<Source> {
     })
 }
 
-pub(super) fn runtime_beside_reservation(out: &mut Out, name: &str, rt: &Spanned<String>) {
+pub(super) fn runtime_beside_reservation(out: &mut Out, name: &str, rt: &Spanned<Name>) {
     out.push(
         name,
         loc(rt),
@@ -103,18 +103,18 @@ pub(super) fn runtime_selection(out: &mut Out, name: &str, nv: &EnvVar) -> Optio
         "" | "none" | "void" => return None,
         _ => Selection::Ids(split_ids(&v)),
     };
-    if let Selection::Ids(ids) = &selection {
-        if ids.iter().any(|i| matches!(id_kind(i), IdKind::Index(_))) {
-            out.push(
-                name,
-                nv.at,
-                Severity::Advice,
-                Rule::IndexDeviceIds,
-                format!("{} selects GPUs by index. {INDEX_WHY}", nv.shown()),
-                "write the UUIDs that `nvidia-smi -L` prints: `NVIDIA_VISIBLE_DEVICES=GPU-…,GPU-…`"
-                    .into(),
-            );
-        }
+    if let Selection::Ids(ids) = &selection
+        && ids.iter().any(|i| matches!(id_kind(i), IdKind::Index(_)))
+    {
+        out.push(
+            name,
+            nv.at,
+            Severity::Advice,
+            Rule::IndexDeviceIds,
+            format!("{} selects GPUs by index. {INDEX_WHY}", nv.shown()),
+            "write the UUIDs that `nvidia-smi -L` prints: `NVIDIA_VISIBLE_DEVICES=GPU-…,GPU-…`"
+                .into(),
+        );
     }
     Some(Source {
         selection,
@@ -162,13 +162,23 @@ fn check_request(
     at: Loc,
     implicit_gpu: bool,
 ) -> Option<Source> {
-    if let Some(d) = &r.driver {
-        if !d.value.trim().eq_ignore_ascii_case("nvidia") {
-            return None; // another vendor's device
-        }
+    if let Some(d) = &r.driver
+        && !d.value.trim().eq_ignore_ascii_case("nvidia")
+    {
+        return None; // another vendor's device
     }
     if !implicit_gpu && !capabilities(out, name, r, at) {
         return None; // e.g. `capabilities: [tpu]`
+    }
+    if let Some(c) = r.count.as_ref().filter(|c| c.value == Count::MinusOne) {
+        out.push(
+            name,
+            loc(c),
+            Severity::Warning,
+            Rule::CountMinusOne,
+            "`count: -1` gives the service every GPU of the host (Docker reads -1 as all), which a reader of the file is unlikely to guess".into(),
+            "write `count: all`, or the number of GPUs the service needs".into(),
+        );
     }
 
     let ids: Vec<String> = r
@@ -184,6 +194,7 @@ fn check_request(
     if let (Some(c), false) = (&r.count, ids.is_empty()) {
         let count = match c.value {
             Count::All => "all".to_string(),
+            Count::MinusOne => "-1".to_string(),
             Count::N(n) => n.to_string(),
         };
         out.push(
@@ -298,9 +309,12 @@ fn by_count(r: &DeviceRequest, at: Loc) -> Source {
                 at: loc(c),
                 from_count: true,
             },
-            Count::All => Source {
+            Count::All | Count::MinusOne => Source {
                 selection: Selection::All,
-                why: "`count: all`".into(),
+                why: format!(
+                    "`count: {}`",
+                    if c.value == Count::All { "all" } else { "-1" }
+                ),
                 at: loc(c),
                 from_count: false,
             },

@@ -200,7 +200,10 @@ pub fn check(file: &str, text: &str, services: &BTreeMap<String, Service>) -> Ve
 fn check_service(out: &mut Out, name: &str, svc: &Service) -> Option<Summary> {
     let env = environment(svc);
     let mut sources = grant::requests(out, name, svc);
-    let runtime_nvidia = svc.runtime.as_ref().filter(|r| r.value.trim() == "nvidia");
+    let runtime_nvidia = svc
+        .runtime
+        .as_ref()
+        .filter(|r| r.value.0.trim() == "nvidia");
     let requested = !sources.is_empty();
     let nvidia_visible = env.get("NVIDIA_VISIBLE_DEVICES");
     match runtime_nvidia {
@@ -218,10 +221,8 @@ fn check_service(out: &mut Out, name: &str, svc: &Service) -> Option<Summary> {
         .collect::<Vec<_>>()
         .join(" and ");
 
-    if requested {
-        if let Some(nv) = nvidia_visible {
-            visible::nvidia_visible_devices(out, name, nv, &grant, &why);
-        }
+    if requested && let Some(nv) = nvidia_visible {
+        visible::nvidia_visible_devices(out, name, nv, &grant, &why);
     }
     visible::mig(out, name, &sources, &grant);
     let cuda = env
@@ -229,10 +230,10 @@ fn check_service(out: &mut Out, name: &str, svc: &Service) -> Option<Summary> {
         .filter(|_| !matches!(grant, Grant::None))
         .and_then(|cv| visible::cuda_visible_devices(out, name, cv, &grant, &why));
     parallelism::parallelism(out, name, svc, &env, &grant, &why, cuda.as_ref());
-    if matches!(grant, Grant::None) {
-        if let Some(nv) = nvidia_visible {
-            visible::no_gpu_request(out, name, nv);
-        }
+    if matches!(grant, Grant::None)
+        && let Some(nv) = nvidia_visible
+    {
+        visible::no_gpu_request(out, name, nv);
     }
 
     match (&grant, sources.first()) {

@@ -85,6 +85,12 @@ fn degree_from(
         })
 }
 
+/// A parallel size an engine can take: 1 or more, and not beyond u32 (no machine has more
+/// GPUs than that; larger values do not fit the engines' integer arguments).
+fn valid_size(n: u64) -> bool {
+    (1..=u64::from(u32::MAX)).contains(&n)
+}
+
 pub(super) fn parallelism(
     out: &mut Out,
     name: &str,
@@ -99,7 +105,27 @@ pub(super) fn parallelism(
     let Some(main) = tp.clone().or_else(|| pp.clone()) else {
         return;
     };
-    let need = tp.as_ref().map_or(1, |d| d.n) * pp.as_ref().map_or(1, |d| d.n);
+    if let Some(bad) = [&tp, &pp].into_iter().flatten().find(|d| !valid_size(d.n)) {
+        out.push(
+            name,
+            Loc {
+                line: bad.line,
+                merged_at: bad.merged_at,
+            },
+            Severity::Error,
+            Rule::InvalidValue,
+            format!(
+                "`{}` is not a parallel size: it must be a whole number of GPUs from 1; the engine refuses it at startup",
+                crate::core::input::clip(&bad.written)
+            ),
+            "write the number of GPUs to split the model over (1 for none)".into(),
+        );
+        return;
+    }
+    let need = tp
+        .as_ref()
+        .map_or(1, |d| d.n)
+        .saturating_mul(pp.as_ref().map_or(1, |d| d.n));
     if need <= 1 {
         return;
     }
@@ -154,10 +180,10 @@ pub(super) fn parallelism(
         )),
         _ => None,
     };
-    if let Some(c) = cuda {
-        if seen.as_ref().is_none_or(|(n, _, _)| c.visible < *n) {
-            seen = Some((c.visible, c.because.clone(), true));
-        }
+    if let Some(c) = cuda
+        && seen.as_ref().is_none_or(|(n, _, _)| c.visible < *n)
+    {
+        seen = Some((c.visible, c.because.clone(), true));
     }
     let Some((visible, because, by_cuda)) = seen else {
         return;

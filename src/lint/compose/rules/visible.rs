@@ -291,14 +291,12 @@ fn index_problem(
             })
         }
         _ => {
-            if host_numbered {
-                if let Some(r) = reserved.get(k) {
-                    if let Some(p) = reserved.iter().position(|x| x == e) {
-                        if p != k {
-                            renamed.push(format!("`{e}` is container GPU {k}, which is host GPU {r}, while host GPU {e} is container GPU {p}"));
-                        }
-                    }
-                }
+            if host_numbered
+                && let Some(r) = reserved.get(k)
+                && let Some(p) = reserved.iter().position(|x| x == e)
+                && p != k
+            {
+                renamed.push(format!("`{e}` is container GPU {k}, which is host GPU {r}, while host GPU {e} is container GPU {p}"));
             }
             None
         }
