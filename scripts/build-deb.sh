@@ -26,6 +26,6 @@ mkdir -p dist/man dist/completions
 "$BIN" completions bash > dist/completions/pvegpu.bash
 "$BIN" completions zsh > dist/completions/_pvegpu
 "$BIN" completions fish > dist/completions/pvegpu.fish
-cargo deb --no-build --locked --quiet
+cargo deb --no-build --locked --quiet >&2
 part "man pages, completions and package" "$t"
 ls -t "${CARGO_TARGET_DIR:-$PWD/target}"/debian/pvegpu_*.deb | head -1
