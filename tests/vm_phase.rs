@@ -137,6 +137,22 @@ async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
     )
     .await;
     assert_eq!(code, 0, "{err}\n{out}");
+    // stderr is not a terminal here: each task is a line, then how it ended and after how long
+    let lines: Vec<&str> = err.lines().collect();
+    let create = lines
+        .iter()
+        .position(|l| l.starts_with("  creating VM 201"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        lines[create + 1..]
+            .iter()
+            .any(|l| l.starts_with("  done after ")),
+        "{err}"
+    );
+    assert!(
+        err.contains("  VM 201: waiting for its guest agent"),
+        "{err}"
+    );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     for c in report[0]["postconditions"].as_array().unwrap() {
         assert_eq!(c["status"], "pass", "{c}");

@@ -37,7 +37,7 @@ pub async fn run(
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
     let nodes = selected(&inv, &node)?;
-    let progress = Stderr { quiet: g.quiet };
+    let progress = Stderr::new(g.quiet);
     let run = Run {
         g,
         inv: &inv,

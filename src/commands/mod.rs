@@ -8,15 +8,16 @@ mod fingerprint;
 mod lint;
 mod man;
 mod plan;
+mod progress;
 mod rollback;
 mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::core::error::{HintOf, hint_of, hinted};
-use crate::core::progress::Progress;
 use crate::inventory::{Inventory, Node};
 use anyhow::Result;
 use clap::CommandFactory;
+use progress::Stderr;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -231,19 +232,6 @@ where
     .await;
     // poll_fn returned Ready only once every slot was filled
     results.into_iter().flatten().collect()
-}
-
-/// Progress lines on stderr; `--quiet` hides them.
-struct Stderr {
-    quiet: bool,
-}
-
-impl Progress for Stderr {
-    fn say(&self, line: &str) {
-        if !self.quiet {
-            eprintln!("{line}");
-        }
-    }
 }
 
 /// Ask before changing a node; without a terminal only --yes may answer.

@@ -30,7 +30,7 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     confirm(&name, "roll back", yes)?;
-    let progress = Stderr { quiet: g.quiet };
+    let progress = Stderr::new(g.quiet);
     let mut exec = Executor::new(&name, n, options, &progress, connector);
     let after = exec.execute(&plan, &facts).await;
     let mut report = exec.report;

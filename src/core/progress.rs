@@ -1,6 +1,54 @@
-//! Progress lines for long work, told by executors and shown (or not) by the command layer.
+//! Progress for long work, told by executors and shown (or not) by the command layer: lines,
+//! and tasks that are shown with their elapsed time until they end.
 
-/// Progress lines on stderr; quiet hides them.
+/// Progress on stderr; quiet hides it.
 pub trait Progress {
     fn say(&self, line: &str);
+
+    /// Work that may take long (a step on a node, a reboot, a task): shown until
+    /// [`Task::done`] with its elapsed time. The default says `what` once.
+    fn begin(&self, what: &str) -> Task {
+        self.say(what);
+        Task::silent()
+    }
+}
+
+/// A task shown by a [`Progress`]; ending it (or dropping it, which counts as not done) lets
+/// the display close its line.
+#[must_use = "a task is shown until it is done"]
+pub struct Task {
+    finish: Option<Box<dyn FnOnce(bool) + Send>>,
+}
+
+impl Task {
+    /// A task whose display `finish(ok)` closes.
+    pub fn new(finish: impl FnOnce(bool) + Send + 'static) -> Self {
+        Task {
+            finish: Some(Box::new(finish)),
+        }
+    }
+
+    /// A task with nothing to close.
+    pub fn silent() -> Self {
+        Task { finish: None }
+    }
+
+    pub fn done(mut self, ok: bool) {
+        if let Some(f) = self.finish.take() {
+            f(ok);
+        }
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(f) = self.finish.take() {
+            f(false);
+        }
+    }
+}
+
+/// `[3/6]`: which step of how many, for a task's line.
+pub fn step_of(index: usize, total: usize) -> String {
+    format!("[{}/{total}]", index + 1)
 }

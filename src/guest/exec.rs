@@ -14,7 +14,7 @@ use crate::core::check::{Check, Layer};
 use crate::core::error::hinted;
 use crate::core::outcome::{StepOutcome, tail};
 use crate::core::plan::{Action, Change};
-use crate::core::progress::Progress;
+use crate::core::progress::{Progress, Task, step_of};
 use crate::core::scripts;
 use crate::inventory::guest::GuestSpec;
 use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
@@ -269,9 +269,18 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                 ));
             }
             let mut rebooted = None;
-            for change in &plan.changes {
+            let total = plan.changes.len();
+            for (i, change) in plan.changes.iter().enumerate() {
                 let what = change.action.describe();
-                self.progress.say(&format!("{}: {what}", self.guest));
+                let line = format!("{} {}: {what}", self.guest, step_of(i, total));
+                // the reboot shows its own wait
+                let task = match change.action {
+                    Action::Reboot => {
+                        self.progress.say(&line);
+                        Task::silent()
+                    }
+                    _ => self.progress.begin(&line),
+                };
                 let t = Instant::now();
                 let result = match &change.action {
                     Action::Reboot => match self.reboot(remote, &facts).await {
@@ -305,6 +314,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                     _ => self.run_change(&mut remote, change).await,
                 };
                 let ok = result.is_ok();
+                task.done(ok);
                 self.report.steps.push(StepOutcome {
                     step: change.step.clone(),
                     what: what.clone(),

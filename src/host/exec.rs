@@ -7,7 +7,7 @@ use crate::core::error::hinted;
 use crate::core::outcome::{ApplyReport, StepOutcome, run_id, tail};
 use crate::core::phase::{Applied, Phase};
 use crate::core::plan::{Action, Change};
-use crate::core::progress::Progress;
+use crate::core::progress::{Progress, Task, step_of};
 use crate::core::scripts;
 use crate::facts::HostFacts;
 use crate::host::checks::{postconditions, reboot_interlocks};
@@ -119,9 +119,18 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
             }
         }
         let mut current = facts.clone();
-        for change in &plan.changes {
+        let total = plan.changes.len();
+        for (i, change) in plan.changes.iter().enumerate() {
             let what = change.action.describe();
-            self.progress.say(&format!("{}: {what}", self.node_name));
+            let line = format!("{} {}: {what}", self.node_name, step_of(i, total));
+            // the reboot shows its own wait
+            let task = match change.action {
+                Action::Reboot => {
+                    self.progress.say(&line);
+                    Task::silent()
+                }
+                _ => self.progress.begin(&line),
+            };
             let t = Instant::now();
             let result = match &change.action {
                 Action::Reboot => {
@@ -132,6 +141,7 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
                 _ => self.run_change(&remote, change).await,
             };
             let ok = result.is_ok();
+            task.done(ok);
             let output = match &result {
                 Ok(o) => tail(o, 5),
                 Err(e) => format!("{e:#}"),

@@ -97,6 +97,12 @@ async fn wait_for_new_boot<C: Connector, P: Progress>(
 ) -> Result<C::Remote> {
     let started = Instant::now();
     let deadline = started + wait.timeout;
+    // dropped on a timeout, which closes it as not done
+    let task = progress.begin(&format!(
+        "{}: waiting for the reboot (up to {} s)",
+        wait.name,
+        wait.timeout.as_secs()
+    ));
     tokio::time::sleep(wait.poll_interval).await;
     loop {
         let waited = started.elapsed().as_secs();
@@ -117,16 +123,13 @@ async fn wait_for_new_boot<C: Connector, P: Progress>(
             {
                 let id = out.stdout.trim();
                 if !id.is_empty() && id != old {
+                    task.done(true);
                     progress.say(&format!("{}: back after {waited} s (new boot)", wait.name));
                     return Ok(r);
                 }
             }
             connector.close(r).await;
         }
-        progress.say(&format!(
-            "{}: waiting for the reboot ({waited} s)",
-            wait.name
-        ));
         tokio::time::sleep(wait.poll_interval).await;
     }
 }

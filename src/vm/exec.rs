@@ -98,10 +98,10 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
         req: ApiRequest,
         state: impl FnOnce() -> String,
     ) -> Result<(), ExecError> {
-        self.progress.say(&format!("  {doing}{detail}"));
-        self.call(req)
-            .await
-            .map_err(|e| step_error(&format!("{doing} failed"), e, state()))
+        let task = self.progress.begin(&format!("  {doing}{detail}"));
+        let result = self.call(req).await;
+        task.done(result.is_ok());
+        result.map_err(|e| step_error(&format!("{doing} failed"), e, state()))
     }
 
     /// Runs the steps; the address the VM answered on when it was started.
@@ -283,6 +283,12 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
             .map(|c| c.ip.split('/').next().unwrap_or("").to_string());
         let mut last;
         let mut said = tokio::time::Instant::now();
+        // dropped on a timeout, which closes it as not done
+        let task = self.progress.begin(&format!(
+            "  VM {vmid}: waiting for its guest agent{} (up to {} s)",
+            if static_ip.is_some() { " or SSH" } else { "" },
+            spec.reach_timeout
+        ));
         loop {
             let agent: Result<Value, PveError> = self
                 .client
@@ -301,6 +307,7 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
             match agent {
                 Ok(v) => {
                     if let Some(ip) = agent_ipv4(&v) {
+                        task.done(true);
                         self.progress
                             .say(&format!("  VM {vmid} is up: the guest agent reports {ip}"));
                         return Ok(ip);
@@ -316,6 +323,7 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                 )
                 .await;
                 if let Ok(Ok(_)) = conn {
+                    task.done(true);
                     self.progress
                         .say(&format!("  VM {vmid} is up: SSH answers on {ip}"));
                     return Ok(ip.clone());

@@ -1,0 +1,86 @@
+//! Progress on stderr. On a terminal a task is one line redrawn with a spinner and its elapsed
+//! time, closed with ✓ or ✗ and how long it took; elsewhere (CI logs, a pipe) it is plain
+//! lines: the task, `still running after N s` every 30 s, and how it ended. `-q` shows nothing.
+
+use crate::core::progress::{Progress, Task};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often a plain (not a terminal) display says a task still runs.
+const PLAIN_EVERY: Duration = Duration::from_secs(30);
+const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+pub struct Stderr {
+    quiet: bool,
+    terminal: bool,
+}
+
+impl Stderr {
+    pub fn new(quiet: bool) -> Self {
+        Stderr {
+            quiet,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+impl Progress for Stderr {
+    fn say(&self, line: &str) {
+        match (self.quiet, self.terminal) {
+            (true, _) => {}
+            // over a task's spinner line, which then redraws below
+            (false, true) => eprintln!("\r\x1b[2K{line}"),
+            (false, false) => eprintln!("{line}"),
+        }
+    }
+
+    fn begin(&self, what: &str) -> Task {
+        if self.quiet {
+            return Task::silent();
+        }
+        let terminal = self.terminal;
+        if !terminal {
+            eprintln!("{what}");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let ticker = {
+            let (stop, what) = (stop.clone(), what.to_string());
+            std::thread::spawn(move || tick(&what, started, terminal, &stop))
+        };
+        let what = what.to_string();
+        Task::new(move |ok| {
+            stop.store(true, Ordering::Relaxed);
+            let _ = ticker.join();
+            let secs = started.elapsed().as_secs_f64();
+            let mark = if ok { "✓" } else { "✗" };
+            if terminal {
+                eprintln!("\r\x1b[2K{mark} {what} ({secs:.0} s)");
+            } else {
+                let how = if ok { "done" } else { "failed" };
+                eprintln!("  {how} after {secs:.0} s");
+            }
+        })
+    }
+}
+
+/// Until `stop`: a spinner with the elapsed time (terminal), or a line every 30 s.
+fn tick(what: &str, started: Instant, terminal: bool, stop: &AtomicBool) {
+    let mut frame = 0;
+    let mut said = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        let secs = started.elapsed().as_secs();
+        if terminal {
+            frame = (frame + 1) % FRAMES.len();
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{} {what} · {secs} s", FRAMES[frame]);
+            let _ = err.flush();
+        } else if said.elapsed() >= PLAIN_EVERY {
+            eprintln!("  still running after {secs} s");
+            said = Instant::now();
+        }
+    }
+}
