@@ -7,7 +7,7 @@ mod support;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use support::gate::{Gated, Need};
+use support::gate::{self, Gated, Need};
 use support::sshd::{keygen, start_sshd};
 
 fn text(b: &[u8]) -> String {
@@ -156,6 +156,60 @@ fn apply_on_a_refused_node_changes_nothing() {
     );
 }
 
+/// A watched script tells each line as it comes (`\n` or a progress bar's `\r`), before the
+/// script ends, and still returns its whole output and exit status.
+fn watched_script_tells_each_line_as_it_comes() {
+    use pvegpu::transport::ssh::SshConnector;
+    use pvegpu::transport::{Connector, Remote};
+    use std::sync::{Arc, Mutex};
+    let sshd = start_sshd(false);
+    gate::block_on(async move {
+        let connector = SshConnector::node("testnode", Some(sshd.path("ssh_config")));
+        let remote = connector.connect().await.unwrap();
+        let seen: Arc<Mutex<Vec<(String, std::time::Instant)>>> = Arc::default();
+        let watch = {
+            let seen = seen.clone();
+            move |l: &str| {
+                seen.lock()
+                    .unwrap()
+                    .push((l.to_string(), std::time::Instant::now()))
+            }
+        };
+        let started = std::time::Instant::now();
+        let out = remote
+            .run_script_watched(
+                "echo 'update-initramfs: Generating /boot/initrd.img-6.8.12-4-pve'; sleep 1; printf 'Progress: 50%%\\rProgress: 100%%\\n'; echo oops >&2; exit 3",
+                &watch,
+            )
+            .await
+            .unwrap();
+        let ended = std::time::Instant::now();
+        connector.close(remote).await;
+        assert_eq!(out.status, Some(3));
+        assert!(
+            out.stdout.starts_with("update-initramfs: Generating"),
+            "{out:?}"
+        );
+        assert_eq!(out.stderr, "oops\n");
+        let seen = seen.lock().unwrap();
+        let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert!(
+            lines.contains(&"update-initramfs: Generating /boot/initrd.img-6.8.12-4-pve")
+                && lines.contains(&"Progress: 50%")
+                && lines.contains(&"Progress: 100%")
+                && lines.contains(&"oops"),
+            "{lines:?}"
+        );
+        // the first line came while the script still slept, not at its end
+        let first = seen[0].1;
+        assert!(
+            ended.duration_since(first).as_millis() >= 800,
+            "{:?} after the start",
+            first - started
+        );
+    });
+}
+
 fn main() {
     Gated::new()
         .test(
@@ -182,6 +236,11 @@ fn main() {
             "apply_on_a_refused_node_changes_nothing",
             &[Need::Sshd],
             apply_on_a_refused_node_changes_nothing,
+        )
+        .test(
+            "watched_script_tells_each_line_as_it_comes",
+            &[Need::Sshd],
+            watched_script_tells_each_line_as_it_comes,
         )
         .run()
 }

@@ -4,8 +4,8 @@
 
 use crate::core::progress::{Progress, Task};
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How often a plain (not a terminal) display says a task still runs.
@@ -45,13 +45,14 @@ impl Progress for Stderr {
             eprintln!("{what}");
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let last = Arc::new(Mutex::new(String::new()));
         let started = Instant::now();
         let ticker = {
-            let (stop, what) = (stop.clone(), what.to_string());
-            std::thread::spawn(move || tick(&what, started, terminal, &stop))
+            let (stop, last, what) = (stop.clone(), last.clone(), what.to_string());
+            std::thread::spawn(move || tick(&what, started, terminal, &stop, &last))
         };
         let what = what.to_string();
-        Task::new(move |ok| {
+        let finish = move |ok| {
             stop.store(true, Ordering::Relaxed);
             let _ = ticker.join();
             let secs = started.elapsed().as_secs_f64();
@@ -62,25 +63,36 @@ impl Progress for Stderr {
                 let how = if ok { "done" } else { "failed" };
                 eprintln!("  {how} after {secs:.0} s");
             }
-        })
+        };
+        Task::new(finish, last)
     }
 }
 
-/// Until `stop`: a spinner with the elapsed time (terminal), or a line every 30 s.
-fn tick(what: &str, started: Instant, terminal: bool, stop: &AtomicBool) {
+/// Until `stop`: a spinner with the elapsed time and the work's last output line (terminal),
+/// or a line every 30 s.
+fn tick(what: &str, started: Instant, terminal: bool, stop: &AtomicBool, last: &Mutex<String>) {
     let mut frame = 0;
     let mut said = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let secs = started.elapsed().as_secs();
+        let line = last.lock().map(|l| l.clone()).unwrap_or_default();
+        let line = match line.char_indices().nth(LAST_LINE_CHARS) {
+            Some((end, _)) => format!(" · {}…", &line[..end]),
+            None if line.is_empty() => String::new(),
+            None => format!(" · {line}"),
+        };
         if terminal {
             frame = (frame + 1) % FRAMES.len();
             let mut err = std::io::stderr().lock();
-            let _ = write!(err, "\r\x1b[2K{} {what} · {secs} s", FRAMES[frame]);
+            let _ = write!(err, "\r\x1b[2K{} {what} · {secs} s{line}", FRAMES[frame]);
             let _ = err.flush();
         } else if said.elapsed() >= PLAIN_EVERY {
-            eprintln!("  still running after {secs} s");
+            eprintln!("  still running after {secs} s{line}");
             said = Instant::now();
         }
     }
 }
+
+/// How much of the last output line a task's display shows.
+const LAST_LINE_CHARS: usize = 60;

@@ -1,6 +1,8 @@
 //! Progress for long work, told by executors and shown (or not) by the command layer: lines,
 //! and tasks that are shown with their elapsed time until they end.
 
+use std::sync::{Arc, Mutex};
+
 /// Progress on stderr; quiet hides it.
 pub trait Progress {
     fn say(&self, line: &str);
@@ -18,19 +20,38 @@ pub trait Progress {
 #[must_use = "a task is shown until it is done"]
 pub struct Task {
     finish: Option<Box<dyn FnOnce(bool) + Send>>,
+    /// The last line of output the work printed, for the display to show.
+    last_line: Option<Arc<Mutex<String>>>,
 }
 
 impl Task {
-    /// A task whose display `finish(ok)` closes.
-    pub fn new(finish: impl FnOnce(bool) + Send + 'static) -> Self {
+    /// A task whose display `finish(ok)` closes and shows `last_line` meanwhile.
+    pub fn new(finish: impl FnOnce(bool) + Send + 'static, last_line: Arc<Mutex<String>>) -> Self {
         Task {
             finish: Some(Box::new(finish)),
+            last_line: Some(last_line),
         }
     }
 
     /// A task with nothing to close.
     pub fn silent() -> Self {
-        Task { finish: None }
+        Task {
+            finish: None,
+            last_line: None,
+        }
+    }
+
+    /// What to hand a remote command so each line it prints becomes the task's last line.
+    pub fn watcher(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let last = self.last_line.clone();
+        move |line: &str| {
+            let line = line.trim();
+            if let (Some(last), false) = (&last, line.is_empty())
+                && let Ok(mut l) = last.lock()
+            {
+                line.clone_into(&mut l);
+            }
+        }
     }
 
     pub fn done(mut self, ok: bool) {

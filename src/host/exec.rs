@@ -65,7 +65,10 @@ fn added_words(path: &str, content: &str, before: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
+impl<'a, P: Progress, C: Connector> Executor<'a, P, C>
+where
+    C::Remote: Sync,
+{
     /// An executor for a plan made from facts gathered in one SSH round trip already.
     pub fn new(
         node_name: &'a str,
@@ -96,6 +99,18 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
     ) -> Result<crate::transport::RemoteOutput> {
         self.report.ssh_round_trips += 1;
         Ok(remote.run_script(script).await?)
+    }
+
+    /// A step's script, its output lines shown as the task's last line while it runs.
+    async fn watched(
+        &mut self,
+        remote: &C::Remote,
+        script: &str,
+        task: &Task,
+    ) -> Result<crate::transport::RemoteOutput> {
+        self.report.ssh_round_trips += 1;
+        let watch = task.watcher();
+        Ok(remote.run_script_watched(script, &watch).await?)
     }
 
     pub async fn gather(&mut self, remote: &C::Remote) -> Result<HostFacts> {
@@ -138,7 +153,7 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
                     current = self.gather(&remote).await?;
                     Ok(String::new())
                 }
-                _ => self.run_change(&remote, change).await,
+                _ => self.run_change(&remote, change, &task).await,
             };
             let ok = result.is_ok();
             task.done(ok);
@@ -175,7 +190,12 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
         Ok(current)
     }
 
-    async fn run_change(&mut self, remote: &C::Remote, change: &Change) -> Result<String> {
+    async fn run_change(
+        &mut self,
+        remote: &C::Remote,
+        change: &Change,
+        task: &Task,
+    ) -> Result<String> {
         let script = match &change.action {
             Action::WriteFile {
                 path,
@@ -194,7 +214,7 @@ impl<'a, P: Progress, C: Connector> Executor<'a, P, C> {
             Action::Run { command } => scripts::run_command(command),
             Action::Reboot => unreachable!("reboots are handled by execute"),
         };
-        let out = self.script(remote, &script).await?;
+        let out = self.watched(remote, &script, task).await?;
         if out.status != Some(0) {
             anyhow::bail!(
                 "exit status {}: {}",

@@ -21,6 +21,24 @@ pub trait Remote {
         &self,
         script: &str,
     ) -> impl Future<Output = Result<RemoteOutput, ssh::SshError>> + Send;
+
+    /// [`Remote::run_script`], telling `watch` each line of output as it comes, so progress
+    /// can show the last one (update-initramfs, apt, DKMS). By default the lines are told
+    /// once the script has ended.
+    fn run_script_watched(
+        &self,
+        script: &str,
+        watch: &(dyn Fn(&str) + Send + Sync),
+    ) -> impl Future<Output = Result<RemoteOutput, ssh::SshError>> + Send
+    where
+        Self: Sync,
+    {
+        async move {
+            let out = self.run_script(script).await?;
+            out.stdout.lines().chain(out.stderr.lines()).for_each(watch);
+            Ok(out)
+        }
+    }
 }
 
 /// Opens a connection to a machine (again after each reboot) and closes one. Executors hold a

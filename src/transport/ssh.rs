@@ -160,6 +160,48 @@ impl Remote for SshRemote {
         &self.destination
     }
 
+    async fn run_script_watched(
+        &self,
+        script: &str,
+        watch: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<RemoteOutput, SshError> {
+        let started = std::time::Instant::now();
+        let failed = |e: openssh::Error| SshError::Run {
+            destination: self.destination.clone(),
+            detail: error_text(&e),
+        };
+        let mut child = self
+            .session
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(openssh::Stdio::null())
+            .stdout(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .spawn()
+            .await
+            .map_err(failed)?;
+        let (stdout, stderr) = (child.stdout().take(), child.stderr().take());
+        let (stdout, stderr) = tokio::join!(read_lines(stdout, watch), read_lines(stderr, watch));
+        let status = child.wait().await.map_err(failed)?;
+        let output = RemoteOutput {
+            status: status.code(),
+            stdout,
+            stderr,
+        };
+        tracing::info!(
+            "ssh {}: script `{}` ({} bytes, output watched): exit {} in {} ms",
+            self.destination,
+            script_name(script),
+            script.len(),
+            output
+                .status
+                .map_or_else(|| "by signal".to_string(), |s| s.to_string()),
+            started.elapsed().as_millis()
+        );
+        Ok(output)
+    }
+
     async fn run_script(&self, script: &str) -> Result<RemoteOutput, SshError> {
         let name = script_name(script);
         tracing::debug!(
@@ -212,6 +254,35 @@ impl Remote for SshRemote {
         );
         Ok(output)
     }
+}
+
+/// Everything `stream` says, each line told to `watch` as it comes (a line ends at `\n` or, for
+/// progress bars such as apt's, `\r`).
+async fn read_lines<R: tokio::io::AsyncRead + Unpin>(
+    stream: Option<R>,
+    watch: &(dyn Fn(&str) + Send + Sync),
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let Some(mut stream) = stream else {
+        return String::new();
+    };
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    let mut line_start = 0;
+    while let Ok(n) = stream.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        all.extend_from_slice(&buf[..n]);
+        while let Some(end) = all[line_start..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            watch(&String::from_utf8_lossy(&all[line_start..line_start + end]));
+            line_start += end + 1;
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
 }
 
 /// A script's name for the log: its `# pvegpu ...` comment, else its first command line.
