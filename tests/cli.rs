@@ -363,3 +363,26 @@ fn suggested_commands_keep_the_inventory_the_user_gave() {
     assert!(out.contains(&with_i), "{out}");
     assert!(!out.contains("`pvegpu apply"), "{out}");
 }
+
+/// The plan's diffs show a file exactly as it will be written: the `-i` rewrite of hints
+/// never reaches them.
+#[test]
+fn diffs_are_not_rewritten_with_the_inventory() {
+    let inv = fixture("../../inventories/osm45.toml");
+    let facts = fixture("facts/osm45.facts");
+    let (code, out, err) = pvegpu(&[
+        "-i",
+        inv.to_str().unwrap(),
+        "plan",
+        "--facts",
+        facts.to_str().unwrap(),
+        "--phase",
+        "host",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("+# `pvegpu rollback` removes this file"),
+        "{out}"
+    );
+    assert!(!out.contains("+# `pvegpu -i"), "{out}");
+}

@@ -178,15 +178,25 @@ fn note_inventory_arg(g: &crate::cli::GlobalArgs) {
     }
 }
 
-/// `text` with every suggested `` `pvegpu ...` `` command carrying the `-i` the user gave, so
-/// a hint can be pasted as it is.
+/// `text` with the `` `pvegpu ...` `` commands that its `hint:` and `fix:` lines suggest
+/// carrying the `-i` the user gave, so they can be pasted as they are. Only those lines: a
+/// plan's diffs show file contents exactly as they will be written.
 pub fn with_inventory(text: &str) -> std::borrow::Cow<'_, str> {
-    match INVENTORY_ARG.get() {
-        Some(arg) if text.contains("`pvegpu ") => {
-            std::borrow::Cow::Owned(text.replace("`pvegpu ", &format!("`pvegpu {arg}")))
+    let Some(arg) = INVENTORY_ARG.get().filter(|_| text.contains("`pvegpu ")) else {
+        return std::borrow::Cow::Borrowed(text);
+    };
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in text.split_inclusive('\n') {
+        let advice = ["hint:", "fix:"]
+            .iter()
+            .any(|m| line.trim_start().starts_with(m));
+        if advice {
+            out.push_str(&line.replace("`pvegpu ", &format!("`pvegpu {arg}")));
+        } else {
+            out.push_str(line);
         }
-        _ => std::borrow::Cow::Borrowed(text),
     }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Text for people on stdout (hints in it carry the user's `-i`).
