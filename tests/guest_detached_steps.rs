@@ -7,7 +7,7 @@
 
 mod support;
 use pvegpu::core::plan::{Action, Change};
-use pvegpu::core::progress::Progress;
+use pvegpu::core::progress::{Progress, Task};
 use pvegpu::facts::RawFacts;
 use pvegpu::guest::exec::{GuestExecutor, GuestOptions, STEPS_DIR};
 use pvegpu::guest::{GuestFacts, GuestPlan, plan};
@@ -177,6 +177,68 @@ async fn a_runner_gone_without_a_status_fails_the_step() {
     assert!(!exec.report.steps[0].ok);
 }
 
+/// Progress that keeps every value its tasks' last line took (sampled every 100 ms).
+#[derive(Default)]
+struct Watching {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+impl Progress for Watching {
+    fn say(&self, line: &str) {
+        eprintln!("{line}");
+    }
+    fn begin(&self, what: &str) -> Task {
+        eprintln!("{what}");
+        let last = Arc::new(Mutex::new(String::new()));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l, d, seen) = (last.clone(), done.clone(), self.seen.clone());
+        std::thread::spawn(move || {
+            while !d.load(std::sync::atomic::Ordering::Relaxed) {
+                let now = l.lock().unwrap().clone();
+                let mut seen = seen.lock().unwrap();
+                if !now.is_empty() && seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+                drop(seen);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        Task::new(
+            move |_| done.store(true, std::sync::atomic::Ordering::Relaxed),
+            last,
+        )
+    }
+}
+
+/// A detached step's log reaches the progress display line by line while it runs (apt, a
+/// DKMS build), and the wait's marker lines stay out of the step's output.
+fn a_steps_log_shows_as_its_last_line_while_it_runs() {
+    let sshd = support::sshd::start_sshd(false);
+    gate::block_on(async move {
+        let command = "sh -c 'echo Building module nvidia.ko; sleep 3; echo DKMS: install completed; sleep 2'".to_string();
+        let (spec, facts, p) = one_step("logged-step", command);
+        let connector = SshConnector::guest("guest", Some(sshd.guest_config("guest")));
+        let watching = Watching::default();
+        let mut exec = GuestExecutor::new(
+            "guest",
+            &spec,
+            GuestOptions::default(),
+            &watching,
+            connector,
+        );
+        let _ = exec.execute(&p, &facts).await;
+        let step = &exec.report.steps[0];
+        assert!(step.ok, "{step:?}");
+        assert!(step.output.contains("DKMS: install completed"), "{step:?}");
+        assert!(!step.output.contains("pvegpu-step-log"), "{step:?}");
+        let seen = watching.seen.lock().unwrap().clone();
+        assert!(
+            seen.contains(&"Building module nvidia.ko".to_string())
+                && seen.contains(&"DKMS: install completed".to_string()),
+            "{seen:?}"
+        );
+    });
+}
+
 fn main() {
     Gated::new()
         .test(
@@ -188,6 +250,11 @@ fn main() {
             "a_runner_gone_without_a_status_fails_the_step",
             &[Need::Sshd, Need::Root],
             || gate::block_on(a_runner_gone_without_a_status_fails_the_step()),
+        )
+        .test(
+            "a_steps_log_shows_as_its_last_line_while_it_runs",
+            &[Need::Sshd, Need::Root],
+            a_steps_log_shows_as_its_last_line_while_it_runs,
         )
         .run()
 }

@@ -88,6 +88,13 @@ fn still_after_reboot(done: &str, plan: &GuestPlan) -> Option<String> {
     (!left.is_empty()).then(|| left.join("; "))
 }
 
+/// `text` without the wait's [`LOG_LINE`]s.
+fn without_log_lines(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|l| !l.starts_with(LOG_LINE))
+        .collect()
+}
+
 /// The script for one change (a reboot is not a change script).
 pub fn change_script(run_id: &str, change: &Change) -> Option<String> {
     Some(match &change.action {
@@ -163,10 +170,17 @@ pub fn wait_script(id: &str) -> String {
     format!("set -eu\nd={STEPS_DIR}; id={id}\n{WAIT_BODY}")
 }
 
+/// Marks the step log's newest line, which the wait prints on stderr as it changes, for the
+/// progress display; the executor takes these lines out of the step's output.
+pub const LOG_LINE: &str = "pvegpu-step-log: ";
+
 /// The pid file appears once the runner starts; a runner gone without a status (killed, a
-/// reboot) fails the step instead of waiting forever.
-const WAIT_BODY: &str = "n=0\n\
+/// reboot) fails the step instead of waiting forever. Meanwhile the log's newest line goes to
+/// stderr behind [`LOG_LINE`] whenever it changes.
+const WAIT_BODY: &str = "n=0; seen=\n\
      while [ ! -e \"$d/$id.rc\" ]; do\n\
+     \x20 now=$(tail -n 1 \"$d/$id.log\" 2>/dev/null | tr '\\r' '\\n' | tail -n 1 | cut -c 1-200) || now=\n\
+     \x20 [ \"$now\" = \"$seen\" ] || { seen=$now; echo \"pvegpu-step-log: $now\" >&2; }\n\
      \x20 if [ -e \"$d/$id.pid\" ]; then\n\
      \x20   if ! kill -0 \"$(cat \"$d/$id.pid\")\" 2>/dev/null && [ ! -e \"$d/$id.rc\" ]; then\n\
      \x20     sleep 1; [ -e \"$d/$id.rc\" ] && break\n\
@@ -192,7 +206,10 @@ pub struct GuestExecutor<'a, P: Progress, C: Connector> {
     pub report: GuestReport,
 }
 
-impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
+impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C>
+where
+    C::Remote: Sync,
+{
     pub fn new(
         guest: &'a str,
         spec: &'a GuestSpec,
@@ -224,6 +241,26 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
     async fn script(&mut self, remote: &C::Remote, script: &str) -> Result<RemoteOutput> {
         self.report.ssh_round_trips += 1;
         Ok(remote.run_script(script).await?)
+    }
+
+    /// A step's script: the log lines its wait reports become the task's last line, and
+    /// leave the output.
+    async fn watched(
+        &mut self,
+        remote: &C::Remote,
+        script: &str,
+        task: &Task,
+    ) -> Result<RemoteOutput> {
+        self.report.ssh_round_trips += 1;
+        let show = task.watcher();
+        let watch = move |line: &str| {
+            if let Some(log) = line.strip_prefix(LOG_LINE) {
+                show(log);
+            }
+        };
+        let mut out = remote.run_script_watched(script, &watch).await?;
+        out.stderr = without_log_lines(&out.stderr);
+        Ok(out)
     }
 
     pub async fn gather(&mut self, remote: &C::Remote) -> Result<GuestFacts> {
@@ -311,7 +348,7 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
                             )));
                         }
                     },
-                    _ => self.run_change(&mut remote, change).await,
+                    _ => self.run_change(&mut remote, change, &task).await,
                 };
                 let ok = result.is_ok();
                 task.done(ok);
@@ -364,9 +401,14 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
         Ok((facts, plan))
     }
 
-    async fn run_change(&mut self, remote: &mut C::Remote, change: &Change) -> Result<String> {
+    async fn run_change(
+        &mut self,
+        remote: &mut C::Remote,
+        change: &Change,
+        task: &Task,
+    ) -> Result<String> {
         let script = change_script(&self.run_id, change).expect("reboots are handled apart");
-        let out = match self.script(remote, &script).await {
+        let out = match self.watched(remote, &script, task).await {
             Ok(out) => out,
             Err(e) if matches!(change.action, Action::Run { .. }) => {
                 let id = step_id(&self.run_id, &change.step);
@@ -431,7 +473,10 @@ impl<'a, P: Progress, C: Connector> GuestExecutor<'a, P, C> {
             let old = std::mem::replace(remote, fresh);
             self.connector.close(old).await;
             match self.script(remote, &as_root(&wait_script(id))).await {
-                Ok(out) => return Ok(out),
+                Ok(mut out) => {
+                    out.stderr = without_log_lines(&out.stderr);
+                    return Ok(out);
+                }
                 Err(e) => last = format!("{e:#}"),
             }
         }
