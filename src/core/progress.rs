@@ -1,6 +1,7 @@
 //! Progress for long work, told by executors and shown (or not) by the command layer: lines,
 //! and tasks that are shown with their elapsed time until they end.
 
+use crate::core::plan::{Action, Change};
 use std::sync::{Arc, Mutex};
 
 /// Progress on stderr; quiet hides it.
@@ -69,7 +70,25 @@ impl Drop for Task {
     }
 }
 
-/// `[3/6]`: which step of how many, for a task's line.
-pub fn step_of(index: usize, total: usize) -> String {
-    format!("[{}/{total}]", index + 1)
+/// Step `index` of `total` of a plan on `target` (`osm45 [3/6]: run ...`): a task until it
+/// ends, except a reboot, which only says its line because the reboot wait shows itself.
+pub fn begin_step<P: Progress + ?Sized>(
+    progress: &P,
+    target: &str,
+    index: usize,
+    total: usize,
+    change: &Change,
+) -> Task {
+    let line = format!(
+        "{target} [{}/{total}]: {}",
+        index + 1,
+        change.action.describe()
+    );
+    match change.action {
+        Action::Reboot => {
+            progress.say(&line);
+            Task::silent()
+        }
+        _ => progress.begin(&line),
+    }
 }

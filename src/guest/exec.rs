@@ -14,7 +14,7 @@ use crate::core::check::{Check, Layer};
 use crate::core::error::hinted;
 use crate::core::outcome::{StepOutcome, tail};
 use crate::core::plan::{Action, Change};
-use crate::core::progress::{Progress, Task, step_of};
+use crate::core::progress::{Progress, Task, begin_step};
 use crate::core::scripts;
 use crate::inventory::guest::GuestSpec;
 use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
@@ -309,15 +309,7 @@ where
             let total = plan.changes.len();
             for (i, change) in plan.changes.iter().enumerate() {
                 let what = change.action.describe();
-                let line = format!("{} {}: {what}", self.guest, step_of(i, total));
-                // the reboot shows its own wait
-                let task = match change.action {
-                    Action::Reboot => {
-                        self.progress.say(&line);
-                        Task::silent()
-                    }
-                    _ => self.progress.begin(&line),
-                };
+                let task = begin_step(self.progress, self.guest, i, total, change);
                 let t = Instant::now();
                 let result = match &change.action {
                     Action::Reboot => match self.reboot(remote, &facts).await {

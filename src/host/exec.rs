@@ -7,7 +7,7 @@ use crate::core::error::hinted;
 use crate::core::outcome::{ApplyReport, StepOutcome, run_id, tail};
 use crate::core::phase::{Applied, Phase};
 use crate::core::plan::{Action, Change};
-use crate::core::progress::{Progress, Task, step_of};
+use crate::core::progress::{Progress, Task, begin_step};
 use crate::core::scripts;
 use crate::facts::HostFacts;
 use crate::host::checks::{postconditions, reboot_interlocks};
@@ -137,15 +137,7 @@ where
         let total = plan.changes.len();
         for (i, change) in plan.changes.iter().enumerate() {
             let what = change.action.describe();
-            let line = format!("{} {}: {what}", self.node_name, step_of(i, total));
-            // the reboot shows its own wait
-            let task = match change.action {
-                Action::Reboot => {
-                    self.progress.say(&line);
-                    Task::silent()
-                }
-                _ => self.progress.begin(&line),
-            };
+            let task = begin_step(self.progress, self.node_name, i, total, change);
             let t = Instant::now();
             let result = match &change.action {
                 Action::Reboot => {

@@ -155,6 +155,38 @@ impl SshRemote {
     }
 }
 
+impl SshRemote {
+    /// `-vv`: the script itself, redacted.
+    fn log_sending(&self, script: &str) {
+        tracing::debug!(
+            "ssh {}: script `{}`:\n{}",
+            self.destination,
+            script_name(script),
+            redact(script)
+        );
+    }
+
+    /// `-v`: the script's name, size, exit status and time; `-vv`: its output, redacted.
+    fn log_ran(&self, script: &str, output: &RemoteOutput, started: std::time::Instant) {
+        let name = script_name(script);
+        tracing::info!(
+            "ssh {}: script `{name}` ({} bytes): exit {} in {} ms",
+            self.destination,
+            script.len(),
+            output
+                .status
+                .map_or_else(|| "by signal".to_string(), |s| s.to_string()),
+            started.elapsed().as_millis()
+        );
+        tracing::debug!(
+            "ssh {}: script `{name}` stdout:\n{}\nstderr:\n{}",
+            self.destination,
+            redact(&output.stdout),
+            redact(&output.stderr)
+        );
+    }
+}
+
 impl Remote for SshRemote {
     fn destination(&self) -> &str {
         &self.destination
@@ -165,6 +197,7 @@ impl Remote for SshRemote {
         script: &str,
         watch: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<RemoteOutput, SshError> {
+        self.log_sending(script);
         let started = std::time::Instant::now();
         let failed = |e: openssh::Error| SshError::Run {
             destination: self.destination.clone(),
@@ -189,26 +222,13 @@ impl Remote for SshRemote {
             stdout,
             stderr,
         };
-        tracing::info!(
-            "ssh {}: script `{}` ({} bytes, output watched): exit {} in {} ms",
-            self.destination,
-            script_name(script),
-            script.len(),
-            output
-                .status
-                .map_or_else(|| "by signal".to_string(), |s| s.to_string()),
-            started.elapsed().as_millis()
-        );
+        self.log_ran(script, &output, started);
         Ok(output)
     }
 
     async fn run_script(&self, script: &str) -> Result<RemoteOutput, SshError> {
         let name = script_name(script);
-        tracing::debug!(
-            "ssh {}: script `{name}`:\n{}",
-            self.destination,
-            redact(script)
-        );
+        self.log_sending(script);
         let started = std::time::Instant::now();
         let out = self
             .session
@@ -237,21 +257,7 @@ impl Remote for SshRemote {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         };
-        tracing::info!(
-            "ssh {}: script `{name}` ({} bytes): exit {} in {} ms",
-            self.destination,
-            script.len(),
-            output
-                .status
-                .map_or_else(|| "by signal".to_string(), |s| s.to_string()),
-            started.elapsed().as_millis()
-        );
-        tracing::debug!(
-            "ssh {}: script `{name}` stdout:\n{}\nstderr:\n{}",
-            self.destination,
-            redact(&output.stdout),
-            redact(&output.stderr)
-        );
+        self.log_ran(script, &output, started);
         Ok(output)
     }
 }
