@@ -294,7 +294,7 @@ async fn documented_status_codes_and_messages() {
                 ("map", "node=pve,path=0000:02:00.0,id=10de:1b80"),
             ],
             500,
-            "pci ID 'gpu0' already defined",
+            "create hardware mapping failed: pci ID 'gpu0' already defined",
             Value::Null,
         ),
         (
@@ -783,11 +783,11 @@ async fn create_task_config_start_over_https() {
     let (status, log) = wait(r.body["data"].as_str().unwrap().to_string()).await;
     assert_eq!(
         status["exitstatus"],
-        "PCI device mapping invalid (hardware probably changed): gpu1"
+        "PCI device mapping invalid (hardware probably changed): 'id' does not match for 'gpu1' (10de:1b80 != 10de:2204) "
     );
     assert_eq!(
         log.as_array().unwrap().last().unwrap()["t"],
-        "TASK ERROR: PCI device mapping invalid (hardware probably changed): gpu1"
+        "TASK ERROR: PCI device mapping invalid (hardware probably changed): 'id' does not match for 'gpu1' (10de:1b80 != 10de:2204) "
     );
 
     // Every accepted request is valid against the schema.

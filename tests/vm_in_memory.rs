@@ -243,7 +243,7 @@ fn quick() -> WaitOptions {
 }
 
 #[tokio::test]
-async fn a_converged_running_vm_plans_nothing_in_seven_reads() {
+async fn a_converged_running_vm_plans_nothing_in_eight_reads() {
     let mut cluster = fake_pve::testhost_cluster();
     cluster.vms.insert(201, converged_vm());
     let api = MemoryPve::new(cluster, root_ticket());
@@ -257,8 +257,9 @@ async fn a_converged_running_vm_plans_nothing_in_seven_reads() {
     assert!(p.exists && p.running);
     assert_eq!(p.vmid, Some(201));
     assert_eq!(p.devices, ["hostpci0: 0000:00:03"]);
-    // version, nodes, storage, resources, mappings, config and pending of the running VM
-    assert_eq!(api.count(), 7, "{:#?}", api.requests.lock().unwrap());
+    // version, nodes, storage, resources, mappings, the caller's permissions, config and
+    // pending of the running VM
+    assert_eq!(api.count(), 8, "{:#?}", api.requests.lock().unwrap());
 }
 
 #[tokio::test]

@@ -7,105 +7,12 @@
 #[path = "support/fake_pve/mod.rs"]
 mod fake_pve;
 mod support;
+#[path = "support/vm_lab.rs"]
+mod vm_lab;
 use fake_pve::{FakePve, LIMITED_TOKEN_SECRET, ROOT_TOKEN_SECRET};
 use pvegpu::core::error::Hint;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-struct Lab {
-    fake: FakePve,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    async fn start() -> Lab {
-        Lab {
-            fake: FakePve::start_with(fake_pve::testhost_cluster()).await,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// An inventory for the test host with an [api] table (`auth` lines) and the seed's VM.
-    fn inventory(&self, auth: &str, vm_extra: &str) -> PathBuf {
-        let key = self.dir.path().join("id.pub");
-        std::fs::write(
-            &key,
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests raphael@workstation\n",
-        )
-        .unwrap();
-        let text = format!(
-            r#"[nodes.pvetest]
-ssh = "root@127.0.0.1"
-[[nodes.pvetest.gpus]]
-address = "0000:00:03.0"
-id = "1234:11e8"
-[[nodes.pvetest.gpus]]
-address = "0000:00:04.0"
-id = "8086:100e"
-[nodes.pvetest.api]
-url = "{url}"
-fingerprint = "{fp}"
-{auth}
-[nodes.pvetest.vm]
-vmid = 201
-name = "triton-gpu"
-memory_mib = 30720
-cores = 10
-cpu = "kvm64,flags=+aes"
-reach_timeout = 20
-{vm_extra}
-[nodes.pvetest.vm.disk]
-storage = "nvme-zfs"
-size_gb = 100
-image = "local:import/debian-12-genericcloud-amd64.qcow2"
-[nodes.pvetest.vm.cloud_init]
-user = "raphael"
-ssh_key_file = "id.pub"
-ip = "10.3.0.201/8"
-gateway = "10.0.0.45"
-dns = "9.9.9.9"
-"#,
-            url = self.fake.https_base,
-            fp = self.fake.fingerprint
-        );
-        let p = self.dir.path().join("pvegpu.toml");
-        std::fs::write(&p, text).unwrap();
-        support::converged_testhost_facts(&p);
-        p
-    }
-
-    fn requests(&self) -> usize {
-        self.fake.requests.lock().unwrap().len()
-    }
-}
-
-const TOKEN: &str = "token = \"root@pam!pvegpu\"";
-
-/// Runs the binary on a blocking thread (the fake serves on the runtime's workers).
-async fn pvegpu(inv: &Path, args: &[&str], secret: &str) -> (i32, String, String) {
-    let facts = inv.with_file_name("pvetest.facts");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pvegpu"));
-    cmd.arg("-i").arg(inv).args(args).arg("--facts").arg(facts);
-    cmd.env("PVEGPU_TOKEN_SECRET", secret)
-        .env("PVEGPU_PASSWORD", "secret")
-        .env("NO_COLOR", "1");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(
-        !o.contains(ROOT_TOKEN_SECRET) && !e.contains(ROOT_TOKEN_SECRET),
-        "a secret leaked"
-    );
-    assert!(
-        !o.contains(LIMITED_TOKEN_SECRET) && !e.contains(LIMITED_TOKEN_SECRET),
-        "a secret leaked"
-    );
-    (out.status.code().unwrap_or(-1), o, e)
-}
+use vm_lab::{Lab, LibraryPlan, TOKEN, pvegpu};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
@@ -187,8 +94,9 @@ async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
     let (code, plan, err) = pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;
     assert_eq!(code, 0, "{err}\n{plan}");
     assert!(plan.ends_with("No changes.\n"), "{plan}");
-    // version, nodes, storage, resources, mappings, config and pending of the running VM
-    assert_eq!(lab.requests() - before, 7, "API calls for one converged VM");
+    // version, nodes, storage, resources, mappings, the caller's permissions, config and
+    // pending of the running VM
+    assert_eq!(lab.requests() - before, 8, "API calls for one converged VM");
     let (code, out, err) = pvegpu(
         &inv,
         &["--json", "apply", "--yes", "-n", "pvetest"],
@@ -218,7 +126,7 @@ async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
     let before = lab.requests();
     let (code, _, _) = pvegpu(&inv, &["plan"], ROOT_TOKEN_SECRET).await;
     assert_eq!(code, 0);
-    assert_eq!(lab.requests() - before, 8);
+    assert_eq!(lab.requests() - before, 9);
 
     // drift: someone lowered the memory and removed a card
     {
@@ -264,7 +172,7 @@ async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_without_mapping_permission_fails_clearly_and_creates_no_vm() {
+async fn a_privsep_token_lacking_privileges_is_refused_at_plan_naming_each() {
     let lab = Lab::start().await;
     let inv = lab.inventory("token = \"root@pam!limited\"", "");
     let (code, out, err) = pvegpu(
@@ -273,24 +181,40 @@ async fn token_without_mapping_permission_fails_clearly_and_creates_no_vm() {
         LIMITED_TOKEN_SECRET,
     )
     .await;
-    assert_eq!(code, 1, "{out}");
+    assert_eq!(code, 1, "{out}\n{err}");
+    let all = format!("{out}{err}");
     assert!(
-        err.contains("creating PCI mapping gpu-00-03 failed; no VM was created or changed"),
-        "{err}"
+        all.contains("the API credentials lack privileges the plan needs"),
+        "{all}"
     );
+    for missing in [
+        "- Mapping.Modify on /mapping/pci: to create the PCI mapping gpu-00-03, to create the PCI mapping gpu-00-04",
+        "- VM.Config.Memory on /vms/201: to set memory",
+        "- VM.Config.Cloudinit or VM.Config.Network on /vms/201: to set ciuser, to set sshkeys, to set ipconfig0, to set nameserver",
+        // the cloud-init drive is not checked against its storage (`$check_storage_access`)
+        "- Datastore.AllocateSpace on /storage/nvme-zfs: to allocate scsi0\n",
+        "- Datastore.Allocate or Datastore.AllocateSpace or Datastore.Audit on /storage/local: to import local:import/debian-12-genericcloud-amd64.qcow2",
+        "- SDN.Use on /sdn/zones/localnetwork/vmbr0: to put net0 on vmbr0",
+        "- Mapping.Use on /mapping/pci/gpu-00-03: to give hostpci0 the mapping gpu-00-03",
+    ] {
+        assert!(all.contains(missing), "{missing} not named in: {all}");
+    }
     assert!(
-        err.contains("Permission check failed (/mapping/pci, Mapping.Modify)"),
-        "{err}"
+        !all.contains("VM.Allocate on"),
+        "held privileges are not listed: {all}"
     );
-    assert!(
-        err.contains("hint: the API token lacks a PCI mapping privilege"),
-        "{err}"
-    );
-    assert!(lab.fake.state.lock().unwrap().vms.is_empty());
+    assert!(all.contains("pveum"), "{all}");
+    let writes: Vec<_> = lab
+        .fake
+        .all_requests()
+        .into_iter()
+        .filter(|r| r.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "nothing was written: {writes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn root_ticket_passes_raw_devices_and_a_failed_create_is_cleaned_up_with_its_log() {
+async fn root_ticket_passes_raw_devices_and_a_failed_create_leaves_nothing_and_shows_its_log() {
     let lab = Lab::start().await;
     let inv = lab.inventory("user = \"root@pam\"", "");
     let (code, plan, err) = pvegpu(&inv, &["plan"], "").await;
@@ -308,10 +232,12 @@ async fn root_ticket_passes_raw_devices_and_a_failed_create_is_cleaned_up_with_i
         Some("unable to create VM 201 - zfs error: out of space".into());
     let (code, _, err) = pvegpu(&inv, &["apply", "--yes", "-n", "pvetest"], "").await;
     assert_eq!(code, 1);
+    // The real create worker unlinks its config on failure: nothing to remove.
     assert!(
-        err.contains("creating VM 201 failed; the half-created VM 201 was removed"),
+        err.contains("creating VM 201 failed; Proxmox removed what the failed create had made; no VM 201 is left"),
         "{err}"
     );
+    assert!(!err.contains("removing the half-created"), "{err}");
     assert!(
         err.contains("TASK ERROR: unable to create VM 201 - zfs error: out of space"),
         "task log shown: {err}"
@@ -329,7 +255,6 @@ async fn root_ticket_passes_raw_devices_and_a_failed_create_is_cleaned_up_with_i
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_concurrent_edit_is_detected_not_overwritten() {
-    use pvegpu::vm::exec::VmExecutor;
     let lab = Lab::start().await;
     let inv_path = lab.inventory(TOKEN, "");
     let (code, _, err) = pvegpu(
@@ -350,21 +275,8 @@ async fn a_concurrent_edit_is_detected_not_overwritten() {
         .insert("cores".into(), "2".into());
 
     // plan with the library, then someone edits the VM before the plan runs
-    let inv = pvegpu::inventory::Inventory::load(&inv_path).unwrap();
-    let node = inv.node("pvetest").unwrap();
-    let raw = std::fs::read_to_string(inv_path.with_file_name("pvetest.facts")).unwrap();
-    let facts = pvegpu::host::gather::from_text("pvetest", "fixture", raw)
-        .unwrap()
-        .facts;
-    let host = pvegpu::host::planner::plan("pvetest", node, &facts).unwrap();
-    let ready = pvegpu::vm::phase::host_readiness("pvetest", node, &facts, &host);
-    // SAFETY of env: set before any thread reads it in this test process
-    unsafe { std::env::set_var("PVEGPU_TOKEN_SECRET", ROOT_TOKEN_SECRET) };
-    let phase = pvegpu::vm::phase::Phase::connect(&inv, "pvetest", node, Some(&facts))
-        .await
-        .unwrap()
-        .unwrap();
-    let plan = phase.plan("pvetest", node, &ready).await.unwrap();
+    let made = LibraryPlan::make(&inv_path).await;
+    let plan = &made.plan;
     assert!(
         matches!(
             plan.steps.first(),
@@ -382,15 +294,7 @@ async fn a_concurrent_edit_is_detected_not_overwritten() {
         .config
         .insert("description".into(), "edited by hand".into());
 
-    struct Quiet;
-    impl pvegpu::core::progress::Progress for Quiet {
-        fn say(&self, _: &str) {}
-    }
-    let exec = VmExecutor::new(&phase.client, &Quiet);
-    let e = exec
-        .execute(&plan, node.vm.as_ref().unwrap(), Ok(()))
-        .await
-        .unwrap_err();
+    let e = made.execute().await.unwrap_err();
     let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
     assert!(text.contains("checksum mismatch"), "{text}");
     assert!(

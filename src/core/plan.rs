@@ -112,7 +112,9 @@ pub fn render_verdict(
     if !refusals.is_empty() {
         out.push_str("\nRefused:\n");
         for r in refusals {
-            out.push_str(&format!("  ✗ {}\n    hint: {}\n", r.reason, r.hint));
+            // A reason with a list keeps its lines under the mark.
+            let reason = r.reason.replace('\n', "\n    ");
+            out.push_str(&format!("  ✗ {reason}\n    hint: {}\n", r.hint));
         }
         return true;
     }

@@ -76,8 +76,10 @@ fn parse_line(line: &str, get: &HashMap<&str, &str>) -> Option<SysfsPci> {
         vendor: hex("vendor")? as u16,
         device: hex("device")? as u16,
     };
+    // Kept when it reads 0000:0000: PVE's `pci_device_info` keeps it too, and a mapping
+    // entry without it fails the VM's start ("missing expected property 'subsystem-id'").
     let subsystem = match (hex("svendor"), hex("sdevice")) {
-        (Some(v), Some(d)) if v != 0 || d != 0 => Some(PciId {
+        (Some(v), Some(d)) => Some(PciId {
             vendor: v as u16,
             device: d as u16,
         }),
@@ -128,7 +130,10 @@ mod tests {
         let d = parse(line).unwrap().pop().unwrap();
         assert_eq!(d.iommu_group, None);
         assert_eq!(d.driver, None);
-        assert_eq!(d.subsystem, None);
+        assert_eq!(
+            d.subsystem.map(|s| s.to_string()).as_deref(),
+            Some("0000:0000")
+        );
         assert!(d.upstream.is_empty());
     }
 

@@ -25,17 +25,21 @@ pub enum ExecError {
         vmid: u32,
         waited: u64,
         last: String,
+        hint: String,
     },
     #[error("refusing to start VM {vmid}: {why}")]
     HostNotReady { vmid: u32, why: String },
+    #[error("PCI mapping {id} changed since the plan read it; nothing was written")]
+    MappingChanged { id: String },
 }
 
 impl crate::core::error::Hint for ExecError {
     fn hint(&self) -> Option<String> {
         match self {
             ExecError::Step { hint, source, .. } => hint.clone().or_else(|| crate::core::error::Hint::hint(source)),
-            ExecError::Unreachable { .. } => Some("check the VM console in the Proxmox GUI: cloud-init network settings, or the guest agent (install qemu-guest-agent in the guest)".into()),
+            ExecError::Unreachable { hint, .. } => Some(hint.clone()),
             ExecError::HostNotReady { .. } => Some("run `pvegpu apply` for the host and `pvegpu verify` until the host layer passes".into()),
+            ExecError::MappingChanged { .. } => Some("someone edited the mapping during the apply: run `pvegpu plan` to see it as it is now, then apply again".into()),
         }
     }
 }
@@ -51,7 +55,10 @@ fn step_error(step: &str, source: PveError, state: String) -> ExecError {
         PveError::Permission { message, .. } if message.contains("Mapping") => Some(
             "the API token lacks a PCI mapping privilege: grant it Mapping.Modify on /mapping/pci (to create) and Mapping.Use on /mapping/pci/ID (Datacenter > Permissions > Add > API Token Permission), or create the mapping yourself, or use `user = \"root@pam\"` to pass raw devices".to_string(),
         ),
-        // Synchronous PUT answers 500; the async POST's worker fails its task with it.
+        e if e.to_string().contains("already exists") => Some(
+            "the VM id was taken after the plan read the cluster: run `pvegpu plan` again, or set another `vmid` in the [vm] table".to_string(),
+        ),
+        // A POST answers it before any task starts (`$load_and_check_config`).
         e if e.to_string().contains("checksum mismatch") => Some(
             "someone changed the VM config since pvegpu read it; nothing was overwritten: run `pvegpu plan` to see the new state and apply again".to_string(),
         ),
@@ -152,12 +159,11 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                 self.send(&format!("creating PCI mapping {id}"), "", req, unchanged)
                     .await
             }
-            VmStep::UpdateMapping {
-                id, map, digest, ..
-            } => {
+            VmStep::UpdateMapping { id, map, was, .. } => {
+                let digest = self.mapping_digest(id, was).await?;
                 let params = Params::new()
                     .list("map", map.clone())
-                    .opt_str("digest", digest.clone());
+                    .opt_str("digest", digest);
                 let req = ApiRequest::put(api_path(&["cluster", "mapping", "pci", id]), &params);
                 self.send(&format!("updating PCI mapping {id}"), "", req, unchanged)
                     .await
@@ -170,8 +176,17 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                     p = p.str(k, v);
                 }
                 let req = ApiRequest::post(api_path(&["nodes", node, "qemu"]), &p);
-                if let Err(e) = self.call(req).await {
-                    let state = self.clean_up_create(node, vmid).await;
+                // Refused before its task started (the id taken meanwhile, a privilege):
+                // nothing of this run exists, and whatever has the id is not touched.
+                let reply: Value = self.client.call(&req).await.map_err(|e| {
+                    step_error(
+                        &format!("creating VM {vmid} failed"),
+                        e,
+                        "Proxmox refused before creating anything; no VM was created or changed by pvegpu".into(),
+                    )
+                })?;
+                if let Err(e) = self.finish(reply).await {
+                    let state = self.clean_up_create(node, vmid, &plan.name).await;
                     return Err(step_error(&format!("creating VM {vmid} failed"), e, state));
                 }
                 Ok(())
@@ -236,8 +251,27 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
         .await
     }
 
-    /// After a failed create: destroy what the create left, or say what is there.
-    async fn clean_up_create(&self, node: &str, vmid: u32) -> String {
+    /// The digest of `pci.cfg` as it is now, when mapping `id` still has the entries the plan
+    /// read (any write to any mapping changes the digest, pvegpu's own earlier ones too).
+    async fn mapping_digest(&self, id: &str, was: &[String]) -> Result<Option<String>, ExecError> {
+        let path = api_path(&["cluster", "mapping", "pci", id]);
+        let now: Value = self.client.get(&path, &Params::new()).await.map_err(|e| {
+            step_error(
+                &format!("reading PCI mapping {id} failed"),
+                e,
+                "no VM was created or changed".into(),
+            )
+        })?;
+        if super::state::parse_map(&now) != was {
+            return Err(ExecError::MappingChanged { id: id.to_string() });
+        }
+        Ok(now.get("digest").and_then(super::state::text))
+    }
+
+    /// After the create task failed: Proxmox removes the config a failed create wrote
+    /// (qemu-server `create_vm`), so normally nothing is left. A VM still there is removed
+    /// only while it carries the `create` lock and this run's name: the id was this run's.
+    async fn clean_up_create(&self, node: &str, vmid: u32, name: &str) -> String {
         let cfg: Result<Value, _> = self
             .client
             .get(
@@ -245,12 +279,20 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                 &Params::new(),
             )
             .await;
-        if cfg.is_err() {
-            return format!("no VM {vmid} was left behind");
+        let Ok(cfg) = cfg else {
+            return format!(
+                "Proxmox removed what the failed create had made; no VM {vmid} is left"
+            );
+        };
+        let field = |k: &str| cfg.get(k).and_then(super::state::text);
+        if field("lock").as_deref() != Some("create") || field("name").as_deref() != Some(name) {
+            return format!(
+                "a VM {vmid} exists that pvegpu does not recognise as the one it tried to create; it was left alone"
+            );
         }
         self.progress
             .say(&format!("  removing the half-created VM {vmid}"));
-        // A failed create keeps its `create` lock; only root@pam may skip a lock.
+        // Only root@pam may skip the `create` lock.
         let root = matches!(self.client.credentials(), Some(crate::pve::Credentials::Ticket(t)) if t.username == "root@pam");
         let mut p = Params::new()
             .bool("purge", true)
@@ -276,34 +318,26 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
     ) -> Result<String, ExecError> {
         let started = tokio::time::Instant::now();
         let deadline = started + Duration::from_secs(spec.reach_timeout);
-        let static_ip = spec
-            .cloud_init
-            .as_ref()
-            .filter(|c| c.ip != "dhcp")
-            .map(|c| c.ip.split('/').next().unwrap_or("").to_string());
+        let fallback = ssh_fallback(spec);
         let mut last;
+        let mut agent_down = false;
         let mut said = tokio::time::Instant::now();
         // dropped on a timeout, which closes it as not done
         let task = self.progress.begin(&format!(
             "  VM {vmid}: waiting for its guest agent{} (up to {} s)",
-            if static_ip.is_some() { " or SSH" } else { "" },
+            if fallback.is_some() { " or SSH" } else { "" },
             spec.reach_timeout
         ));
+        let agent_path = api_path(&[
+            "nodes",
+            node,
+            "qemu",
+            &vmid.to_string(),
+            "agent",
+            "network-get-interfaces",
+        ]);
         loop {
-            let agent: Result<Value, PveError> = self
-                .client
-                .get(
-                    &api_path(&[
-                        "nodes",
-                        node,
-                        "qemu",
-                        &vmid.to_string(),
-                        "agent",
-                        "network-get-interfaces",
-                    ]),
-                    &Params::new(),
-                )
-                .await;
+            let agent: Result<Value, PveError> = self.client.get(&agent_path, &Params::new()).await;
             match agent {
                 Ok(v) => {
                     if let Some(ip) = agent_ipv4(&v) {
@@ -314,21 +348,25 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                     }
                     last = "the guest agent answers without an IPv4 address".into();
                 }
-                Err(e) => last = format!("guest agent: {e}"),
+                Err(e) => {
+                    // `QEMU guest agent is not running`: no agent in the image, or not yet up.
+                    agent_down = e.to_string().contains("guest agent");
+                    last = format!("guest agent: {e}");
+                }
             }
-            if let Some(ip) = &static_ip {
+            if let Some(host) = &fallback {
                 let conn = tokio::time::timeout(
                     Duration::from_secs(3),
-                    tokio::net::TcpStream::connect((ip.as_str(), 22)),
+                    tokio::net::TcpStream::connect((host.as_str(), 22)),
                 )
                 .await;
                 if let Ok(Ok(_)) = conn {
                     task.done(true);
                     self.progress
-                        .say(&format!("  VM {vmid} is up: SSH answers on {ip}"));
-                    return Ok(ip.clone());
+                        .say(&format!("  VM {vmid} is up: SSH answers on {host}"));
+                    return Ok(host.clone());
                 }
-                last = format!("{last}; SSH on {ip}:22 does not answer");
+                last = format!("{last}; SSH on {host}:22 does not answer");
             }
             let now = tokio::time::Instant::now();
             if now >= deadline {
@@ -336,6 +374,7 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                     vmid,
                     waited: spec.reach_timeout,
                     last,
+                    hint: unreachable_hint(agent_down, fallback.is_some()),
                 });
             }
             if now - said >= Duration::from_secs(15) {
@@ -347,6 +386,31 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
             }
             tokio::time::sleep(Duration::from_secs(2).min(deadline - now)).await;
         }
+    }
+}
+
+/// Where SSH can be tried besides the agent: cloud-init's static address, else the host
+/// of `[vm.guest] ssh` (`user@host`).
+fn ssh_fallback(spec: &VmSpec) -> Option<String> {
+    let static_ip = spec
+        .cloud_init
+        .as_ref()
+        .filter(|c| c.ip != "dhcp")
+        .map(|c| c.ip.split('/').next().unwrap_or("").to_string());
+    static_ip.or_else(|| {
+        let dest = spec.guest.as_ref()?.ssh.as_deref()?;
+        let host = dest.rsplit_once('@').map_or(dest, |(_, h)| h);
+        (!host.is_empty()).then(|| host.to_string())
+    })
+}
+
+/// What to do when the VM never answered: with DHCP and no agent, nothing can tell pvegpu
+/// the address.
+fn unreachable_hint(agent_down: bool, has_fallback: bool) -> String {
+    match (agent_down, has_fallback) {
+        (true, false) => "the guest agent did not answer, and with `ip = \"dhcp\"` it is the only way pvegpu learns the VM's address: use an image with qemu-guest-agent installed and enabled (`virt-customize -a IMAGE --install qemu-guest-agent`), or set a static `ip` in [vm.cloud_init], or set `ssh` in [vm.guest]".into(),
+        (true, true) => "neither the guest agent nor SSH answered: check the VM console in the Proxmox GUI (cloud-init network settings), and that the address is reachable from this workstation".into(),
+        _ => "check the VM console in the Proxmox GUI: cloud-init network settings, or the guest agent (install qemu-guest-agent in the guest)".into(),
     }
 }
 
@@ -362,8 +426,10 @@ pub fn agent_ipv4(v: &Value) -> Option<String> {
         })
         .filter(|a| a.get("ip-address-type").and_then(Value::as_str) == Some("ipv4"))
         .filter_map(|a| a.get("ip-address").and_then(Value::as_str))
-        .find(|ip| !ip.starts_with("127."))
-        .map(str::to_string)
+        // The guest reports this: only an IPv4 address is taken, never a name.
+        .filter_map(|ip| ip.parse::<std::net::Ipv4Addr>().ok())
+        .find(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .map(|ip| ip.to_string())
 }
 
 #[cfg(test)]
@@ -381,5 +447,12 @@ mod tests {
         ]});
         assert_eq!(agent_ipv4(&v).as_deref(), Some("10.3.0.201"));
         assert_eq!(agent_ipv4(&json!({"result": []})), None);
+        let named = json!({"result": [{"name": "eth0", "ip-addresses": [
+            {"ip-address": "pve-node.example", "ip-address-type": "ipv4", "prefix": 8}]}]});
+        assert_eq!(
+            agent_ipv4(&named),
+            None,
+            "a name from the guest is not an address"
+        );
     }
 }

@@ -35,6 +35,10 @@ pub async fn gather<A: Api>(
             .await?,
     );
     facts.mappings = state::parse_mappings(&client.get("/cluster/mapping/pci", &none).await?);
+    // The caller's own privileges: any user or token may read them.
+    facts.permissions = Some(state::Permissions::parse(
+        &client.get("/access/permissions", &none).await?,
+    ));
 
     let target = target(&facts, pve_node, spec);
     read_configs(client, pve_node, target, &mut facts).await?;

@@ -69,6 +69,49 @@ pub struct ApiFacts {
     /// hostpci entries of the other VMs on this node: (vmid, name, key, value).
     pub other_hostpci: Vec<(u32, String, String, String)>,
     pub next_vmid: Option<u32>,
+    /// What the credentials hold (`GET /access/permissions`); `None` when not read.
+    pub permissions: Option<Permissions>,
+}
+
+/// The caller's privileges per path, with whether each propagates to the paths below
+/// (`GET /access/permissions`: `{path: {privilege: 1|0}}`). Proxmox lists its default
+/// paths and every path an ACL names, each compiled with what it inherits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Permissions(BTreeMap<String, BTreeMap<String, bool>>);
+
+impl Permissions {
+    pub fn parse(v: &Value) -> Permissions {
+        let paths = v.as_object().into_iter().flatten().map(|(path, privs)| {
+            let privs = privs
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(p, prop)| (p.clone(), text(prop).is_some_and(|t| t != "0")))
+                .collect();
+            (path.clone(), privs)
+        });
+        Permissions(paths.collect())
+    }
+
+    /// Whether `privilege` holds on `path`: listed there, or on the nearest listed path above
+    /// it with propagation.
+    pub fn holds(&self, path: &str, privilege: &str) -> bool {
+        if let Some(privs) = self.0.get(path) {
+            return privs.contains_key(privilege);
+        }
+        let mut up = path;
+        while let Some((parent, _)) = up.rsplit_once('/') {
+            let parent = if parent.is_empty() { "/" } else { parent };
+            if let Some(privs) = self.0.get(parent) {
+                return privs.get(privilege).copied().unwrap_or(false);
+            }
+            if parent == "/" {
+                break;
+            }
+            up = parent;
+        }
+        false
+    }
 }
 
 pub fn text(v: &Value) -> Option<String> {
@@ -130,20 +173,25 @@ pub fn parse_mappings(v: &Value) -> Vec<Mapping> {
         .map(|a| {
             a.iter()
                 .filter_map(|m| {
-                    let map = match m.get("map") {
-                        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
-                        Some(other) => text(other).into_iter().collect(),
-                        None => Vec::new(),
-                    };
                     Some(Mapping {
                         id: field(m, "id")?,
-                        map,
+                        map: parse_map(m),
                         digest: field(m, "digest"),
                     })
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The `map` entries of one mapping (`GET /cluster/mapping/pci/{id}`, or one of the list):
+/// an array, or one string where Perl gave a scalar.
+pub fn parse_map(m: &Value) -> Vec<String> {
+    match m.get("map") {
+        Some(Value::Array(items)) => items.iter().filter_map(text).collect(),
+        Some(other) => text(other).into_iter().collect(),
+        None => Vec::new(),
+    }
 }
 
 /// `GET /cluster/resources?type=vm` (qemu only; containers cannot hold hostpci).

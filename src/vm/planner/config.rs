@@ -131,11 +131,13 @@ fn missing_drives(spec: &VmSpec, cur: &VmConfig) -> Vec<KeyChange> {
             .into_iter()
             .find(|k| !cur.config.contains_key(*k))
             .unwrap_or("ide2");
+        // An ide or sata drive is never hot-plugged: a running VM keeps it pending until
+        // a stop and start (qemu-server `vmconfig_update_disk`).
         changes.push(KeyChange {
             key: free.into(),
             from: None,
             to: Some(disk::cloudinit(spec)),
-            disruptive: false,
+            disruptive: true,
         });
     }
     changes

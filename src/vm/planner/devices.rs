@@ -92,7 +92,7 @@ fn mapping(pve_node: &str, d: &HostDevice, mappings: &[Mapping], out: &mut Draft
                     id: own.clone(),
                     map,
                     from: String::new(),
-                    digest: m.digest.clone(),
+                    was: m.map.clone(),
                 });
             }
             None => out.mappings.push(VmStep::CreateMapping {
@@ -123,7 +123,7 @@ fn mapping(pve_node: &str, d: &HostDevice, mappings: &[Mapping], out: &mut Draft
                 id: own,
                 map,
                 from,
-                digest: m.digest.clone(),
+                was: m.map.clone(),
             });
         } else {
             out.refuse(

@@ -13,6 +13,7 @@ mod config;
 mod devices;
 mod disk;
 mod keys;
+mod privileges;
 mod refusals;
 mod restart;
 mod slots;
@@ -79,12 +80,15 @@ pub enum VmStep {
         id: String,
         map: String,
     },
-    /// `PUT /cluster/mapping/pci/{id}`: this node's entry replaced, the others kept.
+    /// `PUT /cluster/mapping/pci/{id}`: this node's entry replaced, the others kept. The
+    /// digest covers the whole `pci.cfg`, so the executor reads it again just before the
+    /// write, and refuses when the mapping is no longer `was`.
     UpdateMapping {
         id: String,
         map: Vec<String>,
         from: String,
-        digest: Option<String>,
+        /// The mapping's entries as the plan read them.
+        was: Vec<String>,
     },
     /// `POST /nodes/{node}/qemu`.
     CreateVm {
@@ -245,6 +249,9 @@ pub fn plan_by(playbook: &Playbook<VmStepKind>, i: &Inputs<'_>) -> VmPlan {
     for step in &playbook.steps {
         let planned = walk(&step.kind, &w, &steps, &mut out);
         steps.extend(planned);
+    }
+    if let Some(held) = &facts.permissions {
+        privileges::check(&steps, target.vmid, spec, held, &mut out);
     }
     VmPlan {
         node: i.node.to_string(),

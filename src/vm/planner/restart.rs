@@ -5,9 +5,16 @@ use super::{Draft, KeyChange, Vm, VmStep, Walk};
 use std::collections::BTreeSet;
 
 /// Keys whose change on a running VM waits for a stop and start (default hotplug covers
-/// network, disk and usb only).
+/// network, disk and usb only; qemu-server `vmconfig_hotplug_pending`).
 pub(super) fn disruptive(key: &str) -> bool {
+    let numbered = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    };
+    // ide and sata drives are never hot-plugged (a new cloud-init drive stays pending).
     key.starts_with("hostpci")
+        || numbered("ide")
+        || numbered("sata")
         || matches!(
             key,
             "memory"

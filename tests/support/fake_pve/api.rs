@@ -1,5 +1,6 @@
 //! Handlers: what each route does to the [`FakeCluster`], with PVE's messages.
 
+use super::perms::{self, require, require_any};
 use super::schema::{Params, scalar_text, split_list};
 use super::state::{
     Effect, FakeCluster, PciMapping, Principal, Ticket, Vm, apply_config, parse_property_string,
@@ -82,24 +83,29 @@ pub fn dispatch(
             })
             .collect()),
         ("GET", "/nodes/{node}/hardware/pci") => pci_list(st, who, p),
-        ("GET", "/cluster/mapping/pci") => Ok(st
-            .mappings
-            .iter()
-            .map(|(id, m)| mapping_json(id, m))
-            .collect()),
+        ("GET", "/cluster/mapping/pci") => Ok(mapping_list(st, who)),
         ("POST", "/cluster/mapping/pci") => mapping_create(st, who, p),
         ("GET", "/cluster/mapping/pci/{id}") => {
             let id = s(p, "id").unwrap_or_default();
+            require_any(
+                st,
+                who,
+                &format!("/mapping/pci/{id}"),
+                &["Mapping.Use", "Mapping.Modify", "Mapping.Audit"],
+            )?;
             let m = st
                 .mappings
                 .get(&id)
-                .ok_or_else(|| ApiError::die(format!("PCI mapping '{id}' not found\n")))?;
+                .ok_or_else(|| ApiError::die(format!("mapping '{id}' not found\n")))?;
+            // `get` answers the entry and the file's digest, without an `id` key.
             let mut v = mapping_json(&id, m);
+            v.as_object_mut().unwrap().remove("id");
             v["type"] = json!("pci");
-            v["digest"] = json!(sha1_hex(m.render().as_bytes()));
+            v["digest"] = json!(st.mappings_digest());
             Ok(v)
         }
         ("PUT", "/cluster/mapping/pci/{id}") => mapping_update(st, who, p),
+        ("GET", "/access/permissions") => perms::permissions(st, who, s(p, "userid"), s(p, "path")),
         ("DELETE", "/cluster/mapping/pci/{id}") => {
             require(st, who, "/mapping/pci", "Mapping.Modify")?;
             let id = s(p, "id").unwrap_or_default();
@@ -267,14 +273,19 @@ pub fn dispatch(
             require(st, who, &format!("/vms/{vmid}"), "VM.GuestAgent.Audit")?;
             let vm = vm_of(st, p)?;
             let conf = vm.merged();
-            if !conf
-                .get("agent")
-                .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"))
-            {
+            // `assert_agent_available` (qemu-server `src/PVE/QemuServer/Agent.pm` L109-113):
+            // configured at all, the VM running, then a `guest-ping` that answers in 3 s.
+            if !conf.contains_key("agent") {
                 return Err(ApiError::die("No QEMU guest agent configured\n"));
             }
             if !vm.running {
                 return Err(ApiError::die(format!("VM {vmid} is not running\n")));
+            }
+            let enabled = conf
+                .get("agent")
+                .is_some_and(|a| a.starts_with('1') || a.contains("enabled=1"));
+            if !enabled || vm.agent_down || st.agents_down {
+                return Err(ApiError::die("QEMU guest agent is not running\n"));
             }
             let ip = conf
                 .get("ipconfig0")
@@ -288,6 +299,7 @@ pub fn dispatch(
             ]}))
         }
         ("GET", "/nodes/{node}/qemu/{vmid}/config") => {
+            require(st, who, &format!("/vms/{}", vmid_of(p)), "VM.Audit")?;
             let vm = vm_of(st, p)?;
             let conf = if flag(p, "current") {
                 vm.config.clone()
@@ -419,14 +431,6 @@ pub fn dispatch(
     }
 }
 
-fn require(st: &FakeCluster, who: &Principal, path: &str, privilege: &str) -> Result<(), ApiError> {
-    if st.has_priv(who, path, privilege) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(path, privilege))
-    }
-}
-
 fn ticket(st: &mut FakeCluster, p: &Params) -> ApiResult {
     let fail = || ApiError::new(401, "authentication failure\n");
     let mut user = s(p, "username").unwrap_or_default();
@@ -508,11 +512,34 @@ fn map_list(p: &Params) -> Vec<String> {
     }
 }
 
+/// `index` (pve-manager `PVE/API2/Cluster/Mapping/PCI.pm` L14-142): the mappings the caller
+/// may see, each with the digest of the whole file.
+fn mapping_list(st: &FakeCluster, who: &Principal) -> Value {
+    let digest = st.mappings_digest();
+    st.mappings
+        .iter()
+        .filter(|(id, _)| {
+            ["Mapping.Modify", "Mapping.Use", "Mapping.Audit"]
+                .iter()
+                .any(|p| st.has_priv(who, &format!("/mapping/pci/{id}"), p))
+        })
+        .map(|(id, m)| {
+            let mut v = mapping_json(id, m);
+            v["type"] = json!("pci");
+            v["digest"] = json!(digest);
+            v
+        })
+        .collect()
+}
+
+/// `create`: Mapping.Modify on /mapping/pci; no digest parameter.
 fn mapping_create(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
     require(st, who, "/mapping/pci", "Mapping.Modify")?;
     let id = s(p, "id").unwrap_or_default();
     if st.mappings.contains_key(&id) {
-        return Err(ApiError::die(format!("pci ID '{id}' already defined\n")));
+        return Err(ApiError::die(format!(
+            "create hardware mapping failed: pci ID '{id}' already defined\n"
+        )));
     }
     let m = PciMapping {
         description: s(p, "description"),
@@ -524,20 +551,24 @@ fn mapping_create(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResul
     Ok(Value::Null)
 }
 
+/// `update`: Mapping.Modify on /mapping/pci/{id}; under the file lock, the digest against
+/// the whole file's (`PVE::Tools::assert_if_modified`), so a digest read before any other
+/// write to any mapping is stale.
 fn mapping_update(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
-    require(st, who, "/mapping/pci", "Mapping.Modify")?;
     let id = s(p, "id").unwrap_or_default();
-    let m = st
-        .mappings
-        .get_mut(&id)
-        .ok_or_else(|| ApiError::die(format!("no such pci ID '{id}'\n")))?;
+    require(st, who, &format!("/mapping/pci/{id}"), "Mapping.Modify")?;
     if let Some(d) = s(p, "digest")
-        && d != sha1_hex(m.render().as_bytes())
+        && d != st.mappings_digest()
     {
         return Err(ApiError::die(
-            "detected modified configuration - file changed by other user? Try again.\n",
+            "update hardware mapping failed: detected modified configuration - file changed by other user? Try again.\n",
         ));
     }
+    let m = st.mappings.get_mut(&id).ok_or_else(|| {
+        ApiError::die(format!(
+            "update hardware mapping failed: pci ID '{id}' does not exist\n"
+        ))
+    })?;
     for k in split_list(&s(p, "delete").unwrap_or_default()) {
         match k.as_str() {
             "description" => m.description = None,
@@ -620,8 +651,15 @@ fn typed(key: &str, v: &str) -> Value {
     json!(v)
 }
 
-/// `check_hostpci_perm`: raw `host=` needs a root@pam ticket; `mapping=` needs Mapping.Use.
-fn hostpci_perm(st: &FakeCluster, who: &Principal, key: &str, value: &str) -> Result<(), ApiError> {
+/// `check_hostpci_perm`: raw `host=` needs root@pam itself; `mapping=` needs Mapping.Use on
+/// the mapping, then VM.Config.HWType on the VM.
+fn hostpci_perm(
+    st: &FakeCluster,
+    who: &Principal,
+    vmid: u32,
+    key: &str,
+    value: &str,
+) -> Result<(), ApiError> {
     if who.is_root_ticket() {
         return Ok(());
     }
@@ -632,30 +670,49 @@ fn hostpci_perm(st: &FakeCluster, who: &Principal, key: &str, value: &str) -> Re
         )));
     }
     match opts.get("mapping") {
-        Some(m) => require(st, who, &format!("/mapping/pci/{m}"), "Mapping.Use"),
+        Some(m) => {
+            require(st, who, &format!("/mapping/pci/{m}"), "Mapping.Use")?;
+            require(st, who, &format!("/vms/{vmid}"), "VM.Config.HWType")
+        }
         None => Err(ApiError::die("either 'host' or 'mapping' must be set.\n")),
     }
 }
 
+/// `create_vm` (qemu-server 9.2.6 `src/PVE/API2/Qemu.pm` L1259-1375): every check runs
+/// before the worker forks, so a refusal is the HTTP answer and no task exists; an id in
+/// use is found last, when the config is written (`create_and_lock_config`).
 fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
     let node = s(p, "node").unwrap();
     let vmid = vmid_of(p);
-    require(st, who, &format!("/vms/{vmid}"), "VM.Allocate")?;
-    if let Some(vm) = st.vms.get(&vmid) {
-        return Err(ApiError::die(format!(
-            "unable to create VM {vmid} - VM {vmid} already exists on node '{}'\n",
-            vm.node
-        )));
+    if let Some((id, vm)) = st.taken_before_create.take() {
+        st.vms.insert(id, vm);
+    }
+    if flag(p, "start") {
+        require(st, who, &format!("/vms/{vmid}"), "VM.PowerMgmt")?;
+    }
+    if !st.has_priv(who, &format!("/vms/{vmid}"), "VM.Allocate") {
+        // `raise_perm_exc()` without a path.
+        return Err(ApiError::new(403, "Permission check failed\n"));
     }
     let mut conf: BTreeMap<String, String> = p
         .iter()
         .filter(|(k, _)| !CREATE_CONTROL.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), scalar_text(v)))
         .collect();
+    perms::storage_access(st, who, &node, vmid, &conf)?;
+    let keys: Vec<&str> = conf.keys().map(String::as_str).collect();
+    perms::config_keys(st, who, vmid, &keys)?;
     for (k, v) in &conf {
         if k.starts_with("hostpci") {
-            hostpci_perm(st, who, k, v)?;
+            hostpci_perm(st, who, vmid, k, v)?;
         }
+    }
+    perms::bridge_access(st, who, &conf)?;
+    if let Some(vm) = st.vms.get(&vmid) {
+        return Err(ApiError::die(format!(
+            "unable to create VM {vmid} - VM {vmid} already exists on node '{}'\n",
+            vm.node
+        )));
     }
     let storages = st.nodes[&node].storages.clone();
     let mut disk_n = 0;
@@ -797,7 +854,34 @@ fn update_config(
             return Err(ApiError::param("delete", format!("unknown option '{k}'")));
         }
     }
-    // What runs in the updatefn, under the config lock (the worker for POST).
+    // Before forking (`$update_vm_api` L2067-2635): privileges per key and per drive,
+    // storage access, bridges.
+    let keys: Vec<&str> = set.keys().chain(&delete).map(String::as_str).collect();
+    perms::config_keys(st, who, vmid, &keys)?;
+    for k in set.keys().chain(&delete).filter(|k| perms::is_drive(k)) {
+        let value = set
+            .get(k)
+            .or_else(|| merged.get(k))
+            .cloned()
+            .unwrap_or_default();
+        perms::drive_update(st, who, vmid, &value)?;
+    }
+    perms::storage_access(st, who, &node, vmid, &set)?;
+    perms::bridge_access(st, who, &set)?;
+    for k in set
+        .keys()
+        .chain(&delete)
+        .filter(|k| k.starts_with("hostpci"))
+    {
+        if let Some(old) = merged.get(k) {
+            hostpci_perm(st, who, vmid, k, old)?;
+        }
+        if let Some(new) = set.get(k) {
+            hostpci_perm(st, who, vmid, k, new)?;
+        }
+    }
+    // `$load_and_check_config`: the digest and the lock, once before forking (a POST's
+    // mismatch is an HTTP 500 and no task) and again under the lock in the worker.
     let checks = || -> Result<(), ApiError> {
         if let Some(d) = s(p, "digest")
             && d != vm.digest()
@@ -811,38 +895,20 @@ fn update_config(
         {
             return Err(ApiError::die(format!("VM is locked ({l})\n")));
         }
-        for k in set
-            .keys()
-            .chain(&delete)
-            .filter(|k| k.starts_with("hostpci"))
-        {
-            if let Some(old) = merged.get(k) {
-                hostpci_perm(st, who, k, old)?;
-            }
-            if let Some(new) = set.get(k) {
-                hostpci_perm(st, who, k, new)?;
-            }
-        }
-        if !set.is_empty() || !delete.is_empty() {
-            require(st, who, &format!("/vms/{vmid}"), "VM.Config.HWType")
-                .or_else(|_| require(st, who, &format!("/vms/{vmid}"), "VM.Allocate"))?;
-        }
         Ok(())
     };
-    let check = checks();
+    checks()?;
     if !asynchronous {
-        check?;
         let vm = st.vms.get_mut(&vmid).unwrap();
         apply_config(vm, &set, &delete, &revert);
         return Ok(Value::Null);
     }
-    let error = check.err().map(|e| e.message.trim_end().to_string());
     let upid = st.spawn_task(
         &node,
         "qmconfig",
         &vmid.to_string(),
         &who.id(),
-        error,
+        None,
         Effect::Config {
             vmid,
             set,

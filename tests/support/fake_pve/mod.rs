@@ -16,6 +16,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod perms;
 pub mod schema;
 pub mod state;
 mod tls;
@@ -24,7 +25,7 @@ pub use schema::{Params, Schema};
 #[allow(unused_imports)]
 pub use state::{
     Effect, FakeCluster, LIMITED_TOKEN_SECRET, PciDevice, PciMapping, Principal, ROOT_TOKEN_SECRET,
-    Task, Vm,
+    Task, Token, Vm,
 };
 
 use axum::Router;
@@ -71,6 +72,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "/nodes/{node}/qemu/{vmid}/agent/network-get-interfaces",
     ),
     ("GET", "/access/ticket"),
+    ("GET", "/access/permissions"),
     ("POST", "/access/ticket"),
 ];
 

@@ -27,6 +27,19 @@ pub fn shared_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/pve-api")
 }
 
+/// The apidoc tree of schema-full.json (`[{path, info, children}]`) into `paths`, where a
+/// path is not there yet.
+fn add_missing_paths(tree: &Value, paths: &mut serde_json::Map<String, Value>) {
+    for node in tree.as_array().into_iter().flatten() {
+        if let (Some(path), Some(info)) = (node["path"].as_str(), node.get("info")) {
+            paths
+                .entry(path.to_string())
+                .or_insert_with(|| info.clone());
+        }
+        add_missing_paths(&node["children"], paths);
+    }
+}
+
 impl Schema {
     /// Load schema.json and formats.json from `dir`; `None` when either is absent.
     pub fn load(dir: &Path) -> Option<Schema> {
@@ -34,10 +47,18 @@ impl Schema {
         let formats = std::fs::read_to_string(dir.join("formats.json")).ok()?;
         let schema: Value = serde_json::from_str(&schema).expect("schema.json parses");
         let formats: Value = serde_json::from_str(&formats).expect("formats.json parses");
-        let paths = schema["paths"]
+        let mut paths = schema["paths"]
             .as_object()
             .expect("schema.json has paths")
             .clone();
+        // The subset lacks a few paths pvegpu calls (`/access/permissions`): the full tree
+        // has every one.
+        if let Some(full) = std::fs::read_to_string(dir.join("schema-full.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        {
+            add_missing_paths(&full, &mut paths);
+        }
         Some(Schema {
             paths,
             formats,

@@ -64,13 +64,20 @@ pub struct PciMapping {
 }
 
 impl PciMapping {
-    pub fn render(&self) -> String {
-        let mut s = String::new();
+    /// The mapping's section in `/etc/pve/mapping/pci.cfg`, as SectionConfig writes it.
+    pub fn render(&self, id: &str) -> String {
+        let mut s = format!("pci: {id}\n");
         if let Some(d) = &self.description {
-            s.push_str(&format!("description {d}\n"));
+            s.push_str(&format!("\tdescription {d}\n"));
         }
         for m in &self.map {
-            s.push_str(&format!("map {m}\n"));
+            s.push_str(&format!("\tmap {m}\n"));
+        }
+        if self.mdev {
+            s.push_str("\tmdev 1\n");
+        }
+        if self.live_migration {
+            s.push_str("\tlive-migration-capable 1\n");
         }
         s
     }
@@ -84,6 +91,8 @@ pub struct Vm {
     pub pending_delete: BTreeSet<String>,
     pub running: bool,
     pub lock: Option<String>,
+    /// The guest agent does not answer its ping (an image without qemu-guest-agent).
+    pub agent_down: bool,
 }
 
 impl Vm {
@@ -234,11 +243,17 @@ pub struct FakeCluster {
     pub users: BTreeMap<String, String>,
     /// `user@realm!name` -> token.
     pub tokens: BTreeMap<String, Token>,
+    /// ACLs of users other than root@pam (who holds everything): `(path, privilege)`.
+    pub user_acls: BTreeMap<String, Vec<(String, String)>>,
     pub tickets: Vec<Ticket>,
     /// How many task-status polls a task answers `running` before it stops.
     pub task_polls: u32,
     /// The next task (of any kind) ends with this error instead of its effect.
     pub fail_next_task: Option<String>,
+    /// No VM's guest agent answers (images without qemu-guest-agent).
+    pub agents_down: bool,
+    /// Someone else creates this VM just before the next create request is handled.
+    pub taken_before_create: Option<(u32, Vm)>,
     pub ssl_fingerprint: String,
     next_pid: u32,
     clock: u32,
@@ -352,32 +367,28 @@ impl FakeCluster {
             tasks: BTreeMap::new(),
             users: [("root@pam".to_string(), "secret".to_string())].into(),
             tokens,
+            user_acls: BTreeMap::new(),
             tickets: Vec::new(),
             task_polls: 2,
             fail_next_task: None,
+            agents_down: false,
+            taken_before_create: None,
             ssl_fingerprint: String::new(),
             next_pid: 0x0012_ABCD,
             clock: 0x66F1_E2D3,
         }
     }
 
+    /// The digest of the whole `mapping/pci.cfg` (SectionConfig: SHA1 of the file): one
+    /// value for every mapping, changed by any write to any of them.
+    pub fn mappings_digest(&self) -> String {
+        let file: Vec<String> = self.mappings.iter().map(|(id, m)| m.render(id)).collect();
+        sha1_hex(file.join("\n").as_bytes())
+    }
+
     /// Lowest free VMID from 100.
     pub fn next_vmid(&self) -> u32 {
         (100..).find(|id| !self.vms.contains_key(id)).unwrap()
-    }
-
-    /// Whether `p` holds `privilege` on `path` (grants propagate to sub-paths).
-    pub fn has_priv(&self, p: &Principal, path: &str, privilege: &str) -> bool {
-        if p.token.is_none() {
-            return p.user == "root@pam";
-        }
-        match self.tokens.get(&p.id()).and_then(|t| t.grants.as_ref()) {
-            None => p.user == "root@pam",
-            Some(grants) => grants.iter().any(|(gp, gpriv)| {
-                gpriv == privilege
-                    && (gp == "/" || path == gp || path.starts_with(&format!("{gp}/")))
-            }),
-        }
     }
 
     /// Start a task: a UPID as PVE writes it, `running` for `task_polls` polls.
@@ -445,13 +456,17 @@ impl FakeCluster {
             Some(e) => Err(e),
             None => self.run_effect(&task.effect, &mut log),
         };
-        // A failed create leaves the lock on (as PVE does when the worker dies early).
         let exit = match result {
             Ok(()) => {
                 log.push("TASK OK".to_string());
                 "OK".to_string()
             }
             Err(e) => {
+                // A failed create worker unlinks the config it wrote and frees its disks
+                // (qemu-server `create_vm`, L1596-1610): no VM is left, locked or not.
+                if let Effect::Created { vmid, .. } = task.effect {
+                    self.vms.remove(&vmid);
+                }
                 log.push(format!("TASK ERROR: {e}"));
                 e
             }
@@ -543,19 +558,21 @@ impl FakeCluster {
                         .map(|e| parse_property_string(e, ""))
                         .find(|e| e.get("node") == Some(&vm.node))
                         .ok_or(format!("PCI device mapping not found for '{m}'"))?;
-                    let path = entry.get("path").cloned().unwrap_or_default();
-                    let dev = node.pci.iter().find(|d| pci_matches(&d.id, &path));
-                    let expected = entry.get("id").cloned().unwrap_or_default();
-                    match dev {
-                        Some(d) if format!("{}:{}", &d.vendor[2..], &d.device[2..]) == expected => {
-                        }
-                        _ => {
-                            return Err(format!(
-                                "PCI device mapping invalid (hardware probably changed): {m}"
-                            ));
-                        }
+                    if let Err(e) = assert_valid(m, &entry, mapping.mdev, &node.pci) {
+                        // `die "...: $@\n"` with `$@` ending in a newline; the task status
+                        // turns each newline but the last into a space.
+                        return Err(format!(
+                            "PCI device mapping invalid (hardware probably changed): {} ",
+                            e.trim_end()
+                        ));
                     }
-                    vec![path]
+                    entry
+                        .get("path")
+                        .cloned()
+                        .unwrap_or_default()
+                        .split(';')
+                        .map(str::to_string)
+                        .collect()
                 }
             };
             let Some(dev) = devices
@@ -624,23 +641,117 @@ pub fn apply_config(
     }
 }
 
-/// Options PVE changes on a running VM at once (default hotplug `network,disk,usb`).
+/// Options PVE changes on a running VM at once: `$fast_plug_option` with every cloud-init
+/// key added (qemu-server 9.2.6 `src/PVE/QemuServer.pm` L4594-4611), and what the default
+/// hotplug features `network,disk,usb` plug: NICs, USB, and disks on a bus that can take
+/// them (`vmconfig_update_disk` L5334 skips ide and sata, so a new `ide2` cloud-init drive
+/// stays pending).
 fn hotpluggable(key: &str) -> bool {
     const FAST: &[&str] = &[
-        "name",
         "description",
-        "onboot",
-        "tags",
-        "protection",
-        "startup",
+        "hookscript",
         "lock",
+        "migrate_downtime",
+        "migrate_speed",
+        "name",
+        "onboot",
+        "protection",
+        "shares",
+        "startup",
+        "tags",
+        "vmstatestorage",
+        "citype",
+        "ciuser",
+        "cipassword",
+        "ciupgrade",
+        "cicustom",
+        "searchdomain",
+        "nameserver",
+        "sshkeys",
     ];
-    const PLUG: &[&str] = &["net", "scsi", "virtio", "sata", "ide", "usb", "unused"];
+    const PLUG: &[&str] = &["net", "scsi", "virtio", "usb", "unused", "ipconfig"];
     FAST.contains(&key)
         || PLUG.iter().any(|p| {
             key.strip_prefix(p)
                 .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
         })
+}
+
+/// `PVE::Mapping::PCI::assert_valid` (pve-guest-common `src/PVE/Mapping/PCI.pm` L144-204):
+/// for each path of the entry, the hardware's `id`, `iommugroup` (first path only), `mdev`
+/// and `subsystem-id` against the entry's, in that order, as exact strings without `0x`.
+/// A property the hardware has and the entry lacks fails, and so does the reverse.
+/// `pci_device_info` keeps a subsystem id of `0000:0000`; a device without an IOMMU group
+/// (here: group -1) has no `iommugroup`.
+pub fn assert_valid(
+    name: &str,
+    entry: &BTreeMap<String, String>,
+    mapping_mdev: bool,
+    pci: &[PciDevice],
+) -> Result<(), String> {
+    let hex = |v: &str| v.trim_start_matches("0x").to_string();
+    let paths = entry.get("path").cloned().unwrap_or_default();
+    for (idx, path) in paths.split(';').enumerate() {
+        let path = if path.contains('.') {
+            path.to_string()
+        } else {
+            format!("{path}.0")
+        };
+        let full = full_pci_id(&path);
+        let info = pci
+            .iter()
+            .find(|d| d.id == full)
+            .ok_or(format!("pci device '{path}' not found"))?;
+        let expected: BTreeMap<&str, Option<String>> = [
+            (
+                "id",
+                Some(format!("{}:{}", hex(&info.vendor), hex(&info.device))),
+            ),
+            (
+                "iommugroup",
+                (info.iommugroup >= 0).then(|| info.iommugroup.to_string()),
+            ),
+            ("mdev", Some(if info.mdev { "1" } else { "0" }.to_string())),
+            (
+                "subsystem-id",
+                Some(format!(
+                    "{}:{}",
+                    hex(&info.subsystem_vendor),
+                    hex(&info.subsystem_device)
+                )),
+            ),
+        ]
+        .into();
+        for (prop, want) in expected {
+            if prop == "iommugroup" && idx > 0 {
+                continue;
+            }
+            let have = match prop {
+                "mdev" => Some(if mapping_mdev { "1" } else { "0" }.to_string()),
+                p => entry.get(p).map(|v| v.replace("0x", "")),
+            };
+            match (want, have) {
+                (None, None) => {}
+                (Some(_), None) => {
+                    return Err(format!(
+                        "missing expected property '{prop}' for device '{path}'\n"
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(format!(
+                        "unexpected property '{prop}' configured for device '{path}'\n"
+                    ));
+                }
+                (Some(w), Some(h)) if w != h => {
+                    return Err(format!(
+                        "'{prop}' does not match for '{name}' ({w} != {h})\n"
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `k=v,...` with `default_key` for a bare part (no validation: that is the schema's job).
