@@ -310,12 +310,23 @@ fn cuda_toolkit_is_chosen_within_the_range() {
     let text = converged();
     let p = plan_for(&format!("cuda_toolkit = true\n{SEED_SPEC}"), &text);
     let cmds = commands(&p);
+    // R535 runs CUDA up to 12.2 natively and NVIDIA's debian12 repository starts at 12.3:
+    // Debian's own toolkit (11.8), and no CUDA repository at all.
     assert!(
         cmds.iter()
-            .any(|c| c.ends_with("install -y cuda-toolkit-12-2")),
+            .any(|c| c.ends_with("install -y nvidia-cuda-toolkit")),
         "{cmds:?}"
     );
-    assert!(p.changes.iter().any(|c| c.step == "cuda-pin"));
+    assert!(!p.changes.iter().any(|c| c.step == "cuda-pin"));
+    assert!(!cmds.iter().any(|c| c.contains("cuda-keyring")), "{cmds:?}");
+    let not_there = plan_for(&format!("cuda_toolkit = \"12.2\"\n{SEED_SPEC}"), &text);
+    assert!(
+        not_there.refusals[0]
+            .reason
+            .contains("no CUDA 12.2 toolkit exists for Debian 12 (bookworm): NVIDIA's debian12 repository starts at CUDA 12.3"),
+        "{:?}",
+        not_there.refusals
+    );
     let too_new = plan_for(&format!("cuda_toolkit = \"12.9\"\n{SEED_SPEC}"), &text);
     assert!(
         too_new.refusals[0].reason.contains("cannot run CUDA 12.9"),

@@ -24,6 +24,8 @@ pub enum Need {
     Shared(&'static str),
     /// A path that must not exist here, with why the test does not apply where it does.
     Absent(&'static str, &'static str),
+    /// An environment variable naming a folder that exists, with what makes one.
+    Dir(&'static str, &'static str),
 }
 
 impl Need {
@@ -58,6 +60,11 @@ impl Need {
                 (!dir.is_dir()).then(|| format!("{} is absent", dir.display()))
             }
             Need::Absent(path, why) => Path::new(path).exists().then(|| format!("{path}: {why}")),
+            Need::Dir(var, what) => match std::env::var(var) {
+                Ok(dir) if Path::new(&dir).is_dir() => None,
+                Ok(dir) => Some(format!("{var}={dir} is not a folder; {what}")),
+                Err(_) => Some(format!("{var} is not set; {what}")),
+            },
         }
     }
 }

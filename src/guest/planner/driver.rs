@@ -72,9 +72,9 @@ pub(super) fn choice(
             "remove that driver (`apt purge '*nvidia*'`), reboot, and plan again; pvegpu does not replace a foreign driver",
         ));
     }
-    let open = rec.kernel_module.flavour == Flavour::Open;
+    let open = rec.kernel_module.flavour == Flavour::Open && !open_module_unresolvable(distro);
     let driver_packages: Vec<String> = if distro.is_debian() {
-        let mut p = vec![package.clone(), "nvidia-smi".into()];
+        let mut p = vec![package.clone(), smi_package(&package)];
         if open {
             p.push("nvidia-open-kernel-dkms".into());
         }
@@ -95,13 +95,22 @@ pub(super) fn choice(
         .filter(|p| !p.starts_with("firmware-"))
         .cloned()
         .collect();
+    let module = if rec.kernel_module.flavour == Flavour::Open && !open {
+        format!(
+            "proprietary kernel module ({distro}'s nvidia-open-kernel-dkms cannot be installed beside its nvidia-driver; the proprietary module drives these GPUs at R{} too)",
+            rec.driver.branch
+        )
+    } else {
+        format!(
+            "{} kernel module ({})",
+            rec.kernel_module.flavour, rec.kernel_module.why
+        )
+    };
     plan.choices.push(format!(
-        "driver: {} (R{}, window {}), {} kernel module ({})",
+        "driver: {} (R{}, window {}), {module}",
         driver_packages.join(" "),
         rec.driver.branch,
         rec.window,
-        rec.kernel_module.flavour,
-        rec.kernel_module.why
     ));
 
     Some(DriverChoice {
@@ -109,6 +118,29 @@ pub(super) fn choice(
         missing: driver_missing,
         hold,
     })
+}
+
+/// Debian 12 keeps `nvidia-open-kernel-dkms` at 535.261.03 (bookworm) while `nvidia-driver`
+/// moved to 535.309.01 (bookworm-security), and Debian's driver packages depend on the
+/// firmware and libraries of their own version: apt finds no solution for the pair
+/// (`nvidia-open-kernel-dkms : Depends: firmware-nvidia-gsp (= 535.261.03)`, resolved against
+/// the archive by tests/guest_archives.rs). The open module is only required from Blackwell
+/// on, which no Debian 12 driver drives.
+fn open_module_unresolvable(distro: Distro) -> bool {
+    distro == Distro::Debian12
+}
+
+/// `nvidia-smi` belongs to Debian's current driver and pulls that driver's libraries in;
+/// a `nvidia-tesla-NNN-driver` has its own `nvidia-tesla-NNN-smi` (bookworm's
+/// nvidia-tesla-470-driver beside nvidia-smi installs a second, 535 stack).
+fn smi_package(driver: &str) -> String {
+    match driver
+        .strip_prefix("nvidia-tesla-")
+        .and_then(|d| d.strip_suffix("-driver"))
+    {
+        Some(branch) => format!("nvidia-tesla-{branch}-smi"),
+        None => "nvidia-smi".into(),
+    }
 }
 
 pub(super) fn driver(step: &GuestStep, w: &Walk) -> Option<Change> {

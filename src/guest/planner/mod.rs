@@ -113,7 +113,10 @@ struct Desired<'a> {
 impl Desired<'_> {
     fn needs(&self, repo: Repository) -> bool {
         match repo {
-            Repository::Cuda => self.cuda_package.is_some(),
+            Repository::Cuda => self
+                .cuda_package
+                .as_deref()
+                .is_some_and(|p| p.starts_with("cuda-toolkit-")),
             Repository::ContainerToolkit => true,
         }
     }

@@ -3,10 +3,11 @@
 //! foreign driver, Secure Boot without a signing key, and the CUDA and Triton refusals).
 
 use super::{Desired, GuestPlan, cuda, driver, reboot, refusal, triton};
+use crate::compat::Distro;
 use crate::compat::{Request, recommend, tables};
 use crate::guest::facts::GuestFacts;
 use crate::guest::parse::SecureBoot;
-use crate::inventory::guest::GuestSpec;
+use crate::inventory::guest::{GuestSpec, Runtime};
 
 /// Compat's choices and every refusal; None when nothing can be chosen.
 pub(super) fn derive<'a>(
@@ -52,7 +53,7 @@ pub(super) fn derive<'a>(
     };
 
     let driver = driver::choice(t, &request, &rec, facts, plan)?;
-    let cuda_package = cuda::choice(spec, &rec, plan);
+    let cuda_package = cuda::choice(spec, distro, &rec, plan);
 
     let nouveau_has_device = facts.gpus().any(|g| g.driver.as_deref() == Some("nouveau"))
         || facts.module_loaded("nouveau");
@@ -63,6 +64,7 @@ pub(super) fn derive<'a>(
         && reboot_reasons.is_empty();
 
     secure_boot_refusals(facts, !driver.missing.is_empty(), plan);
+    podman_refusal(spec, facts, distro, plan);
 
     let triton = triton::choice(spec, facts, &rec, driver_ready, plan);
 
@@ -79,6 +81,34 @@ pub(super) fn derive<'a>(
         driver_ready,
         reboot_reasons,
     })
+}
+
+/// Podman resolves `--device nvidia.com/gpu=UUID` through CDI from 4.1 on (NVIDIA's CDI
+/// support page: "Podman 4.1.0 or later"). Ubuntu 22.04's archive has 3.4.4 (jammy-updates
+/// `3.4.4+ds1-1ubuntu1.22.04.3`, read from the archive by tests/guest_archives.rs); the other
+/// releases' archives have 4.3 or later.
+const PODMAN_CDI: (u32, u32) = (4, 1);
+
+fn podman_refusal(spec: &GuestSpec, facts: &GuestFacts, distro: Distro, plan: &mut GuestPlan) {
+    if spec.runtime != Runtime::Podman {
+        return;
+    }
+    let version = |v: &str| -> Option<(u32, u32)> {
+        let mut parts = v.trim().split(['.', '-', '+', '~']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    };
+    let (have, from) = match facts.podman.as_deref() {
+        Some(v) => (version(v), format!("the installed Podman {v}")),
+        None if distro == Distro::Ubuntu2204 => (Some((3, 4)), format!("{distro}'s Podman 3.4.4")),
+        None => return,
+    };
+    if have.is_some_and(|h| h >= PODMAN_CDI) {
+        return;
+    }
+    plan.refusals.push(refusal(
+        format!("{from} cannot give a container the GPUs by CDI name (`--device nvidia.com/gpu=...` needs Podman 4.1 or later), which the Triton unit and verify rely on"),
+        "use `runtime = \"docker\"` in [vm.guest], or a guest with a newer Podman (Ubuntu 24.04, Debian 12 or 13)",
+    ));
 }
 
 fn secure_boot_refusals(facts: &GuestFacts, installing: bool, plan: &mut GuestPlan) {
