@@ -154,8 +154,25 @@ fn nouveau_still_has_the_gpus_after_the_driver_install() {
 
 #[test]
 fn secure_boot_on_without_an_enrolled_key_is_refused() {
-    let text = set_section(&fresh(), "secure-boot", "SecureBoot enabled\n");
-    let text = set_section(&text, "secure-boot-efivar", "   6   0   0   0   1\n");
+    let fresh_sb = set_section(&fresh(), "secure-boot", "SecureBoot enabled\n");
+    let fresh_sb = set_section(&fresh_sb, "secure-boot-efivar", "   6   0   0   0   1\n");
+    // A fresh guest has no DKMS key yet (DKMS makes it on its first build): the plan goes
+    // ahead and says what the console must do.
+    let p = plan_for(SEED_SPEC, &fresh_sb);
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    assert!(
+        p.notes.iter().any(|n| n
+            .contains("DKMS makes its signing key /var/lib/dkms/mok.pub on its first build")
+            && n.contains("mokutil --import /var/lib/dkms/mok.pub")),
+        "{:?}",
+        p.notes
+    );
+    // A key that exists but is not enrolled is refused: DKMS would sign with it.
+    let text = set_section(
+        &fresh_sb,
+        "mok-keys",
+        "key /var/lib/dkms/mok.pub: /var/lib/dkms/mok.pub is not enrolled\n",
+    );
     let p = plan_for(SEED_SPEC, &text);
     assert!(p.changes.is_empty());
     assert_eq!(p.refusals.len(), 1);
@@ -239,6 +256,75 @@ fn podman_with_a_stale_cdi_spec_regenerates_it() {
     // regenerated for the loaded driver: nothing left
     let fresh_spec = text.replace("535.216.03", "535.261.03");
     assert!(plan_for(&podman_spec, &fresh_spec).is_empty());
+}
+
+#[test]
+fn toolkit_1_18_keeps_one_cdi_spec_the_one_it_refreshes() {
+    // The Podman guest of the test above, its unit written, with Container Toolkit 1.18,
+    // whose nvidia-cdi-refresh service maintains /var/run/cdi/nvidia.yaml.
+    let mut text = converged();
+    text = set_section(&text, "podman", "podman version 4.3.1\n");
+    text = set_section(&text, "triton-service", "active\n");
+    text = set_section(
+        &text,
+        "nvidia-ctk",
+        "NVIDIA Container Toolkit CLI version 1.18.1\ncommit: 0000000\n",
+    );
+    let podman_spec = SEED_SPEC.replace("runtime = \"docker\"", "runtime = \"podman\"");
+    let text = write_files(&text, &plan_for(&podman_spec, &text));
+    let spec = |path: &str, driver: &str| {
+        (
+            format!("cdi {path} mtime=1790000000"),
+            format!(
+                "cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n    hostPath: /usr/lib/x86_64-linux-gnu/libcuda.so.{driver}\n### pvegpu exit 0\n"
+            ),
+        )
+    };
+
+    // pvegpu's spec from before the upgrade, and none refreshed yet
+    let (head, body) = spec("/etc/cdi/nvidia.yaml", "535.261.03");
+    let old_own = add_section(&text, &head, &body);
+    let p = plan_for(&podman_spec, &old_own);
+    let cdi = p
+        .changes
+        .iter()
+        .find(|c| c.step == "cdi-spec")
+        .expect("cdi step");
+    assert!(
+        matches!(&cdi.action, Action::Run { command } if command == "mv -f /etc/cdi/nvidia.yaml /etc/cdi/nvidia.yaml.pvegpu-replaced && modprobe nvidia-uvm && systemctl start nvidia-cdi-refresh.service"),
+        "{:?}",
+        cdi.action
+    );
+    assert!(
+        cdi.reason
+            .contains("would be a second spec of the same devices"),
+        "{}",
+        cdi.reason
+    );
+
+    // the refreshed spec for the loaded driver, and pvegpu's set aside: nothing to do
+    let (head, body) = spec("/var/run/cdi/nvidia.yaml", "535.261.03");
+    let refreshed = add_section(&text, &head, &body);
+    let p = plan_for(&podman_spec, &refreshed);
+    assert!(
+        !p.changes.iter().any(|c| c.step == "cdi-spec"),
+        "{}",
+        p.render_text()
+    );
+
+    // a refreshed spec of the previous driver: the service runs again
+    let stale = refreshed.replace("libcuda.so.535.261.03", "libcuda.so.535.216.03");
+    let p = plan_for(&podman_spec, &stale);
+    let cdi = p
+        .changes
+        .iter()
+        .find(|c| c.step == "cdi-spec")
+        .expect("cdi step");
+    assert!(
+        matches!(&cdi.action, Action::Run { command } if command == "modprobe nvidia-uvm && systemctl start nvidia-cdi-refresh.service"),
+        "{:?}",
+        cdi.action
+    );
 }
 
 #[test]

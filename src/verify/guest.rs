@@ -138,7 +138,7 @@ fn driver_loaded(
             name,
             format!("no nvidia module loaded in {running}"),
             "the module exists but did not load (see `dmesg | grep -i nvrm`; Secure Boot without an enrolled MOK key is a common reason)",
-            "`modprobe nvidia` and read the error; with Secure Boot, enrol the DKMS key (`mokutil --import /var/lib/dkms/mok.pub`) or turn Secure Boot off in the VM's firmware",
+            "`modprobe nvidia` and read the error; with Secure Boot, enrol the DKMS key (`mokutil --import /var/lib/dkms/mok.pub`; on Ubuntu /var/lib/shim-signed/mok/MOK.der) or turn Secure Boot off in the VM's firmware",
         )
     }
 }

@@ -37,7 +37,8 @@ pub struct PodmanInputs {
 }
 
 const NVIDIA_KIND: &str = "nvidia.com/gpu";
-const GENERATE: &str = "sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml";
+/// Container Toolkit 1.18 and later refresh /var/run/cdi/nvidia.yaml themselves.
+const GENERATE: &str = "`sudo systemctl start nvidia-cdi-refresh.service` with Container Toolkit 1.18 or later (it writes /var/run/cdi/nvidia.yaml), else `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`";
 
 /// The directories Podman reads by default.
 pub fn read_by_default(path: &str) -> bool {
@@ -193,7 +194,7 @@ fn spec_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
                 "CDI spec parses",
                 e.to_string(),
                 "Podman skips a spec it cannot parse, so its devices do not resolve",
-                format!("regenerate it: `{GENERATE}`"),
+                format!("regenerate it: {GENERATE}"),
             )),
         }
     }
@@ -209,7 +210,7 @@ fn spec_checks(inputs: &PodmanInputs, out: &mut Vec<Check>) {
             "one nvidia.com/gpu spec",
             paths(&read),
             "several specs define the same kind; one shadows the other, and the shadowed one is usually a stale leftover",
-            "keep one (`/etc/cdi/nvidia.yaml`) and remove the others",
+            "keep one (/var/run/cdi/nvidia.yaml with Container Toolkit 1.18 or later, which refreshes it; else /etc/cdi/nvidia.yaml) and remove the others",
         ));
     }
     if !inputs.requested.is_empty() {
@@ -243,7 +244,7 @@ fn location_check(read: &[CdiSpec], unread: &[CdiSpec]) -> Check {
             name,
             "no spec of kind nvidia.com/gpu in /etc/cdi or /var/run/cdi",
             "without a spec `--device nvidia.com/gpu=...` is an unresolvable CDI device",
-            format!("`{GENERATE}`, then `nvidia-ctk cdi list` shows the device names"),
+            format!("{GENERATE}, then `nvidia-ctk cdi list` shows the device names"),
         )
     } else {
         Check::fail(
@@ -251,7 +252,7 @@ fn location_check(read: &[CdiSpec], unread: &[CdiSpec]) -> Check {
             name,
             format!("only {}", paths(unread)),
             "Podman reads CDI specs from /etc/cdi and /var/run/cdi only; a spec under ~/.config/cdi is ignored by default (containers/podman#25691)",
-            format!("`{GENERATE}` (a system-wide spec serves rootless users too)"),
+            format!("{GENERATE} (a system-wide spec serves rootless users too)"),
         )
     }
 }
@@ -309,7 +310,7 @@ fn uvm_check(s: &CdiSpec) -> Check {
         format!("{} lacks {}", s.path, lacks.join(" and ")),
         "the spec was generated while nvidia-uvm was not loaded; containers then get no /dev/nvidia-uvm, so nvidia-smi works but the CUDA runtime fails with cudaErrorInitializationError (3) (nvidia-container-toolkit#50)",
         format!(
-            "`sudo modprobe nvidia-uvm` (and load it at boot via /etc/modules-load.d), then `{GENERATE}`"
+            "`sudo modprobe nvidia-uvm` (and load it at boot via /etc/modules-load.d), then {GENERATE}"
         ),
     )
 }
@@ -332,7 +333,7 @@ fn driver_check(s: &CdiSpec, loaded: Option<&str>) -> Check {
                 "{} names no driver version (no versioned libnvidia-ml/libcuda mount)",
                 s.path
             ),
-            format!("regenerate it: `{GENERATE}`"),
+            format!("regenerate it: {GENERATE}"),
         ),
         Some(l) if s.driver_version.as_deref() == Some(l) => Check::pass(
             Layer::Runtime,
@@ -353,7 +354,7 @@ fn driver_check(s: &CdiSpec, loaded: Option<&str>) -> Check {
             ),
             "the spec is a snapshot from before a driver change: it mounts libraries that no longer exist or do not match the kernel module",
             format!(
-                "`{GENERATE}` after every driver upgrade (newer toolkits can regenerate it at boot: nvidia-cdi-refresh)"
+                "{GENERATE} after every driver upgrade (newer toolkits can regenerate it at boot: nvidia-cdi-refresh)"
             ),
         ),
     }
@@ -415,7 +416,7 @@ fn nodes_exist(absent: &[&str]) -> Option<Check> {
             "nvidia-uvm device nodes exist",
             "nvidia-uvm is not loaded, or was loaded without creating its nodes; the CUDA runtime needs them",
             format!(
-                "`sudo nvidia-modprobe -u -c=0` (loads nvidia-uvm and creates the nodes), load it at boot, then `{GENERATE}`"
+                "`sudo nvidia-modprobe -u -c=0` (loads nvidia-uvm and creates the nodes), load it at boot, then {GENERATE}"
             ),
         )
     } else if !absent.is_empty() {

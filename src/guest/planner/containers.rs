@@ -58,7 +58,28 @@ pub(super) fn docker_runtime(step: &GuestStep, w: &Walk) -> Option<Change> {
     ))
 }
 
-/// The CDI spec at `path`, generated again when it is missing or made for another driver.
+/// From Container Toolkit 1.18 on, the toolkit's `nvidia-cdi-refresh` service writes this
+/// spec and refreshes it when the driver or the toolkit changes (NVIDIA's CDI support page,
+/// "Automatic CDI Specification Generation"; the package's postinst starts the service).
+const REFRESHED_SPEC: &str = "/var/run/cdi/nvidia.yaml";
+const REFRESH: &str = "systemctl start nvidia-cdi-refresh.service";
+
+/// Whether the installed toolkit maintains [`REFRESHED_SPEC`] itself (1.18 or later).
+fn toolkit_refreshes_spec(facts: &GuestFacts) -> bool {
+    let Some(v) = facts.nvidia_ctk.as_deref() else {
+        return false;
+    };
+    let mut parts = v
+        .trim()
+        .split(['.', '-', '~'])
+        .map(|p| p.parse::<u32>().ok());
+    matches!((parts.next().flatten(), parts.next().flatten()), (Some(major), Some(minor)) if (major, minor) >= (1, 18))
+}
+
+/// The one CDI spec of the GPUs, made again when it is missing or made for another driver:
+/// pvegpu's own at `path` (the playbook's) with toolkits before 1.18, else the one the
+/// toolkit refreshes, with pvegpu's earlier one set aside so there are not two specs of the
+/// same devices.
 pub(super) fn cdi_spec(
     step: &GuestStep,
     path: &str,
@@ -69,12 +90,16 @@ pub(super) fn cdi_spec(
     if d.spec.runtime != Runtime::Podman || !d.driver_ready {
         return None;
     }
+    let refreshed = toolkit_refreshes_spec(facts);
+    let own = path;
+    let path = if refreshed { REFRESHED_SPEC } else { own };
     let loaded = facts.loaded_driver().unwrap_or_default();
     let spec = facts.cdi_specs.iter().find(|s| s.path == path);
+    let set_aside = refreshed && facts.cdi_specs.iter().any(|s| s.path == own);
     for s in facts
         .cdi_specs
         .iter()
-        .filter(|s| s.path != path && s.kind.as_deref() == Some("nvidia.com/gpu"))
+        .filter(|s| s.path != path && s.path != own && s.kind.as_deref() == Some("nvidia.com/gpu"))
     {
         if s.driver_version.as_deref() != Some(loaded) {
             notes.push(format!(
@@ -84,20 +109,36 @@ pub(super) fn cdi_spec(
             ));
         }
     }
-    let reason = match spec.map(|s| s.driver_version.as_deref()) {
-        None => format!("{path} does not exist"),
-        Some(v) if v == Some(loaded) => return None,
-        Some(v) => format!(
+    let stale = match spec.map(|s| s.driver_version.as_deref()) {
+        None => Some(format!("{path} does not exist")),
+        Some(v) if v == Some(loaded) => None,
+        Some(v) => Some(format!(
             "{path} was made for driver {}, the loaded driver is {loaded}: its library paths are stale",
             v.unwrap_or("unknown")
-        ),
+        )),
     };
-    // without nvidia-uvm loaded the spec lacks /dev/nvidia-uvm and CUDA fails in the
-    // container while nvidia-smi works (RULES.md 5a). The unit names GPUs by UUID,
-    // which toolkits before 1.15 do not generate by default (their flag takes one
-    // value, the last given; later ones generate each strategy named).
-    Some(step.run(
-        reason,
-        format!("modprobe nvidia-uvm && nvidia-ctk cdi generate --device-name-strategy=index --device-name-strategy=uuid --output={path}"),
-    ))
+    let mut reasons = Vec::new();
+    let mut commands = Vec::new();
+    if set_aside {
+        reasons.push(format!(
+            "the container toolkit {} maintains {REFRESHED_SPEC}, so pvegpu's {own} would be a second spec of the same devices",
+            facts.nvidia_ctk.as_deref().unwrap_or_default()
+        ));
+        // CDI reads *.yaml and *.json only: the renamed file stays as a backup
+        commands.push(format!("mv -f {own} {own}.pvegpu-replaced"));
+    }
+    if let Some(r) = stale {
+        reasons.push(r);
+        // without nvidia-uvm loaded the spec lacks /dev/nvidia-uvm and CUDA fails in the
+        // container while nvidia-smi works (RULES.md 5a). The unit names GPUs by UUID,
+        // which toolkits before 1.15 do not generate by default (their flag takes one
+        // value, the last given; later ones generate each strategy named).
+        commands.push("modprobe nvidia-uvm".into());
+        commands.push(if refreshed {
+            REFRESH.to_string()
+        } else {
+            format!("nvidia-ctk cdi generate --device-name-strategy=index --device-name-strategy=uuid --output={path}")
+        });
+    }
+    (!commands.is_empty()).then(|| step.run(reasons.join("; "), commands.join(" && ")))
 }

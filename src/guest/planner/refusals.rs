@@ -63,7 +63,7 @@ pub(super) fn derive<'a>(
         && driver.missing.is_empty()
         && reboot_reasons.is_empty();
 
-    secure_boot_refusals(facts, !driver.missing.is_empty(), plan);
+    secure_boot_refusals(facts, distro, !driver.missing.is_empty(), plan);
     podman_refusal(spec, facts, distro, plan);
 
     let triton = triton::choice(spec, facts, &rec, driver_ready, plan);
@@ -111,11 +111,37 @@ fn podman_refusal(spec: &GuestSpec, facts: &GuestFacts, distro: Distro, plan: &m
     ));
 }
 
-fn secure_boot_refusals(facts: &GuestFacts, installing: bool, plan: &mut GuestPlan) {
+/// Where DKMS keeps the key it signs modules with, made on its first build: Debian's dkms
+/// writes /var/lib/dkms/mok.pub (dkms 3.x, `mok_signing_key`); Ubuntu's DKMS uses
+/// shim-signed's key, /var/lib/shim-signed/mok/MOK.der (`update-secureboot-policy
+/// --new-key`). The probe reads both.
+fn dkms_key(distro: Distro) -> &'static str {
+    if distro.is_debian() {
+        "/var/lib/dkms/mok.pub"
+    } else {
+        "/var/lib/shim-signed/mok/MOK.der"
+    }
+}
+
+/// Secure Boot: a module built unsigned cannot load, and a key that exists must be enrolled
+/// before DKMS builds with it. On a fresh guest the key does not exist yet (DKMS makes it on
+/// its first build), so the plan goes ahead and says what the console must do afterwards.
+fn secure_boot_refusals(
+    facts: &GuestFacts,
+    distro: Distro,
+    installing: bool,
+    plan: &mut GuestPlan,
+) {
     if facts.secure_boot != SecureBoot::Enabled {
         return;
     }
-    let hint = "enroll the DKMS signing key (`mokutil --import /var/lib/dkms/mok.pub`, confirm it at the VM console on the next boot) and rebuild with `dkms autoinstall --force`, or turn Secure Boot off in the VM's UEFI settings";
+    let key = dkms_key(distro);
+    let enrol = format!(
+        "`sudo mokutil --import {key}` on the guest (it asks for a one-time password), reboot it and confirm the enrolment in the MOK manager on the VM's console (Proxmox's Console tab)"
+    );
+    let hint = format!(
+        "{enrol}, then rebuild with `dkms autoinstall --force` and apply again; or turn Secure Boot off in the VM's UEFI settings"
+    );
     let unsigned: Vec<&str> = facts
         .kernels
         .iter()
@@ -133,10 +159,18 @@ fn secure_boot_refusals(facts: &GuestFacts, installing: bool, plan: &mut GuestPl
         return;
     }
     let building = installing || facts.kernels.iter().any(|k| k.nvidia_module.is_none());
-    if building && !facts.mok_keys.iter().any(|k| k.enrolled) {
-        plan.refusals.push(refusal(
-            "Secure Boot is on and no DKMS signing key is enrolled: the NVIDIA module DKMS builds would not load",
+    if !building || facts.mok_keys.iter().any(|k| k.enrolled) {
+        return;
+    }
+    match facts.mok_keys.iter().find(|k| k.path == key) {
+        Some(_) => plan.refusals.push(refusal(
+            format!(
+                "Secure Boot is on and the DKMS signing key {key} is not enrolled: the NVIDIA module DKMS builds would not load"
+            ),
             hint,
-        ));
+        )),
+        None => plan.notes.push(format!(
+            "Secure Boot is on: DKMS makes its signing key {key} on its first build and signs the NVIDIA module with it, but the kernel loads the module only once that key is enrolled, which needs the VM's console. After this apply (which ends saying the driver does not load yet): {enrol}, then run `pvegpu apply` again"
+        )),
     }
 }
