@@ -284,22 +284,14 @@ fn toolkit_1_18_keeps_one_cdi_spec_the_one_it_refreshes() {
     // pvegpu's spec from before the upgrade, and none refreshed yet
     let (head, body) = spec("/etc/cdi/nvidia.yaml", "535.261.03");
     let old_own = add_section(&text, &head, &body);
-    let p = plan_for(&podman_spec, &old_own);
-    let cdi = p
-        .changes
-        .iter()
-        .find(|c| c.step == "cdi-spec")
-        .expect("cdi step");
-    assert!(
-        matches!(&cdi.action, Action::Run { command } if command == "mv -f /etc/cdi/nvidia.yaml /etc/cdi/nvidia.yaml.pvegpu-replaced && modprobe nvidia-uvm && systemctl start nvidia-cdi-refresh.service"),
-        "{:?}",
-        cdi.action
+    let (command, reason) = cdi_step(&plan_for(&podman_spec, &old_own));
+    assert_eq!(
+        command,
+        "mv -f /etc/cdi/nvidia.yaml /etc/cdi/nvidia.yaml.pvegpu-replaced && modprobe nvidia-uvm && systemctl start nvidia-cdi-refresh.service"
     );
     assert!(
-        cdi.reason
-            .contains("would be a second spec of the same devices"),
-        "{}",
-        cdi.reason
+        reason.contains("would be a second spec of the same devices"),
+        "{reason}"
     );
 
     // the refreshed spec for the loaded driver, and pvegpu's set aside: nothing to do
@@ -314,17 +306,24 @@ fn toolkit_1_18_keeps_one_cdi_spec_the_one_it_refreshes() {
 
     // a refreshed spec of the previous driver: the service runs again
     let stale = refreshed.replace("libcuda.so.535.261.03", "libcuda.so.535.216.03");
-    let p = plan_for(&podman_spec, &stale);
-    let cdi = p
+    let (command, _) = cdi_step(&plan_for(&podman_spec, &stale));
+    assert_eq!(
+        command,
+        "modprobe nvidia-uvm && systemctl start nvidia-cdi-refresh.service"
+    );
+}
+
+/// The command and reason of a plan's CDI spec step.
+fn cdi_step(p: &GuestPlan) -> (String, String) {
+    let c = p
         .changes
         .iter()
         .find(|c| c.step == "cdi-spec")
-        .expect("cdi step");
-    assert!(
-        matches!(&cdi.action, Action::Run { command } if command == "modprobe nvidia-uvm && systemctl start nvidia-cdi-refresh.service"),
-        "{:?}",
-        cdi.action
-    );
+        .expect("a cdi-spec step");
+    match &c.action {
+        Action::Run { command } => (command.clone(), c.reason.clone()),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
