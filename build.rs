@@ -1,7 +1,9 @@
-//! The version line's build information, `pvegpu 0.1.0 (1a2b3c4d5 2026-12-02)`: the commit and
-//! its date as git reports them. The commit's date rather than the clock's, as cargo and rustc
-//! do, so that building the same commit twice gives the same binary. Outside a git checkout
-//! (a source archive, `cargo install` from a registry) it reads `(no git commit)`.
+//! The version line's build information, `pvegpu 0.1.0 (1a2b3c4d5 2026-11-30, built
+//! 2026-12-02)`: the commit and its date as git reports them, and the day of the build. The
+//! build day is `SOURCE_DATE_EPOCH`'s when it is set (reproducible builds: Debian's tooling
+//! sets it, and the same commit then gives the same binary), else the clock's (UTC). Outside
+//! a git checkout (a source archive, `cargo install` from a registry) the commit reads
+//! `no git commit`.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,14 +14,42 @@ fn git(args: &[&str]) -> Option<String> {
     (out.status.success() && !text.is_empty()).then_some(text)
 }
 
+/// `YYYY-MM-DD` of a Unix time (days to a civil date, after Howard Hinnant's algorithm).
+fn utc_day(secs: u64) -> String {
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+fn build_day() -> String {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
+    utc_day(secs)
+}
+
 fn main() {
-    let info = match (
+    let commit = match (
         git(&["rev-parse", "--short=9", "HEAD"]),
         git(&["log", "-1", "--format=%cs"]),
     ) {
         (Some(commit), Some(date)) => format!("{commit} {date}"),
         _ => "no git commit".to_string(),
     };
+    let info = format!("{commit}, built {}", build_day());
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!(
         "cargo:rustc-env=PVEGPU_VERSION={} ({info})",
         env!("CARGO_PKG_VERSION")

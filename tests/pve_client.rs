@@ -348,7 +348,7 @@ async fn failed_task_surfaces_its_log() {
         first_poll: Duration::from_millis(10),
         ..WaitOptions::default()
     };
-    let e = c.wait_task(&upid, &wait).await.unwrap_err();
+    let e = c.wait_task(&upid, &wait, &|_| {}).await.unwrap_err();
     let PveError::TaskFailed {
         exitstatus, log, ..
     } = &e
@@ -397,7 +397,7 @@ async fn task_deadline() {
         first_poll: Duration::from_millis(20),
         ..WaitOptions::default()
     };
-    let e = c.wait_task(&upid, &wait).await.unwrap_err();
+    let e = c.wait_task(&upid, &wait, &|_| {}).await.unwrap_err();
     assert!(matches!(e, PveError::TaskTimeout { .. }), "{e:?}");
 }
 

@@ -8,7 +8,7 @@
 mod fake_pve;
 
 use fake_pve::{FakeCluster, Principal, Schema, Vm};
-use pvegpu::core::progress::Progress;
+use pvegpu::core::progress::{Progress, Task};
 use pvegpu::inventory::Node;
 use pvegpu::pve::envelope::{RawReply, parse_reply};
 use pvegpu::pve::{Api, ApiRequest, AuthKind, PveError, WaitOptions};
@@ -20,7 +20,7 @@ use pvegpu::vm::state::ApiFacts;
 use pvegpu::vm::{HostDevice, HostReadiness, VmPlan, VmStep};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// `pve::Api` over a [`FakeCluster`] held in memory, acting as `who`.
@@ -224,12 +224,30 @@ fn converged_vm() -> Vm {
     }
 }
 
+/// The lines said, and each task's last line as its work told it.
 #[derive(Default)]
-struct Said(Mutex<Vec<String>>);
+struct Said(Mutex<Vec<String>>, Mutex<Vec<Arc<Mutex<String>>>>);
 
 impl Progress for Said {
     fn say(&self, line: &str) {
         self.0.lock().unwrap().push(line.to_string());
+    }
+    fn begin(&self, what: &str) -> Task {
+        self.say(what);
+        let last = Arc::new(Mutex::new(String::new()));
+        self.1.lock().unwrap().push(last.clone());
+        Task::new(|_| {}, last)
+    }
+}
+
+impl Said {
+    fn last_lines(&self) -> Vec<String> {
+        self.1
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|l| l.lock().unwrap().clone())
+            .collect()
     }
 }
 
@@ -389,6 +407,28 @@ async fn the_executor_creates_the_vm_then_a_fresh_plan_is_empty() {
     assert!(
         said.iter().any(|l| l.contains("creating VM 201")),
         "{said:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_running_proxmox_task_shows_its_newest_log_line() {
+    let api = MemoryPve::new(fake_pve::testhost_cluster(), root_token());
+    let mut node = node(TOKEN);
+    node.vm.as_mut().unwrap().disk.image =
+        Some("local:import/debian-12-genericcloud-amd64.qcow2".into());
+    let before = plan(&node, &facts(&api, &node).await);
+    let said = Said::default();
+    let mut exec = VmExecutor::new(&api, &said);
+    exec.wait = quick();
+    exec.execute(&before, node.vm.as_ref().unwrap(), Ok(()))
+        .await
+        .unwrap();
+    // the import's progress, read from the task log while the task ran
+    assert!(
+        said.last_lines()
+            .contains(&"transferred 1.5 GiB of 3.0 GiB (50.00%)".to_string()),
+        "{:?}",
+        said.last_lines()
     );
 }
 

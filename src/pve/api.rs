@@ -6,7 +6,7 @@ use super::auth::Credentials;
 use super::client::WaitOptions;
 use super::error::PveError;
 use super::request::{ApiRequest, Params};
-use super::task::{LogLine, TaskState, TaskStatus, tail_lines, task_state};
+use super::task::{LogLine, TaskState, TaskStatus, newest, tail_lines, task_state};
 use super::upid::Upid;
 use serde::de::DeserializeOwned;
 use std::future::Future;
@@ -53,20 +53,32 @@ pub trait Api: Sync {
     }
 
     /// Polls the task until it stops or the deadline passes. `Ok` for `OK` and `WARNINGS: n`;
-    /// [`PveError::TaskFailed`] with the log's last lines otherwise.
+    /// [`PveError::TaskFailed`] with the log's last lines otherwise. While it runs, `watch`
+    /// is told each new last line of its log (a disk import's progress, a start's messages).
     fn wait_task(
         &self,
         upid: &Upid,
         opts: &WaitOptions,
+        watch: &(dyn Fn(&str) + Send + Sync),
     ) -> impl Future<Output = Result<TaskState, PveError>> + Send {
         async move {
             let start = tokio::time::Instant::now();
             let deadline = start + opts.timeout;
             let mut poll = opts.first_poll;
+            // Lines already seen: the next read starts there (`start` is 0-based, `n` 1-based).
+            let mut seen = 0;
             loop {
                 let status = self.task_status(upid).await?;
                 match task_state(&status) {
-                    TaskState::Running => {}
+                    TaskState::Running => {
+                        // Progress only: a log that cannot be read now is read at the end.
+                        if let Ok(lines) = self.task_log(upid, seen, 500).await
+                            && let Some(last) = newest(&lines)
+                        {
+                            seen = last.n;
+                            watch(&last.t);
+                        }
+                    }
                     TaskState::Failed(exitstatus) => {
                         let log = match self.task_log(upid, 0, 50_000).await {
                             Ok(lines) => tail_lines(&lines, opts.log_lines),

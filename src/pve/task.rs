@@ -58,6 +58,13 @@ pub struct LogLine {
     pub t: String,
 }
 
+/// The newest line of a log read, unless the log is empty (its placeholder `no content`).
+pub fn newest(log: &[LogLine]) -> Option<&LogLine> {
+    log.iter()
+        .max_by_key(|l| l.n)
+        .filter(|l| !(log.len() == 1 && l.t == "no content"))
+}
+
 /// The last `keep` lines of a log, in order, without the placeholder of an empty log.
 pub fn tail_lines(log: &[LogLine], keep: usize) -> Vec<String> {
     let mut lines: Vec<&LogLine> = log.iter().collect();
@@ -128,5 +135,7 @@ mod tests {
         assert_eq!(tail_lines(&log, 10).len(), 3);
         let empty: Vec<LogLine> = serde_json::from_str(r#"[{"n":1,"t":"no content"}]"#).unwrap();
         assert!(tail_lines(&empty, 10).is_empty());
+        assert_eq!(newest(&empty), None);
+        assert_eq!(newest(&log).map(|l| l.n), Some(3));
     }
 }

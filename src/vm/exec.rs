@@ -81,19 +81,28 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
         }
     }
 
-    /// Waits for the UPID an async call returned (`null` means it finished already).
-    async fn finish(&self, reply: Value) -> Result<(), PveError> {
+    /// Waits for the UPID an async call returned (`null` means it finished already), telling
+    /// `watch` the newest line of its log.
+    async fn finish(
+        &self,
+        reply: Value,
+        watch: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), PveError> {
         if let Value::String(s) = reply
             && let Ok(upid) = s.parse::<Upid>()
         {
-            self.client.wait_task(&upid, &self.wait).await?;
+            self.client.wait_task(&upid, &self.wait, watch).await?;
         }
         Ok(())
     }
 
-    async fn call(&self, req: ApiRequest) -> Result<(), PveError> {
+    async fn call(
+        &self,
+        req: ApiRequest,
+        watch: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), PveError> {
         let reply: Value = self.client.call(&req).await?;
-        self.finish(reply).await
+        self.finish(reply, watch).await
     }
 
     /// Says `doing` (with `detail`), sends `req` and waits for its task; a failure is
@@ -106,7 +115,8 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
         state: impl FnOnce() -> String,
     ) -> Result<(), ExecError> {
         let task = self.progress.begin(&format!("  {doing}{detail}"));
-        let result = self.call(req).await;
+        let watch = task.watcher();
+        let result = self.call(req, &watch).await;
         task.done(result.is_ok());
         result.map_err(|e| step_error(&format!("{doing} failed"), e, state()))
     }
@@ -169,8 +179,9 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                     .await
             }
             VmStep::CreateVm { params, .. } => {
-                self.progress
-                    .say(&format!("  creating VM {vmid} `{}`", plan.name));
+                let task = self
+                    .progress
+                    .begin(&format!("  creating VM {vmid} `{}`", plan.name));
                 let mut p = Params::new().int("vmid", i64::from(vmid));
                 for (k, v) in params {
                     p = p.str(k, v);
@@ -185,7 +196,10 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                         "Proxmox refused before creating anything; no VM was created or changed by pvegpu".into(),
                     )
                 })?;
-                if let Err(e) = self.finish(reply).await {
+                let watch = task.watcher();
+                let waited = self.finish(reply, &watch).await;
+                task.done(waited.is_ok());
+                if let Err(e) = waited {
                     let state = self.clean_up_create(node, vmid, &plan.name).await;
                     return Err(step_error(&format!("creating VM {vmid} failed"), e, state));
                 }
@@ -301,7 +315,7 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
             p = p.bool("skiplock", true);
         }
         let req = ApiRequest::delete(api_path(&["nodes", node, "qemu", &vmid.to_string()]), &p);
-        match self.call(req).await {
+        match self.call(req, &|_| {}).await {
             Ok(()) => format!("the half-created VM {vmid} was removed"),
             Err(e) => format!(
                 "VM {vmid} was left half-created and could not be removed ({e}); remove it with `qm destroy {vmid} --purge --skiplock` on the node"

@@ -814,6 +814,21 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
         None,
         Effect::Created { vmid, start },
     );
+    // An import logs while it runs, as `qemu-img convert` reports its progress
+    // (qemu-server `PVE/QemuServer/ImportDisk.pm`).
+    let imports: Vec<String> = p
+        .values()
+        .map(scalar_text)
+        .filter_map(|v| property_string_get(&v, "import-from"))
+        .collect();
+    if let Some(t) = st.tasks.get_mut(&upid).filter(|t| t.exitstatus.is_none()) {
+        for src in imports {
+            t.log
+                .push(format!("importing disk '{src}' to VM {vmid} ..."));
+            t.log.push("transferred 0.0 B of 3.0 GiB (0.00%)".into());
+            t.log.push("transferred 1.5 GiB of 3.0 GiB (50.00%)".into());
+        }
+    }
     Ok(json!(upid))
 }
 

@@ -472,7 +472,7 @@ impl FakeCluster {
             }
         };
         let t = self.tasks.get_mut(upid).unwrap();
-        t.log = log;
+        t.log.extend(log);
         t.exitstatus = Some(exit);
     }
 
