@@ -246,16 +246,7 @@ fn every_planned_package_set_resolves_in_the_real_archives() {
             ));
         }
         let podman = candidate(r.name, "podman").unwrap_or_default();
-        let podman_cdi = minor(
-            &podman
-                .split(['+', '-', '~'])
-                .next()
-                .unwrap()
-                .splitn(3, '.')
-                .take(2)
-                .collect::<Vec<_>>()
-                .join("."),
-        ) >= (4, 1);
+        let podman_cdi = pvegpu::guest::parse::major_minor(&podman).is_some_and(|v| v >= (4, 1));
         for gpu in GPUS {
             let facts = guest(r, *gpu, &kernel);
             let mut union: BTreeSet<String> = BTreeSet::new();

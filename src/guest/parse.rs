@@ -341,6 +341,12 @@ pub fn holds(text: &str) -> BTreeSet<String> {
 /// The version word of `docker --version` (`Docker version 24.0.7, build afdd53b`),
 /// `podman --version` (`podman version 4.3.1`) or `nvidia-ctk --version` (`NVIDIA Container
 /// Toolkit CLI version 1.14.3`).
+/// `major.minor` of a version (`4.3.1+ds1-8` -> (4, 3)), for comparing against a minimum.
+pub fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split(['.', '-', '+', '~']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 pub fn tool_version(text: &str) -> Option<String> {
     let first = text.lines().next()?;
     let after = first.split(" version ").nth(1)?;
@@ -473,5 +479,8 @@ mod tests {
         );
         assert_eq!(tool_version("podman version 4.3.1\n"), Some("4.3.1".into()));
         assert_eq!(tool_version("sh: 1: podman: not found\n"), None);
+        assert_eq!(major_minor("4.3.1+ds1-8+deb12u1"), Some((4, 3)));
+        assert_eq!(major_minor("1.18.0~rc.1"), Some((1, 18)));
+        assert_eq!(major_minor("unknown"), None);
     }
 }

@@ -35,8 +35,7 @@ pub struct HostPci {
 }
 
 fn is_hostpci(key: &str) -> bool {
-    key.strip_prefix("hostpci")
-        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+    crate::vm::planner::numbered(key, "hostpci")
 }
 
 /// A `hostpciN` value read by the VM planner's property-string parser: the first word may be

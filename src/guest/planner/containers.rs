@@ -66,14 +66,11 @@ const REFRESH: &str = "systemctl start nvidia-cdi-refresh.service";
 
 /// Whether the installed toolkit maintains [`REFRESHED_SPEC`] itself (1.18 or later).
 fn toolkit_refreshes_spec(facts: &GuestFacts) -> bool {
-    let Some(v) = facts.nvidia_ctk.as_deref() else {
-        return false;
-    };
-    let mut parts = v
-        .trim()
-        .split(['.', '-', '~'])
-        .map(|p| p.parse::<u32>().ok());
-    matches!((parts.next().flatten(), parts.next().flatten()), (Some(major), Some(minor)) if (major, minor) >= (1, 18))
+    facts
+        .nvidia_ctk
+        .as_deref()
+        .and_then(crate::guest::parse::major_minor)
+        .is_some_and(|v| v >= (1, 18))
 }
 
 /// The one CDI spec of the GPUs, made again when it is missing or made for another driver:

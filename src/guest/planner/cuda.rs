@@ -1,6 +1,7 @@
 //! The CUDA toolkit: which one compat's range allows for these GPUs and this driver (or the
 //! one asked for, if it fits), and installing it from NVIDIA's CUDA repository.
 
+use super::repositories::nvidia_repo_id;
 use super::{APT_INSTALL, GuestPlan, Walk, refusal};
 use crate::compat::version::CudaVersion;
 use crate::compat::{Distro, Recommendation};
@@ -38,15 +39,10 @@ fn sources() -> &'static CudaSources {
     })
 }
 
-/// NVIDIA's repository id for a release (`debian12`).
-fn repo_id(d: Distro) -> String {
-    format!("{}{}", d.family(), d.release().replace('.', ""))
-}
-
 /// A toolkit that exists for this release: NVIDIA's `cuda-toolkit-X-Y` from the repository's
 /// first toolkit on, else the distribution's own package of its one version.
 fn available(distro: Distro, v: &CudaVersion) -> Option<(String, &'static str)> {
-    let id = repo_id(distro);
+    let id = nvidia_repo_id(distro);
     let s = sources();
     if s.repositories
         .get(&id)
@@ -65,7 +61,7 @@ fn available(distro: Distro, v: &CudaVersion) -> Option<(String, &'static str)> 
 
 /// Where this release's toolkits come from, for a refusal.
 fn what_exists(distro: Distro) -> String {
-    let id = repo_id(distro);
+    let id = nvidia_repo_id(distro);
     let s = sources();
     let first = s.repositories.get(&id).map(|r| r.first_toolkit.to_string());
     let own = s.distribution_toolkits.get(&id);
@@ -194,7 +190,7 @@ fn newest_available(
     oldest: &CudaVersion,
     native: &CudaVersion,
 ) -> Option<CudaVersion> {
-    let id = repo_id(distro);
+    let id = nvidia_repo_id(distro);
     let s = sources();
     let in_range = |v: &CudaVersion| {
         v.minor_key() >= oldest.minor_key() && v.minor_key() <= native.minor_key()
@@ -228,8 +224,11 @@ mod tests {
     fn the_sources_file_names_every_release() {
         let s = sources();
         for d in Distro::ALL {
-            assert!(s.repositories.contains_key(&repo_id(d)), "{d}");
-            assert!(s.distribution_toolkits.contains_key(&repo_id(d)), "{d}");
+            assert!(s.repositories.contains_key(&nvidia_repo_id(d)), "{d}");
+            assert!(
+                s.distribution_toolkits.contains_key(&nvidia_repo_id(d)),
+                "{d}"
+            );
         }
     }
 

@@ -6,7 +6,7 @@ use super::{Desired, GuestPlan, cuda, driver, reboot, refusal, triton};
 use crate::compat::Distro;
 use crate::compat::{Request, recommend, tables};
 use crate::guest::facts::GuestFacts;
-use crate::guest::parse::SecureBoot;
+use crate::guest::parse::{SecureBoot, major_minor};
 use crate::inventory::guest::{GuestSpec, Runtime};
 
 /// Compat's choices and every refusal; None when nothing can be chosen.
@@ -93,12 +93,8 @@ fn podman_refusal(spec: &GuestSpec, facts: &GuestFacts, distro: Distro, plan: &m
     if spec.runtime != Runtime::Podman {
         return;
     }
-    let version = |v: &str| -> Option<(u32, u32)> {
-        let mut parts = v.trim().split(['.', '-', '+', '~']);
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-    };
     let (have, from) = match facts.podman.as_deref() {
-        Some(v) => (version(v), format!("the installed Podman {v}")),
+        Some(v) => (major_minor(v), format!("the installed Podman {v}")),
         None if distro == Distro::Ubuntu2204 => (Some((3, 4)), format!("{distro}'s Podman 3.4.4")),
         None => return,
     };

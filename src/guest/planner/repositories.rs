@@ -24,7 +24,7 @@ const CONTAINER_TOOLKIT_URI: &str = "https://nvidia.github.io/libnvidia-containe
 const DEBIAN_COMPONENTS: [&str; 3] = ["contrib", "non-free", "non-free-firmware"];
 
 /// NVIDIA's repository id for a distribution (`debian12`, `ubuntu2404`).
-fn nvidia_repo_id(d: Distro) -> String {
+pub(super) fn nvidia_repo_id(d: Distro) -> String {
     format!("{}{}", d.family(), d.release().replace('.', ""))
 }
 

@@ -4,6 +4,12 @@ use super::super::state::property_string;
 use crate::inventory::vm::{Firmware, VmSpec};
 use std::collections::BTreeMap;
 
+/// Whether `key` is `prefix` followed by an index (`net0`, `ide2`, `hostpci1`).
+pub fn numbered(key: &str, prefix: &str) -> bool {
+    key.strip_prefix(prefix)
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// The NIC models of a `net` key; the value after the model is the MAC address.
 pub(super) const NIC_MODELS: [&str; 5] = ["virtio", "e1000", "e1000e", "rtl8139", "vmxnet3"];
 

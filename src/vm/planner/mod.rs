@@ -19,7 +19,7 @@ mod restart;
 mod slots;
 
 pub use devices::{mapping_entry, mapping_id};
-pub use keys::{encode_sshkeys, managed_keys, same};
+pub use keys::{encode_sshkeys, managed_keys, numbered, same};
 
 use super::playbook::{VM, VmStepKind};
 use super::state::{ApiFacts, VmConfig};

@@ -11,6 +11,7 @@
 //! on an update; pve-manager `API2/Cluster/Mapping/PCI.pm` for mappings.
 
 use super::super::state::{Permissions, property_string};
+use super::keys::numbered;
 use super::{Draft, VmStep};
 use crate::inventory::vm::VmSpec;
 use std::collections::BTreeMap;
@@ -26,10 +27,6 @@ struct Need {
 /// The privilege a config key pvegpu writes needs; `None` for drives and hostpci, whose
 /// checks depend on the value.
 fn key_privileges(key: &str) -> Option<&'static [&'static str]> {
-    let numbered = |prefix: &str| {
-        key.strip_prefix(prefix)
-            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    };
     Some(match key {
         "name" | "onboot" | "agent" | "ostype" | "bios" | "description" => &["VM.Config.Options"],
         "memory" | "balloon" => &["VM.Config.Memory"],
@@ -39,8 +36,8 @@ fn key_privileges(key: &str) -> Option<&'static [&'static str]> {
         "ciuser" | "sshkeys" | "nameserver" | "searchdomain" | "cipassword" => {
             &["VM.Config.Cloudinit", "VM.Config.Network"]
         }
-        _ if numbered("ipconfig") => &["VM.Config.Cloudinit", "VM.Config.Network"],
-        _ if numbered("net") => &["VM.Config.Network"],
+        _ if numbered(key, "ipconfig") => &["VM.Config.Cloudinit", "VM.Config.Network"],
+        _ if numbered(key, "net") => &["VM.Config.Network"],
         _ => return None,
     })
 }
@@ -48,10 +45,7 @@ fn key_privileges(key: &str) -> Option<&'static [&'static str]> {
 fn is_drive(key: &str) -> bool {
     ["ide", "scsi", "virtio", "sata", "efidisk", "tpmstate"]
         .iter()
-        .any(|d| {
-            key.strip_prefix(d)
-                .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-        })
+        .any(|d| numbered(key, d))
 }
 
 /// What writing `key = value` (or deleting it, `value` `None`) needs; `create` says whether

@@ -1,20 +1,17 @@
 //! What a running VM needs for the changes to take effect: a stop and start for the keys
 //! hotplug does not cover, including ones already pending.
 
+use super::keys::numbered;
 use super::{Draft, KeyChange, Vm, VmStep, Walk};
 use std::collections::BTreeSet;
 
 /// Keys whose change on a running VM waits for a stop and start (default hotplug covers
 /// network, disk and usb only; qemu-server `vmconfig_hotplug_pending`).
 pub(super) fn disruptive(key: &str) -> bool {
-    let numbered = |prefix: &str| {
-        key.strip_prefix(prefix)
-            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
-    };
     // ide and sata drives are never hot-plugged (a new cloud-init drive stays pending).
     key.starts_with("hostpci")
-        || numbered("ide")
-        || numbered("sata")
+        || numbered(key, "ide")
+        || numbered(key, "sata")
         || matches!(
             key,
             "memory"
