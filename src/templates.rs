@@ -68,6 +68,7 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
             .build()
             .expect("static syntax config"),
     );
+    env.add_filter("systemd_arg", systemd_arg);
     for (name, source) in TEMPLATES {
         env.add_template(name, source)
             .expect("embedded templates parse");
@@ -92,6 +93,28 @@ pub fn render(name: &str, context: minijinja::Value) -> Result<String, TemplateE
         })
 }
 
+/// One argument of a systemd unit's command line, as systemd.service(5) reads it: `%` would
+/// start a specifier and `$` a variable, so both are doubled; an argument with a space, a
+/// quote or a backslash is double-quoted with C escapes. A control character cannot be said
+/// in a unit line at all: an error, not a guess.
+fn systemd_arg(value: String) -> Result<String, minijinja::Error> {
+    if value.chars().any(char::is_control) {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("{value:?} holds a control character, which a systemd unit cannot carry"),
+        ));
+    }
+    let doubled = value.replace('%', "%%").replace('$', "$$");
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._:+,@=-%$".contains(c);
+    if !doubled.is_empty() && doubled.chars().all(plain) {
+        return Ok(doubled);
+    }
+    Ok(format!(
+        "\"{}\"",
+        doubled.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
 pub fn names() -> impl Iterator<Item = &'static str> {
     TEMPLATES.iter().map(|(n, _)| *n)
 }
@@ -99,6 +122,23 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_args_keep_their_meaning() {
+        assert_eq!(
+            systemd_arg("/srv/models:/models:ro".into()).unwrap(),
+            "/srv/models:/models:ro"
+        );
+        assert_eq!(
+            systemd_arg("/srv/100%/$HOME:/models:ro".into()).unwrap(),
+            "/srv/100%%/$$HOME:/models:ro"
+        );
+        assert_eq!(
+            systemd_arg("/srv/my \"models\\:/models:ro".into()).unwrap(),
+            r#""/srv/my \"models\\:/models:ro""#
+        );
+        assert!(systemd_arg("/srv/a\nExecStartPre=/bin/evil".into()).is_err());
+    }
 
     #[test]
     fn strict_undefined_is_an_error() {

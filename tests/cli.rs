@@ -386,3 +386,100 @@ fn diffs_are_not_rewritten_with_the_inventory() {
     );
     assert!(!out.contains("+# `pvegpu -i"), "{out}");
 }
+
+/// `discover --save` into a name someone planted as a link: refused, the link's target
+/// untouched; a plain file is replaced whole, with mode 0600 whatever the umask (#20).
+#[test]
+fn discover_save_never_writes_through_a_link() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let paste = dir.path().join("thread.txt");
+    std::fs::write(&paste, amd_transcript()).unwrap();
+    let missing = dir.path().join("none.toml");
+    let victim = dir.path().join("authorized_keys");
+    std::fs::write(&victim, "ssh-ed25519 AAAA keep\n").unwrap();
+    let saved = dir.path().join("pve.facts");
+    std::os::unix::fs::symlink(&victim, &saved).unwrap();
+    let save = |to: &std::path::Path| {
+        pvegpu(&[
+            "-i",
+            missing.to_str().unwrap(),
+            "discover",
+            "--paste",
+            paste.to_str().unwrap(),
+            "--save",
+            to.to_str().unwrap(),
+        ])
+    };
+    let (code, _, err) = save(&saved);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("is a symbolic link"), "{err}");
+    assert!(err.contains("hint: name the real file"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "ssh-ed25519 AAAA keep\n"
+    );
+
+    std::fs::remove_file(&saved).unwrap();
+    std::fs::write(&saved, "old").unwrap();
+    std::fs::set_permissions(&saved, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, _, err) = save(&saved);
+    assert_eq!(code, Some(0), "{err}");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("6.8.12-8-pve") && !text.starts_with("old"));
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+/// What a node says reaches the terminal as text, never as control (#20): a window title, a
+/// screen clear and a `\r` that would overwrite a line with a fake verdict, planted in a
+/// file's content and a device's name, show as escapes in text and JSON, on stdout and
+/// stderr alike.
+#[test]
+fn terminal_controls_from_a_node_are_shown_not_obeyed() {
+    const PAYLOAD: &str = "\x1b]0;owned\x07\x1b[2J\r\u{9b}1A✓ all checks passed";
+    let dir = tempfile::tempdir().unwrap();
+    let facts = support::read("facts/osm45.facts")
+        .replace(
+            "# Parameters can be specified after the module name.\n",
+            &format!("# Parameters can be specified after the module name.\n# {PAYLOAD}\n"),
+        )
+        .replace(
+            "02:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080]",
+            &format!("02:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080{PAYLOAD}]"),
+        );
+    assert!(facts.contains(PAYLOAD));
+    let path = dir.path().join("osm45.facts");
+    std::fs::write(&path, facts).unwrap();
+    let inv = fixture("../../inventories/osm45.toml");
+    let (inv, path) = (inv.to_str().unwrap(), path.to_str().unwrap());
+    let runs = [
+        vec!["-i", inv, "plan", "--facts", path, "--phase", "host"],
+        vec![
+            "-i", inv, "--json", "plan", "--facts", path, "--phase", "host",
+        ],
+        vec!["-i", inv, "discover", "--facts", path],
+        vec!["-i", inv, "--json", "discover", "--facts", path],
+    ];
+    for args in runs {
+        let (code, out, err) = pvegpu(&args);
+        assert!(code.is_some(), "{args:?}");
+        for (stream, text) in [("stdout", &out), ("stderr", &err)] {
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| c.is_control() && !matches!(c, '\n' | '\t'))
+                .collect();
+            assert!(bad.is_empty(), "{args:?} {stream} carries {bad:?}:\n{text}");
+        }
+        // JSON writes the escape's backslash as `\\`
+        let shown = if args.contains(&"--json") {
+            out.replace(r"\\", r"\")
+        } else {
+            out.clone()
+        };
+        assert!(
+            shown.contains(r"\x1b]0;owned\x07\x1b[2J\r\u{9b}1A✓ all checks passed"),
+            "{args:?}:\n{out}"
+        );
+    }
+}

@@ -82,7 +82,7 @@ async fn a_step_survives_a_dropped_connection_and_runs_once() {
     let (spec, facts, p) = one_step("slow-step", command);
     let sockets = Arc::new(Mutex::new(Vec::new()));
     let connector = Recording {
-        inner: SshConnector::guest("guest", Some(sshd.guest_config("guest"))),
+        inner: SshConnector::guest("guest", Some(sshd.guest_config("guest")), sshd.guest_keys()),
         sockets: sockets.clone(),
     };
     // drop the first connection once the step has started on the "guest"
@@ -144,7 +144,8 @@ async fn a_step_survives_a_dropped_connection_and_runs_once() {
 async fn a_runner_gone_without_a_status_fails_the_step() {
     let sshd = support::sshd::start_sshd(false);
     let (spec, facts, p) = one_step("killed-step", "sleep 30".into());
-    let connector = SshConnector::guest("guest", Some(sshd.guest_config("guest")));
+    let connector =
+        SshConnector::guest("guest", Some(sshd.guest_config("guest")), sshd.guest_keys());
     let said = Said::default();
     let mut exec = GuestExecutor::new("guest", &spec, GuestOptions::default(), &said, connector);
     let pid_file = PathBuf::from(format!("{STEPS_DIR}/{}-killed-step.pid", exec.run_id));
@@ -216,7 +217,8 @@ fn a_steps_log_shows_as_its_last_line_while_it_runs() {
     gate::block_on(async move {
         let command = "sh -c 'echo Building module nvidia.ko; sleep 3; echo DKMS: install completed; sleep 2'".to_string();
         let (spec, facts, p) = one_step("logged-step", command);
-        let connector = SshConnector::guest("guest", Some(sshd.guest_config("guest")));
+        let connector =
+            SshConnector::guest("guest", Some(sshd.guest_config("guest")), sshd.guest_keys());
         let watching = Watching::default();
         let mut exec = GuestExecutor::new(
             "guest",
@@ -239,12 +241,45 @@ fn a_steps_log_shows_as_its_last_line_while_it_runs() {
     });
 }
 
+/// A step's script is stored as sent, whatever it holds (#20): a line that ended the heredoc
+/// the script once travelled in cannot cut it short and run the rest outside the unit; the
+/// steps folder and the step's log are the owner's only.
+async fn a_step_script_reaches_the_guest_whole() {
+    use std::os::unix::fs::PermissionsExt;
+    let sshd = support::sshd::start_sshd(false);
+    let work = tempfile::tempdir().unwrap();
+    let outside = work.path().join("outside");
+    let command = format!(
+        "echo inside\nPVEGPU_STEP_EOF\necho ran >> {o}\nPVEGPU_RUN_EOF\necho ran >> {o}",
+        o = outside.display()
+    );
+    let (spec, facts, p) = one_step("whole-step", command.clone());
+    let connector =
+        SshConnector::guest("guest", Some(sshd.guest_config("guest")), sshd.guest_keys());
+    let said = Said::default();
+    let mut exec = GuestExecutor::new("guest", &spec, GuestOptions::default(), &said, connector);
+    let id = format!("{}-whole-step", exec.run_id);
+    let _ = exec.execute(&p, &facts).await;
+    let stored = std::fs::read_to_string(format!("{STEPS_DIR}/{id}.sh")).unwrap();
+    assert!(stored.contains(&command), "{stored}");
+    // both `echo ran` lines ran once each, inside the step
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "ran\nran\n");
+    let mode = |p: &str| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(STEPS_DIR), 0o700);
+    assert_eq!(mode(&format!("{STEPS_DIR}/{id}.log")), 0o600);
+}
+
 fn main() {
     Gated::new()
         .test(
             "a_step_survives_a_dropped_connection_and_runs_once",
             &[Need::Sshd, Need::Root],
             || gate::block_on(a_step_survives_a_dropped_connection_and_runs_once()),
+        )
+        .test(
+            "a_step_script_reaches_the_guest_whole",
+            &[Need::Sshd, Need::Root],
+            || gate::block_on(a_step_script_reaches_the_guest_whole()),
         )
         .test(
             "a_runner_gone_without_a_status_fails_the_step",

@@ -132,13 +132,32 @@ fn ok(stdout: impl Into<String>) -> RemoteOutput {
 }
 
 /// `od -An -tx1` of the ONNX fixture for a chunk script's `tail -c +N ... | head -c C`.
+/// `sent` followed by every base64 payload in it decoded (a detached step's script travels
+/// so), for the fake to recognise what a step runs.
+fn with_payloads(sent: &str) -> String {
+    use base64::Engine;
+    let mut text = sent.to_string();
+    for word in sent
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))
+        .filter(|w| w.len() >= 24)
+    {
+        if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(word)
+            && let Ok(decoded) = String::from_utf8(bytes)
+        {
+            text.push('\n');
+            text.push_str(&decoded);
+        }
+    }
+    text
+}
+
 fn answer_chunks(script: &str) -> String {
     let model = std::fs::read(support::fixture("onnx/ir8-opset17.onnx")).unwrap();
     let re =
-        regex::Regex::new(r"#pvegpu-chunk (\d+)\S*\ntail -c \+(\d+) .*? \| head -c (\d+)").unwrap();
+        regex::Regex::new(r"#pvegpu-chunk (\d+)\S*\nif dd if=.*? skip=(\d+) count=(\d+)").unwrap();
     let mut out = String::new();
     for c in re.captures_iter(script) {
-        let from: usize = c[2].parse::<usize>().unwrap() - 1;
+        let from: usize = c[2].parse().unwrap();
         let n: usize = c[3].parse().unwrap();
         out.push_str(&format!("#pvegpu-chunk {}\n", &c[1]));
         for b in model.iter().skip(from).take(n) {
@@ -154,9 +173,11 @@ impl Remote for FakeGuest {
         "raphael@10.3.0.201"
     }
 
-    async fn run_script(&self, script: &str) -> Result<RemoteOutput, SshError> {
+    async fn run_script(&self, sent: &str) -> Result<RemoteOutput, SshError> {
         let mut s = self.state.lock().unwrap();
-        s.scripts.push((self.conn, script.to_string()));
+        s.scripts.push((self.conn, sent.to_string()));
+        let readable = with_payloads(sent);
+        let script = readable.as_str();
         if script == scripts::BOOT_ID {
             let id = if s.booted && s.stale_connects == 0 {
                 NEW_BOOT
@@ -386,7 +407,7 @@ async fn a_failing_step_stops_the_run_with_its_output() {
     // nothing after the failing script was sent
     let s = state.lock().unwrap();
     let (_, last_script) = s.scripts.last().unwrap();
-    assert!(last_script.contains("install -y nvidia-driver"));
+    assert!(with_payloads(last_script).contains("install -y nvidia-driver"));
     let driver_index = first
         .changes
         .iter()
@@ -581,4 +602,38 @@ async fn onnx_headers_are_read_in_chunks_without_the_graph() {
         .await
         .unwrap_err();
     assert!(format!("{e:#}").contains("bad.onnx"), "{e:#}");
+}
+
+/// A model swapped for a link or a FIFO after it was listed (#20): the read fails or comes
+/// back empty, naming the file; it never reads the link's target nor waits on the FIFO.
+#[tokio::test]
+async fn onnx_reads_follow_no_link_and_wait_on_no_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.onnx");
+    std::fs::copy(support::fixture("onnx/ir10-opset21.onnx"), &real).unwrap();
+    let link = dir.path().join("link.onnx");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let e = gather::read_onnx_headers(&LocalShell, &[link.display().to_string()], 64)
+        .await
+        .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("link.onnx") && text.contains("symbolic links"),
+        "{text}"
+    );
+
+    let fifo = dir.path().join("fifo.onnx");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        gather::read_onnx_headers(&LocalShell, &[fifo.display().to_string()], 64),
+    )
+    .await
+    .expect("the read waited on a FIFO");
+    let text = format!("{:#}", read.unwrap_err());
+    assert!(text.contains("fifo.onnx"), "{text}");
 }

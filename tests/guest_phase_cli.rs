@@ -75,6 +75,8 @@ async fn pvegpu(inv: &Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .arg("--facts")
         .arg(inv.with_file_name("pvetest.facts"))
+        // the guests' host keys go to a state folder of this test's own
+        .env("PVEGPU_STATE_DIR", inv.with_file_name("state"))
         .env("PVEGPU_TOKEN_SECRET", ROOT_TOKEN_SECRET)
         .env("NO_COLOR", "1");
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -109,7 +111,7 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
     assert!(guest.get("changes").is_none(), "{guest}");
     assert!(!v[0]["vm"]["steps"].as_array().unwrap().is_empty());
     assert!(
-        !sshd.dir.path().join("guest_known_hosts").exists(),
+        !sshd.path("state/guest_known_hosts").exists(),
         "the guest was contacted before its VM existed"
     );
     let (code, text, _) = pvegpu(&inv, &["plan", "--detailed-exitcode"]).await;
@@ -133,7 +135,9 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
         err.contains("pvegpu refuses to change the guest of pvetest"),
         "{err}"
     );
-    let known = std::fs::read_to_string(sshd.dir.path().join("guest_known_hosts")).unwrap();
+    // in pvegpu's own known-hosts file; the operator's (the config's) is never written
+    let known = std::fs::read_to_string(sshd.path("state/guest_known_hosts")).unwrap();
+    assert!(!sshd.path("guest_known_hosts").exists());
     let hostkey = std::fs::read_to_string(sshd.dir.path().join("hostkey.pub")).unwrap();
     let key_body = hostkey.split_whitespace().nth(1).unwrap();
     assert!(known.contains(key_body), "host key recorded: {known}");

@@ -27,8 +27,8 @@ use pvegpu::guest::planner::NOT_LOADED;
 use pvegpu::guest::{gather, plan};
 use pvegpu::inventory::guest::GuestSpec;
 use pvegpu::transport::Connector;
-use pvegpu::transport::ssh::SshConnector;
 use pvegpu::transport::ssh::SshError;
+use pvegpu::transport::ssh::{GuestKeys, SshConnector};
 use pvegpu::transport::{Remote, RemoteOutput};
 use std::path::PathBuf;
 use std::process::Command;
@@ -219,7 +219,11 @@ async fn debian12_guest_components_update_hold_reboot_then_replan() {
     );
 
     // logged in as `debian`, root only through NOPASSWD sudo, as cloud-init sets a VM up
-    let ssh = SshConnector::guest("testguest-sudo", Some(vm.dir.path().join("ssh_config")));
+    let ssh = SshConnector::guest(
+        "testguest-sudo",
+        Some(vm.dir.path().join("ssh_config")),
+        GuestKeys::File(vm.dir.path().join("guest_known_hosts")),
+    );
     // the real probe, recorded as it came (tests/fixtures/guest/recorded/testhost-debian12.facts
     // is such a run; PVEGPU_RECORD_GUEST=1 writes it again)
     let t = Instant::now();
@@ -423,7 +427,11 @@ async fn driver_scenario(vm: &Vm, target: Target) {
         "echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/test-unsafe-io",
     ]);
     assert!(fast.status.success());
-    let ssh = SshConnector::guest("testguest", Some(vm.dir.path().join("ssh_config")));
+    let ssh = SshConnector::guest(
+        "testguest",
+        Some(vm.dir.path().join("ssh_config")),
+        GuestKeys::File(vm.dir.path().join("guest_known_hosts")),
+    );
     let spec: GuestSpec = toml::from_str("runtime = \"docker\"\n").unwrap();
     let connector = GpuConnector(ssh.clone());
     let before = gather_with_gpus(&connector).await;

@@ -432,3 +432,34 @@ async fn connect_errors_are_retried_then_reported() {
     assert!(e.hint().unwrap().contains("8006"));
     no_secret(&e);
 }
+
+/// A segment that URL normalisation would collapse never leaves pvegpu (#20): a node named
+/// `..` by a server's UPID, or an inventory value, cannot turn `/nodes/../access/acl` into
+/// another endpoint.
+#[tokio::test]
+async fn dot_segments_are_refused_before_sending() {
+    let s = serve(Arc::new(|_| (200, "OK", r#"{"data":null}"#.into()))).await;
+    let c = client(&s, TlsTrust::Pinned(s.fingerprint));
+    for segments in [
+        &["nodes", "..", "access", "acl"][..],
+        &["nodes", "pve", ".", "status"][..],
+        &["cluster", "mapping", "pci", ""][..],
+    ] {
+        let path = pvegpu::pve::request::api_path(segments);
+        let e = c
+            .get::<serde_json::Value>(&path, &Params::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, PveError::DotSegment { .. }), "{path}: {e}");
+    }
+    assert!(s.seen.lock().unwrap().is_empty(), "a request was sent");
+    // a dot inside a segment is an ordinary character
+    let ok: serde_json::Value = c
+        .get(
+            &pvegpu::pve::request::api_path(&["cluster", "mapping", "pci", "gpu.1"]),
+            &Params::new(),
+        )
+        .await
+        .unwrap();
+    assert!(ok.is_null());
+}

@@ -218,6 +218,49 @@ fn the_real_probe_runs_here_and_finds_no_driver() {
     );
 }
 
+/// verify's Compose scan in a home where another user planted a link to a secret and a FIFO
+/// under Compose names (#20): the real probe reads the real file only, and does not wait.
+fn the_compose_scan_reads_no_link_and_waits_on_no_fifo() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = |d: &str| {
+        let p = home.path().join(d);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    std::fs::write(
+        dir("app").join("compose.yaml"),
+        "services:\n  triton:\n    image: nvcr.io/nvidia/tritonserver:24.10-py3\n",
+    )
+    .unwrap();
+    let secret = home.path().join("secret");
+    std::fs::write(&secret, "SECRET-TOKEN\n").unwrap();
+    std::os::unix::fs::symlink(&secret, dir("link").join("compose.yaml")).unwrap();
+    let fifo = dir("fifo").join("compose.yml");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .args(["sh", "-c", &script])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(124), "the probe waited on the FIFO");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let app = home.path().join("app/compose.yaml");
+    assert!(
+        text.contains(&format!("### pvegpu compose {}\nservices:", app.display())),
+        "{text}"
+    );
+    assert!(!text.contains("SECRET-TOKEN"), "{text}");
+    assert!(!text.contains(&fifo.display().to_string()), "{text}");
+}
+
 const NO_DRIVER: Need = Need::Absent(
     "/proc/driver/nvidia/version",
     "this machine has an NVIDIA driver; the no-driver assertions do not apply",
@@ -225,6 +268,11 @@ const NO_DRIVER: Need = Need::Absent(
 
 fn main() {
     Gated::new()
+        .test(
+            "the_compose_scan_reads_no_link_and_waits_on_no_fifo",
+            &[Need::Command("dd", "coreutils")],
+            the_compose_scan_reads_no_link_and_waits_on_no_fifo,
+        )
         .test(
             "a_healthy_guest_passes_every_layer",
             &[],

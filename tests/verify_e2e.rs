@@ -70,6 +70,8 @@ async fn pvegpu(inv: &Path, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .arg("--facts")
         .arg(inv.with_file_name("pvetest.facts"))
+        // the guests' host keys go to a state folder of this test's own
+        .env("PVEGPU_STATE_DIR", inv.with_file_name("state"))
         .env("PVEGPU_TOKEN_SECRET", ROOT_TOKEN_SECRET)
         .env("NO_COLOR", "1");
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())

@@ -102,8 +102,13 @@ fn offline(
 }
 
 fn write_saved(name: &str, got: &Gathered, path: &Path) -> Result<()> {
-    std::fs::write(path, gather::saved_text(name, &got.raw_text))
-        .with_context(|| format!("cannot save the facts to {}", path.display()))?;
-    eprintln!("Saved the facts of {name} to {}", path.display());
+    // 0600: a node's facts say how it boots and what it holds; the user shares them by choice
+    crate::core::localfs::write_atomic(
+        path,
+        gather::saved_text(name, &got.raw_text).as_bytes(),
+        0o600,
+    )
+    .with_context(|| format!("cannot save the facts to {}", path.display()))?;
+    super::say(&format!("Saved the facts of {name} to {}", path.display()));
     Ok(())
 }

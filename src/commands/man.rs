@@ -12,7 +12,7 @@ pub fn run(out: &Path) -> Result<ExitCode> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let cli = Cli::command();
     let written = write_page(out, cli, "pvegpu")?;
-    eprintln!("wrote {written} man pages to {}", out.display());
+    super::say(&format!("wrote {written} man pages to {}", out.display()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -32,6 +32,6 @@ fn write_page(out: &Path, cmd: clap::Command, name: &str) -> Result<usize> {
         .render(&mut text)
         .context("cannot render a man page")?;
     let path = out.join(format!("{name}.1"));
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    crate::core::localfs::write_atomic(&path, &text, 0o644)?;
     Ok(written)
 }

@@ -14,6 +14,7 @@ mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::core::error::{HintOf, hint_of, hinted};
+use crate::core::visible::{visible, visible_json};
 use crate::inventory::{Inventory, Node};
 use anyhow::Result;
 use clap::CommandFactory;
@@ -26,15 +27,15 @@ use std::time::Duration;
 /// one, on stderr: the verdicts rest only on what was read.
 pub fn say_unread(paste: &crate::facts::paste::Paste) {
     for n in &paste.notes {
-        eprintln!("note: {n}");
+        say(&format!("note: {n}"));
     }
     for u in &paste.unread {
-        eprintln!(
+        say(&format!(
             "note: transcript line {} ({} line(s)) not read: {}",
             u.first_line,
             u.lines,
             crate::core::outcome::tail(&u.text, 1)
-        );
+        ));
     }
 }
 
@@ -113,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 const HINTS: &[HintOf] = &[
     hint_of::<crate::core::error::Hinted>,
     hint_of::<crate::core::input::InputError>,
+    hint_of::<crate::core::localfs::LocalFsError>,
     hint_of::<crate::inventory::InventoryError>,
     hint_of::<crate::transport::ssh::SshError>,
     hint_of::<crate::pve::PveError>,
@@ -136,7 +138,8 @@ pub fn eprint_error(err: &anyhow::Error) {
     let cyan = anstyle::Style::new()
         .bold()
         .fg_color(Some(anstyle::AnsiColor::Cyan.into()));
-    let text = with_inventory(&render_error(err))
+    // made visible before it is coloured: the only escapes left are pvegpu's own
+    let text = visible(&with_inventory(&render_error(err)))
         .replacen("error:", &format!("{red}error{red:#}:"), 1)
         .replace("\nhint:", &format!("\n{cyan}hint{cyan:#}:"));
     let _ = anstream::stderr().write_all(text.as_bytes());
@@ -199,8 +202,20 @@ pub fn with_inventory(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
-/// Text for people on stdout (hints in it carry the user's `-i`).
+/// A line for people on stderr (what a node said made visible).
+pub fn say(text: &str) {
+    eprintln!("{}", visible(text));
+}
+
+/// Text for people on stdout (hints in it carry the user's `-i`; what a node said made
+/// visible).
 fn print_stdout(text: &str) -> Result<()> {
+    write_stdout(&visible(&with_inventory(text)))
+}
+
+/// Text painted by its renderer, which made each part from a node visible before adding
+/// pvegpu's own colours ([`crate::verify::report::Report::render_text`]).
+fn print_stdout_painted(text: &str) -> Result<()> {
     write_stdout(&with_inventory(text))
 }
 
@@ -211,9 +226,11 @@ fn write_stdout(text: &str) -> Result<()> {
     Ok(())
 }
 
-/// JSON is data: written as it is.
+/// JSON is data: every string in it made visible, so a consumer that prints a field is as
+/// safe as pvegpu's own text.
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
-    write_stdout(&(serde_json::to_string_pretty(value)? + "\n"))
+    let value = visible_json(serde_json::to_value(value)?);
+    write_stdout(&(serde_json::to_string_pretty(&value)? + "\n"))
 }
 
 /// Run one future per node concurrently, keeping their order.
@@ -255,7 +272,11 @@ fn confirm(node: &str, what: &str, yes: bool) -> Result<()> {
             "read the plan above, then run again with --yes",
         ));
     }
-    eprint!("{} {node}? [y/N] ", what[..1].to_uppercase() + &what[1..]);
+    eprint!(
+        "{} {}? [y/N] ",
+        what[..1].to_uppercase() + &what[1..],
+        visible(node)
+    );
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     if matches!(answer.trim(), "y" | "Y" | "yes") {

@@ -78,12 +78,12 @@ fn left_out(plans: &[NodePlan]) -> Result<()> {
         .flat_map(|p| p.left_out.iter().map(move |l| (p, l)))
         .collect();
     for (plan, l) in &left {
-        eprintln!(
+        super::say(&format!(
             "the {} phase of {} could not be planned offline:\n{}",
             l.phase,
             plan.name,
             super::render_error(&l.error)
-        );
+        ));
     }
     let Some((_, first)) = left.first() else {
         return Ok(());

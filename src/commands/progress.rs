@@ -3,6 +3,7 @@
 //! lines: the task, `still running after N s` every 30 s, and how it ended. `-q` shows nothing.
 
 use crate::core::progress::{Progress, Task};
+use crate::core::visible::visible;
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ impl Stderr {
 
 impl Progress for Stderr {
     fn say(&self, line: &str) {
+        let line = visible(line);
         match (self.quiet, self.terminal) {
             (true, _) => {}
             // over a task's spinner line, which then redraws below
@@ -41,6 +43,7 @@ impl Progress for Stderr {
             return Task::silent();
         }
         let terminal = self.terminal;
+        let what = &*visible(what);
         if !terminal {
             eprintln!("{what}");
         }
@@ -76,7 +79,11 @@ fn tick(what: &str, started: Instant, terminal: bool, stop: &AtomicBool, last: &
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         let secs = started.elapsed().as_secs();
-        let line = last.lock().map(|l| l.clone()).unwrap_or_default();
+        // the work's own output, a node's or a guest's
+        let line = last
+            .lock()
+            .map(|l| visible(&l).into_owned())
+            .unwrap_or_default();
         let line = match line.char_indices().nth(LAST_LINE_CHARS) {
             Some((end, _)) => format!(" · {}…", &line[..end]),
             None if line.is_empty() => String::new(),

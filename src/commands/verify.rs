@@ -1,6 +1,6 @@
 //! `pvegpu verify`: the read-only proof of each node's chain, one report per node.
 
-use super::{join_all, print_json, print_stdout, selected};
+use super::{join_all, print_json, print_stdout_painted, selected};
 use crate::cli::GlobalArgs;
 use crate::core::error::hinted;
 use crate::host::gather;
@@ -60,9 +60,12 @@ pub async fn run(
         let text: Vec<String> = nodes
             .iter()
             .zip(&reports)
-            .map(|((name, _), r)| format!("Node {name}\n\n{}", r.render_text(style)))
+            .map(|((name, _), r)| {
+                let name = crate::core::visible::visible(name);
+                format!("Node {name}\n\n{}", r.render_text(style))
+            })
             .collect();
-        print_stdout(&text.join("\n"))?;
+        print_stdout_painted(&text.join("\n"))?;
     }
     if passed {
         return Ok(ExitCode::SUCCESS);
@@ -73,9 +76,9 @@ pub async fn run(
         .filter(|(_, r)| !r.passed())
         .map(|((name, _), _)| name.as_str())
         .collect();
-    eprintln!(
+    super::say(&format!(
         "error: verify did not pass for {}: see the checks marked failed or not checked above",
         failed.join(", ")
-    );
+    ));
     Ok(ExitCode::FAILURE)
 }

@@ -6,6 +6,7 @@
 pub mod check;
 pub mod error;
 pub mod input;
+pub mod localfs;
 pub mod outcome;
 pub mod phase;
 pub mod plan;
@@ -13,3 +14,4 @@ pub mod playbook;
 pub mod progress;
 pub mod redact;
 pub mod scripts;
+pub mod visible;

@@ -20,6 +20,12 @@ static SECRETS: LazyLock<[Regex; 3]> = LazyLock::new(|| {
     ]
 });
 
+/// What a log may show of text a node, guest or API sent: secrets redacted, terminal
+/// controls made visible.
+pub fn for_log(text: &str) -> String {
+    crate::core::visible::visible(&redact(text)).into_owned()
+}
+
 /// `text` with every secret value replaced by `<redacted>`.
 pub fn redact(text: &str) -> String {
     SECRETS.iter().fold(text.to_string(), |t, re| {

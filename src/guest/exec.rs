@@ -146,22 +146,24 @@ pub fn step_id(run_id: &str, step: &str) -> String {
 pub fn detached(id: &str, script: &str) -> String {
     let d = STEPS_DIR;
     // the runner names its files literally: systemd expands `$` in a unit's command line
+    let runner = format!(
+        "umask 077\necho $$ > {d}/{id}.pid\nsh {d}/{id}.sh > {d}/{id}.log 2>&1\necho $? > {d}/{id}.rc.new\nmv {d}/{id}.rc.new {d}/{id}.rc\n"
+    );
+    // both files travel as base64, like file contents: no text in them can end a heredoc
+    // early and run outside the unit; the folder is the owner's before anything is in it
     format!(
-        "set -eu\nd={d}; id={id}\nmkdir -p \"$d\"\n\
+        "set -eu\numask 077\nd={d}; id={id}\nmkdir -p \"$d\"\nchmod 0700 \"$d\" \"$(dirname \"$d\")\"\n\
          find \"$d\" -type f -mtime +30 -delete 2>/dev/null || true\n\
          rm -f \"$d/$id.rc\" \"$d/$id.pid\"\n\
-         cat > \"$d/$id.sh\" <<'PVEGPU_STEP_EOF'\n{script}\nPVEGPU_STEP_EOF\n\
-         cat > \"$d/$id.run\" <<'PVEGPU_RUN_EOF'\n\
-         echo $$ > {d}/{id}.pid\n\
-         sh {d}/{id}.sh > {d}/{id}.log 2>&1\n\
-         echo $? > {d}/{id}.rc.new\n\
-         mv {d}/{id}.rc.new {d}/{id}.rc\n\
-         PVEGPU_RUN_EOF\n\
+         printf '%s' {} | base64 -d > \"$d/$id.sh\"\n\
+         printf '%s' {} | base64 -d > \"$d/$id.run\"\n\
          if command -v systemd-run >/dev/null 2>&1 && [ -d /run/systemd/system ]; then\n\
          \x20 systemd-run --quiet --collect --unit=\"pvegpu-step-$id-$$\" sh \"$d/$id.run\"\n\
          else\n\
          \x20 setsid sh \"$d/$id.run\" </dev/null >/dev/null 2>&1 &\n\
-         fi\n{WAIT_BODY}"
+         fi\n{WAIT_BODY}",
+        scripts::quote(&scripts::b64(script)),
+        scripts::quote(&scripts::b64(&runner)),
     )
 }
 
@@ -537,6 +539,28 @@ pub fn postconditions(after: &GuestPlan) -> Vec<Check> {
 mod tests {
     use super::*;
 
+    /// The step script a [`detached`] text stores on the guest, decoded: its first long
+    /// base64 word (the runner's comes second), however the text was quoted around it.
+    fn stored_step(sent: &str) -> String {
+        use base64::Engine;
+        let b64 = sent
+            .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=".contains(c)))
+            .find(|w| w.len() >= 24)
+            .expect("a base64 payload");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("valid base64");
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_step_script_travels_as_base64_whatever_it_holds() {
+        let script = "echo a\nPVEGPU_STEP_EOF\necho b\n";
+        let sent = detached("r-x", script);
+        assert!(!sent.contains("PVEGPU_STEP_EOF"), "{sent}");
+        assert_eq!(stored_step(&sent), script);
+    }
+
     #[test]
     fn commands_run_as_root_under_the_lock_without_prompts() {
         let c = Change {
@@ -549,8 +573,10 @@ mod tests {
             diff: None,
             needs_reboot: false,
         };
-        let s = change_script("r", &c).unwrap();
-        assert!(s.contains("sudo -n sh -c"), "{s}");
+        let sent = change_script("r", &c).unwrap();
+        assert!(sent.contains("sudo -n sh -c"), "{sent}");
+        // the step's own script travels as base64 inside what is sent
+        let s = stored_step(&sent);
         for needle in [
             "DEBIAN_FRONTEND=noninteractive",
             "DPkg::Lock::Timeout",

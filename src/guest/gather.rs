@@ -116,11 +116,13 @@ struct Reading {
 
 /// The script that prints `count` bytes of each file from its offset, as hex.
 fn read_script(files: &[(usize, &str, u64)], count: usize) -> String {
-    let mut s = String::from("export LC_ALL=C\n");
+    // a user who can write to the repository may swap a model for a link or a FIFO after
+    // it was listed: GNU dd's nofollow and nonblock make either a failed or an empty read,
+    // never a read of another file or a wait
+    let mut s = String::from("export LC_ALL=C\nt=$(mktemp) || exit 1\ntrap 'rm -f \"$t\"' EXIT\n");
     for (i, path, offset) in files {
         s.push_str(&format!(
-            "echo '#pvegpu-chunk {i}'\ntail -c +{} {} | head -c {count} | od -An -v -tx1 || echo '#pvegpu-failed {i}'\n",
-            offset + 1,
+            "echo '#pvegpu-chunk {i}'\nif dd if={} iflag=nofollow,nonblock,skip_bytes,count_bytes skip={offset} count={count} bs=65536 status=none >\"$t\"; then od -An -v -tx1 \"$t\"; else echo '#pvegpu-failed {i}'; fi\n",
             quote(path)
         ));
     }

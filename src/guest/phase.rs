@@ -14,7 +14,7 @@ use crate::core::progress::Progress;
 use crate::inventory::guest::GuestSpec;
 use crate::inventory::{Inventory, Node};
 use crate::pve::Api as _;
-use crate::transport::ssh::{ConnectFailure, SshConnector, SshError, SshRemote};
+use crate::transport::ssh::{ConnectFailure, GuestKeys, SshConnector, SshError, SshRemote};
 use crate::vm::phase::{Phase, VmNow};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -142,9 +142,13 @@ pub async fn gather_live(
         destination = target.destination,
         "gathering guest facts over SSH"
     );
-    let remote = SshRemote::connect_guest(&target.destination, target.ssh_config.clone())
-        .await
-        .with_context(|| format!("cannot reach the guest of {name}"))?;
+    let remote = SshRemote::connect_guest(
+        &target.destination,
+        target.ssh_config.clone(),
+        &GuestKeys::InStateDir,
+    )
+    .await
+    .with_context(|| format!("cannot reach the guest of {name}"))?;
     let result = gather::probe(
         &format!("{name}/guest"),
         &remote,
@@ -245,7 +249,11 @@ impl crate::core::phase::Phase for GuestPhase<'_> {
             return Applied::checked(postconditions(plan), ());
         }
         let guest = format!("{}/guest", self.name);
-        let connector = SshConnector::guest(&access.destination, access.ssh_config.clone());
+        let connector = SshConnector::guest(
+            &access.destination,
+            access.ssh_config.clone(),
+            GuestKeys::InStateDir,
+        );
         let mut exec =
             GuestExecutor::new(&guest, self.spec, self.options.clone(), progress, connector);
         // the plan's facts came in one round trip already

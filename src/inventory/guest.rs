@@ -73,6 +73,21 @@ pub struct TritonSpec {
     pub metrics_port: u16,
 }
 
+impl TritonSpec {
+    /// The repository reaches the container as `-v REPO:/models:ro` in a systemd unit: an
+    /// absolute path, and neither `:` nor `,` (the engine would split the mount there) nor a
+    /// control character (a unit line cannot hold one).
+    pub fn check(&self) -> Result<(), String> {
+        let r = &self.model_repository;
+        if !r.starts_with('/') || r.contains([':', ',']) || r.chars().any(char::is_control) {
+            return Err(format!(
+                "[vm.guest.triton] model_repository {r:?} must be an absolute path on the guest without `:`, `,` or control characters, e.g. \"/srv/triton/models\""
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn http() -> u16 {
     8000
 }

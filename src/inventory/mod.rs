@@ -416,6 +416,18 @@ mod tests {
             ("memory_mib = 30720", "memory_mib = 8", 5, "memory_mib"),
             ("size_gb = 100", "size_gb = 0", 9, "size_gb"),
             ("cores = 10", "cores = 10\nvmid = 99", 7, "vmid"),
+            (
+                "size_gb = 100",
+                "size_gb = 100\n[nodes.a.vm.guest.triton]\nbackend = \"onnx\"\nmodel_repository = \"/srv/a:/etc\"",
+                12,
+                "model_repository",
+            ),
+            (
+                "size_gb = 100",
+                "size_gb = 100\n[nodes.a.vm.guest.triton]\nbackend = \"onnx\"\nmodel_repository = \"srv/models\"",
+                12,
+                "absolute path",
+            ),
         ] {
             let err = parse(&base.replace(from, to)).unwrap_err().to_string();
             assert!(err.starts_with(&format!("inv.toml:{line}:1:")), "{err}");

@@ -148,6 +148,9 @@ impl VmSpec {
                 ),
             ));
         }
+        if let Some(t) = self.guest.as_ref().and_then(|g| g.triton.as_ref()) {
+            t.check().map_err(|m| ("model_repository =", m))?;
+        }
         Ok(())
     }
 }

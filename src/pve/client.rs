@@ -8,7 +8,7 @@ use super::envelope::{RawReply, parse_reply};
 use super::error::{AuthKind, PveError};
 use super::request::{ApiRequest, Method};
 use super::tls::{TlsObserver, TlsRefusal, TlsTrust, client_config};
-use crate::core::redact::redact;
+use crate::core::redact::for_log;
 use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, SystemTime};
@@ -152,6 +152,13 @@ impl PveClient {
         req: &ApiRequest,
         creds: Option<&Credentials>,
     ) -> Result<(u16, Option<String>, Vec<u8>), PveError> {
+        if let Some(segment) = super::request::collapsing_segment(&req.path) {
+            return Err(PveError::DotSegment {
+                method: req.method.to_string(),
+                path: req.path.clone(),
+                segment: segment.to_string(),
+            });
+        }
         let mut attempt = 0;
         loop {
             match self.send_once(req, creds).await {
@@ -189,7 +196,7 @@ impl PveClient {
             }
         }
         if let (Some(body), Some(ct)) = (&req.body, req.content_type()) {
-            tracing::debug!("api {} {} body: {}", req.method, req.path, redact(body));
+            tracing::debug!("api {} {} body: {}", req.method, req.path, for_log(body));
             b = b.header("content-type", ct).body(body.clone());
         }
         let started = std::time::Instant::now();
@@ -218,7 +225,7 @@ impl PveClient {
             "api {} {} reply: {}",
             req.method,
             req.path,
-            redact(&String::from_utf8_lossy(&body))
+            for_log(&String::from_utf8_lossy(&body))
         );
         Ok((status, reason, body.to_vec()))
     }

@@ -33,6 +33,17 @@ pub enum PveError {
     #[error("invalid Proxmox API settings: {0}")]
     Config(String),
 
+    /// A path segment that URL normalisation would collapse (`.`, `..`, empty): the request
+    /// would reach another endpoint than the one named, so it is never sent.
+    #[error(
+        "refusing to send {method} {path}: the segment {segment:?} would be collapsed and reach another endpoint"
+    )]
+    DotSegment {
+        method: String,
+        path: String,
+        segment: String,
+    },
+
     /// DNS, TCP connect or refused connection: the request was never sent. Safe to retry.
     #[error("cannot connect to the Proxmox API at {url}: {detail}")]
     Connect { url: String, detail: String },

@@ -134,6 +134,16 @@ pub fn api_path(segments: &[&str]) -> String {
     p
 }
 
+/// The first segment of an encoded path that URL normalisation would collapse (`.` and `..`,
+/// which stay as they are in [`api_path`]'s encoding, and empty ones), if any.
+pub fn collapsing_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').find(|s| {
+        let lower = s.to_ascii_lowercase();
+        s.is_empty() || [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."].contains(&lower.as_str())
+    })
+}
+
 /// A request ready to send, independent of any HTTP library.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiRequest {

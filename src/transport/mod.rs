@@ -1,5 +1,6 @@
 //! How pvegpu reaches a node's shell. The planner never sees this: it gets facts.
 
+pub mod guest_keys;
 pub mod reboot;
 pub mod ssh;
 

@@ -1,9 +1,10 @@
 //! OpenSSH through the `openssh` crate: the user's ~/.ssh/config, agent and known_hosts apply,
 //! host keys are checked strictly, and the control master goes away with the session.
 
+pub use super::guest_keys::GuestKeys;
 use super::{Remote, RemoteOutput};
 use crate::core::input::clip;
-use crate::core::redact::redact;
+use crate::core::redact::for_log;
 use openssh::{KnownHosts, Session, SessionBuilder};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,17 @@ pub enum SshError {
     /// The connection broke while a command ran; the command may have run.
     #[error("SSH to {destination} failed while running a command: {detail}")]
     Run { destination: String, detail: String },
+    /// The guest answered with another host key than the one recorded at first use.
+    #[error(
+        "the guest at {destination} offers host key {}, but pvegpu recorded {} for it ({}:{})",
+        .changed.offered, .changed.known, .changed.file.display(), .changed.line
+    )]
+    GuestKeyChanged {
+        destination: String,
+        changed: super::guest_keys::ChangedKey,
+    },
+    #[error(transparent)]
+    State(#[from] crate::core::localfs::LocalFsError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +66,12 @@ impl crate::core::error::Hint for SshError {
             } => Some(format!(
                 "check the address and port in the inventory and that `ssh {destination} true` works from this machine"
             )),
+            SshError::GuestKeyChanged { changed, .. } => Some(format!(
+                "a guest's key changes when its VM is re-created, and when something else answers at its address. If the VM was re-created, remove the old key with `ssh-keygen -f {} -R '{}'` and run again",
+                changed.file.display(),
+                changed.host
+            )),
+            SshError::State(e) => e.hint(),
             _ => None,
         }
     }
@@ -104,26 +122,33 @@ impl SshRemote {
         destination: &str,
         config_file: Option<PathBuf>,
     ) -> Result<Self, SshError> {
-        Self::connect_with(destination, config_file, KnownHosts::Strict).await
+        Self::connect_with(destination, config_file, None).await
     }
 
     /// A VM pvegpu created: cloud-init made its host key at first boot, so the first
-    /// connection records it (ssh's `accept-new`); a key that changes later still fails.
+    /// connection records it (ssh's `accept-new`), in pvegpu's own known-hosts file (`keys`),
+    /// never the operator's; a key that changes later stops the run with both fingerprints.
     pub async fn connect_guest(
         destination: &str,
         config_file: Option<PathBuf>,
+        keys: &GuestKeys,
     ) -> Result<Self, SshError> {
-        Self::connect_with(destination, config_file, KnownHosts::Add).await
+        Self::connect_with(destination, config_file, Some(keys)).await
     }
 
     async fn connect_with(
         destination: &str,
         config_file: Option<PathBuf>,
-        known_hosts: KnownHosts,
+        guest_keys: Option<&GuestKeys>,
     ) -> Result<Self, SshError> {
         let mut b = SessionBuilder::default();
-        b.known_hosts_check(known_hosts)
-            .connect_timeout(Duration::from_secs(15))
+        match guest_keys {
+            None => b.known_hosts_check(KnownHosts::Strict),
+            Some(keys) => b
+                .known_hosts_check(KnownHosts::Add)
+                .user_known_hosts_file(keys.prepare()?),
+        };
+        b.connect_timeout(Duration::from_secs(15))
             .server_alive_interval(Duration::from_secs(5))
             // the control socket lives in a private temporary folder removed on close
             .control_directory(std::env::temp_dir());
@@ -132,6 +157,14 @@ impl SshRemote {
         }
         let session = b.connect_mux(destination).await.map_err(|e| {
             let detail = error_text(&e);
+            if let Some(keys) = guest_keys
+                && let Some(changed) = keys.changed_key(&detail)
+            {
+                return SshError::GuestKeyChanged {
+                    destination: destination.to_string(),
+                    changed,
+                };
+            }
             SshError::Connect {
                 destination: destination.to_string(),
                 kind: classify(&detail),
@@ -162,7 +195,7 @@ impl SshRemote {
             "ssh {}: script `{}`:\n{}",
             self.destination,
             script_name(script),
-            redact(script)
+            for_log(script)
         );
     }
 
@@ -181,8 +214,8 @@ impl SshRemote {
         tracing::debug!(
             "ssh {}: script `{name}` stdout:\n{}\nstderr:\n{}",
             self.destination,
-            redact(&output.stdout),
-            redact(&output.stderr)
+            for_log(&output.stdout),
+            for_log(&output.stderr)
         );
     }
 }
@@ -303,11 +336,11 @@ fn script_name(script: &str) -> String {
 }
 
 /// Whose host key is trusted how: a Proxmox node's must be known already; a VM pvegpu created
-/// made its key at first boot, so the first connection records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// made its key at first boot, so the first connection records it in pvegpu's own file.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostKeyTrust {
     Known,
-    FirstUse,
+    FirstUse(GuestKeys),
 }
 
 /// OpenSSH connections to one destination, for the executors.
@@ -327,11 +360,15 @@ impl SshConnector {
         }
     }
 
-    pub fn guest(destination: impl Into<String>, ssh_config: Option<PathBuf>) -> Self {
+    pub fn guest(
+        destination: impl Into<String>,
+        ssh_config: Option<PathBuf>,
+        keys: GuestKeys,
+    ) -> Self {
         SshConnector {
             destination: destination.into(),
             ssh_config,
-            trust: HostKeyTrust::FirstUse,
+            trust: HostKeyTrust::FirstUse(keys),
         }
     }
 }
@@ -342,13 +379,15 @@ impl super::Connector for SshConnector {
     async fn connect(&self) -> anyhow::Result<SshRemote> {
         use anyhow::Context;
         let config = self.ssh_config.clone();
-        match self.trust {
+        match &self.trust {
             HostKeyTrust::Known => SshRemote::connect(&self.destination, config)
                 .await
                 .with_context(|| format!("cannot reach {}", self.destination)),
-            HostKeyTrust::FirstUse => SshRemote::connect_guest(&self.destination, config)
-                .await
-                .with_context(|| format!("cannot reach the guest at {}", self.destination)),
+            HostKeyTrust::FirstUse(keys) => {
+                SshRemote::connect_guest(&self.destination, config, keys)
+                    .await
+                    .with_context(|| format!("cannot reach the guest at {}", self.destination))
+            }
         }
     }
 

@@ -9,6 +9,7 @@
 //! based GPU selection); it is shown, counted and passes.
 
 use crate::core::check::{Check, Layer, Status};
+use crate::core::visible::visible;
 use anstyle::{AnsiColor, Style as Ansi};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -127,14 +128,16 @@ impl Report {
             }
             out.push_str(&paint(Ansi::new().bold(), layer.title()));
             out.push('\n');
+            // what the node and guest said is made visible here, before pvegpu's colours
             for c in checks {
-                let _ = writeln!(out, "  {} {}: {}", mark(c.status), c.name, c.saw);
+                let (name, saw) = (visible(&c.name), visible(&c.saw));
+                let _ = writeln!(out, "  {} {name}: {saw}", mark(c.status));
                 if c.status != Status::Pass {
                     if let Some(cause) = &c.cause {
-                        let _ = writeln!(out, "      cause: {cause}");
+                        let _ = writeln!(out, "      cause: {}", visible(cause));
                     }
                     if let Some(fix) = &c.fix {
-                        let _ = writeln!(out, "      fix: {fix}");
+                        let _ = writeln!(out, "      fix: {}", visible(fix));
                     }
                 }
             }

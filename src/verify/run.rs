@@ -16,7 +16,7 @@ use crate::pve::Api as _;
 use crate::pve::Params;
 use crate::pve::request::api_path;
 use crate::transport::Remote;
-use crate::transport::ssh::SshRemote;
+use crate::transport::ssh::{GuestKeys, SshRemote};
 use crate::vm::VmPlan;
 use crate::vm::phase::Phase;
 use crate::vm::planner;
@@ -234,7 +234,13 @@ async fn guest_layers(
         Ok(t) => t,
         Err(e) => return skip_rest(report, e.to_string(), e.hint().unwrap_or_default()),
     };
-    let remote = match SshRemote::connect_guest(&target.destination, target.ssh_config).await {
+    let remote = match SshRemote::connect_guest(
+        &target.destination,
+        target.ssh_config,
+        &GuestKeys::InStateDir,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             let fix = e

@@ -98,9 +98,9 @@ pub fn start_sshd(stand_in_pveversion: bool) -> Sshd {
 }
 
 impl Sshd {
-    /// An ssh_config (`guest_ssh_config`) naming this server `alias` with no known host key
-    /// (`guest_known_hosts` does not exist), as for a VM pvegpu just created: its key is
-    /// recorded on first use.
+    /// An ssh_config (`guest_ssh_config`) naming this server `alias`, as for a VM pvegpu just
+    /// created: its key is recorded on first use in [`Sshd::guest_keys`] (pvegpu's own file
+    /// overrides the `UserKnownHostsFile` here, which stays empty).
     pub fn guest_config(&self, alias: &str) -> PathBuf {
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         let p = self.path("guest_ssh_config");
@@ -114,6 +114,11 @@ impl Sshd {
         )
         .unwrap();
         p
+    }
+
+    /// pvegpu's known-hosts file for guests, in this server's folder (no key recorded yet).
+    pub fn guest_keys(&self) -> pvegpu::transport::ssh::GuestKeys {
+        pvegpu::transport::ssh::GuestKeys::File(self.path("state/guest_known_hosts"))
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -136,6 +141,7 @@ impl Sshd {
             .arg("--inventory")
             .arg(inv)
             .args(args)
+            .env("PVEGPU_STATE_DIR", self.path("state"))
             .output()
             .unwrap()
     }

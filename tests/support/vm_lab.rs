@@ -87,14 +87,21 @@ dns = "9.9.9.9"
 
 pub const TOKEN: &str = "token = \"root@pam!pvegpu\"";
 
-/// Runs the binary on a blocking thread (the fake serves on the runtime's workers).
-pub async fn pvegpu(inv: &Path, args: &[&str], secret: &str) -> (i32, String, String) {
+/// The binary as [`pvegpu`] runs it, for a test that spawns it.
+pub fn command(inv: &Path, args: &[&str], secret: &str) -> Command {
     let facts = inv.with_file_name("pvetest.facts");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pvegpu"));
     cmd.arg("-i").arg(inv).args(args).arg("--facts").arg(facts);
-    cmd.env("PVEGPU_TOKEN_SECRET", secret)
+    cmd.env("PVEGPU_STATE_DIR", inv.with_file_name("state"))
+        .env("PVEGPU_TOKEN_SECRET", secret)
         .env("PVEGPU_PASSWORD", "secret")
         .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs the binary on a blocking thread (the fake serves on the runtime's workers).
+pub async fn pvegpu(inv: &Path, args: &[&str], secret: &str) -> (i32, String, String) {
+    let mut cmd = command(inv, args, secret);
     let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();

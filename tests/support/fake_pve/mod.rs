@@ -201,6 +201,46 @@ pub(crate) struct Ctx {
     pub requests: Arc<Mutex<Vec<Recorded>>>,
     pub auth_delay: Duration,
     pub gate: Arc<Gate>,
+    pub interrupt: Arc<Interrupt>,
+}
+
+/// Where a client's run is cut, counted in requests: `Before` the server acts on request
+/// `at` (the connection dropped on the way, or the process killed while sending), or `After`
+/// it acted and before its reply leaves (killed while waiting for the answer). The request
+/// then never answers; the test kills the client once `hit` is set.
+#[derive(Default)]
+pub struct Interrupt {
+    at: AtomicUsize,
+    after: AtomicBool,
+    seen: AtomicUsize,
+    hit: AtomicBool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cut {
+    Before,
+    After,
+}
+
+impl Interrupt {
+    /// Whether this request (counted here) is the one to cut, and where.
+    fn cut(&self) -> Option<Cut> {
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        (self.at.load(Ordering::SeqCst) == n).then(|| {
+            if self.after.load(Ordering::SeqCst) {
+                Cut::After
+            } else {
+                Cut::Before
+            }
+        })
+    }
+
+    /// The client is stopped here for good.
+    async fn hang(&self) -> ! {
+        self.hit.store(true, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+        unreachable!()
+    }
 }
 
 /// A running fake. Dropping it stops both servers.
@@ -220,6 +260,7 @@ pub struct FakePve {
     /// Whether requests are validated against the shared schema.
     pub validating: bool,
     gate: Arc<Gate>,
+    interrupt: Arc<Interrupt>,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -258,12 +299,14 @@ impl FakePve {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let validating = schema.is_some();
         let gate = Arc::new(Gate::new());
+        let interrupt = Arc::new(Interrupt::default());
         let ctx = Arc::new(Ctx {
             state: state.clone(),
             schema,
             requests: requests.clone(),
             auth_delay: Duration::ZERO,
             gate: gate.clone(),
+            interrupt: interrupt.clone(),
         });
         let app = Router::new().fallback(handle).with_state(ctx);
 
@@ -289,7 +332,42 @@ impl FakePve {
             requests,
             validating,
             gate,
+            interrupt,
             servers: vec![s1, s2],
+        }
+    }
+
+    /// Cut the client's run at its `at`-th request from now on (1-based; see [`Interrupt`]).
+    pub fn interrupt_at(&self, at: usize, cut: Cut) {
+        let i = &self.interrupt;
+        i.seen.store(0, Ordering::SeqCst);
+        i.hit.store(false, Ordering::SeqCst);
+        i.after.store(cut == Cut::After, Ordering::SeqCst);
+        i.at.store(at, Ordering::SeqCst);
+    }
+
+    /// Whether the cut request came.
+    pub fn interrupted(&self) -> bool {
+        self.interrupt.hit.load(Ordering::SeqCst)
+    }
+
+    /// Stop cutting requests.
+    pub fn no_interrupt(&self) {
+        self.interrupt.at.store(0, Ordering::SeqCst);
+    }
+
+    /// Every task still running ends as its worker would: PVE's workers run on without the
+    /// client that started them (the fake otherwise advances a task only when it is polled).
+    pub fn finish_running_tasks(&self) {
+        let mut st = self.state.lock().unwrap();
+        let running: Vec<String> = st
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.exitstatus.is_none())
+            .map(|(u, _)| u.clone())
+            .collect();
+        for upid in running {
+            st.finish_task(&upid);
         }
     }
 
@@ -379,6 +457,10 @@ async fn handle(
         principal: None,
         status: 0,
     };
+    let cut = ctx.interrupt.cut();
+    if cut == Some(Cut::Before) {
+        ctx.interrupt.hang().await;
+    }
     let result = process(&ctx, &method, &uri, &headers, &body, &mut rec).await;
     let resp = match result {
         Ok(data) => {
@@ -414,6 +496,9 @@ async fn handle(
         }
     };
     ctx.requests.lock().unwrap().push(rec);
+    if cut == Some(Cut::After) {
+        ctx.interrupt.hang().await;
+    }
     resp
 }
 
