@@ -8,11 +8,13 @@ use crate::core::error::hinted;
 use crate::core::outcome::ApplyReport;
 use crate::core::phase::Phase;
 use crate::core::plan::{PhasePlan, PlanState};
+use crate::core::progress::Progress;
 use crate::guest::phase::{GuestPhasePlan, GuestSeen};
 use crate::host::exec::{HostNow, Options};
 use crate::host::gather;
 use crate::inventory::{Inventory, Node};
 use crate::pipeline::{HostSource, NodePlan, Pipeline, Stage, VmStage};
+use crate::transport::node_lock::{NodeLock, holder_details};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -101,6 +103,11 @@ impl Run<'_> {
         let started = Instant::now();
         let mut pipeline = Pipeline::new(self.inv, name, n);
         pipeline.options = self.options.clone();
+        // live, the node is ours for the whole run; --facts runs reach only the API
+        let lock = match self.saved_facts {
+            Some(_) => None,
+            None => Some(self.lock(name, n).await?),
+        };
         let source = match self.saved_facts {
             Some(path) => HostSource::Saved(Box::new(gather::from_file(Some(name), path)?.1)),
             None => HostSource::Live,
@@ -166,11 +173,33 @@ impl Run<'_> {
         else {
             return Ok(report);
         };
+        if let Some(lock) = &lock {
+            // a reboot dropped the lock with the connection; it must be ours again
+            lock.confirm().await?;
+        }
         if let Some(vm) = &vm {
             self.vm_and_guest(&pipeline, vm, host_now, guest, &mut report, started)
                 .await?;
         }
         Ok(report)
+    }
+
+    async fn lock(&self, name: &str, n: &Node) -> Result<NodeLock> {
+        let command: Vec<String> = std::env::args()
+            .map(|a| crate::core::visible::visible(&a).into_owned())
+            .collect();
+        let task = self
+            .progress
+            .begin(&format!("{name}: taking the node's apply lock"));
+        let lock = NodeLock::acquire(
+            name,
+            &n.ssh,
+            n.ssh_config.clone(),
+            holder_details(&command.join(" ")),
+        )
+        .await;
+        task.done(lock.is_ok());
+        Ok(lock?)
     }
 
     /// One phase's executor; its report joins the node's. What the next phase starts from,

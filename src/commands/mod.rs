@@ -117,6 +117,7 @@ const HINTS: &[HintOf] = &[
     hint_of::<crate::core::localfs::LocalFsError>,
     hint_of::<crate::inventory::InventoryError>,
     hint_of::<crate::transport::ssh::SshError>,
+    hint_of::<crate::transport::node_lock::LockError>,
     hint_of::<crate::pve::PveError>,
     hint_of::<crate::vm::connect::ConnectError>,
     hint_of::<crate::vm::exec::ExecError>,

@@ -1,6 +1,7 @@
 //! How pvegpu reaches a node's shell. The planner never sees this: it gets facts.
 
 pub mod guest_keys;
+pub mod node_lock;
 pub mod reboot;
 pub mod ssh;
 
