@@ -61,7 +61,10 @@ pub fn write_file(
     }
     let _ = writeln!(
         s,
-        "dir=$(dirname \"$path\")\nmkdir -p \"$dir\"\ntmp=$(mktemp \"$dir/.pvegpu.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\nprintf '%s' {} | base64 -d > \"$tmp\"",
+        "dir=$(dirname \"$path\")\nmkdir -p \"$dir\"\n\
+         # what a write killed before its rename left (one apply per node holds the lock)\n\
+         for t in \"$dir\"/.pvegpu.??????; do [ -f \"$t\" ] && rm -f \"$t\"; done\n\
+         tmp=$(mktemp \"$dir/.pvegpu.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\nprintf '%s' {} | base64 -d > \"$tmp\"",
         quote(&b64(content))
     );
     if before.is_some() {
@@ -70,7 +73,8 @@ pub fn write_file(
         let _ = writeln!(s, "chmod {} \"$tmp\"", quote(mode));
         s.push_str("grep -qxF \"$path\" \"$state/created.list\" 2>/dev/null || echo \"$path\" >> \"$state/created.list\"\n");
     }
-    s.push_str("sync \"$tmp\" 2>/dev/null || sync\nmv -f \"$tmp\" \"$path\"\ntrap - EXIT\n");
+    // the words are recorded before the file has them: a run killed in between leaves a
+    // word rollback will not find (harmless), never one it does not know it added
     for w in added_words {
         let _ = writeln!(
             s,
@@ -78,6 +82,7 @@ pub fn write_file(
             quote(w)
         );
     }
+    s.push_str("sync \"$tmp\" 2>/dev/null || sync\nmv -f \"$tmp\" \"$path\"\ntrap - EXIT\n");
     let _ = writeln!(
         s,
         "printf '%s' {} | base64 -d | cmp -s - \"$path\" || {{ echo \"pvegpu: $path does not read back as written\" >&2; exit 4; }}",
