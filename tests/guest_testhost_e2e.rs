@@ -333,8 +333,9 @@ async fn debian12_guest_components_update_hold_reboot_then_replan() {
     assert!(!steps.contains(&"driver-hold"), "{steps:?}");
     assert!(steps.contains(&"driver"), "{steps:?}");
     assert!(!report.ok, "the postcondition must see the steps left");
-    // the host key was recorded on first use
-    assert!(vm.dir.path().join("known_hosts").exists());
+    // the host key was recorded on first use, in pvegpu's own file, never the config's
+    assert!(vm.dir.path().join("guest_known_hosts").exists());
+    assert!(!vm.dir.path().join("known_hosts").exists());
 }
 
 async fn gather_with_gpus(connector: &GpuConnector) -> pvegpu::guest::GuestFacts {
