@@ -24,20 +24,49 @@ tree() { # root count: devices under devices/pci0000:00, linked from bus/pci/dev
   done
 }
 
-count() { # probe source, sysfs root -> processes started by pci_devices
-  local src=$1 root=$2
-  sed -n '/^pci_devices() [({]/,/^[})]/p' "$src" | sed "s|/sys/bus/pci/devices|$root/bus/pci/devices|" > "$T/fn.sh"
+count() { # function, probe source, sysfs root, label -> processes the function starts
+  local fn=$1 src=$2 root=$3
+  sed -n "/^$fn() [({]/,/^[})]\$/p" "$src" \
+    | sed "s|/sys/bus/pci/devices|$root/bus/pci/devices|; s|/sys/class/net|$root/class/net|" > "$T/fn.sh"
   PVEGPU_SYSFS=$root strace -f -qq -e trace=execve,fork,vfork,clone,clone3 -o "$T/trace" \
-    bash -c ". $T/fn.sh; pci_devices | sort > $T/out"
-  cp "$T/out" "$T/out.$3"
-  echo "$(grep -cE 'execve|clone|fork' "$T/trace") processes, $(wc -l < "$T/out") lines"
+    bash -c ". $T/fn.sh; $fn > $T/raw"
+  # the network walk also prints the node's addresses and routes: only its interfaces compare
+  grep -v '^addr \|^route \|^ssh_connection=' "$T/raw" | sort > "$T/out.$4"
+  echo "$(grep -cE 'execve|clone|fork' "$T/trace") processes, $(wc -l < "$T/out.$4") lines"
 }
 
 git show 6866ae7:src/facts/probe.sh > "$T/before.sh"
 printf '| devices | before (6866ae7) | now |\n|---|---|---|\n'
 for n in "${SIZES[@]}"; do
   rm -rf "$T/sys"; tree "$T/sys" "$n"
-  printf '| %s | %s | %s |\n' "$n" "$(count "$T/before.sh" "$T/sys" before)" "$(count src/facts/probe.sh "$T/sys" now)"
+  printf '| %s | %s | %s |\n' "$n" "$(count pci_devices "$T/before.sh" "$T/sys" before)" "$(count pci_devices src/facts/probe.sh "$T/sys" now)"
   # the same lines either way (less the SR-IOV fields added since): only the cost changed
   sed 's/ numvfs= physfn=//' "$T/out.now" | diff "$T/out.before" - >&2
+done
+
+# The same for the network walk: a node with N interfaces (half PCI NICs, half the tap
+# interfaces its guests add), before (37460d3, a readlink and five more per interface) and now.
+net_tree() { # root count
+  local root=$1 n=$2 i addr path
+  mkdir -p "$root/class/net"
+  for ((i = 0; i < n; i++)); do
+    if ((i % 2 == 0)); then
+      addr=$(printf '0000:%02x:00.0' "$((i / 2 + 1))")
+      path="devices/pci0000:00/$addr/net/eth$i"
+      mkdir -p "$root/$path"; ln -s "../../../$addr" "$root/$path/device"
+      mkdir -p "$root/devices/pci0000:00/$addr"
+      ln -s "../../$path" "$root/class/net/eth$i"
+    else
+      path="devices/virtual/net/tap${i}i0"; mkdir -p "$root/$path"
+      ln -s "../../$path" "$root/class/net/tap${i}i0"
+    fi
+  done
+}
+
+git show 37460d3:src/facts/probe.sh > "$T/net-before.sh"
+printf '\n| interfaces | before (37460d3) | now |\n|---|---|---|\n'
+for n in "${SIZES[@]}"; do
+  rm -rf "$T/sys"; net_tree "$T/sys" "$n"
+  printf '| %s | %s | %s |\n' "$n" "$(count net_devices "$T/net-before.sh" "$T/sys" before)" "$(count net_devices src/facts/probe.sh "$T/sys" now)"
+  diff "$T/out.before" "$T/out.now" >&2
 done

@@ -3,15 +3,29 @@
 # The parsers in src/facts/ read this text; a saved facts file is this text too.
 # (LC_ALL, PATH and section() come first, from src/probe-prelude.sh)
 
-dump_file() { # path
-  if [ -e "$1" ]; then
-    link=; [ -L "$1" ] && link=" link=$(readlink -f "$1")"
-    echo "### pvegpu file $1 $(stat -L -c 'mode=%a owner=%U:%G mtime=%Y' "$1")$link"
-    cat "$1"
-    # a file without a final newline must not swallow the trailer
-    [ -n "$(tail -c1 "$1")" ] && echo
-    echo "### pvegpu exit 0"
-  fi
+# Each existing file as a `file` section: one stat and one awk for all of them (a fork per
+# file cost four processes each, and a Proxmox host has a dozen of these files).
+dump_files() { # path...
+  n=$#
+  for f in "$@"; do [ -e "$f" ] && set -- "$@" "$f"; done
+  shift "$n"
+  [ "$#" -gt 0 ] || return 0
+  {
+    for f in "$@"; do [ -L "$f" ] && echo "link $f $(readlink -f "$f")"; done
+    stat -L -c 'stat %n mode=%a owner=%U:%G mtime=%Y' -- "$@"
+  } | awk '
+    $1 == "link" { link[$2] = $3; next }
+    $1 == "stat" { n++; name[n] = $2; attrs[n] = $3 " " $4 " " $5 }
+    END {
+      for (i = 1; i <= n; i++) {
+        f = name[i]
+        printf "### pvegpu file %s %s%s\n", f, attrs[i], ((f in link) ? " link=" link[f] : "")
+        # print adds the final newline a file may lack, so the trailer stays on its own line
+        while ((getline line < f) > 0) print line
+        close(f)
+        print "### pvegpu exit 0"
+      }
+    }'
 }
 
 # One line per PCI function. A constant number of processes whatever the number of devices
@@ -57,24 +71,24 @@ kernel_log() {
 }
 
 kernels() {
-  for k in /lib/modules/*; do
-    [ -d "$k" ] || continue
-    v=${k##*/}
-    printf '%s vmlinuz=%s initrd=%s\n' "$v" \
-      "$( [ -e "/boot/vmlinuz-$v" ] && echo yes || echo no)" \
-      "$( [ -e "/boot/initrd.img-$v" ] && stat -c %Y "/boot/initrd.img-$v" || echo none)"
-  done
+  {
+    for k in /lib/modules/*; do
+      [ -d "$k" ] || continue
+      if [ -e "/boot/vmlinuz-${k##*/}" ]; then echo "kernel ${k##*/} yes"; else echo "kernel ${k##*/} no"; fi
+    done
+    stat -c 'initrd %n %Y' /boot/initrd.img-* 2>/dev/null
+  } | awk '
+    $1 == "kernel" { n++; v[n] = $2; z[n] = $3; next }
+    { t = $3; sub(/^.*\/initrd\.img-/, "", $2); mtime[$2] = t }
+    END { for (i = 1; i <= n; i++) printf "%s vmlinuz=%s initrd=%s\n", v[i], z[i], ((v[i] in mtime) ? mtime[v[i]] : "none") }'
 }
 
-initramfs_contents() {
-  for k in /lib/modules/*; do
-    v=${k##*/}
-    [ -e "/boot/initrd.img-$v" ] || continue
-    echo "### pvegpu initramfs $v mtime=$(stat -c %Y "/boot/initrd.img-$v")"
-    grep -E '(^|/)vfio' "$k/modules.builtin" 2>/dev/null | sed 's/^/builtin /'
-    lsinitramfs "/boot/initrd.img-$v" 2>&1 | grep -E 'vfio|etc/modprobe.d/|^conf/modules$|pvegpu'
-    echo "### pvegpu exit 0"
-  done
+initramfs_of() { # kernel version: what its image holds of pvegpu's concern
+  v=$1
+  echo "### pvegpu initramfs $v mtime=$(stat -c %Y "/boot/initrd.img-$v")"
+  grep -E '(^|/)vfio' "/lib/modules/$v/modules.builtin" 2>/dev/null | sed 's/^/builtin /'
+  lsinitramfs "/boot/initrd.img-$v" 2>&1 | grep -E 'vfio|etc/modprobe.d/|^conf/modules$|pvegpu'
+  echo "### pvegpu exit 0"
 }
 
 root_disks() {
@@ -91,47 +105,108 @@ root_disks() {
   done
 }
 
-net_devices() {
+# One line per network interface, from a constant number of processes: the PCI address is
+# in the interface's own sysfs path, so no per-interface readlink (a node with a few dozen
+# guests has over a hundred tap and firewall-bridge interfaces).
+net_devices() (
   echo "ssh_connection=$SSH_CONNECTION"
   ip -o addr show 2>/dev/null | sed 's/^/addr /'
   ip route show default 2>/dev/null | sed 's/^/route /'
-  for n in /sys/class/net/*; do
-    i=${n##*/}
-    lower=$( (ls "$n/brif" 2>/dev/null; ls -d "$n"/lower_* 2>/dev/null | sed 's/.*lower_//') | tr '\n' ',' | sed 's/,$//')
-    echo "iface $i device=$(readlink -e "$n/device" 2>/dev/null) lower=$lower"
+  cd "${PVEGPU_SYSFS:-/sys}/class/net" 2>/dev/null || exit 0
+  {
+    find . -mindepth 1 -maxdepth 1 -printf 'iface %f %l\n'
+    find ./*/brif/ -mindepth 1 -maxdepth 1 -printf 'lower %p\n' 2>/dev/null
+    find ./*/ -mindepth 1 -maxdepth 1 -name 'lower_*' -printf 'lower %p\n'
+  } | awk -v sys="${PVEGPU_SYSFS:-/sys}" '
+    $1 == "iface" {
+      i = $2; p = $3; seen[i] = 1; dev[i] = ""
+      if (p != "" && p !~ /\/virtual\//) {
+        sub(/^(\.\.\/)+/, sys "/", p); tail = "/net/" i
+        if (substr(p, length(p) - length(tail) + 1) == tail) p = substr(p, 1, length(p) - length(tail))
+        dev[i] = p
+      }
+      next
+    }
+    $1 == "lower" {
+      n = split($2, q, "/"); l = q[n]; sub(/^lower_/, "", l)
+      lower[q[2]] = lower[q[2]] (lower[q[2]] == "" ? "" : ",") l
+    }
+    END { for (i in seen) printf "iface %s device=%s lower=%s\n", i, dev[i], lower[i] }' | sort
+)
+
+# Small files and listings are read by the shell itself: a process each cost more than the
+# reading (the probe's time is mostly process starts).
+read_file() { # path: its lines, as cat prints them
+  while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < "$1"
+}
+
+list_dir() { # path: its entries, as ls prints them
+  [ -d "$1" ] || { echo "ls: cannot access '$1': No such file or directory"; return 2; }
+  for e in "$1"/*; do
+    if [ -e "$e" ] || [ -L "$e" ]; then echo "${e##*/}"; fi
   done
 }
 
+firmware() {
+  if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi
+  for t in /sys/firmware/acpi/tables/*; do [ -e "$t" ] && printf '%s ' "${t##*/}"; done
+  echo
+}
+
+ir_chips() {
+  grep -c "IR-" /proc/interrupts || true
+}
+
+lxc_nvidia() {
+  grep -H -E "nvidia|c 195:" /etc/pve/lxc/*.conf 2>/dev/null
+  true
+}
+
+# The slow commands (Proxmox's Perl tools, nvidia-smi, lsinitramfs, the journal) start first and
+# run side by side while the rest is read; each writes its section to a file of its own, and
+# the files are printed at the end in their order. Without a temporary folder they run in turn.
+later_dir=$(mktemp -d 2>/dev/null) || later_dir=
+if [ -n "$later_dir" ]; then
+  trap 'rm -rf "$later_dir"' EXIT
+  trap 'rm -rf "$later_dir"; exit 1' HUP INT TERM PIPE
+fi
+later() { # order command...
+  o=$1; shift
+  if [ -n "$later_dir" ]; then "$@" > "$later_dir/$o" 2>&1 & else "$@"; fi
+}
+
 echo "### pvegpu facts 1"
-section hostname -- hostname
-section pveversion -- pveversion
-section os-release -- cat /etc/os-release
+later 01 section pveversion -- pveversion
+later 02 section proxmox-boot-tool-status -- proxmox-boot-tool status
+later 03 section proxmox-boot-tool-kernels -- proxmox-boot-tool kernel list
+later 04 section kernel-log -- kernel_log
+later 05 section guests -- qm list
+later 06 section containers -- pct list
+later 07 section ha -- ha-manager status
+later 08 section cluster -- pvecm status
+later 09 section nvidia-smi -- nvidia-smi
+later 10 section lspci -- lspci -nnk -D
+for k in /lib/modules/*; do
+  [ -e "/boot/initrd.img-${k##*/}" ] && later "11-${k##*/}" initramfs_of "${k##*/}"
+done
+section hostname -- read_file /proc/sys/kernel/hostname
+section os-release -- read_file /etc/os-release
 section cpu -- grep -m2 -E '^(vendor_id|model name)' /proc/cpuinfo
-section uname -- uname -r
-section proc-cmdline -- cat /proc/cmdline
-section boot-id -- cat /proc/sys/kernel/random/boot_id
-section firmware -- sh -c 'if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi; ls /sys/firmware/acpi/tables 2>/dev/null | tr "\n" " "; echo'
-section proxmox-boot-tool-status -- proxmox-boot-tool status
-section proxmox-boot-tool-kernels -- proxmox-boot-tool kernel list
+section uname -- read_file /proc/sys/kernel/osrelease
+section proc-cmdline -- read_file /proc/cmdline
+section boot-id -- read_file /proc/sys/kernel/random/boot_id
+section firmware -- firmware
 section efibootmgr -- efibootmgr -v
 section kernels -- kernels
-for f in /etc/kernel/cmdline /etc/default/grub /etc/default/grub.d/*.cfg /etc/modules \
-         /etc/modules-load.d/*.conf /etc/modprobe.d/*.conf /etc/initramfs-tools/modules \
-         /usr/local/lib/pvegpu/* /etc/initramfs-tools/hooks/pvegpu-vfio /var/lib/pvegpu/cmdline-added; do
-  dump_file "$f"
-done
-section lspci -- lspci -nnk -D
+dump_files /etc/kernel/cmdline /etc/default/grub /etc/default/grub.d/*.cfg /etc/modules \
+  /etc/modules-load.d/*.conf /etc/modprobe.d/*.conf /etc/initramfs-tools/modules \
+  /usr/local/lib/pvegpu/* /etc/initramfs-tools/hooks/pvegpu-vfio /var/lib/pvegpu/cmdline-added
 section pci-devices -- pci_devices
-section kernel-log -- kernel_log
-section iommu-class -- ls /sys/class/iommu
-section interrupts-ir -- sh -c 'grep -c "IR-" /proc/interrupts || true'
-section proc-modules -- cat /proc/modules
+section iommu-class -- list_dir /sys/class/iommu
+section interrupts-ir -- ir_chips
+section proc-modules -- read_file /proc/modules
 section root-disks -- root_disks
 section net-devices -- net_devices
-section guests -- qm list
-section nvidia-smi -- nvidia-smi
-section lxc-nvidia -- sh -c 'grep -H -E "nvidia|c 195:" /etc/pve/lxc/*.conf 2>/dev/null; true'
-section containers -- pct list
-section ha -- ha-manager status
-section cluster -- pvecm status
-initramfs_contents
+section lxc-nvidia -- lxc_nvidia
+wait
+if [ -n "$later_dir" ]; then cat "$later_dir"/*; fi
