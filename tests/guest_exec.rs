@@ -637,3 +637,40 @@ async fn onnx_reads_follow_no_link_and_wait_on_no_fifo() {
     let text = format!("{:#}", read.unwrap_err());
     assert!(text.contains("fifo.onnx"), "{text}");
 }
+
+/// Models as the `onnx` package writes them (tests/fixtures/onnx): every release's default
+/// header, a graph larger than one read, weights in an external-data file and a copy cut short
+/// are read on the "guest" as on the workstation, or refused naming the file.
+#[tokio::test]
+async fn real_models_are_read_on_the_guest_as_whole_files_are() {
+    let names = [
+        "onnx-1.13.1.onnx",
+        "onnx-1.14.1.onnx",
+        "onnx-1.16.2.onnx",
+        "onnx-1.23.2.onnx",
+        "weights.onnx",
+        "external/model.onnx",
+    ];
+    let paths: Vec<String> = names
+        .iter()
+        .map(|n| support::fixture(&format!("onnx/{n}")).display().to_string())
+        .collect();
+    let got = gather::read_onnx_headers(&LocalShell, &paths, gather::ONNX_CHUNK)
+        .await
+        .unwrap();
+    for (p, h) in paths.iter().zip(&got) {
+        let whole = pvegpu::guest::onnx_check::read_header(p, &std::fs::read(p).unwrap()).unwrap();
+        assert_eq!(h, &whole, "{p}");
+    }
+    let cut = support::fixture("onnx/truncated.onnx")
+        .display()
+        .to_string();
+    let e = gather::read_onnx_headers(&LocalShell, std::slice::from_ref(&cut), gather::ONNX_CHUNK)
+        .await
+        .unwrap_err();
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("truncated.onnx") && text.contains("the file is cut short"),
+        "{text}"
+    );
+}

@@ -105,3 +105,33 @@ fn facts_sections_round_trip_and_match_the_seed_fixture() {
     let f = GuestFacts::from_raw(&RawFacts::parse(&text).unwrap()).unwrap();
     assert_eq!(f.onnx, [h]);
 }
+
+/// What each `onnx` release writes by default (its IR version and newest opset), read back.
+#[test]
+fn each_onnx_release_default_header_is_read() {
+    let read = |n: &str| {
+        let h = read_header(n, &model(n)).unwrap();
+        (h.ir_version, h.opset, h.producer.unwrap_or_default())
+    };
+    for (file, ir, opset) in [
+        ("onnx-1.13.1.onnx", 8, 18),
+        ("onnx-1.14.1.onnx", 9, 19),
+        ("onnx-1.16.2.onnx", 10, 21),
+        ("onnx-1.23.2.onnx", 14, 28),
+    ] {
+        let producer = file.trim_end_matches(".onnx").to_string();
+        assert_eq!(read(file), (ir, opset, producer), "{file}");
+    }
+    // weights inline (a graph over 64 KiB) or in an external-data file: the header is the same
+    assert_eq!(read("weights.onnx"), read("external/model.onnx"));
+}
+
+#[test]
+fn a_model_cut_short_is_refused_naming_the_file() {
+    let e = read_header("truncated.onnx", &model("truncated.onnx")).unwrap_err();
+    assert!(matches!(e, OnnxCheckError::CutShort { .. }), "{e:?}");
+    assert!(e.to_string().contains("truncated.onnx"), "{e}");
+    // a file that is no model at all is still said to be none
+    let e = read_header("notes.onnx", b"\xff\xff\xff\xff not a model").unwrap_err();
+    assert!(matches!(e, OnnxCheckError::Decode { .. }), "{e:?}");
+}

@@ -87,8 +87,16 @@ impl RawFacts {
                 .or_else(|| (line == MARKER.trim_end()).then_some(""))
             else {
                 if let Some(section) = current.as_mut() {
-                    section.body.push_str(line);
-                    section.body.push('\n');
+                    // output without a final newline (curl's answer, a file that lacks one)
+                    // carries the exit marker at the end of its last line
+                    if let Some((last, rc)) = glued_exit(line) {
+                        section.body.push_str(last);
+                        section.exit = Some(rc);
+                        sections.extend(current.take());
+                    } else {
+                        section.body.push_str(line);
+                        section.body.push('\n');
+                    }
                 } else if seen_header || line.trim().is_empty() || line.starts_with('#') {
                     // comments and blank lines before the first section are allowed
                 } else {
@@ -182,6 +190,14 @@ impl RawFacts {
     }
 }
 
+/// `<output>### pvegpu exit <status>`: the marker printed right after output that did not end
+/// its line.
+fn glued_exit(line: &str) -> Option<(&str, i32)> {
+    let at = line.rfind(MARKER)?;
+    let rc = line[at..].strip_prefix(MARKER)?.strip_prefix("exit ")?;
+    Some((&line[..at], rc.trim_end().parse().ok()?))
+}
+
 /// A section given twice is kept once when both copies agree (a paste repeated), and refused
 /// when they differ: taking either would be a guess about which one is true.
 fn without_repeats(sections: Vec<Section>) -> Result<Vec<Section>, RawError> {
@@ -216,6 +232,21 @@ fn without_repeats(sections: Vec<Section>) -> Result<Vec<Section>, RawError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_without_a_final_newline_still_ends_its_section() {
+        // what the verify probe prints for a real Triton server: curl adds no newline
+        let text = "### pvegpu facts 1\n### pvegpu triton-ready\n400### pvegpu exit 0\n### pvegpu triton-index\n[{\"name\":\"m\",\"state\":\"READY\"}]### pvegpu exit 0\n### pvegpu models\nm\n### pvegpu exit 0\n### pvegpu cdi /etc/cdi/a.yaml\nkind: x### pvegpu exit 3\n";
+        let raw = RawFacts::parse(text).unwrap();
+        assert_eq!(raw.ok_body("triton-ready"), Some("400"));
+        assert_eq!(
+            raw.ok_body("triton-index"),
+            Some("[{\"name\":\"m\",\"state\":\"READY\"}]")
+        );
+        assert_eq!(raw.ok_body("models"), Some("m\n"));
+        let cdi = raw.get("cdi").unwrap();
+        assert_eq!((cdi.body.as_str(), cdi.exit), ("kind: x", Some(3)));
+    }
 
     #[test]
     fn splits_sections_with_and_without_exit_lines() {

@@ -5,7 +5,7 @@
 //! the live guest.
 
 use super::facts::{GuestFacts, OnnxHeader, onnx_section, probe_script};
-use super::onnx_check;
+use super::onnx_check::{self, Field};
 use crate::facts::raw::RawFacts;
 use crate::transport::Remote;
 use anyhow::{Context, Result};
@@ -149,19 +149,6 @@ fn parse_chunks(out: &str) -> Result<Vec<(usize, Vec<u8>)>> {
     Ok(chunks)
 }
 
-fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*pos)?;
-        *pos += 1;
-        v |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
-}
-
 /// Walk the top-level protobuf fields of `chunk` (read at `offset`): keep every complete field
 /// but the graph (7), and say where to read next. A field that does not fit is skipped when
 /// pvegpu does not read it (the graph, docs, metadata), else read again from its start.
@@ -169,23 +156,11 @@ fn walk_chunk(chunk: &[u8], offset: u64, full: bool, kept: &mut Vec<u8>) -> Opti
     let mut pos = 0usize;
     while pos < chunk.len() {
         let start = pos;
-        let Some(key) = varint(chunk, &mut pos) else {
-            return full.then_some(offset + start as u64);
-        };
-        let (field, wire) = (key >> 3, key & 7);
-        let end: u64 = match wire {
-            0 => match varint(chunk, &mut pos) {
-                Some(_) => pos as u64,
-                None => return full.then_some(offset + start as u64),
-            },
-            1 => pos as u64 + 8,
-            5 => pos as u64 + 4,
-            2 => match varint(chunk, &mut pos) {
-                Some(len) => pos as u64 + len,
-                None => return full.then_some(offset + start as u64),
-            },
+        let (field, end) = match onnx_check::next_field(chunk, &mut pos) {
+            Field::At { number, end } => (number, end),
+            Field::Cut => return full.then_some(offset + start as u64),
             // groups and unknown wire types: not an ONNX model; let the decoder say so
-            _ => {
+            Field::Foreign => {
                 kept.extend_from_slice(&chunk[start..]);
                 return None;
             }

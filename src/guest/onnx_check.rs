@@ -42,6 +42,10 @@ pub enum OnnxCheckError {
         source: prost::DecodeError,
     },
     #[error(
+        "{path} ends inside one of its own fields: the file is cut short (an interrupted copy, a full disk); copy the model again"
+    )]
+    CutShort { path: String },
+    #[error(
         "{path} has no ir_version; it is not an ONNX ModelProto (a file saved with `torch.save` or a graph without its model wrapper?)"
     )]
     NoIrVersion { path: String },
@@ -63,11 +67,17 @@ pub enum OnnxCheckError {
 
 /// Read a model's IR version, ai.onnx opset and producer from its bytes.
 pub fn read_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader, OnnxCheckError> {
-    let m =
-        <ModelProto as prost::Message>::decode(bytes).map_err(|source| OnnxCheckError::Decode {
-            path: path.to_string(),
-            source,
-        })?;
+    let path = path.to_string();
+    let m = <ModelProto as prost::Message>::decode(bytes).map_err(|source| {
+        if ends_inside_a_field(bytes) {
+            OnnxCheckError::CutShort { path: path.clone() }
+        } else {
+            OnnxCheckError::Decode {
+                path: path.clone(),
+                source,
+            }
+        }
+    })?;
     if m.ir_version <= 0 {
         return Err(OnnxCheckError::NoIrVersion {
             path: path.to_string(),
@@ -86,11 +96,74 @@ pub fn read_header(path: &str, bytes: &[u8]) -> Result<OnnxHeader, OnnxCheckErro
             path: path.to_string(),
         })?;
     Ok(OnnxHeader {
-        path: path.to_string(),
+        path,
         ir_version: u32::try_from(m.ir_version).unwrap_or(u32::MAX),
         opset: u32::try_from(opset).unwrap_or(u32::MAX),
         producer: Some(m.producer_name).filter(|p| !p.is_empty()),
     })
+}
+
+/// A protobuf varint at `pos`, moving `pos` past it; None where the bytes end first.
+fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// One top-level protobuf field of a model's bytes, read from its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// Field `number` ends at byte `end` (which may lie past the bytes at hand).
+    At { number: u64, end: u64 },
+    /// The bytes end inside the field's key or length.
+    Cut,
+    /// A wire type ONNX never writes (groups, or not protobuf at all).
+    Foreign,
+}
+
+/// The field that starts at `pos`; `pos` is left after its key and length.
+pub(crate) fn next_field(bytes: &[u8], pos: &mut usize) -> Field {
+    let Some(key) = varint(bytes, pos) else {
+        return Field::Cut;
+    };
+    let end = match key & 7 {
+        0 => match varint(bytes, pos) {
+            Some(_) => *pos as u64,
+            None => return Field::Cut,
+        },
+        1 => *pos as u64 + 8,
+        5 => *pos as u64 + 4,
+        2 => match varint(bytes, pos) {
+            Some(len) => (*pos as u64).saturating_add(len),
+            None => return Field::Cut,
+        },
+        _ => return Field::Foreign,
+    };
+    Field::At {
+        number: key >> 3,
+        end,
+    }
+}
+
+/// The top-level fields run past the end of `bytes`: a model cut short, not another format.
+fn ends_inside_a_field(bytes: &[u8]) -> bool {
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        match next_field(bytes, &mut pos) {
+            Field::Cut => return true,
+            Field::Foreign => return false,
+            Field::At { end, .. } if end > bytes.len() as u64 => return true,
+            Field::At { end, .. } => pos = end as usize,
+        }
+    }
+    false
 }
 
 /// A model that will not load, named by its place in the repository.
