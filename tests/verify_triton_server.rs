@@ -101,8 +101,9 @@ fn http_code(port: u16, path: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Start the server on `repo` as a guest's unit runs it (every model loaded at start, serving
-/// on when one fails), and wait until it answers.
+/// Start the server on `repo` (every model loaded at start) and wait until it answers. It
+/// serves on when a model fails (`--exit-on-error=false`): with Triton's default it would exit,
+/// as its first start here showed, and the failed model's text would be in its log only.
 fn start(repo: &Path, scratch: &Path) -> Server {
     let t = server_dir();
     let (port, grpc, metrics) = (free_port(), free_port(), free_port());

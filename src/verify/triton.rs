@@ -45,14 +45,14 @@ pub fn checks(answers: &TritonAnswers, expected_models: &[String]) -> Vec<Check>
             Layer::Triton,
             "server ready",
             "no answer from /v2/health/ready",
-            "check that the Triton container runs and publishes its HTTP port (8000): `podman ps` / `docker ps`, and its log",
+            "check that the Triton container runs and publishes its HTTP port (8000): `podman ps` / `docker ps`, and its log; by default (--exit-on-error=true) Triton exits when any model fails to load, and the log names the model",
         ),
         Some(200) => Check::pass(Layer::Triton, "server ready", "/v2/health/ready: 200"),
         Some(code) => Check::fail(
             Layer::Triton,
             "server ready",
             format!("/v2/health/ready: {code}"),
-            "Triton is up but not ready: a model failed to load (with the default --exit-on-error=false it keeps serving the rest but reports not ready) or it is still loading",
+            "Triton is up but not ready: it is still loading, or a model failed to load and the server runs with --exit-on-error=false (it serves the rest and reports not ready; with the default, true, it exits instead)",
             "see the model checks below and the container log (`podman logs` / `docker logs`)",
         ),
     });
