@@ -11,27 +11,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-5}; shift || true
 DELAYS=("${@:-0 25 50}")
 read -r -a DELAYS <<< "${DELAYS[*]}"
-cargo build --release --quiet
-BIN=$PWD/target/release/pvegpu
-T=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
-ssh-keygen -q -t ed25519 -N '' -f "$T/hostkey"; ssh-keygen -q -t ed25519 -N '' -f "$T/id"
-cp "$T/id.pub" "$T/authorized_keys"; mkdir -p "$T/bin" /run/sshd
-printf '#!/bin/sh\necho "pve-manager/9.1.1/0 (running kernel: $(uname -r))"\n' > "$T/bin/pveversion"; chmod 755 "$T/bin/pveversion"
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SSHD_PORT=$(port)
-cat > "$T/sshd_config" <<CFG
-Port $SSHD_PORT
-ListenAddress 127.0.0.1
-HostKey $T/hostkey
-PidFile $T/sshd.pid
-AuthorizedKeysFile $T/authorized_keys
-StrictModes no
-UsePAM no
-PasswordAuthentication no
-SetEnv PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$T/bin
-CFG
-/usr/sbin/sshd -D -f "$T/sshd_config" & sleep 0.5
-now() { date +%s.%N; }
+source bench/loopback_sshd.sh
 { cat src/probe-prelude.sh; git show 37460d3:src/facts/probe.sh; } > "$T/probe-before.sh"
 cat src/probe-prelude.sh src/facts/probe.sh > "$T/probe-now.sh"
 printf '%-10s %-14s %-16s %-14s %-18s %-18s\n' "delay" "ssh true (s)" "pvegpu plan (s)" "plan / ssh" "probe before (s)" "probe now (s)"

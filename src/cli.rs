@@ -53,17 +53,46 @@ pub enum ColorChoice {
     Never,
 }
 
+/// How many nodes discover, plan and verify work on at once unless `--parallelism` says:
+/// OpenSSH's server drops unauthenticated connections beyond 10 by default (`MaxStartups
+/// 10:30:100`), which a fleet reached through one jump host would hit.
+pub const DEFAULT_PARALLELISM: u16 = 10;
+
+/// `--limit`: the nodes a command acts on.
+#[derive(Debug, clap::Args)]
+pub struct Limit {
+    /// Which nodes: names, groups, globs, `all`, `!name` to leave one out, `&group` to keep
+    /// only members (`osm45,pve-*,!pve-3`); every node of the inventory when left out
+    #[arg(
+        long = "limit",
+        short = 'l',
+        visible_alias = "node",
+        short_alias = 'n',
+        value_name = "PATTERN"
+    )]
+    pub pattern: Option<String>,
+}
+
+/// The nodes a read-only command works on, and how many at once.
+#[derive(Debug, clap::Args)]
+pub struct Nodes {
+    #[command(flatten)]
+    pub limit: Limit,
+    /// How many nodes to work on at once
+    #[arg(long, default_value_t = DEFAULT_PARALLELISM, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show every PCI device of a node with its IOMMU group and driver, and whether each GPU can be passed through (changes nothing)
     #[command(after_help = "Examples:
-  pvegpu -i pvegpu.toml discover --node osm45
-  pvegpu -i pvegpu.toml discover --node osm45 --save osm45.facts
+  pvegpu -i pvegpu.toml discover --limit osm45
+  pvegpu -i pvegpu.toml discover --limit osm45 --save osm45.facts
   pvegpu discover --paste forum-post.txt --json")]
     Discover {
-        /// The node (all nodes of the inventory when left out)
-        #[arg(long, short = 'n')]
-        node: Option<String>,
+        #[command(flatten)]
+        nodes: Nodes,
         /// Save the raw probe output (or what --paste read) to this file, for `plan --facts` anywhere
         #[arg(long, value_name = "FILE")]
         save: Option<PathBuf>,
@@ -76,13 +105,13 @@ pub enum Command {
     },
     /// Show every change passthrough needs, with diffs and reasons (changes nothing)
     #[command(after_help = "Examples:
-  pvegpu -i pvegpu.toml plan --node osm45
+  pvegpu -i pvegpu.toml plan --limit osm45
+  pvegpu -i pvegpu.toml plan --limit 'gpu_nodes,!osm45' --parallelism 20
   pvegpu -i pvegpu.toml plan --detailed-exitcode    # 0 nothing to do, 2 changes, 1 error
   pvegpu -i pvegpu.toml plan --facts osm45.facts --phase host")]
     Plan {
-        /// The node (all nodes of the inventory when left out)
-        #[arg(long, short = 'n')]
-        node: Option<String>,
+        #[command(flatten)]
+        nodes: Nodes,
         /// Take the host's facts from a file saved by `discover --save` (or assembled by hand) instead of SSH; repeat it for several nodes (planned concurrently, each file names its node); the VM phase, where the node has a [vm] table, still asks the Proxmox API
         #[arg(long, value_name = "FILE")]
         facts: Vec<PathBuf>,
@@ -98,15 +127,22 @@ pub enum Command {
         #[arg(long)]
         detailed_exitcode: bool,
     },
-    /// Make the changes the plan shows, reboot if needed, and verify (nodes one at a time)
+    /// Make the changes the plan shows, reboot if needed, and verify (`--serial` nodes at a time, one by default)
     #[command(after_help = "Examples:
-  pvegpu -i pvegpu.toml apply --node osm45
-  pvegpu -i pvegpu.toml apply --node osm45 --yes --stop-guests
-  pvegpu -i pvegpu.toml apply --node osm45 --facts osm45.facts --yes   # the VM phase only")]
+  pvegpu -i pvegpu.toml apply --limit osm45
+  pvegpu -i pvegpu.toml apply --limit osm45 --yes --stop-guests
+  pvegpu -i pvegpu.toml apply --limit 'pve-*' --serial 2 --keep-going --yes
+  pvegpu -i pvegpu.toml apply --limit osm45 --facts osm45.facts --yes   # the VM phase only")]
     Apply {
-        /// The node (all nodes of the inventory, one after the other, when left out)
-        #[arg(long, short = 'n')]
-        node: Option<String>,
+        #[command(flatten)]
+        limit: Limit,
+        /// How many nodes to change at once (the next batch starts when this one is done, and
+        /// each node's reboot interlocks are read just before its turn)
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        serial: u16,
+        /// Go on with the remaining nodes after one is refused or fails (the recap lists each)
+        #[arg(long)]
+        keep_going: bool,
         /// Do not ask before changing anything (required when stdin is not a terminal)
         #[arg(long, short = 'y')]
         yes: bool,
@@ -118,7 +154,7 @@ pub enum Command {
         reboot_timeout: u64,
         /// Take the host's facts from a file saved by `discover --save` instead of SSH: only the
         /// VM phase runs, and only when those facts show a converged host
-        #[arg(long, value_name = "FILE", requires = "node")]
+        #[arg(long, value_name = "FILE", requires = "pattern")]
         facts: Option<PathBuf>,
     },
     /// Put back what pvegpu changed on a node's host configuration, and refresh initramfs and boot loader
@@ -147,22 +183,29 @@ pub enum Command {
     },
     /// Prove the chain host, VM, guest, container runtime, Triton works, layer by layer, read-only; exit 0 only when every check passes
     #[command(after_help = "Examples:
-  pvegpu -i pvegpu.toml verify --node osm45
+  pvegpu -i pvegpu.toml verify --limit osm45
   pvegpu -i pvegpu.toml verify --vm 201 --json
-  pvegpu -i pvegpu.toml verify --node osm45 --facts osm45.facts --ascii")]
+  pvegpu -i pvegpu.toml verify --prometheus /var/lib/prometheus/node-exporter/pvegpu.prom
+  pvegpu -i pvegpu.toml verify --limit osm45 --facts osm45.facts --ascii")]
     Verify {
-        /// The node (all nodes of the inventory when left out)
-        #[arg(long, short = 'n')]
-        node: Option<String>,
+        #[command(flatten)]
+        nodes: Nodes,
         /// Only the node whose [vm] has this id
         #[arg(long, value_name = "ID")]
         vm: Option<u32>,
         /// Check the host layer on a facts file saved by `discover --save` instead of over SSH
-        #[arg(long, value_name = "FILE", requires = "node")]
+        #[arg(long, value_name = "FILE", requires = "pattern")]
         facts: Option<PathBuf>,
         /// Plain ASCII marks instead of ✓ ✗ (for logs that mangle unicode)
         #[arg(long)]
         ascii: bool,
+        /// Also write the checks as JUnit XML (one test case per check), for CI
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
+        /// Also write the checks in node_exporter's textfile format (written atomically: point
+        /// it into the textfile collector's folder)
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
     },
     /// Which driver, CUDA and Triton release fit a set of GPUs, and why (offline, from the built-in tables)
     #[command(after_help = "Examples:

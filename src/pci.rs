@@ -164,6 +164,19 @@ impl<'de> Deserialize<'de> for PciId {
     }
 }
 
+/// The stable id pvegpu gives the cluster PCI mapping of a card in slot `slot`
+/// (`0000:02:00`): `gpu-02-00`, the domain only when not 0. `discover` offers it, the VM
+/// phase creates it.
+pub fn mapping_id(slot: &str) -> String {
+    let parts: Vec<&str> = slot.split(':').collect();
+    match parts.as_slice() {
+        ["0000", bus, dev] => format!("gpu-{bus}-{dev}"),
+        [dom, bus, dev] => format!("gpu-{dom}-{bus}-{dev}"),
+        _ => format!("gpu-{}", slot.replace([':', '.'], "-")),
+    }
+    .to_ascii_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

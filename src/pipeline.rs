@@ -82,6 +82,7 @@ pub struct LeftOut {
 /// out: `phases` says which).
 #[derive(Serialize)]
 struct NodePlanJson<'a> {
+    state: &'static str,
     #[serde(flatten)]
     host: &'a HostPlan,
     vm: Option<&'a VmPlan>,
@@ -104,6 +105,7 @@ struct LeftOutJson {
 impl Serialize for NodePlan {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         NodePlanJson {
+            state: self.summary(),
             host: &self.host.plan,
             vm: self.vm.as_ref().map(|v| &v.plan),
             guest: self.guest.as_ref().map(|g| &g.plan),
@@ -139,6 +141,24 @@ impl NodePlan {
     /// Converged in every phase (a phase that waits is not).
     pub fn nothing_to_do(&self) -> bool {
         self.states().into_iter().all(PlanState::nothing_to_do)
+    }
+
+    /// The node's plan in one word, for scripts: `refused` (a phase refuses), `waiting` (a
+    /// phase waits for an earlier one), `ready` (changes to make), `incomplete` (nothing to
+    /// do in what was planned, but a phase was left out), or `nothing_to_do`.
+    pub fn summary(&self) -> &'static str {
+        let states = self.states();
+        if states.iter().any(|s| s.refused()) {
+            "refused"
+        } else if states.iter().any(|s| matches!(s, PlanState::Waiting(_))) {
+            "waiting"
+        } else if !self.nothing_to_do() {
+            "ready"
+        } else if !self.left_out.is_empty() {
+            "incomplete"
+        } else {
+            "nothing_to_do"
+        }
     }
 
     pub fn render_text(&self) -> String {

@@ -36,7 +36,10 @@ fn plan_from_facts_file_with_detailed_exitcode() {
     ]);
     assert_eq!(code, Some(0));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["format_version"], 1);
+    let v = &v["nodes"];
     assert_eq!(v[0]["node"], "osm45");
+    assert_eq!(v[0]["state"], "ready");
     assert_eq!(
         v[0]["changes"].as_array().unwrap().last().unwrap()["action"]["kind"],
         "reboot"
@@ -74,6 +77,8 @@ fn a_phase_left_out_is_an_error_not_nothing_to_do() {
         "{stderr}"
     );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let v = &v["nodes"];
+    assert_eq!(v[0]["state"], "ready");
     assert_eq!(v[0]["phases"]["through"], "guest");
     assert_eq!(v[0]["phases"]["left_out"][0]["phase"], "VM");
     assert_eq!(v[0]["vm"], serde_json::Value::Null);
@@ -124,7 +129,7 @@ fn missing_inventory_and_unknown_node() {
     let (code, _, stderr) = pvegpu(&["-i", inv.to_str().unwrap(), "plan", "--node", "osm46"]);
     assert_eq!(code, Some(1));
     assert!(
-        stderr.contains("node `osm46` is not in the inventory")
+        stderr.contains("no node or group `osm46` in the inventory")
             && stderr.contains("(it has: osm45)"),
         "{stderr}"
     );
@@ -181,7 +186,8 @@ fn compat_and_lint_through_the_binary() {
     let good = fixture("compose/good_triton.yml");
     let (code, out, _) = pvegpu(&["--json", "lint", "compose", good.to_str().unwrap()]);
     assert_eq!(code, Some(0));
-    assert_eq!(out.trim(), "[]");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v, serde_json::json!({"format_version": 1, "findings": []}));
 }
 
 #[test]
@@ -217,7 +223,8 @@ fn plan_from_several_facts_files_plans_each_node_and_node_picks_one() {
     };
     let nodes = |json: &str| -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(json).unwrap();
-        v.as_array()
+        v["nodes"]
+            .as_array()
             .unwrap()
             .iter()
             .map(|p| p["node"].as_str().unwrap().to_string())
@@ -234,7 +241,7 @@ fn plan_from_several_facts_files_plans_each_node_and_node_picks_one() {
     let (code, _, err) = run(args(Some("pve9")));
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("none of the --facts files describes node pve9"),
+        err.contains("no node or group `pve9` in the inventory"),
         "{err}"
     );
 }

@@ -100,7 +100,7 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
     let (code, json, err) = pvegpu(&inv, &["--json", "plan"]).await;
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let guest = &v[0]["guest"];
+    let guest = &v["nodes"][0]["guest"];
     assert_eq!(guest["destination"], "guestbox");
     assert!(
         guest["waits_for"]
@@ -109,7 +109,7 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
         "{guest}"
     );
     assert!(guest.get("changes").is_none(), "{guest}");
-    assert!(!v[0]["vm"]["steps"].as_array().unwrap().is_empty());
+    assert!(!v["nodes"][0]["vm"]["steps"].as_array().unwrap().is_empty());
     assert!(
         !sshd.path("state/guest_known_hosts").exists(),
         "the guest was contacted before its VM existed"
@@ -146,7 +146,7 @@ async fn guest_waits_for_the_vm_then_is_planned_from_the_real_probe_and_refused(
     let (code, json, err) = pvegpu(&inv, &["--json", "plan"]).await;
     assert_eq!(code, 1, "{err}");
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let guest = &v[0]["guest"];
+    let guest = &v["nodes"][0]["guest"];
     assert!(guest["waits_for"].is_null(), "{guest}");
     assert!(guest["changes"].as_array().unwrap().is_empty());
     assert!(!guest["refusals"].as_array().unwrap().is_empty(), "{guest}");

@@ -146,7 +146,8 @@ fn pvegpu(inv: &Path, args: &[&str]) -> (i32, String, String) {
 
 fn report(json: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
-    v[0].clone()
+    assert_eq!(v["format_version"], 1, "{json}");
+    v["nodes"][0].clone()
 }
 
 /// A fresh VM of `layout` booted with `boot` (the tests are gated on `Need::TestHost`).
@@ -167,6 +168,10 @@ fn vm(
 const TARGETS: &str = "[[nodes.testhost.gpus]]\naddress = \"0000:00:03.0\"\nid = \"1234:11e8\"\n[[nodes.testhost.gpus]]\naddress = \"0000:00:04.0\"\nid = \"8086:100e\"\n";
 
 fn assert_converged(r: &serde_json::Value) {
+    assert!(
+        r["status"] == "changed" || r["status"] == "unchanged",
+        "{r}"
+    );
     let checks = r["postconditions"].as_array().unwrap();
     assert!(!checks.is_empty());
     for c in checks {
@@ -264,6 +269,7 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
     assert_eq!(code, 0, "{err}");
     let r = report(&out);
     assert_eq!(r["reboots"], 0);
+    assert_eq!(r["status"], "unchanged");
     assert!(r["steps"].as_array().unwrap().is_empty());
     assert_converged(&r);
     eprintln!(

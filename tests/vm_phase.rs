@@ -61,7 +61,9 @@ async fn token_creates_mappings_and_the_vm_then_nothing_then_puts_drift_back() {
         "{err}"
     );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
-    for c in report[0]["postconditions"].as_array().unwrap() {
+    assert_eq!(report["nodes"][0]["status"], "changed");
+    assert_eq!(report["recap"]["changed"], 1);
+    for c in report["nodes"][0]["postconditions"].as_array().unwrap() {
         assert_eq!(c["status"], "pass", "{c}");
     }
     assert!(

@@ -1,7 +1,7 @@
 //! `pvegpu apply`: each selected node in turn through the pipeline, then its executors: the
 //! host's, the VM's, the guest's, each once the phase before it converged.
 
-use super::{Stderr, confirm, print_json, print_stdout, selected};
+use super::{Stderr, confirm, join_all, print_stdout, print_versioned, selected};
 use crate::cli::GlobalArgs;
 use crate::core::check::Check;
 use crate::core::error::hinted;
@@ -30,15 +30,89 @@ struct Run<'a> {
     progress: &'a Stderr,
 }
 
+/// How many nodes at once, and whether a node that fails stops the rest.
+pub struct Rolling {
+    pub serial: u16,
+    pub keep_going: bool,
+}
+
+/// How a node's apply ended, in one word (the recap's and the JSON's `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Converged, and something was changed to get there.
+    Changed,
+    /// Converged with nothing to do.
+    Unchanged,
+    /// A phase refused before any of its changes (an earlier phase may have changed).
+    Refused,
+    /// A step, a postcondition, or reaching the node failed; or the change was declined.
+    Failed,
+    /// Not started: an earlier node failed and `--keep-going` was not given.
+    Skipped,
+}
+
+/// One node's apply: what its executors did, how it ended, its plan and its error.
+#[derive(serde::Serialize)]
+struct NodeOutcome {
+    status: Status,
+    #[serde(flatten)]
+    report: ApplyReport,
+    /// The plan as shown before applying (null where the node was not planned).
+    plan: Option<serde_json::Value>,
+    error: Option<crate::core::error::Parts>,
+    #[serde(skip)]
+    cause: Option<anyhow::Error>,
+    /// The plan had changes and its executors ran (the VM executor lists no steps).
+    #[serde(skip)]
+    applied: bool,
+}
+
+impl NodeOutcome {
+    fn new(name: &str) -> Self {
+        NodeOutcome {
+            status: Status::Failed,
+            report: ApplyReport {
+                node: name.to_string(),
+                ..Default::default()
+            },
+            plan: None,
+            error: None,
+            cause: None,
+            applied: false,
+        }
+    }
+
+    fn converged(&self) -> bool {
+        matches!(self.status, Status::Changed | Status::Unchanged)
+    }
+}
+
 pub async fn run(
     g: &GlobalArgs,
-    node: Option<String>,
+    limit: Option<String>,
     yes: bool,
     saved_facts: Option<PathBuf>,
     options: Options,
+    rolling: Rolling,
 ) -> Result<ExitCode> {
     let inv = Inventory::load(&g.inventory)?;
-    let nodes = selected(&inv, &node)?;
+    let nodes = selected(&inv, &limit)?;
+    if g.json && !yes {
+        return Err(hinted(
+            "apply --json does not ask before changing a node, so it needs --yes",
+            "read `pvegpu plan --json` first, then run `pvegpu apply --json --yes`",
+        ));
+    }
+    if rolling.serial > 1 && !yes && nodes.len() > 1 {
+        return Err(hinted(
+            "--serial above 1 changes several nodes at once and cannot ask for each",
+            "read the plans with `pvegpu plan`, then run again with --yes",
+        ));
+    }
+    if let (Some(_), Some(l)) = (&saved_facts, &limit) {
+        super::one_node(&inv, l)?;
+    }
     let progress = Stderr::new(g.quiet);
     let run = Run {
         g,
@@ -48,30 +122,127 @@ pub async fn run(
         options: &options,
         progress: &progress,
     };
-    let mut reports = Vec::new();
-    for (name, n) in nodes {
-        let report = run.node(name, n).await?;
-        let ok = report.ok;
-        reports.push(report);
-        if !ok {
-            print_report(g, &reports)?;
-            return Err(hinted(
-                format!("{name} did not converge: a postcondition failed (✗ above)"),
-                format!(
-                    "nothing more was changed; `pvegpu rollback --node {name}` undoes pvegpu's changes"
-                ),
+    let mut outcomes: Vec<NodeOutcome> = Vec::new();
+    for batch in nodes.chunks(usize::from(rolling.serial.max(1))) {
+        let stop = !rolling.keep_going && outcomes.iter().any(|o| !o.converged());
+        if stop {
+            outcomes.extend(batch.iter().map(|(name, _)| NodeOutcome {
+                status: Status::Skipped,
+                ..NodeOutcome::new(name)
+            }));
+            continue;
+        }
+        // each node's facts (its reboot interlocks among them) are read when its turn comes
+        let done = join_all(
+            batch.iter().map(|(name, n)| run.outcome(name, n)),
+            rolling.serial,
+        )
+        .await;
+        outcomes.extend(done);
+    }
+    finish(g, outcomes)
+}
+
+/// The reports, the recap and the JSON; the exit status.
+fn finish(g: &GlobalArgs, mut outcomes: Vec<NodeOutcome>) -> Result<ExitCode> {
+    if g.json {
+        let recap = recap_counts(&outcomes);
+        print_versioned(serde_json::json!({ "nodes": outcomes, "recap": recap }))?;
+    } else {
+        let reports: Vec<&ApplyReport> = outcomes
+            .iter()
+            .filter(|o| {
+                o.converged() || !o.report.steps.is_empty() || !o.report.postconditions.is_empty()
+            })
+            .map(|o| &o.report)
+            .collect();
+        print_report(&reports)?;
+    }
+    if outcomes.len() > 1 {
+        super::say(&recap_text(&outcomes));
+    }
+    let not_converged: Vec<String> = outcomes
+        .iter()
+        .filter(|o| !o.converged())
+        .map(|o| o.report.node.clone())
+        .collect();
+    if not_converged.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if outcomes.len() == 1
+        && let Some(cause) = outcomes.pop().and_then(|o| o.cause)
+    {
+        return Err(cause);
+    }
+    for o in outcomes.iter().filter(|o| o.cause.is_some()) {
+        if let Some(cause) = &o.cause {
+            super::say(&format!(
+                "{}:\n{}",
+                o.report.node,
+                super::render_error(cause)
             ));
         }
     }
-    print_report(g, &reports)?;
-    Ok(ExitCode::SUCCESS)
+    Err(hinted(
+        format!(
+            "{} did not converge (recap above)",
+            not_converged.join(", ")
+        ),
+        "running apply again continues each node from what it is now; `--limit` can name just those nodes",
+    ))
+}
+
+fn recap_counts(outcomes: &[NodeOutcome]) -> serde_json::Value {
+    let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
+    serde_json::json!({
+        "changed": count(Status::Changed),
+        "unchanged": count(Status::Unchanged),
+        "refused": count(Status::Refused),
+        "failed": count(Status::Failed),
+        "skipped": count(Status::Skipped),
+    })
+}
+
+/// One line per node, as Ansible's PLAY RECAP gives one per host.
+fn recap_text(outcomes: &[NodeOutcome]) -> String {
+    let width = outcomes
+        .iter()
+        .map(|o| o.report.node.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let mut out = format!(
+        "\nRecap:\n  {:width$}  {:9}  {:>5}  {:>7}  {:>7}\n",
+        "node", "status", "steps", "reboots", "time"
+    );
+    for o in outcomes {
+        let status = serde_json::to_value(o.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:width$}  {:9}  {:>5}  {:>7}  {:>5.0} s\n",
+            o.report.node,
+            status,
+            o.report.steps.len(),
+            o.report.reboots,
+            o.report.seconds
+        ));
+    }
+    let counts = recap_counts(outcomes);
+    out.push_str(&format!(
+        "  {} changed, {} unchanged, {} refused, {} failed, {} skipped",
+        counts["changed"],
+        counts["unchanged"],
+        counts["refused"],
+        counts["failed"],
+        counts["skipped"]
+    ));
+    out
 }
 
 /// The executors' report: steps, reboots, round trips and the postconditions.
-pub(super) fn print_report(g: &GlobalArgs, reports: &[ApplyReport]) -> Result<()> {
-    if g.json {
-        return print_json(&reports);
-    }
+pub(super) fn print_report(reports: &[&ApplyReport]) -> Result<()> {
     let mut out = String::new();
     for r in reports {
         out.push_str(&format!(
@@ -99,7 +270,46 @@ fn all_passed(report: &mut ApplyReport) {
 }
 
 impl Run<'_> {
-    async fn node(&self, name: &str, n: &Node) -> Result<ApplyReport> {
+    /// One node's apply, whatever its end: the error is kept with the report so far.
+    async fn outcome(&self, name: &str, n: &Node) -> NodeOutcome {
+        let started = Instant::now();
+        let mut outcome = NodeOutcome::new(name);
+        let result = self.node(name, n, &mut outcome).await;
+        outcome.report.seconds = started.elapsed().as_secs_f64();
+        match result {
+            Ok(()) if outcome.report.ok => {
+                outcome.status = match outcome.applied {
+                    true => Status::Changed,
+                    false => Status::Unchanged,
+                };
+            }
+            Ok(()) => {
+                outcome.status = Status::Failed;
+                outcome.cause = Some(hinted(
+                    format!("{name} did not converge: a postcondition failed (✗ above)"),
+                    format!(
+                        "nothing more was changed; `pvegpu rollback --node {name}` undoes pvegpu's changes"
+                    ),
+                ));
+            }
+            Err(e) => {
+                if outcome.status != Status::Refused {
+                    outcome.status = Status::Failed;
+                }
+                outcome.cause = Some(e);
+            }
+        }
+        outcome.error = outcome.cause.as_ref().map(super::error_json);
+        outcome
+    }
+
+    /// A refusal: the node's status says so, the error says why.
+    fn refused(&self, outcome: &mut NodeOutcome, message: String, hint: &str) -> anyhow::Error {
+        outcome.status = Status::Refused;
+        hinted(message, hint)
+    }
+
+    async fn node(&self, name: &str, n: &Node, outcome: &mut NodeOutcome) -> Result<()> {
         let started = Instant::now();
         let mut pipeline = Pipeline::new(self.inv, name, n);
         pipeline.options = self.options.clone();
@@ -116,8 +326,11 @@ impl Run<'_> {
         if let Some(path) = self.saved_facts
             && !host.plan.state().nothing_to_do()
         {
-            print_stdout(&host.plan.render_text())?;
-            return Err(hinted(
+            if !self.g.json {
+                print_stdout(&host.plan.render_text())?;
+            }
+            return Err(self.refused(
+                outcome,
                 format!(
                     "the facts in {} show a host that is not converged; --facts runs the VM phase only",
                     path.display()
@@ -138,50 +351,52 @@ impl Run<'_> {
             through: crate::pipeline::Through::Guest,
             left_out: Vec::new(),
         };
+        outcome.plan = Some(serde_json::to_value(&planned)?);
         if !self.g.json {
             print_stdout(&planned.render_text())?;
         }
         if planned.refused() {
-            return Err(hinted(
+            return Err(self.refused(
+                outcome,
                 format!("pvegpu refuses to change {name}: see `Refused` above"),
                 "nothing was changed; fix what each refusal names and apply again",
             ));
         }
+        let report = &mut outcome.report;
         if planned.nothing_to_do() {
-            let mut report = converged_report(&pipeline, &planned);
+            *report = converged_report(&pipeline, &planned);
             report.seconds = started.elapsed().as_secs_f64();
-            return Ok(report);
+            return Ok(());
         }
         if planned.vm.as_ref().is_some_and(|v| v.plan.disrupts()) {
-            eprintln!("warning: applying stops the running VM and starts it again (see ⟳ above)");
+            super::say(&format!(
+                "warning: applying stops the running VM of {name} and starts it again (see ⟳ above)"
+            ));
         }
         confirm(name, "apply these changes to", self.yes)?;
+        outcome.applied = true;
         let NodePlan {
             host, vm, guest, ..
         } = planned;
-        let mut report = ApplyReport {
-            node: name.to_string(),
-            ..Default::default()
-        };
         let stopped = format!(
             "apply stopped on {name}; running it again continues from what the node is now"
         );
         let phase = pipeline.host_phase();
         let Some(host_now) = self
-            .phase(&phase, &(), &host, &mut report, started, stopped)
+            .phase(&phase, &(), &host, &mut outcome.report, started, stopped)
             .await?
         else {
-            return Ok(report);
+            return Ok(());
         };
         if let Some(lock) = &lock {
             // a reboot dropped the lock with the connection; it must be ours again
             lock.confirm().await?;
         }
         if let Some(vm) = &vm {
-            self.vm_and_guest(&pipeline, vm, host_now, guest, &mut report, started)
+            self.vm_and_guest(&pipeline, vm, host_now, guest, outcome, started)
                 .await?;
         }
-        Ok(report)
+        Ok(())
     }
 
     async fn lock(&self, name: &str, n: &Node) -> Result<NodeLock> {
@@ -229,7 +444,6 @@ impl Run<'_> {
             }
             Err(e) => {
                 report.ok = false;
-                print_report(self.g, std::slice::from_ref(report))?;
                 Err(e.context(stopped))
             }
         }
@@ -244,19 +458,23 @@ impl Run<'_> {
         vm: &VmStage,
         host: HostNow,
         shown: Option<Stage<GuestSeen, GuestPhasePlan>>,
-        report: &mut ApplyReport,
+        outcome: &mut NodeOutcome,
         started: Instant,
     ) -> Result<()> {
         let name = pipeline.name;
         let phase = pipeline.vm_phase(&vm.phase);
         let stage = Pipeline::stage(&phase, &host).await?;
         if stage.plan.state().refused() {
-            print_stdout(&stage.plan.render_text())?;
-            return Err(hinted(
+            if !self.g.json {
+                print_stdout(&stage.plan.render_text())?;
+            }
+            return Err(self.refused(
+                outcome,
                 format!("pvegpu refuses to change the VM of {name}: see `Refused` above"),
                 "the host is converged; fix what the refusal names and apply again",
             ));
         }
+        let report = &mut outcome.report;
         let stopped = format!(
             "the VM phase stopped on {name}; running apply again continues from what the VM is now"
         );
@@ -282,14 +500,14 @@ impl Run<'_> {
         match stage.plan.state() {
             PlanState::Waiting(waits_for) => {
                 report.ok = false;
-                print_report(self.g, std::slice::from_ref(report))?;
                 return Err(hinted(
                     format!("the guest of {name} cannot be planned: {waits_for}"),
                     "check that the VM runs and that `ssh` to the guest works, then apply again",
                 ));
             }
             PlanState::Refused(_) => {
-                return Err(hinted(
+                return Err(self.refused(
+                    outcome,
                     format!("pvegpu refuses to change the guest of {name}: see `Refused` above"),
                     "the host and VM are converged; fix what the refusal names and apply again",
                 ));
@@ -299,8 +517,15 @@ impl Run<'_> {
         let stopped = format!(
             "the guest phase stopped on {name}; running apply again continues from what the guest is now"
         );
-        self.phase(&phase, &vm_now, &stage, report, started, stopped)
-            .await?;
+        self.phase(
+            &phase,
+            &vm_now,
+            &stage,
+            &mut outcome.report,
+            started,
+            stopped,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,7 +1,7 @@
 //! `pvegpu discover`: what each node has, and which devices could be passed through. Live
 //! over SSH, or offline from a facts file or a pasted transcript (no inventory needed then).
 
-use super::{join_all, print_json, print_stdout, selected};
+use super::{join_all, one_node, print_json, print_stdout, selected};
 use crate::cli::GlobalArgs;
 use crate::core::error::hinted;
 use crate::host::discover::{self, DiscoverReport};
@@ -13,15 +13,16 @@ use std::process::ExitCode;
 
 pub async fn run(
     g: &GlobalArgs,
-    node: Option<String>,
+    nodes: crate::cli::Nodes,
     save: Option<PathBuf>,
     facts: Option<PathBuf>,
     paste: Option<PathBuf>,
 ) -> Result<ExitCode> {
+    let (node, parallelism) = (nodes.limit.pattern, nodes.parallelism);
     let reports = match (facts, paste) {
         (Some(path), _) => vec![offline(g, node, save.as_deref(), Offline::Facts(path))?],
         (None, Some(path)) => vec![offline(g, node, save.as_deref(), Offline::Paste(path))?],
-        (None, None) => live(g, node, save.as_deref()).await?,
+        (None, None) => live(g, node, parallelism, save.as_deref()).await?,
     };
     if g.json {
         print_json(&discover::Discovery {
@@ -38,14 +39,27 @@ pub async fn run(
 async fn live(
     g: &GlobalArgs,
     node: Option<String>,
+    parallelism: u16,
     save: Option<&Path>,
 ) -> Result<Vec<DiscoverReport>> {
-    if save.is_some() && node.is_none() {
-        return Err(hinted("--save writes one node's facts", "pass --node NAME"));
-    }
     let inv = Inventory::load(&g.inventory)?;
+    if save.is_some() {
+        match &node {
+            Some(l) => drop(one_node(&inv, l)?),
+            None => {
+                return Err(hinted(
+                    "--save writes one node's facts",
+                    "pass --limit NAME",
+                ));
+            }
+        }
+    }
     let nodes = selected(&inv, &node)?;
-    let gathered = join_all(nodes.iter().map(|(name, n)| gather::live(name, n))).await;
+    let gathered = join_all(
+        nodes.iter().map(|(name, n)| gather::live(name, n)),
+        parallelism,
+    )
+    .await;
     let mut reports = Vec::new();
     for ((name, n), res) in nodes.iter().zip(gathered) {
         let got = res?;

@@ -27,7 +27,7 @@ pub async fn run(g: &GlobalArgs, name: String) -> Result<ExitCode> {
     })?;
     if g.json {
         print_stdout(
-            &(serde_json::json!({"node": name, "fingerprint": fp.to_string()}).to_string() + "\n"),
+            &(serde_json::json!({"format_version": crate::core::JSON_FORMAT_VERSION, "node": name, "fingerprint": fp.to_string()}).to_string() + "\n"),
         )?;
     } else {
         print_stdout(&format!(

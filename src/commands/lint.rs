@@ -1,6 +1,6 @@
 //! `pvegpu lint compose`: GPU routing in a Compose file.
 
-use super::{print_json, print_stdout};
+use super::{print_stdout, print_versioned};
 use crate::cli::GlobalArgs;
 use crate::lint::compose;
 use anyhow::Result;
@@ -20,7 +20,7 @@ pub fn run(g: &GlobalArgs, file: &Path) -> Result<ExitCode> {
         }
     };
     if g.json {
-        print_json(&findings)?;
+        print_versioned(serde_json::json!({ "findings": findings }))?;
     } else {
         print_stdout(&compose::render(&findings))?;
     }

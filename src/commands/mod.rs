@@ -44,20 +44,22 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     note_inventory_arg(g);
     match cli.command {
         Command::Discover {
-            node,
+            nodes,
             save,
             facts,
             paste,
-        } => discover::run(g, node, save, facts, paste).await,
+        } => discover::run(g, nodes, save, facts, paste).await,
         Command::Plan {
-            node,
+            nodes,
             facts,
             paste,
             phase,
             detailed_exitcode,
-        } => plan::run(g, node, facts, paste, phase, detailed_exitcode).await,
+        } => plan::run(g, nodes, facts, paste, phase, detailed_exitcode).await,
         Command::Apply {
-            node,
+            limit,
+            serial,
+            keep_going,
             yes,
             stop_guests,
             reboot_timeout,
@@ -68,7 +70,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 Duration::from_secs(reboot_timeout),
                 true,
             );
-            apply::run(g, node, yes, facts, options).await
+            let rolling = apply::Rolling { serial, keep_going };
+            apply::run(g, limit.pattern, yes, facts, options, rolling).await
         }
         Command::Rollback {
             node,
@@ -95,11 +98,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         } => lint::run(g, &file),
         Command::Fingerprint { node } => fingerprint::run(g, node).await,
         Command::Verify {
-            node,
+            nodes,
             vm,
             facts,
             ascii,
-        } => verify::run(g, node, vm, facts, ascii).await,
+            junit,
+            prometheus,
+        } => {
+            let outputs = verify::Outputs { junit, prometheus };
+            verify::run(g, nodes, vm, facts, ascii, outputs).await
+        }
         Command::Man { out } => man::run(&out),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -151,15 +159,57 @@ pub fn render_error(err: &anyhow::Error) -> String {
     crate::core::error::render(err, HINTS)
 }
 
-/// The nodes `--node` selects: the one named, else all.
-fn selected<'a>(inv: &'a Inventory, node: &Option<String>) -> Result<Vec<(&'a String, &'a Node)>> {
-    Ok(match node {
-        Some(n) => {
-            inv.node(n)?;
-            inv.nodes.iter().filter(|(k, _)| *k == n).collect()
-        }
-        None => inv.nodes.iter().collect(),
+/// An error as `--json` outputs carry it (its hints with the user's `-i`, like the text's).
+pub fn error_json(err: &anyhow::Error) -> crate::core::error::Parts {
+    let mut parts = crate::core::error::Parts::of(err, HINTS);
+    for h in &mut parts.hints {
+        *h = with_inventory(&format!("hint: {h}"))
+            .trim_start_matches("hint: ")
+            .to_string();
+    }
+    parts
+}
+
+/// Every `--json` output: an object whose first key is `format_version`.
+#[derive(serde::Serialize)]
+struct Versioned<T: serde::Serialize> {
+    format_version: u32,
+    #[serde(flatten)]
+    body: T,
+}
+
+fn print_versioned(body: impl serde::Serialize) -> Result<()> {
+    print_json(&Versioned {
+        format_version: crate::core::JSON_FORMAT_VERSION,
+        body,
     })
+}
+
+/// The nodes `--limit` selects (every node without it), in the inventory's order.
+fn selected<'a>(inv: &'a Inventory, limit: &Option<String>) -> Result<Vec<(&'a String, &'a Node)>> {
+    let names = crate::inventory::select::select(inv, limit.as_deref())?;
+    Ok(inv
+        .nodes
+        .iter()
+        .filter(|(k, _)| names.contains(&k.as_str()))
+        .collect())
+}
+
+/// The one node a `--limit` names where a command takes one (a facts file, a transcript, a
+/// saved file): the pattern must select exactly one.
+fn one_node(inv: &Inventory, limit: &str) -> Result<String> {
+    let names = crate::inventory::select::select(inv, Some(limit))?;
+    match names.as_slice() {
+        [one] => Ok(one.to_string()),
+        many => Err(hinted(
+            format!(
+                "`{limit}` selects {} nodes ({}); this takes one",
+                many.len(),
+                many.join(", ")
+            ),
+            "name one node with --limit NAME",
+        )),
+    }
 }
 
 /// `-i PATH` when the inventory was named on the command line: the default file and
@@ -234,27 +284,34 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
     write_stdout(&(serde_json::to_string_pretty(&value)? + "\n"))
 }
 
-/// Run one future per node concurrently, keeping their order.
-async fn join_all<F, T>(futs: impl Iterator<Item = F>) -> Vec<T>
+/// Run the futures at most `limit` at a time, keeping their order in the results: one node's
+/// work does not wait for another's, and a fleet of 200 holds 20 connections, not 200.
+async fn join_all<F, T>(futs: impl Iterator<Item = F>, limit: u16) -> Vec<T>
 where
     F: std::future::Future<Output = T>,
 {
+    let limit = usize::from(limit.max(1));
     let mut pinned: Vec<_> = futs.map(Box::pin).collect();
     let mut results: Vec<Option<T>> = pinned.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
-        let mut pending = false;
+        // the first `limit` unfinished futures run; a slot frees when one finishes
+        let mut running = 0;
         for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => results[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
+            if results[i].is_some() {
+                continue;
+            }
+            if running == limit {
+                break;
+            }
+            match f.as_mut().poll(cx) {
+                std::task::Poll::Ready(v) => results[i] = Some(v),
+                std::task::Poll::Pending => running += 1,
             }
         }
-        if pending {
-            std::task::Poll::Pending
-        } else {
+        if results.iter().all(Option::is_some) {
             std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
         }
     })
     .await;

@@ -1,6 +1,6 @@
 //! `pvegpu plan`: every selected node through the pipeline, concurrently; nothing changes.
 
-use super::{join_all, print_json, print_stdout, selected};
+use super::{join_all, one_node, print_stdout, print_versioned, selected};
 use crate::cli::GlobalArgs;
 use crate::cli::PhaseArg;
 use crate::core::error::hinted;
@@ -13,45 +13,71 @@ use std::process::ExitCode;
 
 pub async fn run(
     g: &GlobalArgs,
-    node: Option<String>,
+    nodes: crate::cli::Nodes,
     facts: Vec<PathBuf>,
     paste: Option<PathBuf>,
     phase: Option<PhaseArg>,
     detailed: bool,
 ) -> Result<ExitCode> {
+    let (limit, parallelism) = (nodes.limit.pattern, nodes.parallelism);
     let through = phase.map_or(Through::Guest, Through::from);
     let inv = Inventory::load(&g.inventory)?;
     let targets = match paste {
-        Some(path) => vec![pasted(&inv, node, &path)?],
-        None => targets(&inv, node, &facts)?,
+        Some(path) => vec![pasted(&inv, limit, &path)?],
+        None => targets(&inv, limit, &facts)?,
     };
-    // all nodes at once: one node's phases do not wait for another's
-    let planned = join_all(targets.into_iter().map(|(name, saved)| {
-        let inv = &inv;
-        async move {
-            let n = inv.node(&name)?;
-            let (source, unreachable) = match saved {
-                Some(got) => (HostSource::Saved(Box::new(got)), Unreachable::LeaveOut),
-                None => (HostSource::Live, Unreachable::Fail),
-            };
-            Pipeline::new(inv, &name, n)
-                .plan(source, unreachable, through)
-                .await
-        }
-    }))
+    let count = targets.len();
+    // one node's phases do not wait for another's
+    let planned = join_all(
+        targets.into_iter().map(|(name, saved)| {
+            let inv = &inv;
+            async move {
+                let n = match inv.node(&name) {
+                    Ok(n) => n,
+                    Err(e) => return Err((name, e.into())),
+                };
+                let (source, unreachable) = match saved {
+                    Some(got) => (HostSource::Saved(Box::new(got)), Unreachable::LeaveOut),
+                    None => (HostSource::Live, Unreachable::Fail),
+                };
+                Pipeline::new(inv, &name, n)
+                    .plan(source, unreachable, through)
+                    .await
+                    .map_err(|e| (name, e))
+            }
+        }),
+        parallelism,
+    )
     .await;
-    let plans: Vec<NodePlan> = planned.into_iter().collect::<Result<_>>()?;
-    if g.json {
-        print_json(&plans)?;
-    } else {
-        let text: Vec<String> = plans.iter().map(NodePlan::render_text).collect();
-        print_stdout(&text.join("\n"))?;
-    }
+    print_plans(g, &planned, count > 1)?;
+    let plans: Vec<&NodePlan> = planned.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let failed: Vec<String> = planned
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|(n, _)| n.clone())
+        .collect();
     let refused: Vec<&str> = plans
         .iter()
         .filter(|p| p.refused())
         .map(|p| p.name.as_str())
         .collect();
+    if !failed.is_empty() {
+        if count == 1 {
+            // one node: its error is the command's
+            drop(plans);
+            if let Some(Err((_, e))) = planned.into_iter().next() {
+                return Err(e);
+            }
+            return Err(anyhow::anyhow!(
+                "{} could not be planned",
+                failed.join(", ")
+            ));
+        }
+        return Err(hinted(
+            format!("{} could not be planned (above)", failed.join(", ")),
+            "the other nodes' plans are complete; fix what each error names and plan again (`--limit` can name just those nodes)",
+        ));
+    }
     if !refused.is_empty() {
         return Err(hinted(
             format!(
@@ -70,12 +96,49 @@ pub async fn run(
     })
 }
 
+type Planned = std::result::Result<NodePlan, (String, anyhow::Error)>;
+
+/// The plans on stdout (JSON: every node, a failed one with its error); with several nodes,
+/// each failed node's error on stderr (one node's error is the command's).
+fn print_plans(g: &GlobalArgs, planned: &[Planned], say_errors: bool) -> Result<()> {
+    for (name, e) in planned
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .filter(|_| say_errors)
+    {
+        super::say(&format!(
+            "{name} could not be planned:\n{}",
+            super::render_error(e)
+        ));
+    }
+    if g.json {
+        let nodes: Vec<serde_json::Value> = planned
+            .iter()
+            .map(|r| match r {
+                Ok(p) => serde_json::to_value(p),
+                Err((name, e)) => Ok(serde_json::json!({
+                    "node": name,
+                    "state": "failed",
+                    "error": super::error_json(e),
+                })),
+            })
+            .collect::<std::result::Result<_, _>>()?;
+        return print_versioned(serde_json::json!({ "nodes": nodes }));
+    }
+    let text: Vec<String> = planned
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(NodePlan::render_text)
+        .collect();
+    print_stdout(&text.join("\n"))
+}
+
 /// A phase that could not be reached makes the plan incomplete: never "nothing to do".
 /// Each one's cause is printed; the run fails unless `--phase` asked for fewer phases.
-fn left_out(plans: &[NodePlan]) -> Result<()> {
+fn left_out(plans: &[&NodePlan]) -> Result<()> {
     let left: Vec<(&NodePlan, &LeftOut)> = plans
         .iter()
-        .flat_map(|p| p.left_out.iter().map(move |l| (p, l)))
+        .flat_map(|p| p.left_out.iter().map(move |l| (*p, l)))
         .collect();
     for (plan, l) in &left {
         super::say(&format!(
@@ -109,16 +172,16 @@ fn left_out(plans: &[NodePlan]) -> Result<()> {
 /// A transcript stands for one node of the inventory: the one `--node` names, or its only one.
 fn pasted(
     inv: &Inventory,
-    node: Option<String>,
+    limit: Option<String>,
     path: &Path,
 ) -> Result<(String, Option<Gathered>)> {
-    let name = match node {
-        Some(n) => n,
+    let name = match limit {
+        Some(l) => one_node(inv, &l)?,
         None if inv.nodes.len() == 1 => inv.nodes.keys().next().cloned().unwrap_or_default(),
         None => {
             return Err(hinted(
                 "a transcript describes one node; the inventory has several",
-                "pass --node NAME",
+                "pass --limit NAME",
             ));
         }
     };
@@ -130,31 +193,34 @@ fn pasted(
 
 fn targets(
     inv: &Inventory,
-    node: Option<String>,
+    limit: Option<String>,
     facts: &[PathBuf],
 ) -> Result<Vec<(String, Option<Gathered>)>> {
     if facts.is_empty() {
-        return Ok(selected(inv, &node)?
+        return Ok(selected(inv, &limit)?
             .into_iter()
             .map(|(name, _)| (name.clone(), None))
             .collect());
     }
-    let hint = if facts.len() == 1 {
-        node.as_deref()
-    } else {
-        None
+    let hint = match (facts.len(), &limit) {
+        (1, Some(l)) => Some(one_node(inv, l)?),
+        _ => None,
+    };
+    let chosen = match &limit {
+        Some(l) => Some(crate::inventory::select::select(inv, Some(l))?),
+        None => None,
     };
     let mut saved = Vec::new();
     for path in facts {
-        let (name, got) = gather::from_file(hint, path)?;
-        if node.as_ref().is_none_or(|n| *n == name) {
+        let (name, got) = gather::from_file(hint.as_deref(), path)?;
+        if chosen.as_ref().is_none_or(|c| c.contains(&name.as_str())) {
             saved.push((name, Some(got)));
         }
     }
-    if let (true, Some(n)) = (saved.is_empty(), &node) {
+    if let (true, Some(l)) = (saved.is_empty(), &limit) {
         return Err(hinted(
-            format!("none of the --facts files describes node {n}"),
-            "pass the file saved by `pvegpu discover --node NAME --save FILE` for that node",
+            format!("none of the --facts files describes a node `{l}` selects"),
+            "pass the file saved by `pvegpu discover --limit NAME --save FILE` for that node",
         ));
     }
     Ok(saved)

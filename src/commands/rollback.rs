@@ -49,7 +49,11 @@ pub async fn run(
         format!("`pvegpu rollback --node {name}` again shows what is left"),
     ));
     report.ok = left.is_empty();
-    print_report(g, &[report])?;
+    if g.json {
+        super::print_versioned(serde_json::json!({ "nodes": [&report] }))?;
+    } else {
+        print_report(&[&report])?;
+    }
     Ok(if left.is_empty() {
         ExitCode::SUCCESS
     } else {

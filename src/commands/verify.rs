@@ -1,6 +1,6 @@
 //! `pvegpu verify`: the read-only proof of each node's chain, one report per node.
 
-use super::{join_all, print_json, print_stdout_painted, selected};
+use super::{join_all, print_stdout_painted, print_versioned, selected};
 use crate::cli::GlobalArgs;
 use crate::core::error::hinted;
 use crate::host::gather;
@@ -10,13 +10,21 @@ use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Files the checks are also written to, for machines that watch.
+pub struct Outputs {
+    pub junit: Option<PathBuf>,
+    pub prometheus: Option<PathBuf>,
+}
+
 pub async fn run(
     g: &GlobalArgs,
-    node: Option<String>,
+    nodes: crate::cli::Nodes,
     vm: Option<u32>,
     facts: Option<PathBuf>,
     ascii: bool,
+    outputs: Outputs,
 ) -> Result<ExitCode> {
+    let (node, parallelism) = (nodes.limit.pattern, nodes.parallelism);
     let inv = Inventory::load(&g.inventory)?;
     let mut nodes = selected(&inv, &node)?;
     if let Some(id) = vm {
@@ -38,20 +46,28 @@ pub async fn run(
         Some(path) => Some(gather::from_file(node.as_deref(), path)?.1),
         None => None,
     };
-    let reports = join_all(nodes.iter().map(|(name, n)| {
-        let inv = &inv;
-        let saved = saved.take();
-        async move { crate::verify::run::verify_node(inv, name, n, saved).await }
-    }))
+    let reports = join_all(
+        nodes.iter().map(|(name, n)| {
+            let inv = &inv;
+            let saved = saved.take();
+            async move { crate::verify::run::verify_node(inv, name, n, saved).await }
+        }),
+        parallelism,
+    )
     .await;
     let passed = reports.iter().all(Report::passed);
+    let named: Vec<(&str, &Report)> = nodes
+        .iter()
+        .zip(&reports)
+        .map(|((name, _), r)| (name.as_str(), r))
+        .collect();
+    write_outputs(&outputs, &named)?;
     if g.json {
-        let by_node: serde_json::Map<String, serde_json::Value> = nodes
+        let by_node: serde_json::Map<String, serde_json::Value> = named
             .iter()
-            .zip(&reports)
-            .map(|((name, _), r)| (name.to_string(), r.to_json()))
+            .map(|(name, r)| (name.to_string(), r.to_json()))
             .collect();
-        print_json(&serde_json::json!({ "passed": passed, "nodes": by_node }))?;
+        print_versioned(serde_json::json!({ "passed": passed, "nodes": by_node }))?;
     } else {
         let style = Style {
             unicode: !ascii,
@@ -81,4 +97,26 @@ pub async fn run(
         failed.join(", ")
     ));
     Ok(ExitCode::FAILURE)
+}
+
+/// The JUnit and Prometheus files, each written whole and renamed into place, so a collector
+/// never reads half of one.
+fn write_outputs(outputs: &Outputs, nodes: &[(&str, &Report)]) -> Result<()> {
+    use crate::core::localfs::write_atomic;
+    use crate::verify::export;
+    use anyhow::Context;
+    if let Some(path) = &outputs.junit {
+        write_atomic(path, export::junit(nodes).as_bytes(), 0o644)
+            .with_context(|| format!("cannot write the JUnit report {}", path.display()))?;
+    }
+    if let Some(path) = &outputs.prometheus {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        // node_exporter reads every *.prom of its folder; the temporary name does not end so
+        write_atomic(path, export::prometheus(nodes, now).as_bytes(), 0o644)
+            .with_context(|| format!("cannot write the metrics file {}", path.display()))?;
+    }
+    Ok(())
 }

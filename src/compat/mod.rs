@@ -92,7 +92,14 @@ pub fn compat_command(
     };
     let rec = recommend(tables(), &request)?;
     if json {
-        Ok(serde_json::to_string_pretty(&rec)? + "\n")
+        let mut value = serde_json::to_value(&rec)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert(
+                "format_version".into(),
+                crate::core::JSON_FORMAT_VERSION.into(),
+            );
+        }
+        Ok(serde_json::to_string_pretty(&value)? + "\n")
     } else {
         Ok(render::text(&rec))
     }

@@ -48,16 +48,38 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
 
 /// `error: ...`, one `Caused by:` line per source, then the hints `hints` find along the chain.
 pub fn render(err: &anyhow::Error, hints: &[HintOf]) -> String {
-    let mut out = format!("error: {err}\n");
-    let mut found = Vec::new();
-    for (i, cause) in err.chain().enumerate() {
-        if i > 0 {
-            out.push_str(&format!("  Caused by: {cause}\n"));
-        }
-        found.extend(hints.iter().find_map(|h| h(cause)));
+    let parts = Parts::of(err, hints);
+    let mut out = format!("error: {}\n", parts.message);
+    for cause in &parts.causes {
+        out.push_str(&format!("  Caused by: {cause}\n"));
     }
-    for h in found {
+    for h in &parts.hints {
         out.push_str(&format!("hint: {h}\n"));
     }
     out
+}
+
+/// An error as data, for `--json` outputs: the same three parts the text shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Parts {
+    pub message: String,
+    pub causes: Vec<String>,
+    pub hints: Vec<String>,
+}
+
+impl Parts {
+    pub fn of(err: &anyhow::Error, hints: &[HintOf]) -> Parts {
+        let mut parts = Parts {
+            message: err.to_string(),
+            causes: Vec::new(),
+            hints: Vec::new(),
+        };
+        for (i, cause) in err.chain().enumerate() {
+            if i > 0 {
+                parts.causes.push(cause.to_string());
+            }
+            parts.hints.extend(hints.iter().find_map(|h| h(cause)));
+        }
+        parts
+    }
 }

@@ -15,3 +15,8 @@ pub mod progress;
 pub mod redact;
 pub mod scripts;
 pub mod visible;
+
+/// The version of every `--json` output's shape (`format_version`, a key of each object):
+/// a field removed or changed in meaning raises it; a field added does not. `schemas/` has
+/// each command's JSON Schema.
+pub const JSON_FORMAT_VERSION: u32 = 1;

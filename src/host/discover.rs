@@ -10,8 +10,8 @@ use crate::inventory::Node;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The version of `discover --json`'s shape; a field removed or changed in meaning raises it.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of `discover --json`'s shape: the one all outputs share.
+pub const FORMAT_VERSION: u32 = crate::core::JSON_FORMAT_VERSION;
 
 /// What `discover --json` prints.
 #[derive(Debug, Serialize)]
@@ -44,6 +44,25 @@ pub struct Judged {
     pub target: bool,
     #[serde(flatten)]
     pub verdict: DeviceVerdict,
+    /// For a passable GPU: the cluster PCI mapping that passes it, in the names the
+    /// Proxmox VE API and terraform's `proxmox_virtual_environment_hardware_mapping_pci`
+    /// (bpg/proxmox) take; null otherwise.
+    pub pci_mapping: Option<PciMapping>,
+}
+
+/// A card's cluster PCI mapping: `name` is the mapping's id (the one pvegpu's VM phase
+/// creates), the rest is its one map entry for this node.
+#[derive(Debug, Serialize)]
+pub struct PciMapping {
+    pub name: String,
+    pub node: String,
+    pub path: String,
+    pub id: String,
+    pub iommu_group: u32,
+    /// null where the facts have no subsystem id; Proxmox VE then refuses to start a VM
+    /// from the mapping, so gather it (`lspci -nnv`) before using the entry.
+    pub subsystem_id: Option<String>,
+    pub comment: String,
 }
 
 /// The node as a whole; each state is `on`, `off` or `unknown`, never a default.
@@ -107,12 +126,14 @@ pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
                         .filter(|t| t.slot() == d.address.slot()),
                 )
                 .collect();
+            let verdict = verdict::judge(facts, d, &with, &accepted);
             Judged {
                 name: d.short_name(),
                 class: format!("{:04x}", d.class >> 8),
                 with: with.iter().map(|a| a.to_string()).collect(),
                 target: targets.contains(&d.address),
-                verdict: verdict::judge(facts, d, &with, &accepted),
+                pci_mapping: pci_mapping(name, node, d, &verdict),
+                verdict,
             }
         })
         .collect();
@@ -126,6 +147,7 @@ pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
                 with: Vec::new(),
                 target: true,
                 verdict: verdict::not_listed(facts, &g.address, &accepted),
+                pci_mapping: None,
             }),
     );
     DiscoverReport {
@@ -151,6 +173,33 @@ pub fn report(name: &str, node: &Node, facts: &HostFacts) -> DiscoverReport {
         lints: super::lints::lints(facts),
         paste: None,
     }
+}
+
+/// The mapping of a passable display device's card; its node is the Proxmox VE node name
+/// (`[api] node`, else the inventory's name).
+fn pci_mapping(
+    name: &str,
+    node: &Node,
+    d: &crate::facts::PciDevice,
+    verdict: &DeviceVerdict,
+) -> Option<PciMapping> {
+    if verdict.verdict != Verdict::Passable || !d.is_display() {
+        return None;
+    }
+    let slot = d.address.slot().to_string();
+    Some(PciMapping {
+        name: crate::pci::mapping_id(&slot),
+        node: node
+            .api
+            .as_ref()
+            .and_then(|a| a.node.clone())
+            .unwrap_or_else(|| name.to_string()),
+        path: slot,
+        id: d.id.to_string(),
+        iommu_group: d.iommu_group?,
+        subsystem_id: d.subsystem.map(|s| s.to_string()),
+        comment: d.short_name(),
+    })
 }
 
 fn summary(facts: &HostFacts) -> HostSummary {

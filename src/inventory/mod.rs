@@ -4,6 +4,8 @@
 //! YAML 1.1 reads a PCI address such as `02:00` as the sexagesimal number 120.
 
 pub mod guest;
+mod layers;
+pub mod select;
 pub mod vm;
 
 use crate::pci::{PciAddress, PciId};
@@ -28,6 +30,14 @@ pub enum InventoryError {
     },
     #[error("{path}: {message}")]
     Semantic { path: PathBuf, message: String },
+    #[error("no node or group `{term}` in the inventory {path} (it has: {known})")]
+    NoMatch {
+        term: String,
+        path: PathBuf,
+        known: String,
+    },
+    #[error("`{pattern}` selects no node of the inventory {path}")]
+    EmptySelection { pattern: String, path: PathBuf },
     #[error("node `{name}` is not in the inventory {path} (it has: {known})")]
     UnknownNode {
         name: String,
@@ -46,17 +56,20 @@ impl crate::core::error::Hint for InventoryError {
             } if error.kind() == std::io::ErrorKind::NotFound => Some(
                 "name the inventory with `-i FILE` or $PVEGPU_INVENTORY (the default is ./pvegpu.toml); to start one, copy inventories/osm45.toml from pvegpu's sources (README, \"Using it on your nodes\")".into(),
             ),
+            InventoryError::NoMatch { .. } | InventoryError::EmptySelection { .. } => Some(
+                "`--limit` takes node and group names, globs (`pve-*`), `all`, exclusions (`!osm45`) and intersections (`&gpu_nodes`), separated by commas".into(),
+            ),
             _ => None,
         }
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// The nodes, each with `[defaults]` and its groups' settings merged in (the node's own
+/// value wins), and the groups by name with their members.
+#[derive(Debug, Clone)]
 pub struct Inventory {
-    #[serde(default)]
     pub nodes: BTreeMap<String, Node>,
-    #[serde(skip)]
+    pub groups: BTreeMap<String, Vec<String>>,
     pub path: PathBuf,
 }
 
@@ -173,16 +186,12 @@ impl Inventory {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self, InventoryError> {
-        let mut inv: Inventory = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            InventoryError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message: e.message().trim().to_string(),
-            }
-        })?;
-        inv.path = path.to_path_buf();
+        let layered = layers::read(path, text)?;
+        let mut inv = Inventory {
+            nodes: layered.nodes,
+            groups: layered.groups,
+            path: path.to_path_buf(),
+        };
         inv.validate(text)?;
         inv.resolve_paths();
         Ok(inv)
@@ -256,15 +265,20 @@ impl Inventory {
         Ok(())
     }
 
-    /// An error located at the first line of node `node`'s tables that mentions `needle`
-    /// (with several nodes, the same key appears under each).
+    /// An error located at the first line that mentions `needle` in node `node`'s tables (with
+    /// several nodes, the same key appears under each), else in its groups' tables, else in
+    /// `[defaults]`: where the value the node got was written.
     fn at(&self, text: &str, node: &str, needle: &str, message: String) -> InventoryError {
         let short = needle.trim_start_matches("0000:");
-        match node_lines(text, node)
-            .find(|(_, l)| l.contains(needle) || l.contains(short))
-            .map(|(i, _)| i)
-        {
-            Some(i) => InventoryError::Invalid {
+        let mentions = |(_, l): &(usize, &str)| l.contains(needle) || l.contains(short);
+        let mut found = node_lines(text, node).find(mentions);
+        for (group, members) in &self.groups {
+            if found.is_none() && members.iter().any(|m| m == node) {
+                found = table_lines(text, &["groups", group]).find(mentions);
+            }
+        }
+        match found.or_else(|| table_lines(text, &["defaults"]).find(mentions)) {
+            Some((i, _)) => InventoryError::Invalid {
                 path: self.path.clone(),
                 line: i + 1,
                 column: 1,
@@ -300,22 +314,36 @@ fn resolved(base: &Path, home: Option<&Path>, path: &Path) -> PathBuf {
 /// The lines (0-based index, text) of node `name`'s tables: from a `[nodes.NAME]`,
 /// `[nodes.NAME.vm]` or `[[nodes.NAME.gpus]]` header to the next header of another table.
 /// Where no header names the node (dotted keys, inline tables), every line.
-fn node_lines<'t>(text: &'t str, name: &str) -> impl Iterator<Item = (usize, &'t str)> {
-    let owner = |line: &str| -> Option<bool> {
-        let inner = line.trim().strip_prefix('[')?;
-        let inner = inner.strip_prefix('[').unwrap_or(inner);
-        let inner = inner.split(']').next()?;
-        let mut parts = inner.split('.').map(|p| p.trim().trim_matches('"'));
-        Some(parts.next() == Some("nodes") && parts.next() == Some(name))
-    };
-    let any_header = text.lines().any(|l| owner(l) == Some(true));
-    let mut inside = !any_header;
+fn node_lines<'t>(text: &'t str, name: &str) -> Box<dyn Iterator<Item = (usize, &'t str)> + 't> {
+    let path = ["nodes", name];
+    if text.lines().any(|l| header_under(l, &path) == Some(true)) {
+        Box::new(table_lines(text, &path).collect::<Vec<_>>().into_iter())
+    } else {
+        Box::new(text.lines().enumerate())
+    }
+}
+
+/// The lines of the tables whose header starts with `path` (`["groups", "gpu"]` takes
+/// `[groups.gpu]` and `[groups.gpu.host]`), up to the next header of another table.
+fn table_lines<'t>(text: &'t str, path: &[&str]) -> impl Iterator<Item = (usize, &'t str)> {
+    let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+    let mut inside = false;
     text.lines().enumerate().filter(move |(_, l)| {
-        if any_header && let Some(ours) = owner(l) {
+        let path: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(ours) = header_under(l, &path) {
             inside = ours;
         }
         inside
     })
+}
+
+/// For a table header line, whether its dotted name starts with `path`; None for other lines.
+fn header_under(line: &str, path: &[&str]) -> Option<bool> {
+    let inner = line.trim().strip_prefix('[')?;
+    let inner = inner.strip_prefix('[').unwrap_or(inner);
+    let inner = inner.split(']').next()?;
+    let mut parts = inner.split('.').map(|p| p.trim().trim_matches('"'));
+    Some(path.iter().all(|p| parts.next() == Some(p)))
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

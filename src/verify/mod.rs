@@ -6,6 +6,7 @@
 
 pub mod collect;
 pub mod compose;
+pub mod export;
 pub mod guest;
 pub mod host;
 pub mod podman;

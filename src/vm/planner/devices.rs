@@ -6,16 +6,7 @@ use super::super::state::{ApiFacts, Mapping, overlaps, property_string};
 use super::{DeviceMethod, Draft, HostDevice, VmStep};
 use crate::inventory::vm::{ApiSettings, Firmware, VmSpec};
 
-/// The stable id pvegpu gives the mapping of a card: `gpu-02-00` (domain only when not 0).
-pub fn mapping_id(slot: &str) -> String {
-    let parts: Vec<&str> = slot.split(':').collect();
-    match parts.as_slice() {
-        ["0000", bus, dev] => format!("gpu-{bus}-{dev}"),
-        [dom, bus, dev] => format!("gpu-{dom}-{bus}-{dev}"),
-        _ => format!("gpu-{}", slot.replace([':', '.'], "-")),
-    }
-    .to_ascii_lowercase()
-}
+pub use crate::pci::mapping_id;
 
 /// The map entry pvegpu wants for a card: the facts PVE uses to detect changed hardware.
 pub fn mapping_entry(pve_node: &str, d: &HostDevice) -> String {

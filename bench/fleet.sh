@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Benchmark: a fleet. `pvegpu plan` for N nodes against N parallel bare `ssh node-i true` to the
+# same hosts, side by side in one run, at several added delays; then `plan` for a large fleet
+# with `--parallelism P`, its wall time and peak memory (GNU time's maximum resident set).
+# Every node is this machine, reached through its own sshd on 127.0.0.1 (throwaway keys,
+# MaxStartups raised so the fleet is not throttled) behind a delaying TCP proxy
+# (bench/delay_proxy.py); each node's name is its own ssh_config Host. On a real fleet each
+# node runs its probe on its own CPUs; here all of them share this machine's, so the probes'
+# own work counts against plan and not against `ssh true`.
+# Usage: bash bench/fleet.sh [runs] [nodes] [big fleet] [parallelism] [delays in ms...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}; NODES=${2:-20}; BIG=${3:-200}; PAR=${4:-20}; shift 4 || shift $#
+DELAYS=("${@:-0 50}")
+read -r -a DELAYS <<< "${DELAYS[*]}"
+SSHD_EXTRA=$'MaxStartups 1000:30:2000\nMaxSessions 1000'
+source bench/loopback_sshd.sh
+
+# an ssh_config with one Host per node, all at the proxy's port, and an inventory of them
+fleet() {
+  local n=$1 p=$2
+  echo "[127.0.0.1]:$p $(cat "$T/hostkey.pub")" > "$T/known_hosts"
+  : > "$T/ssh_config"; : > "$T/inv-$n.toml"
+  for i in $(seq -w 1 "$n"); do
+    cat >> "$T/ssh_config" <<CFG
+Host node-$i
+  HostName 127.0.0.1
+  Port $p
+  User $(id -un)
+  IdentityFile $T/id
+  IdentitiesOnly yes
+  UserKnownHostsFile $T/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+CFG
+    printf '[nodes.node-%s]\nssh = "node-%s"\nssh_config = "%s/ssh_config"\n' "$i" "$i" "$T" >> "$T/inv-$n.toml"
+  done
+}
+
+ssh_all() {
+  local n=$1
+  for i in $(seq -w 1 "$n"); do ssh -F "$T/ssh_config" "node-$i" true & done
+  wait
+}
+
+echo "$NODES nodes, --parallelism $NODES, $RUNS runs each (mean):"
+printf '%-10s %-22s %-18s %-10s\n' "delay" "$NODES x ssh true (s)" "pvegpu plan (s)" "plan / ssh"
+for d in "${DELAYS[@]}"; do
+  P=$(port); python3 bench/delay_proxy.py "$P" "$SSHD_PORT" "$d" & PROXY=$!; sleep 0.3
+  fleet "$NODES" "$P"
+  s_total=0; p_total=0
+  for _ in $(seq "$RUNS"); do
+    a=$(now); ssh_all "$NODES"; b=$(now)
+    # this machine has no IOMMU, so each plan ends in a refusal (exit 1): the facts were gathered
+    "$BIN" -q -i "$T/inv-$NODES.toml" plan --phase host --parallelism "$NODES" > "$T/plan.txt" 2>&1 || true; c=$(now)
+    grep -q "pvegpu refuses to converge" "$T/plan.txt" || { cat "$T/plan.txt"; exit 1; }
+    s_total=$(echo "$s_total + $b - $a" | bc); p_total=$(echo "$p_total + $c - $b" | bc)
+  done
+  s=$(echo "scale=3; $s_total / $RUNS" | bc); p=$(echo "scale=3; $p_total / $RUNS" | bc)
+  printf '%-10s %-22s %-18s %-10s\n' "${d} ms" "$s" "$p" "$(echo "scale=2; $p / $s" | bc)"
+  kill $PROXY; wait $PROXY 2>/dev/null || true
+done
+
+echo
+echo "$BIG nodes, --parallelism $PAR, no added delay:"
+P=$(port); python3 bench/delay_proxy.py "$P" "$SSHD_PORT" 0 & PROXY=$!; sleep 0.3
+fleet "$BIG" "$P"
+for par in "$PAR" "$BIG"; do
+  /usr/bin/time -f "%e %M" -o "$T/time.txt" "$BIN" -q -i "$T/inv-$BIG.toml" --json plan --phase host --parallelism "$par" > "$T/plan.json" 2>/dev/null || true
+  planned=$(python3 -c "import json,sys; d=json.load(open('$T/plan.json')); print(sum(1 for n in d['nodes'] if n['state'] != 'failed'))")
+  read -r secs rss < "$T/time.txt"
+  printf '  --parallelism %-4s %s of %s nodes planned in %s s, peak RSS %s MiB\n' "$par" "$planned" "$BIG" "$secs" "$(echo "scale=1; $rss / 1024" | bc)"
+done
+kill $PROXY; wait $PROXY 2>/dev/null || true
