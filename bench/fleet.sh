@@ -7,6 +7,8 @@
 # (bench/delay_proxy.py); each node's name is its own ssh_config Host. On a real fleet each
 # node runs its probe on its own CPUs; here all of them share this machine's, so the probes'
 # own work counts against plan and not against `ssh true`.
+# With BEFORE=path/to/an/older/pvegpu, that binary's `plan` (all nodes at once, as pvegpu planned
+# before --parallelism) is timed in the same runs.
 # Usage: bash bench/fleet.sh [runs] [nodes] [big fleet] [parallelism] [delays in ms...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,26 +51,45 @@ print(len(nodes))
 PY
 }
 
+# N parallel ssh sessions, each running `true` or, with a file, that script on its stdin
 ssh_all() {
-  local n=$1 pids=()
-  for i in $(seq -w 1 "$n"); do ssh -F "$T/ssh_config" "node-$i" true & pids+=($!); done
+  local n=$1 script=${2:-} pids=()
+  for i in $(seq -w 1 "$n"); do
+    if [ -n "$script" ]; then
+      ssh -F "$T/ssh_config" "node-$i" sh -s < "$script" > /dev/null 2>&1 & pids+=($!)
+    else
+      ssh -F "$T/ssh_config" "node-$i" true & pids+=($!)
+    fi
+  done
   wait "${pids[@]}"
 }
+cat src/probe-prelude.sh src/facts/probe.sh > "$T/probe.sh"
 
 echo "$NODES nodes, --parallelism $NODES, $RUNS runs each (mean):"
-printf '%-10s %-22s %-18s %-10s\n' "delay" "$NODES x ssh true (s)" "pvegpu plan (s)" "plan / ssh"
+printf '%-10s %-20s %-20s %-16s %-11s %-16s %-10s\n' "delay" "$NODES x ssh true (s)" "$NODES x ssh probe (s)" "pvegpu plan (s)" "plan / ssh" "${BEFORE:+plan before (s)}" "${BEFORE:+before / ssh}"
 for d in "${DELAYS[@]}"; do
   P=$(port); python3 bench/delay_proxy.py "$P" "$SSHD_PORT" "$d" & PROXY=$!; sleep 0.3
   fleet "$NODES" "$P"
-  s_total=0; p_total=0
+  s_total=0; p_total=0; b_total=0; r_total=0
   for _ in $(seq "$RUNS"); do
+    g=$(now); ssh_all "$NODES" "$T/probe.sh"; h=$(now); r_total=$(echo "$r_total + $h - $g" | bc)
     a=$(now); ssh_all "$NODES"; b=$(now)
     "$BIN" -q -i "$T/inv-$NODES.toml" --json plan --phase host --parallelism "$NODES" > "$T/plan.json" 2>&1 || true; c=$(now)
     planned "$NODES" > /dev/null
     s_total=$(echo "$s_total + $b - $a" | bc); p_total=$(echo "$p_total + $c - $b" | bc)
+    if [ -n "${BEFORE:-}" ]; then
+      e=$(now); "$BEFORE" -q -i "$T/inv-$NODES.toml" plan --phase host > "$T/before.txt" 2>&1; f=$(now)
+      [ "$(grep -c '^No changes.' "$T/before.txt")" = "$NODES" ] || { cat "$T/before.txt"; exit 1; }
+      b_total=$(echo "$b_total + $f - $e" | bc)
+    fi
   done
   s=$(echo "scale=3; $s_total / $RUNS" | bc); p=$(echo "scale=3; $p_total / $RUNS" | bc)
-  printf '%-10s %-22s %-18s %-10s\n' "${d} ms" "$s" "$p" "$(echo "scale=2; $p / $s" | bc)"
+  before=""; before_ratio=""
+  if [ -n "${BEFORE:-}" ]; then
+    before=$(echo "scale=3; $b_total / $RUNS" | bc); before_ratio=$(echo "scale=2; $before / $s" | bc)
+  fi
+  r=$(echo "scale=3; $r_total / $RUNS" | bc)
+  printf '%-10s %-20s %-20s %-16s %-11s %-16s %-10s\n' "${d} ms" "$s" "$r" "$p" "$(echo "scale=2; $p / $s" | bc)" "$before" "$before_ratio"
   kill $PROXY; wait $PROXY 2>/dev/null || true
 done
 
