@@ -156,6 +156,93 @@ fn apply_on_a_refused_node_changes_nothing() {
     );
 }
 
+/// Several nodes (#15), all this machine under three names: a node that is refused stops the
+/// nodes after it unless `--keep-going`; every node gets a status, the recap is on stderr
+/// and in the JSON, and the run fails naming the nodes that did not converge.
+fn apply_rolls_through_nodes_and_recaps() {
+    let sshd = start_sshd(true);
+    let node = |name: &str, gpus: &str| {
+        format!("[nodes.{name}]\nssh = \"testnode\"\nssh_config = \"ssh_config\"\n{gpus}")
+    };
+    let inv = sshd.path("fleet.toml");
+    std::fs::write(
+        &inv,
+        [
+            node("a1", ""),
+            node("b2", "[[nodes.b2.gpus]]\naddress = \"0000:00:03.0\"\n"),
+            node("c3", ""),
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let statuses = |out: &std::process::Output| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+        assert_eq!(v["format_version"], 1);
+        v["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| {
+                format!(
+                    "{}={}",
+                    n["node"].as_str().unwrap(),
+                    n["status"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let out = sshd.pvegpu(&inv, &["--json", "apply", "--yes"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let got = statuses(&out);
+    // this machine has no IOMMU: a1 has no target, so only its postconditions can fail it
+    let first = got[0].clone();
+    assert!(first == "a1=unchanged" || first == "a1=failed", "{got:?}");
+    let stopped_at_a1 = first == "a1=failed";
+    let b2 = if stopped_at_a1 {
+        "b2=skipped"
+    } else {
+        "b2=refused"
+    };
+    assert_eq!(got, [first.as_str(), b2, "c3=skipped"], "{err}");
+    assert!(err.contains("Recap:") && err.contains("skipped"), "{err}");
+    assert!(err.contains("did not converge (recap above)"), "{err}");
+
+    let out = sshd.pvegpu(
+        &inv,
+        &["--json", "apply", "--yes", "--keep-going", "--limit", "all"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let a1 = first.clone();
+    let c3 = a1.replace("a1", "c3");
+    assert_eq!(
+        statuses(&out),
+        [a1.as_str(), "b2=refused", c3.as_str()],
+        "{err}"
+    );
+    let recap = &err[err.find("Recap:").unwrap_or_else(|| panic!("{err}"))..];
+    assert!(recap.contains("b2    refused"), "{recap}");
+    assert!(recap.contains("0 skipped"), "{recap}");
+
+    // one node left out by the pattern is not in the run at all
+    let out = sshd.pvegpu(
+        &inv,
+        &[
+            "--json",
+            "apply",
+            "--yes",
+            "--limit",
+            "all,!b2",
+            "--keep-going",
+        ],
+    );
+    let got = statuses(&out);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(!got.iter().any(|s| s.starts_with("b2")));
+}
+
 /// A watched script tells each line as it comes (`\n` or a progress bar's `\r`), before the
 /// script ends, and still returns its whole output and exit status.
 fn watched_script_tells_each_line_as_it_comes() {
@@ -236,6 +323,11 @@ fn main() {
             "apply_on_a_refused_node_changes_nothing",
             &[Need::Sshd],
             apply_on_a_refused_node_changes_nothing,
+        )
+        .test(
+            "apply_rolls_through_nodes_and_recaps",
+            &[Need::Sshd, Need::Root],
+            apply_rolls_through_nodes_and_recaps,
         )
         .test(
             "watched_script_tells_each_line_as_it_comes",
