@@ -52,6 +52,27 @@ pub enum Status {
     Skipped,
 }
 
+impl Status {
+    const ALL: [Status; 5] = [
+        Status::Changed,
+        Status::Unchanged,
+        Status::Refused,
+        Status::Failed,
+        Status::Skipped,
+    ];
+
+    /// The word the recap and the JSON show.
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Changed => "changed",
+            Status::Unchanged => "unchanged",
+            Status::Refused => "refused",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
 /// One node's apply: what its executors did, how it ended, its plan and its error.
 #[derive(serde::Serialize)]
 struct NodeOutcome {
@@ -192,15 +213,16 @@ fn finish(g: &GlobalArgs, mut outcomes: Vec<NodeOutcome>) -> Result<ExitCode> {
     ))
 }
 
-fn recap_counts(outcomes: &[NodeOutcome]) -> serde_json::Value {
-    let count = |s: Status| outcomes.iter().filter(|o| o.status == s).count();
-    serde_json::json!({
-        "changed": count(Status::Changed),
-        "unchanged": count(Status::Unchanged),
-        "refused": count(Status::Refused),
-        "failed": count(Status::Failed),
-        "skipped": count(Status::Skipped),
-    })
+/// How many nodes ended in each status, every status named.
+fn recap_counts(outcomes: &[NodeOutcome]) -> serde_json::Map<String, serde_json::Value> {
+    Status::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), count(outcomes, *s).into()))
+        .collect()
+}
+
+fn count(outcomes: &[NodeOutcome], status: Status) -> usize {
+    outcomes.iter().filter(|o| o.status == status).count()
 }
 
 /// One line per node, as Ansible's PLAY RECAP gives one per host.
@@ -216,28 +238,20 @@ fn recap_text(outcomes: &[NodeOutcome]) -> String {
         "node", "status", "steps", "reboots", "time"
     );
     for o in outcomes {
-        let status = serde_json::to_value(o.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
         out.push_str(&format!(
             "  {:width$}  {:9}  {:>5}  {:>7}  {:>5.0} s\n",
             o.report.node,
-            status,
+            o.status.as_str(),
             o.report.steps.len(),
             o.report.reboots,
             o.report.seconds
         ));
     }
-    let counts = recap_counts(outcomes);
-    out.push_str(&format!(
-        "  {} changed, {} unchanged, {} refused, {} failed, {} skipped",
-        counts["changed"],
-        counts["unchanged"],
-        counts["refused"],
-        counts["failed"],
-        counts["skipped"]
-    ));
+    let counts: Vec<String> = Status::ALL
+        .iter()
+        .map(|s| format!("{} {}", count(outcomes, *s), s.as_str()))
+        .collect();
+    out.push_str(&format!("  {}", counts.join(", ")));
     out
 }
 
@@ -267,6 +281,12 @@ pub(super) fn print_report(reports: &[&ApplyReport]) -> Result<()> {
 
 fn all_passed(report: &mut ApplyReport) {
     report.ok = report.postconditions.iter().all(Check::passed);
+}
+
+/// A refusal: the node's status says so, the error says why.
+fn refused(outcome: &mut NodeOutcome, message: String, hint: &str) -> anyhow::Error {
+    outcome.status = Status::Refused;
+    hinted(message, hint)
 }
 
 impl Run<'_> {
@@ -303,12 +323,6 @@ impl Run<'_> {
         outcome
     }
 
-    /// A refusal: the node's status says so, the error says why.
-    fn refused(&self, outcome: &mut NodeOutcome, message: String, hint: &str) -> anyhow::Error {
-        outcome.status = Status::Refused;
-        hinted(message, hint)
-    }
-
     async fn node(&self, name: &str, n: &Node, outcome: &mut NodeOutcome) -> Result<()> {
         let started = Instant::now();
         let mut pipeline = Pipeline::new(self.inv, name, n);
@@ -329,7 +343,7 @@ impl Run<'_> {
             if !self.g.json {
                 print_stdout(&host.plan.render_text())?;
             }
-            return Err(self.refused(
+            return Err(refused(
                 outcome,
                 format!(
                     "the facts in {} show a host that is not converged; --facts runs the VM phase only",
@@ -356,7 +370,7 @@ impl Run<'_> {
             print_stdout(&planned.render_text())?;
         }
         if planned.refused() {
-            return Err(self.refused(
+            return Err(refused(
                 outcome,
                 format!("pvegpu refuses to change {name}: see `Refused` above"),
                 "nothing was changed; fix what each refusal names and apply again",
@@ -468,7 +482,7 @@ impl Run<'_> {
             if !self.g.json {
                 print_stdout(&stage.plan.render_text())?;
             }
-            return Err(self.refused(
+            return Err(refused(
                 outcome,
                 format!("pvegpu refuses to change the VM of {name}: see `Refused` above"),
                 "the host is converged; fix what the refusal names and apply again",
@@ -506,7 +520,7 @@ impl Run<'_> {
                 ));
             }
             PlanState::Refused(_) => {
-                return Err(self.refused(
+                return Err(refused(
                     outcome,
                     format!("pvegpu refuses to change the guest of {name}: see `Refused` above"),
                     "the host and VM are converged; fix what the refusal names and apply again",

@@ -1,7 +1,7 @@
 //! `pvegpu discover`: what each node has, and which devices could be passed through. Live
 //! over SSH, or offline from a facts file or a pasted transcript (no inventory needed then).
 
-use super::{join_all, one_node, print_json, print_stdout, selected};
+use super::{join_all, one_node, print_stdout, print_versioned, selected};
 use crate::cli::GlobalArgs;
 use crate::core::error::hinted;
 use crate::host::discover::{self, DiscoverReport};
@@ -25,10 +25,7 @@ pub async fn run(
         (None, None) => live(g, node, parallelism, save.as_deref()).await?,
     };
     if g.json {
-        print_json(&discover::Discovery {
-            format_version: discover::FORMAT_VERSION,
-            nodes: reports,
-        })?;
+        print_versioned(serde_json::json!({ "nodes": reports }))?;
     } else {
         let text: Vec<String> = reports.iter().map(|r| r.render_text()).collect();
         print_stdout(&text.join("\n"))?;
@@ -45,7 +42,9 @@ async fn live(
     let inv = Inventory::load(&g.inventory)?;
     if save.is_some() {
         match &node {
-            Some(l) => drop(one_node(&inv, l)?),
+            Some(l) => {
+                one_node(&inv, l)?;
+            }
             None => {
                 return Err(hinted(
                     "--save writes one node's facts",

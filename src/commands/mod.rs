@@ -170,7 +170,7 @@ pub fn error_json(err: &anyhow::Error) -> crate::core::error::Parts {
     parts
 }
 
-/// Every `--json` output: an object whose first key is `format_version`.
+/// Every `--json` output: an object with `format_version` beside the command's own fields.
 #[derive(serde::Serialize)]
 struct Versioned<T: serde::Serialize> {
     format_version: u32,

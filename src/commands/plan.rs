@@ -50,11 +50,19 @@ pub async fn run(
     )
     .await;
     print_plans(g, &planned, count > 1)?;
+    let mut planned = planned;
+    // one node: its error is the command's
+    if count == 1
+        && planned.first().is_some_and(Result::is_err)
+        && let Some(Err((_, e))) = planned.pop()
+    {
+        return Err(e);
+    }
     let plans: Vec<&NodePlan> = planned.iter().filter_map(|r| r.as_ref().ok()).collect();
-    let failed: Vec<String> = planned
+    let failed: Vec<&str> = planned
         .iter()
         .filter_map(|r| r.as_ref().err())
-        .map(|(n, _)| n.clone())
+        .map(|(n, _)| n.as_str())
         .collect();
     let refused: Vec<&str> = plans
         .iter()
@@ -62,17 +70,6 @@ pub async fn run(
         .map(|p| p.name.as_str())
         .collect();
     if !failed.is_empty() {
-        if count == 1 {
-            // one node: its error is the command's
-            drop(plans);
-            if let Some(Err((_, e))) = planned.into_iter().next() {
-                return Err(e);
-            }
-            return Err(anyhow::anyhow!(
-                "{} could not be planned",
-                failed.join(", ")
-            ));
-        }
         return Err(hinted(
             format!("{} could not be planned (above)", failed.join(", ")),
             "the other nodes' plans are complete; fix what each error names and plan again (`--limit` can name just those nodes)",

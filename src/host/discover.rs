@@ -10,16 +10,6 @@ use crate::inventory::Node;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The version of `discover --json`'s shape: the one all outputs share.
-pub const FORMAT_VERSION: u32 = crate::core::JSON_FORMAT_VERSION;
-
-/// What `discover --json` prints.
-#[derive(Debug, Serialize)]
-pub struct Discovery {
-    pub format_version: u32,
-    pub nodes: Vec<DiscoverReport>,
-}
-
 #[derive(Debug, Serialize)]
 pub struct Device {
     pub address: String,

@@ -216,29 +216,20 @@ fn is_set(table: &Table<'_>, dotted: &str) -> bool {
     false
 }
 
-/// `over` laid on `base`: tables merge key by key, anything else (arrays too) replaces.
+/// `over` laid on `base`: tables merge key by key, anything else (arrays too) replaces. A
+/// merged table is reported where the most specific layer wrote it.
 fn merge<'i>(base: &mut Table<'i>, over: Table<'i>) {
     for (key, value) in over {
-        let existing = base.get_mut(key.get_ref().as_ref());
-        match (existing, value.get_ref()) {
-            (Some(old), DeValue::Table(_)) if matches!(old.get_ref(), DeValue::Table(_)) => {
-                let span = value.span();
-                let DeValue::Table(inner) = value.into_inner() else {
-                    continue;
-                };
-                if let DeValue::Table(old_inner) = old.get_mut() {
-                    merge(old_inner, inner);
-                }
-                // the merged table is reported where the most specific layer wrote it
-                *old = Spanned::new(
-                    span,
-                    std::mem::replace(old.get_mut(), DeValue::Boolean(false)),
-                );
+        let span = value.span();
+        let old = base.remove(key.get_ref().as_ref()).map(Spanned::into_inner);
+        let merged = match (old, value.into_inner()) {
+            (Some(DeValue::Table(mut old)), DeValue::Table(new)) => {
+                merge(&mut old, new);
+                DeValue::Table(old)
             }
-            _ => {
-                base.insert(key, value);
-            }
-        }
+            (_, new) => new,
+        };
+        base.insert(key, Spanned::new(span, merged));
     }
 }
 

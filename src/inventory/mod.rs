@@ -271,13 +271,15 @@ impl Inventory {
     fn at(&self, text: &str, node: &str, needle: &str, message: String) -> InventoryError {
         let short = needle.trim_start_matches("0000:");
         let mentions = |(_, l): &(usize, &str)| l.contains(needle) || l.contains(short);
-        let mut found = node_lines(text, node).find(mentions);
+        let mut found = node_lines(text, node).into_iter().find(mentions);
         for (group, members) in &self.groups {
             if found.is_none() && members.iter().any(|m| m == node) {
-                found = table_lines(text, &["groups", group]).find(mentions);
+                found = table_lines(text, &["groups", group])
+                    .into_iter()
+                    .find(mentions);
             }
         }
-        match found.or_else(|| table_lines(text, &["defaults"]).find(mentions)) {
+        match found.or_else(|| table_lines(text, &["defaults"]).into_iter().find(mentions)) {
             Some((i, _)) => InventoryError::Invalid {
                 path: self.path.clone(),
                 line: i + 1,
@@ -314,27 +316,28 @@ fn resolved(base: &Path, home: Option<&Path>, path: &Path) -> PathBuf {
 /// The lines (0-based index, text) of node `name`'s tables: from a `[nodes.NAME]`,
 /// `[nodes.NAME.vm]` or `[[nodes.NAME.gpus]]` header to the next header of another table.
 /// Where no header names the node (dotted keys, inline tables), every line.
-fn node_lines<'t>(text: &'t str, name: &str) -> Box<dyn Iterator<Item = (usize, &'t str)> + 't> {
+fn node_lines<'t>(text: &'t str, name: &str) -> Vec<(usize, &'t str)> {
     let path = ["nodes", name];
     if text.lines().any(|l| header_under(l, &path) == Some(true)) {
-        Box::new(table_lines(text, &path).collect::<Vec<_>>().into_iter())
+        table_lines(text, &path)
     } else {
-        Box::new(text.lines().enumerate())
+        text.lines().enumerate().collect()
     }
 }
 
 /// The lines of the tables whose header starts with `path` (`["groups", "gpu"]` takes
 /// `[groups.gpu]` and `[groups.gpu.host]`), up to the next header of another table.
-fn table_lines<'t>(text: &'t str, path: &[&str]) -> impl Iterator<Item = (usize, &'t str)> {
-    let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+fn table_lines<'t>(text: &'t str, path: &[&str]) -> Vec<(usize, &'t str)> {
     let mut inside = false;
-    text.lines().enumerate().filter(move |(_, l)| {
-        let path: Vec<&str> = path.iter().map(String::as_str).collect();
-        if let Some(ours) = header_under(l, &path) {
-            inside = ours;
-        }
-        inside
-    })
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| {
+            if let Some(ours) = header_under(l, path) {
+                inside = ours;
+            }
+            inside
+        })
+        .collect()
 }
 
 /// For a table header line, whether its dotted name starts with `path`; None for other lines.

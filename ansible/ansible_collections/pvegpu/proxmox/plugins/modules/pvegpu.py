@@ -24,8 +24,8 @@ description:
     phase it could not reach was left out) or C(failed) fails the task.
   - In diff mode (C(--diff)) every file the plan writes or removes on the node is shown as a
     diff whose headers are the file's path. Changes that are not files (Proxmox API calls,
-    commands, the reboot) are listed in RV(changes). A normal run with C(--diff) plans first
-    to know the diffs, then applies.
+    commands, the reboot) are listed in RV(changes). A normal run takes the diffs from the plan
+    that apply's JSON carries, the one apply showed before its changes.
   - With O(state=verified) the module runs C(pvegpu verify --json), which only reads; it fails
     when a check does not pass, naming each such check with pvegpu's fix.
   - pvegpu reaches the node itself (SSH and the Proxmox API), so the task usually runs where
@@ -637,15 +637,21 @@ def check(module, binary, env):
 
 
 def converge(module, binary, env):
-    """apply; with --diff, a plan first, for the diffs of what apply is about to do."""
-    plan, extra = None, {}
-    if module._diff:
-        plan, dummy, fields = planned(module, binary, env)
-        extra = dict(changes=fields["changes"], diff=fields["diff"])
+    """apply; its JSON carries the plan each node showed before its changes, which gives
+    --diff its diffs without planning (and reading the node) a second time."""
     run = run_pvegpu(module, binary, "apply", env)
-    if plan is None and refused_without_reasons(run):
+    plan = None
+    if refused_without_reasons(run):
         # a read-only plan names each refusal and its hint
         plan = run_quietly(module, binary, "plan", env)
+    extra = {}
+    if module._diff:
+        shown = [(name, node["plan"]) for name, node in run.nodes() if isinstance(node.get("plan"), dict)]
+        changes, diffs = [], []
+        for name, node_plan in shown:
+            changes += plan_changes(name, node_plan)
+            diffs += file_diffs(name, node_plan, len(shown) > 1)
+        extra = dict(changes=changes, diff=diffs)
     changed, statuses, reboots = read_apply(module, run, extra, plan)
     if not changed:
         extra.pop("diff", None)
