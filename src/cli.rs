@@ -211,22 +211,12 @@ pub enum Command {
     #[command(after_help = "Examples:
   pvegpu compat 10de:1b80 --distro debian-12
   pvegpu compat 10de:1b80 10de:1e04 --driver 535.261.03 --backend onnx
-  pvegpu compat \"GeForce GTX 1080\" --json")]
-    Compat {
-        /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),
-        /// or `id=name`; repeat for each card
-        #[arg(required = true, num_args = 1.., value_name = "GPU")]
-        gpus: Vec<String>,
-        /// The guest distribution
-        #[arg(long, default_value = "debian-12", value_parser = ["debian-12", "debian-13", "ubuntu-22.04", "ubuntu-24.04"])]
-        distro: String,
-        /// The driver installed in the guest, as `nvidia-smi` prints it (`535.261.03`) or a branch (`535`)
-        #[arg(long)]
-        driver: Option<String>,
-        /// Backends served (default: all)
-        #[arg(long = "backend", value_delimiter = ',', value_parser = ["onnx", "tensorrt", "python"])]
-        backends: Vec<String>,
-    },
+  pvegpu compat \"GeForce GTX 1080\" --json
+  pvegpu compat 10de:1b80 --release 23.05
+  pvegpu compat --model model.onnx
+  pvegpu compat --facts osm45.facts --model model.onnx
+  pvegpu compat --node osm45")]
+    Compat(CompatArgs),
     /// Check files offline for GPU routing mistakes
     Lint {
         /// What to check
@@ -246,6 +236,40 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// `pvegpu compat`'s arguments.
+#[derive(Debug, Args)]
+pub struct CompatArgs {
+    /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),
+    /// or `id=name`; repeat for each card. Optional with `--facts`, `--node` or `--model`
+    #[arg(num_args = 0.., value_name = "GPU", required_unless_present_any = ["facts", "node", "models"])]
+    pub gpus: Vec<String>,
+    /// The guest distribution [default: the guest's own with a guest's `--facts`, the node's
+    /// `[vm.guest] distro` with `--node`, else debian-12]
+    #[arg(long, value_parser = ["debian-12", "debian-13", "ubuntu-22.04", "ubuntu-24.04", "ubuntu-26.04"])]
+    pub distro: Option<String>,
+    /// The driver installed in the guest, as `nvidia-smi` prints it (`535.261.03`) or a branch
+    /// (`535`) [default: what nvidia-smi reports in a guest's `--facts`]
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Backends served (default: all)
+    #[arg(long = "backend", value_delimiter = ',', value_parser = ["onnx", "tensorrt", "python"])]
+    pub backends: Vec<String>,
+    /// An ONNX model: which Triton releases load it (its IR version and opset against each
+    /// release's ONNX Runtime), and with GPUs which of those fit them; repeat for each model
+    #[arg(long = "model", value_name = "FILE.onnx")]
+    pub models: Vec<PathBuf>,
+    /// A Triton release to judge for these GPUs and driver (`23.05`): fits or not, and why
+    #[arg(long, value_name = "YY.MM")]
+    pub release: Option<String>,
+    /// Take the GPUs from a facts file: a node's (`pvegpu discover --save`) or a guest's probe
+    /// output (then also its distribution and driver)
+    #[arg(long, value_name = "FILE", conflicts_with = "node")]
+    pub facts: Option<PathBuf>,
+    /// Take the GPUs from a node of the inventory, read live over SSH (read-only)
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
 }
 
 /// `--phase`: the last phase a command goes through.

@@ -155,6 +155,21 @@ fn offline_outputs_match_their_schemas() {
     ]);
     assert_eq!(code, 0, "{err}");
     valid("compat.json", &out);
+    let model = repo("tests/fixtures/onnx/ir10-opset21.onnx");
+    let (code, out, err) = offline(&[
+        "--json",
+        "compat",
+        "10de:1b80",
+        "--release",
+        "23.05",
+        "--model",
+        &model,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    valid("compat.json", &out);
+    let (code, out, err) = offline(&["--json", "compat", "--model", &model]);
+    assert_eq!(code, 0, "{err}");
+    valid("compat.json", &out);
 
     for (file, want) in [
         ("compose/bad_cuda_host_index.yml", 1),

@@ -297,8 +297,37 @@ fn watched_script_tells_each_line_as_it_comes() {
     });
 }
 
+/// `compat --node` reads the node's GPUs live with the host probe; this machine has no NVIDIA
+/// GPU, so the answer is that error, naming the node.
+fn compat_reads_a_nodes_gpus_live() {
+    let sshd = start_sshd(true);
+    let inv = sshd.inventory("");
+    let out = sshd.pvegpu(&inv, &["compat", "--node", "testnode"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: node testnode has no NVIDIA GPU"),
+        "{err}"
+    );
+    assert!(err.contains("hint: name the GPUs"), "{err}");
+    // named GPUs are answered beside the node's (none here)
+    let out = sshd.pvegpu(
+        &inv,
+        &["--json", "compat", "--node", "testnode", "10de:1b80"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["gpus_from"], "node testnode");
+    assert_eq!(v["gpus"][0]["id"], "10de:1b80");
+}
+
 fn main() {
     Gated::new()
+        .test(
+            "compat_reads_a_nodes_gpus_live",
+            &[Need::Sshd],
+            compat_reads_a_nodes_gpus_live,
+        )
         .test(
             "refuses_a_node_that_is_not_proxmox",
             &[Need::Sshd],

@@ -87,12 +87,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             );
             rollback::run(g, node, yes, reboot, options).await
         }
-        Command::Compat {
-            gpus,
-            distro,
-            driver,
-            backends,
-        } => compat::run(g, &gpus, &distro, driver.as_deref(), &backends),
+        Command::Compat(args) => compat::run(g, args).await,
         Command::Lint {
             what: crate::cli::LintWhat::Compose { file },
         } => lint::run(g, &file),
@@ -131,6 +126,7 @@ const HINTS: &[HintOf] = &[
     hint_of::<crate::vm::exec::ExecError>,
     hint_of::<crate::guest::access::AccessError>,
     hint_of::<crate::lint::compose::LintError>,
+    hint_of::<crate::compat::CompatError>,
 ];
 
 /// Whether to colour what goes to `stream`: `--color`, then NO_COLOR and CLICOLOR_FORCE, then

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error(
-    "`{0}` is not a distribution pvegpu supports; use one of debian-12, debian-13, ubuntu-22.04, ubuntu-24.04"
+    "`{0}` is not a distribution pvegpu knows; use one of debian-12, debian-13, ubuntu-22.04, ubuntu-24.04, ubuntu-26.04"
 )]
 pub struct DistroError(pub String);
 
@@ -16,21 +16,32 @@ pub enum Distro {
     Debian13,
     Ubuntu2204,
     Ubuntu2404,
+    Ubuntu2604,
 }
 
 impl Distro {
-    pub const ALL: [Distro; 4] = [
+    /// Every release the tables carry packages for (Debian's sid and experimental are rolling
+    /// suites, not releases a guest is installed with, so they are left out).
+    pub const ALL: [Distro; 5] = [
         Distro::Debian12,
         Distro::Debian13,
         Distro::Ubuntu2204,
         Distro::Ubuntu2404,
+        Distro::Ubuntu2604,
     ];
+
+    /// The releases the guest phase converges. Ubuntu 26.04 is answered by `compat` only: no
+    /// NVIDIA CUDA repository for it is in `data/guest/nvidia-repos.json` and no guest run
+    /// has proven it.
+    pub fn guest_phase(self) -> bool {
+        self != Distro::Ubuntu2604
+    }
 
     /// `debian` or `ubuntu`, as drivers.json `distro_packages[].distro` writes it.
     pub fn family(self) -> &'static str {
         match self {
             Distro::Debian12 | Distro::Debian13 => "debian",
-            Distro::Ubuntu2204 | Distro::Ubuntu2404 => "ubuntu",
+            Distro::Ubuntu2204 | Distro::Ubuntu2404 | Distro::Ubuntu2604 => "ubuntu",
         }
     }
 
@@ -44,6 +55,7 @@ impl Distro {
             Distro::Debian13 => "13",
             Distro::Ubuntu2204 => "22.04",
             Distro::Ubuntu2404 => "24.04",
+            Distro::Ubuntu2604 => "26.04",
         }
     }
 
@@ -53,6 +65,7 @@ impl Distro {
             Distro::Debian13 => "trixie",
             Distro::Ubuntu2204 => "jammy",
             Distro::Ubuntu2404 => "noble",
+            Distro::Ubuntu2604 => "resolute",
         }
     }
 
@@ -101,6 +114,7 @@ mod tests {
         assert_eq!("Trixie".parse(), Ok(Distro::Debian13));
         assert_eq!("ubuntu-24.04".parse(), Ok(Distro::Ubuntu2404));
         assert_eq!(Distro::Ubuntu2204.to_string(), "Ubuntu 22.04 (jammy)");
+        assert_eq!("resolute".parse(), Ok(Distro::Ubuntu2604));
         assert!("debian-11".parse::<Distro>().is_err());
     }
 }

@@ -6,13 +6,17 @@
 //! citations and what in it was inferred. Pure functions: `gpu` (which card a spec names),
 //! `driver` (branch window, kernel module flavour, package), `cuda` (toolkit range),
 //! `triton` (release per backend and how the driver runs it), `onnx` (does a model load),
+//! `questions` (release ranges, one release judged, which releases load a model),
+//! `answer` (all of one `pvegpu compat` run),
 //! `recommend` (all of it, with reasons), `render` (the text).
 
+pub mod answer;
 pub mod cuda;
 pub mod distro;
 pub mod driver;
 pub mod gpu;
 pub mod onnx;
+pub mod questions;
 pub mod reason;
 pub mod recommend;
 pub mod render;
@@ -20,6 +24,7 @@ pub mod tables;
 pub mod triton;
 pub mod version;
 
+pub use answer::{Answer, Ask};
 pub use distro::Distro;
 pub use onnx::{Misfit, model_fits};
 pub use recommend::{Recommendation, Request, recommend};
@@ -38,42 +43,23 @@ pub enum CompatError {
     Backend(#[from] triton::BackendError),
     #[error(transparent)]
     Version(#[from] version::VersionError),
+    #[error(transparent)]
+    Question(#[from] questions::QuestionError),
     #[error("could not write the recommendation as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
 
-/// What `pvegpu compat` prints: the recommendation as text, or as pretty JSON with `json`.
-/// Offline and pure: it reads only the embedded tables.
-///
-/// Intended clap arguments (for `cli.rs`):
-///
-/// ```text
-/// /// Choose driver, CUDA and Triton for a set of GPUs, offline, from pvegpu's tables
-/// Compat {
-///     /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names
-///     /// (`"GeForce GTX 1080"`), or `id=name`; repeat for each card
-///     #[arg(required = true, num_args = 1.., value_name = "GPU")]
-///     gpus: Vec<String>,
-///     /// The guest distribution
-///     #[arg(long, default_value = "debian-12",
-///           value_parser = ["debian-12", "debian-13", "ubuntu-22.04", "ubuntu-24.04"])]
-///     distro: String,
-///     /// The driver installed in the guest, as `nvidia-smi` prints it (`535.261.03`) or a
-///     /// branch (`535`)
-///     #[arg(long)]
-///     driver: Option<String>,
-///     /// Backends served (default: all)
-///     #[arg(long = "backend", value_delimiter = ',',
-///           value_parser = ["onnx", "tensorrt", "python"])]
-///     backends: Vec<String>,
-///     /// Print JSON
-///     #[arg(long)]
-///     json: bool,
-/// }
-/// ```
-///
-/// and in `commands.rs`: `print!("{}", compat::compat_command(&gpus, &distro,
-/// driver.as_deref(), &backends, json)?)`. Errors say what to do; exit status 1.
+impl crate::core::error::Hint for CompatError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CompatError::Question(q) => crate::core::error::Hint::hint(q),
+            _ => None,
+        }
+    }
+}
+
+/// The recommendation alone for GPU specs, as `pvegpu compat GPU... [--distro] [--driver]
+/// [--backend]` prints it (with the release ranges), as text or pretty JSON.
 pub fn compat_command(
     gpus: &[String],
     distro: &str,
@@ -90,9 +76,19 @@ pub fn compat_command(
             .map(|b| b.parse())
             .collect::<Result<_, _>>()?,
     };
-    let rec = recommend(tables(), &request)?;
+    let ask = Ask {
+        request: Some(request),
+        ..Ask::default()
+    };
+    answer_command(&ask, json)
+}
+
+/// What `pvegpu compat` prints: the answer as text, or as pretty JSON with `json`.
+/// Offline and pure: it reads only the embedded tables and what `ask` holds.
+pub fn answer_command(ask: &Ask, json: bool) -> Result<String, CompatError> {
+    let a = answer::answer(tables(), ask)?;
     if json {
-        let mut value = serde_json::to_value(&rec)?;
+        let mut value = serde_json::to_value(&a)?;
         if let Some(map) = value.as_object_mut() {
             map.insert(
                 "format_version".into(),
@@ -101,6 +97,6 @@ pub fn compat_command(
         }
         Ok(serde_json::to_string_pretty(&value)? + "\n")
     } else {
-        Ok(render::text(&rec))
+        Ok(answer::text(&a))
     }
 }

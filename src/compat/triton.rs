@@ -75,7 +75,7 @@ impl DriverFit {
         }
     }
 
-    fn preferred(&self) -> bool {
+    pub fn preferred(&self) -> bool {
         matches!(self, DriverFit::Native | DriverFit::ForwardCompat { .. })
     }
 }
@@ -132,7 +132,7 @@ pub fn cc_floor(r: &TritonRelease, backend: Backend) -> Option<Cc> {
 }
 
 /// Why `r` cannot serve `backend` on GPUs with these CCs; None when it can.
-fn blocked(t: &Tables, r: &TritonRelease, backend: Backend, ccs: &[Cc]) -> Option<String> {
+pub fn blocked(t: &Tables, r: &TritonRelease, backend: Backend, ccs: &[Cc]) -> Option<String> {
     let min = *ccs.iter().min()?;
     let Some(floor) = cc_floor(r, backend) else {
         let what = match backend {

@@ -114,7 +114,7 @@ impl GuestFacts {
             hint: "the content of /etc/os-release",
         })?;
         let os = parse::os_release(os_text);
-        let distro = distro_of(&os).ok();
+        let distro = distro_of(&os).filter(|d| d.guest_phase());
 
         let mut files = BTreeMap::new();
         let mut apt_sources = Vec::new();
@@ -227,6 +227,27 @@ impl GuestFacts {
     /// The distribution, or the error that names what the guest runs.
     pub fn distro(&self) -> Result<Distro, GuestFactsError> {
         distro_of(&self.os)
+            .filter(|d| d.guest_phase())
+            .ok_or_else(|| self.unsupported())
+    }
+
+    /// The distribution as the tables know it, including releases the guest phase does not
+    /// converge (what `pvegpu compat --facts` answers for).
+    pub fn known_distro(&self) -> Result<Distro, GuestFactsError> {
+        distro_of(&self.os).ok_or_else(|| self.unsupported())
+    }
+
+    fn unsupported(&self) -> GuestFactsError {
+        let os = &self.os;
+        GuestFactsError::UnsupportedDistro {
+            pretty: if os.pretty_name.is_empty() {
+                format!("{}-{}", os.id, os.version_id)
+            } else {
+                os.pretty_name.clone()
+            },
+            id: os.id.clone(),
+            version: os.version_id.clone(),
+        }
     }
 
     /// NVIDIA display controllers (class 03xx), the GPUs the driver is chosen for.
@@ -250,19 +271,8 @@ impl GuestFacts {
     }
 }
 
-fn distro_of(os: &OsRelease) -> Result<Distro, GuestFactsError> {
-    let spelled = format!("{}-{}", os.id, os.version_id);
-    spelled
-        .parse()
-        .map_err(|_| GuestFactsError::UnsupportedDistro {
-            pretty: if os.pretty_name.is_empty() {
-                spelled.clone()
-            } else {
-                os.pretty_name.clone()
-            },
-            id: os.id.clone(),
-            version: os.version_id.clone(),
-        })
+fn distro_of(os: &OsRelease) -> Option<Distro> {
+    format!("{}-{}", os.id, os.version_id).parse().ok()
 }
 
 /// The section the gatherer appends after reading a model's header, so a saved facts file

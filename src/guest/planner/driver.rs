@@ -31,7 +31,7 @@ pub(super) fn choice(
         DriverSource::NvidiaRepository => {
             let fits: Vec<String> = Distro::ALL
                 .into_iter()
-                .filter(|d| *d != distro)
+                .filter(|d| *d != distro && d.guest_phase())
                 .filter(|d| {
                     recommend(
                         t,
