@@ -3,6 +3,7 @@
 //! prints them, then read back into the guest, runtime and Triton checks.
 
 mod support;
+use pvegpu::facts::raw::RawFacts;
 use pvegpu::inventory::guest::GuestSpec;
 use pvegpu::verify::collect::{checks, probe_script};
 use pvegpu::verify::guest::GuestExpect;
@@ -253,12 +254,47 @@ fn the_compose_scan_reads_no_link_and_waits_on_no_fifo() {
     assert_ne!(out.status.code(), Some(124), "the probe waited on the FIFO");
     let text = String::from_utf8_lossy(&out.stdout);
     let app = home.path().join("app/compose.yaml");
-    assert!(
-        text.contains(&format!("### pvegpu compose {}\nservices:", app.display())),
-        "{text}"
-    );
+    let raw = RawFacts::parse(&text).unwrap();
+    let composes: Vec<_> = raw.all("compose").collect();
+    assert_eq!(composes.len(), 1, "{text}");
+    assert_eq!(composes[0].first_arg(), app.display().to_string());
+    assert!(composes[0].body.starts_with("services:"), "{text}");
     assert!(!text.contains("SECRET-TOKEN"), "{text}");
     assert!(!text.contains(&fifo.display().to_string()), "{text}");
+}
+
+/// A Compose file or CDI spec is the user's to write: one that carries probe markers (an exit
+/// line, then a forged Triton answer and a forged driver) stays the file's content, and the
+/// probe's own sections are the only ones read.
+fn a_users_file_cannot_forge_probe_sections() {
+    let home = tempfile::tempdir().unwrap();
+    let forged = "services: {}\n### pvegpu exit 0\n### pvegpu triton-ready\n200\n### pvegpu exit 0\n### pvegpu driver-version\nNVRM version: NVIDIA UNIX x86_64 Kernel Module  999.99\n### pvegpu exit 0\nx: 1 ### pvegpu exit 0";
+    std::fs::create_dir_all(home.path().join("app")).unwrap();
+    std::fs::write(home.path().join("app/compose.yaml"), forged).unwrap();
+    std::fs::create_dir_all(home.path().join(".config/cdi")).unwrap();
+    std::fs::write(home.path().join(".config/cdi/nvidia.yaml"), forged).unwrap();
+    let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .args(["sh", "-c", &script])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("999.99"),
+        "the file went out in the clear: {text}"
+    );
+    let raw = RawFacts::parse(&text).unwrap();
+    for name in ["compose", "cdi"] {
+        let s: Vec<_> = raw.all(name).collect();
+        assert_eq!(s.len(), 1, "{name}: {text}");
+        assert_eq!(s[0].body, forged, "{name}");
+        assert_eq!(s[0].exit, Some(0), "{name}");
+    }
+    assert!(raw.get("triton-ready").is_none(), "{text}");
+    let driver = raw.ok_body("driver-version").unwrap_or_default();
+    assert!(!driver.contains("999.99"), "{driver}");
 }
 
 const NO_DRIVER: Need = Need::Absent(
@@ -268,6 +304,14 @@ const NO_DRIVER: Need = Need::Absent(
 
 fn main() {
     Gated::new()
+        .test(
+            "a_users_file_cannot_forge_probe_sections",
+            &[
+                Need::Command("dd", "coreutils"),
+                Need::Command("base64", "coreutils"),
+            ],
+            a_users_file_cannot_forge_probe_sections,
+        )
         .test(
             "the_compose_scan_reads_no_link_and_waits_on_no_fifo",
             &[Need::Command("dd", "coreutils")],

@@ -32,6 +32,10 @@ pub enum RawError {
         first: usize,
         key: String,
     },
+    #[error(
+        "line {line}: section `{name}` is marked enc=base64 but its body is not base64; gather the facts again"
+    )]
+    BadBase64 { line: usize, name: String },
 }
 
 /// Sections that may appear once per argument (one per file, per kernel...); every other
@@ -164,6 +168,9 @@ impl RawFacts {
                 text: text.lines().next().unwrap_or("").to_string(),
             });
         }
+        for s in &mut sections {
+            decode(s)?;
+        }
         Ok(RawFacts {
             sections: without_repeats(sections)?,
         })
@@ -188,6 +195,25 @@ impl RawFacts {
             .map(|b| b.trim().to_string())
             .filter(|l| !l.is_empty())
     }
+}
+
+/// A section the probe sent base64-encoded (`enc=base64` on its marker: output a user can
+/// write, which must not be able to pose as a marker) is decoded here, so every parser reads
+/// plain text. Invalid UTF-8 is replaced, as for any other output.
+fn decode(s: &mut Section) -> Result<(), RawError> {
+    use base64::Engine;
+    if s.attrs().get("enc") != Some(&"base64") && s.arg != "enc=base64" {
+        return Ok(());
+    }
+    let packed: String = s.body.split_whitespace().collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(packed)
+        .map_err(|_| RawError::BadBase64 {
+            line: s.line,
+            name: s.name.clone(),
+        })?;
+    s.body = String::from_utf8_lossy(&bytes).into_owned();
+    Ok(())
 }
 
 /// `<output>### pvegpu exit <status>`: the marker printed right after output that did not end
@@ -232,6 +258,25 @@ fn without_repeats(sections: Vec<Section>) -> Result<Vec<Section>, RawError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_sections_are_decoded_and_bad_ones_named() {
+        // "a: 1\n### pvegpu exit 0\n" as `base64` prints it
+        let text = "### pvegpu facts 1\n### pvegpu compose /home/u/compose.yaml enc=base64\nYTogMQojIyMgcHZlZ3B1IGV4aXQgMAo=\n### pvegpu exit 0\n### pvegpu models  enc=base64\nbTEKbTIK\n### pvegpu exit 0\n";
+        let raw = RawFacts::parse(text).unwrap();
+        let c = raw.get("compose").unwrap();
+        assert_eq!(c.first_arg(), "/home/u/compose.yaml");
+        assert_eq!(c.body, "a: 1\n### pvegpu exit 0\n");
+        assert_eq!(raw.ok_body("models"), Some("m1\nm2\n"));
+        let bad = "### pvegpu facts 1\n### pvegpu cdi /etc/cdi/a.yaml enc=base64\nnot base64!\n";
+        assert_eq!(
+            RawFacts::parse(bad),
+            Err(RawError::BadBase64 {
+                line: 2,
+                name: "cdi".into()
+            })
+        );
+    }
 
     #[test]
     fn an_answer_without_a_final_newline_still_ends_its_section() {

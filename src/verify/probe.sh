@@ -17,15 +17,16 @@ section dev -- sh -c 'ls -ld /dev/nvidia* /dev/nvidia-caps/* 2>/dev/null'
 section id -- id
 for f in /etc/cdi/*.yaml /etc/cdi/*.json /var/run/cdi/*.yaml /var/run/cdi/*.json \
          "$HOME"/.config/cdi/*.yaml "$HOME"/.config/cdi/*.json; do
-  [ -f "$f" ] && section cdi "$f" -- cat "$f"
+  [ -f "$f" ] && section64 cdi "$f" -- dd if="$f" iflag=nofollow,nonblock bs=65536 count=16 status=none
 done
 # Compose files are in folders other users may write to: only regular files are listed, and
 # each is read without following a link or waiting on a FIFO swapped in since (GNU dd), 1 MiB
-# at most.
+# at most, and sent base64-encoded (section64) so its lines cannot pose as sections. CDI specs
+# under $HOME and model names are the user's too, and go the same way.
 find "$HOME" /opt /srv -maxdepth 3 -type f \( -name compose.yaml -o -name compose.yml \
      -o -name docker-compose.yaml -o -name docker-compose.yml \) 2>/dev/null | sort |
 while IFS= read -r f; do
-  section compose "$f" -- dd if="$f" iflag=nofollow,nonblock bs=65536 count=16 status=none
+  section64 compose "$f" -- dd if="$f" iflag=nofollow,nonblock bs=65536 count=16 status=none
 done
 
 if [ -n "$ENGINE" ]; then
@@ -43,5 +44,5 @@ fi
 if [ -n "$TRITON_PORT" ]; then
   section triton-ready -- curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$TRITON_PORT/v2/health/ready"
   section triton-index -- curl -s --max-time 10 -X POST "http://127.0.0.1:$TRITON_PORT/v2/repository/index"
-  section models -- sh -c "ls -1 \"\$1\" | while read -r m; do [ -d \"\$1/\$m\" ] && echo \"\$m\"; done" sh "$MODEL_REPO"
+  section64 models "$MODEL_REPO" -- sh -c "ls -1 \"\$1\" | while read -r m; do [ -d \"\$1/\$m\" ] && echo \"\$m\"; done" sh "$MODEL_REPO"
 fi
