@@ -211,10 +211,14 @@ pub enum Command {
     #[command(after_help = "Examples:
   pvegpu compat 10de:1b80 --distro debian-12
   pvegpu compat 10de:1b80 10de:1e04 --driver 535.261.03 --backend onnx
-  pvegpu compat \"GeForce GTX 1080\" --json")]
+  pvegpu compat \"GeForce GTX 1080\" --json
+  pvegpu compat 10de:1e30/10de:129e    # device/subsystem, as `lspci -nnv` prints them")]
     Compat {
-        /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),
-        /// or `id=name`; repeat for each card
+        /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), a device id with the
+        /// subsystem id of lspci -nnv's `Subsystem:` line (`10de:1e30/10de:129e`: one device id
+        /// can be sold as several products), names (`"GeForce GTX 1080"`, `"Quadro RTX
+        /// 8000"`), or `id=name`; repeat for each card. A name that covers cards which differ
+        /// is an error listing them
         #[arg(required = true, num_args = 1.., value_name = "GPU")]
         gpus: Vec<String>,
         /// The guest distribution

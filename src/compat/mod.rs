@@ -6,7 +6,8 @@
 //! citations and what in it was inferred. Pure functions: `gpu` (which card a spec names),
 //! `driver` (branch window, kernel module flavour, package), `cuda` (toolkit range),
 //! `triton` (release per backend and how the driver runs it), `onnx` (does a model load),
-//! `recommend` (all of it, with reasons), `render` (the text).
+//! `recommend` (all of it, with reasons), `render` (the text), `support` (which ids each
+//! branch's own lists name, and subsystem names).
 
 pub mod cuda;
 pub mod distro;
@@ -16,6 +17,7 @@ pub mod onnx;
 pub mod reason;
 pub mod recommend;
 pub mod render;
+pub mod support;
 pub mod tables;
 pub mod triton;
 pub mod version;
@@ -50,8 +52,9 @@ pub enum CompatError {
 /// ```text
 /// /// Choose driver, CUDA and Triton for a set of GPUs, offline, from pvegpu's tables
 /// Compat {
-///     /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names
-///     /// (`"GeForce GTX 1080"`), or `id=name`; repeat for each card
+///     /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), a device id with its
+///     /// subsystem id (`10de:1e30/10de:129e`), names (`"GeForce GTX 1080"`), or `id=name`;
+///     /// repeat for each card
 ///     #[arg(required = true, num_args = 1.., value_name = "GPU")]
 ///     gpus: Vec<String>,
 ///     /// The guest distribution
