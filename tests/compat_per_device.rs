@@ -30,6 +30,20 @@ const README_550_163_01_GH100: &str = "\
 | NVIDIA H800 NVL                                 | 233A 10DE 183A |
 ";
 
+/// github:alex-tu-cc/get-nvidia-supported-gpus-json:focal-nvidia-driver-525-supported-gpus.json
+/// @b9c1aa1a24f3af5d864da50e588b4a7be85bfd22 (NVIDIA's supported-gpus.json out of Ubuntu's
+/// nvidia-driver-525 package), lines 11219-11228. The file has no `"0x1EB8"` (Tesla T4).
+const SUPPORTED_GPUS_525_GTX_1080: &str = r#"    {
+      "devid": "0x1B80",
+      "name": "NVIDIA GeForce GTX 1080",
+      "features": [
+        "dpycbcr420",
+        "dpgsynccompatible",
+        "hdmi4k60rgb444",
+        "vdpaufeaturesetH2"
+      ]
+    },"#;
+
 /// github:pciutils/pciids:pci.ids@c1c12547d626ebf05fd0223144ad87fab5e95d06 (2026-08-22), the
 /// snapshot gpus.json was built from: two device ids sold as several products.
 const PCI_IDS: &str = "\
@@ -177,6 +191,24 @@ fn where_no_list_of_the_whole_driver_decides_support_is_by_architecture_only() {
         "{}",
         why.text
     );
+}
+
+#[test]
+fn nvidias_product_list_says_yes_and_never_no() {
+    let chip: serde_json::Value =
+        serde_json::from_str(SUPPORTED_GPUS_525_GTX_1080.trim_end_matches(',')).unwrap();
+    let devid = chip["devid"].as_str().unwrap().trim_start_matches("0x");
+    let gtx_1080 = tables()
+        .gpu(id(&format!("10de:{}", devid.to_lowercase())))
+        .unwrap();
+    assert_eq!(gtx_1080.name, chip["name"]);
+    assert!(
+        matches!(verdict(tables(), gtx_1080, 525), Verdict::Listed(l) if l.scope == Scope::Products)
+    );
+    // Tesla T4 is not in NVIDIA's 525 file, yet the driver supports it (Debian's 535 list has
+    // it; R525 has no whole-driver list): R525 stays in its window by architecture only.
+    let r = rec(&["10de:1eb8"], Distro::Debian12, None).unwrap();
+    assert!(r.window.contains(525));
 }
 
 #[test]

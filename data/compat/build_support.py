@@ -2,11 +2,14 @@
 """Build data/compat/support.json: which PCI device ids each NVIDIA driver branch lists, and
 the subsystem names that tell apart products sharing a device id.
 
-Usage:  python3 data/compat/build_support.py OPEN_GPU_KERNEL_MODULES_GIT PCIIDS_GIT
+Usage:  python3 data/compat/build_support.py OPEN_GPU_KERNEL_MODULES_GIT PCIIDS_GIT SUPPORTED_GPUS_GIT
 
     OPEN_GPU_KERNEL_MODULES_GIT  a clone (or bare git dir) of github.com/NVIDIA/open-gpu-kernel-modules
                                  with its release tags
     PCIIDS_GIT                   a clone (or bare git dir) of github.com/pciutils/pciids
+    SUPPORTED_GPUS_GIT           a clone of github.com/alex-tu-cc/get-nvidia-supported-gpus-json
+                                 with its gh-pages branch (NVIDIA's supported-gpus.json, taken
+                                 from Ubuntu's nvidia-driver-5xx packages)
 
 Both are read with `git show REF:FILE`, so the result does not depend on a work tree. It also
 reads the committed data/compat/gpus.json (the device ids pvegpu knows, and Debian's
@@ -28,6 +31,13 @@ What it writes (one record per line, `source` = indices into `sources`, as build
     535.309.01 data; trixie: 550.163.01 data), as carried per id in gpus.json `debian`. Debian
     generates these from the driver it packages; they speak for every architecture and for the
     whole driver (`scope: "driver"`): a card they lack is not supported by that package.
+  - NVIDIA's own supported-gpus.json (the data of the driver README's "Appendix A. Supported
+    NVIDIA GPU Products") of the 510, 515 and 525 drivers, as a script copied it out of
+    Ubuntu's nvidia-driver-5xx packages (bionic, focal) in 2023; only entries without a
+    `legacybranch` (those need an older legacy driver). It speaks for every architecture but
+    not for every product (`scope: "products"`): it lacks Tesla T4 (10de:1eb8), which those
+    drivers support (Debian lists it for 535, NVIDIA's open-module table from 565). So a card
+    it lists is supported; a card it lacks is not thereby refused.
   `release` is the driver release the list was read from (null where the data does not say).
 * `subsystems`: for each device id in gpus.json, its subsystem entries from pci.ids (at the
   snapshot gpus.json was built from) and the subsystem-qualified rows of NVIDIA's README tables
@@ -68,6 +78,15 @@ OPEN_TAGS = [
 
 # The pci.ids snapshot gpus.json names (its first source).
 PCIIDS_COMMIT = "c1c12547d626ebf05fd0223144ad87fab5e95d06"
+
+# NVIDIA's supported-gpus.json per branch, from github.com/alex-tu-cc/get-nvidia-supported-gpus-json
+# (gh-pages): the file its script extracted from Ubuntu's package of that branch.
+SUPPORTED_GPUS = {
+    510: "bionic-nvidia-driver-510-supported-gpus.json",
+    515: "bionic-nvidia-driver-515-supported-gpus.json",
+    525: "focal-nvidia-driver-525-supported-gpus.json",
+}
+SUPPORTED_GPUS_REF = "gh-pages"
 
 # gpus.json `debian`: codename -> the nvidia-detect package its lists come from.
 DEBIAN_DETECT = {
@@ -148,9 +167,9 @@ def pciids_subsystems(text, known):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) != 4:
         sys.exit(__doc__.split("\n\n")[1])
-    open_repo, pciids_repo = git_dir(sys.argv[1]), git_dir(sys.argv[2])
+    open_repo, pciids_repo, supported_repo = (git_dir(a) for a in sys.argv[1:4])
     gpus = json.loads((HERE / "gpus.json").read_text())
     drivers = json.loads((HERE / "drivers.json").read_text())
     known = {g["id"] for g in gpus["devices"]}
@@ -181,6 +200,27 @@ def main():
             if sub and dev in known:
                 # The newest release that names the row is its source (tags go oldest first).
                 subsystems[(dev, sub, name)] = cite
+
+    commit, date = git_commit(supported_repo, SUPPORTED_GPUS_REF)
+    for branch, path in SUPPORTED_GPUS.items():
+        chips = json.loads(git_show(supported_repo, commit, path))["chips"]
+        ids = sorted({f"10de:{c['devid'][2:].lower()}" for c in chips if "legacybranch" not in c})
+        cite = (
+            f"github:alex-tu-cc/get-nvidia-supported-gpus-json:{path}@{commit} ({date}): "
+            f"NVIDIA supported-gpus.json extracted from Ubuntu's nvidia-driver-{branch} package "
+            "(the driver release is not recorded)"
+        )
+        lists.append(
+            {
+                "branch": branch,
+                "release": None,
+                "list": f"NVIDIA supported-gpus.json (Ubuntu nvidia-driver-{branch})",
+                "covers_from": None,
+                "scope": "products",
+                "ids": ids,
+                "source": s.refs([cite]),
+            }
+        )
 
     pkg_branch = {
         (p["codename"], p["package"].split()[0]): p["branch"]

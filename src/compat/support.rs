@@ -20,6 +20,9 @@ pub enum Scope {
     /// The cards the open kernel module drives: a card it lacks may still run on the
     /// proprietary module (Tesla T4 is missing from the 535 and 550 open-module lists).
     OpenModule,
+    /// The products NVIDIA's supported-gpus.json names: not every product the driver
+    /// supports (it lacks Tesla T4), so a card it lacks is not thereby refused.
+    Products,
 }
 
 /// One branch's id list (support.json `lists`).
@@ -95,10 +98,17 @@ pub fn verdict<'t>(t: &'t Tables, g: &Gpu, branch: u32) -> Verdict<'t> {
     if let Some(l) = listed {
         return Verdict::Listed(l);
     }
-    let (driver, open): (Vec<&IdList>, Vec<&IdList>) =
-        lists.into_iter().partition(|l| l.scope == Scope::Driver);
+    let driver: Vec<&IdList> = lists
+        .iter()
+        .copied()
+        .filter(|l| l.scope == Scope::Driver)
+        .collect();
     if driver.is_empty() {
-        Verdict::ByArchitecture { open_lacks: open }
+        let open_lacks = lists
+            .into_iter()
+            .filter(|l| l.scope == Scope::OpenModule)
+            .collect();
+        Verdict::ByArchitecture { open_lacks }
     } else {
         Verdict::NotListed(driver)
     }
@@ -165,6 +175,18 @@ mod tests {
             verdict(tables(), t4, 610),
             Verdict::ByArchitecture { open_lacks } if open_lacks.is_empty()
         ));
+    }
+
+    #[test]
+    fn nvidias_product_list_only_ever_says_yes() {
+        // NVIDIA's 525 supported-gpus.json names the GTX 1080 and lacks Tesla T4.
+        let t = tables();
+        assert!(
+            matches!(verdict(t, gpu("10de:1b80"), 525), Verdict::Listed(l) if l.scope == Scope::Products)
+        );
+        assert!(
+            matches!(verdict(t, gpu("10de:1eb8"), 510), Verdict::ByArchitecture { open_lacks } if open_lacks.is_empty())
+        );
     }
 
     #[test]
