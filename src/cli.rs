@@ -215,7 +215,8 @@ pub enum Command {
   pvegpu compat 10de:1b80 --release 23.05
   pvegpu compat --model model.onnx
   pvegpu compat --facts osm45.facts --model model.onnx
-  pvegpu compat --node osm45")]
+  pvegpu compat --node osm45
+  pvegpu compat 10de:1e30/10de:129e    # device/subsystem, as `lspci -nnv` prints them")]
     Compat(CompatArgs),
     /// Check files offline for GPU routing mistakes
     Lint {
@@ -241,8 +242,11 @@ pub enum Command {
 /// `pvegpu compat`'s arguments.
 #[derive(Debug, Args)]
 pub struct CompatArgs {
-    /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), names (`"GeForce GTX 1080"`),
-    /// or `id=name`; repeat for each card. Optional with `--facts`, `--node` or `--model`
+    /// GPUs: PCI ids as `lspci -nn` prints them (`10de:1b80`), a device id with the subsystem
+    /// id of lspci -nnv's `Subsystem:` line (`10de:1e30/10de:129e`: one device id can be sold
+    /// as several products), names (`"GeForce GTX 1080"`, `"Quadro RTX 8000"`), or `id=name`;
+    /// repeat for each card. A name that covers cards which differ is an error listing them.
+    /// Optional with `--facts`, `--node` or `--model`
     #[arg(num_args = 0.., value_name = "GPU", required_unless_present_any = ["facts", "node", "models"])]
     pub gpus: Vec<String>,
     /// The guest distribution [default: the guest's own with a guest's `--facts`, the node's

@@ -72,29 +72,38 @@ struct Found {
     from: Option<String>,
 }
 
-fn nvidia_gpus<'a>(devices: impl Iterator<Item = (PciAddress, PciId)> + 'a) -> Vec<String> {
+/// A display function: where it sits, its id and its subsystem id (which tells apart the
+/// products sold under one device id).
+type Display = (PciAddress, PciId, Option<PciId>);
+
+/// The specs `compat` takes: `10de:1e30/10de:129e` where the subsystem is known.
+fn nvidia_gpus(devices: &[Display]) -> Vec<String> {
     devices
-        .filter(|(_, id)| id.vendor == NVIDIA)
-        .map(|(_, id)| id.to_string())
+        .iter()
+        .filter(|(_, id, _)| id.vendor == NVIDIA)
+        .map(|(_, id, sub)| match sub {
+            Some(sub) => format!("{id}/{sub}"),
+            None => id.to_string(),
+        })
         .collect()
 }
 
 /// A node's display-class functions (VGA, 3D, other display controllers).
-fn displays(facts: &crate::facts::HostFacts) -> Vec<(PciAddress, PciId)> {
+fn displays(facts: &crate::facts::HostFacts) -> Vec<Display> {
     facts
         .devices
         .iter()
         .filter(|d| d.is_display())
-        .map(|d| (d.address, d.id))
+        .map(|d| (d.address, d.id, d.subsystem))
         .collect()
 }
 
 /// ` (0000:01:00.0, ...)`: where the NVIDIA GPUs sit, or nothing.
-fn addresses(devices: &[(PciAddress, PciId)]) -> String {
+fn addresses(devices: &[Display]) -> String {
     let a: Vec<String> = devices
         .iter()
-        .filter(|(_, id)| id.vendor == NVIDIA)
-        .map(|(a, _)| a.to_string())
+        .filter(|(_, id, _)| id.vendor == NVIDIA)
+        .map(|(a, _, _)| a.to_string())
         .collect();
     match a.is_empty() {
         true => String::new(),
@@ -115,7 +124,7 @@ fn from_facts(path: &Path) -> Result<Found> {
     let (name, got) = crate::host::gather::from_file_partial(None, path)?;
     let devices = displays(&got.facts);
     Ok(Found {
-        gpus: nvidia_gpus(devices.iter().copied()),
+        gpus: nvidia_gpus(&devices),
         distro: None,
         driver: None,
         from: Some(format!(
@@ -129,11 +138,11 @@ fn from_facts(path: &Path) -> Result<Found> {
 fn from_guest_facts(path: &Path, text: String) -> Result<Found> {
     let got = crate::guest::gather::from_text("guest", &path.display().to_string(), text)?;
     let f = &got.facts;
-    let devices: Vec<(PciAddress, PciId)> = f.gpus().map(|d| (d.address, d.id)).collect();
+    let devices: Vec<Display> = f.gpus().map(|d| (d.address, d.id, d.subsystem)).collect();
     let distro = f.known_distro()?;
     let driver = f.loaded_driver().map(str::to_string);
     Ok(Found {
-        gpus: nvidia_gpus(devices.iter().copied()),
+        gpus: nvidia_gpus(&devices),
         distro: Some(distro),
         from: Some(format!(
             "guest {}'s facts {}{}: {distro}{}",
@@ -157,7 +166,7 @@ async fn from_node(g: &GlobalArgs, pattern: &str) -> Result<Found> {
     let got = crate::host::gather::live(&name, node).await?;
     let devices = displays(&got.facts);
     Ok(Found {
-        gpus: nvidia_gpus(devices.iter().copied()),
+        gpus: nvidia_gpus(&devices),
         distro: None,
         driver: None,
         from: Some(format!("node {name}{}", addresses(&devices))),

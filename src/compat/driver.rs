@@ -4,8 +4,10 @@
 
 use super::distro::Distro;
 use super::reason::Reason;
+use super::support::{self, Verdict};
 use super::tables::{Arch, DistroPackage, Gpu, Tables};
 use super::version::{CudaVersion, DriverVersion};
+use crate::pci::PciId;
 use serde::Serialize;
 use std::fmt;
 
@@ -31,6 +33,10 @@ pub enum DriverError {
     )]
     NoBranch { gpu: String, arch: Arch },
     #[error(
+        "no driver branch both covers the architecture of every GPU and lists each by id: {refused}; pvegpu does not take the architecture's word over a list that leaves a card out; check the ids with `lspci -nn -d 10de:`, and pass cards that no one branch lists through to separate VMs"
+    )]
+    NotListed { refused: String },
+    #[error(
         "no kernel module flavour drives all of these GPUs: the open module is required by {open}, the proprietary one by {proprietary}; a driver loads one flavour, so pass them through to separate VMs"
     )]
     ModuleConflict { open: String, proprietary: String },
@@ -52,22 +58,40 @@ pub struct Window {
     pub last: Option<u32>,
     /// The branches of the table inside the window, oldest first.
     pub branches: Vec<u32>,
+    /// Branches between `first` and `last` whose own id list lacks one of the GPUs
+    /// (`support::Verdict::NotListed`): outside the window although the architecture fits.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<u32>,
 }
 
 impl Window {
     pub fn contains(&self, branch: u32) -> bool {
-        branch >= self.first && self.last.is_none_or(|l| branch <= l)
+        branch >= self.first
+            && self.last.is_none_or(|l| branch <= l)
+            && !self.excluded.contains(&branch)
     }
 }
 
 impl fmt::Display for Window {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.last {
-            Some(l) if l == self.first => write!(f, "R{l}"),
-            Some(l) => write!(f, "R{}–R{l}", self.first),
-            None => write!(f, "R{}+", self.first),
+            Some(l) if l == self.first => write!(f, "R{l}")?,
+            Some(l) => write!(f, "R{}–R{l}", self.first)?,
+            None => write!(f, "R{}+", self.first)?,
         }
+        if !self.excluded.is_empty() {
+            write!(f, " without {}", branch_names(&self.excluded))?;
+        }
+        Ok(())
     }
+}
+
+fn branch_names(branches: &[u32]) -> String {
+    branches
+        .iter()
+        .map(|b| format!("R{b}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// (first, last) branch for one GPU: the first table branch listing its architecture; the
@@ -131,16 +155,13 @@ pub fn window(t: &Tables, gpus: &[&Gpu]) -> Result<(Window, Vec<Reason>), Driver
             too_new: too_new.join(", "),
         });
     }
-    let w = Window {
-        first,
-        last,
-        branches: t
-            .branches
-            .iter()
-            .map(|b| b.branch)
-            .filter(|b| *b >= first && last.is_none_or(|l| *b <= l))
-            .collect(),
-    };
+    let by_arch: Vec<u32> = t
+        .branches
+        .iter()
+        .map(|b| b.branch)
+        .filter(|b| *b >= first && last.is_none_or(|l| *b <= l))
+        .collect();
+    let (w, per_id) = per_id_window(t, gpus, last, &by_arch)?;
 
     let mut reasons = Vec::new();
     let mut archs: Vec<Arch> = gpus.iter().map(|g| g.arch).collect();
@@ -175,6 +196,7 @@ pub fn window(t: &Tables, gpus: &[&Gpu]) -> Result<(Window, Vec<Reason>), Driver
             .chain(first_branch.map(|b| b.source.iter()).into_iter().flatten());
         reasons.push(Reason::new(text, inferred, sources));
     }
+    reasons.extend(per_id);
     if gpus.len() > 1 {
         reasons.push(Reason::new(
             format!(
@@ -185,6 +207,119 @@ pub fn window(t: &Tables, gpus: &[&Gpu]) -> Result<(Window, Vec<Reason>), Driver
         ));
     }
     Ok((w, reasons))
+}
+
+/// Narrow the architecture window by the branches' own id lists: a branch whose
+/// whole-driver list lacks a GPU leaves the window; a branch without a deciding list stays
+/// in it by architecture only, and the reason says which those are.
+fn per_id_window(
+    t: &Tables,
+    gpus: &[&Gpu],
+    last: Option<u32>,
+    by_arch: &[u32],
+) -> Result<(Window, Vec<Reason>), DriverError> {
+    let mut excluded: Vec<u32> = Vec::new();
+    let mut reasons = Vec::new();
+    let mut refusals = Vec::new();
+    let mut seen: Vec<PciId> = Vec::new();
+    for g in gpus {
+        if seen.contains(&g.id) {
+            continue;
+        }
+        seen.push(g.id);
+        let mut listed = Vec::new();
+        let mut not_listed = Vec::new();
+        let mut arch_only = Vec::new();
+        let mut open_lacks = Vec::new();
+        let mut sources: Vec<&String> = Vec::new();
+        for &b in by_arch {
+            match support::verdict(t, g, b) {
+                Verdict::Listed(l) => {
+                    listed.push(b);
+                    sources.extend(l.source.iter());
+                }
+                Verdict::NotListed(lists) => {
+                    let names: Vec<String> = lists.iter().map(|l| l.label()).collect();
+                    not_listed.push(format!("R{b} ({})", names.join("; ")));
+                    sources.extend(lists.iter().flat_map(|l| l.source.iter()));
+                    excluded.push(b);
+                }
+                Verdict::ByArchitecture { open_lacks: open } => {
+                    arch_only.push(b);
+                    if !open.is_empty() {
+                        open_lacks.push(b);
+                        sources.extend(open.iter().flat_map(|l| l.source.iter()));
+                    }
+                }
+            }
+        }
+        let mut parts = Vec::new();
+        if !listed.is_empty() {
+            parts.push(format!("{} list it by id", branch_names(&listed)));
+        }
+        if !not_listed.is_empty() {
+            parts.push(format!(
+                "the lists of {} do not, so those branches do not support it",
+                not_listed.join(", ")
+            ));
+        }
+        if !arch_only.is_empty() {
+            let open = if open_lacks.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; the open kernel module's list of {} lacks it, so there only the proprietary module may drive it",
+                    branch_names(&open_lacks)
+                )
+            };
+            parts.push(format!(
+                "{} support it by architecture only (no list of the whole driver in the data decides for this id){open}",
+                branch_names(&arch_only)
+            ));
+        }
+        if listed.is_empty() && arch_only.is_empty() {
+            refusals.push(format!("{} ({})", g.label(), not_listed.join(", ")));
+        }
+        sources.sort();
+        sources.dedup();
+        reasons.push(Reason::new(
+            format!("{} per id: {}", g.label(), parts.join("; ")),
+            false,
+            sources,
+        ));
+    }
+    excluded.sort();
+    excluded.dedup();
+    let branches: Vec<u32> = by_arch
+        .iter()
+        .copied()
+        .filter(|b| !excluded.contains(b))
+        .collect();
+    let Some(&first) = branches.first().filter(|_| refusals.is_empty()) else {
+        if refusals.is_empty() {
+            // Each GPU has a branch, but no branch has every GPU.
+            let texts: Vec<String> = reasons.iter().map(|r| r.text.clone()).collect();
+            refusals.push(texts.join("; "));
+        }
+        return Err(DriverError::NotListed {
+            refused: refusals.join("; "),
+        });
+    };
+    // A known last branch moves to the newest one left; the excluded ones inside stay named.
+    let last = last.map(|_| *branches.last().unwrap_or(&first));
+    let excluded = excluded
+        .into_iter()
+        .filter(|b| *b > first && last.is_none_or(|l| *b < l))
+        .collect();
+    Ok((
+        Window {
+            first,
+            last,
+            branches,
+            excluded,
+        },
+        reasons,
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,7 +1,12 @@
-//! Which GPU a user means: a PCI id (`10de:1b80`, `[10de:1b80]`), a name
-//! (`GeForce GTX 1080`, lspci's `GP104 [GeForce GTX 1080]`), or both (`10de:1b80=GeForce GTX
-//! 1080`, checked against each other). Unknown ids and names are errors, never guesses.
+//! Which GPU a user means: a PCI id (`10de:1b80`, `[10de:1b80]`), a device id with its
+//! subsystem id as `lspci -nnv` prints the two (`10de:1e30/10de:129e`: one device id can be
+//! sold as several products, told apart by the subsystem), a name (`GeForce GTX 1080`,
+//! lspci's `GP104 [GeForce GTX 1080]`, or a product name pci.ids or NVIDIA give a subsystem,
+//! `Quadro RTX 8000`), or an id and a name (`10de:1b80=GeForce GTX 1080`, checked against
+//! each other). Unknown ids and names are errors, never guesses; a name that covers cards
+//! which differ is an error listing them.
 
+use super::support::{self, Subsystem};
 use super::tables::{Gpu, Tables};
 use crate::pci::PciId;
 
@@ -24,9 +29,13 @@ pub enum GpuError {
     )]
     UnknownName { name: String, suggestions: String },
     #[error(
-        "`{name}` names GPUs that differ in architecture, compute capability or driver support ({candidates}); give the PCI id from `lspci -nn -d 10de:` instead"
+        "`{name}` names GPUs that differ in architecture, compute capability or driver support: {candidates}; give the PCI id from `lspci -nn -d 10de:` instead, with the subsystem id from `lspci -nnv -d 10de:` (`10de:1e30/10de:129e`) where a product shares its device id"
     )]
     AmbiguousName { name: String, candidates: String },
+    #[error(
+        "`{0}` is not a PCI id; give the subsystem as `lspci -nnv` prints it after `Subsystem:`, e.g. `10de:1e30/10de:129e`"
+    )]
+    BadSubsystem(String),
     #[error(
         "{id} is `{actual}`, not `{given}`; check both against `lspci -nn -d 10de:` (give only the id to skip the check)"
     )]
@@ -50,14 +59,30 @@ pub enum GpuError {
 pub struct Resolved<'t> {
     pub input: String,
     pub gpu: &'t Gpu,
+    /// The subsystem id, where the user gave it or named a product by its subsystem entry.
+    pub subsystem_id: Option<PciId>,
+    /// The subsystem entry that names the exact product; None where the data has none (then
+    /// the device's name applies, as lspci prints it).
+    pub subsystem: Option<&'t Subsystem>,
     /// Other ids with the same name and the same facts (a name can cover several ids).
     pub same_name: Vec<PciId>,
+}
+
+impl Resolved<'_> {
+    /// The product's name: the subsystem entry's where there is one, else the device's.
+    pub fn name(&self) -> &str {
+        self.subsystem.map_or(&self.gpu.name, |s| &s.name)
+    }
 }
 
 /// Find the GPU a spec names.
 pub fn resolve<'t>(t: &'t Tables, spec: &str) -> Result<Resolved<'t>, GpuError> {
     let spec = spec.trim();
-    let (id, name) = split_spec(spec);
+    let Spec {
+        id,
+        subsystem,
+        name,
+    } = split_spec(spec);
     match (id, name) {
         (Some(id), name) => {
             let pci: PciId = id
@@ -70,18 +95,33 @@ pub fn resolve<'t>(t: &'t Tables, spec: &str) -> Result<Resolved<'t>, GpuError> 
                 id: pci.to_string(),
                 known: t.gpus.len(),
             })?;
-            if let Some(given) = name
-                && !names_of(gpu).any(|n| n == normalise(given))
-            {
-                return Err(GpuError::NameMismatch {
-                    id: pci.to_string(),
-                    actual: gpu.name.clone(),
-                    given: given.to_string(),
+            let subsystem_id: Option<PciId> = subsystem
+                .map(|s| s.parse().map_err(|_| GpuError::BadSubsystem(s.to_string())))
+                .transpose()?;
+            let entry = subsystem_id.and_then(|s| support::subsystem(t, pci, s));
+            if let Some(given) = name {
+                let given_n = normalise(given);
+                let by_entry = subsystem_id.is_some_and(|s| {
+                    t.subsystems
+                        .iter()
+                        .any(|e| e.id == pci && e.subsystem == s && normalise(&e.name) == given_n)
                 });
+                if !by_entry && !names_of(gpu).any(|n| n == given_n) {
+                    return Err(GpuError::NameMismatch {
+                        id: match subsystem_id {
+                            Some(s) => format!("{pci}/{s}"),
+                            None => pci.to_string(),
+                        },
+                        actual: entry.map_or(gpu.name.clone(), |e| e.name.clone()),
+                        given: given.to_string(),
+                    });
+                }
             }
             Ok(Resolved {
                 input: spec.to_string(),
                 gpu,
+                subsystem_id,
+                subsystem: entry,
                 same_name: vec![],
             })
         }
@@ -90,21 +130,48 @@ pub fn resolve<'t>(t: &'t Tables, spec: &str) -> Result<Resolved<'t>, GpuError> 
     }
 }
 
-/// `10de:1b80`, `[10de:1b80]`, `10de:1b80=Name` -> (id, name); anything else is a name.
-fn split_spec(spec: &str) -> (Option<&str>, Option<&str>) {
+struct Spec<'a> {
+    id: Option<&'a str>,
+    subsystem: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+/// `10de:1b80`, `[10de:1b80]`, `10de:1e30/10de:129e`, any of them with `=Name`; anything
+/// else is a name.
+fn split_spec(spec: &str) -> Spec<'_> {
+    let none = Spec {
+        id: None,
+        subsystem: None,
+        name: None,
+    };
     if spec.is_empty() {
-        return (None, None);
+        return none;
     }
     let (head, rest) = match spec.split_once('=') {
         Some((h, r)) => (h.trim(), Some(r.trim()).filter(|r| !r.is_empty())),
         None => (spec, None),
     };
-    let bare = head.trim_start_matches('[').trim_end_matches(']');
-    if looks_like_id(bare) {
-        (Some(bare), rest)
+    let (device, subsystem) = match head.split_once('/') {
+        Some((d, s)) => (d.trim(), Some(bare(s))),
+        None => (head, None),
+    };
+    let device = bare(device);
+    if looks_like_id(device) {
+        Spec {
+            id: Some(device),
+            subsystem,
+            name: rest,
+        }
     } else {
-        (None, Some(spec))
+        Spec {
+            name: Some(spec),
+            ..none
+        }
     }
+}
+
+fn bare(s: &str) -> &str {
+    s.trim().trim_start_matches('[').trim_end_matches(']')
 }
 
 fn looks_like_id(s: &str) -> bool {
@@ -143,9 +210,10 @@ type FactsKey<'a> = (
     Option<bool>,
     Option<&'a str>,
     &'a std::collections::BTreeMap<String, Vec<String>>,
+    Vec<bool>,
 );
 
-fn facts_key(g: &Gpu) -> FactsKey<'_> {
+fn facts_key<'a>(t: &Tables, g: &'a Gpu) -> FactsKey<'a> {
     (
         g.arch,
         g.cc,
@@ -153,17 +221,30 @@ fn facts_key(g: &Gpu) -> FactsKey<'_> {
         g.open_module,
         g.legacy_branch.as_deref(),
         &g.debian,
+        support::listed_in(t, g),
     )
 }
 
+/// A card a name matched: by the device's own name (subsystem None) or a subsystem entry.
+type Hit<'t> = (&'t Gpu, Option<&'t Subsystem>);
+
 fn by_name<'t>(t: &'t Tables, spec: &str, name: &str) -> Result<Resolved<'t>, GpuError> {
     let wanted = normalise(name);
-    let hits: Vec<&Gpu> = t
+    let mut hits: Vec<Hit<'t>> = t
         .gpus
         .iter()
         .filter(|g| names_of(g).any(|n| n == wanted))
+        .map(|g| (g, None))
         .collect();
-    let Some(first) = hits.first() else {
+    for s in t.subsystems.iter().filter(|s| normalise(&s.name) == wanted) {
+        let known = hits
+            .iter()
+            .any(|(g, e)| g.id == s.id && e.is_some_and(|e| e.subsystem == s.subsystem));
+        if let (Some(g), false) = (t.gpu(s.id), known) {
+            hits.push((g, Some(s)));
+        }
+    }
+    let Some(&(first, first_entry)) = hits.first() else {
         let mut close: Vec<String> = t
             .gpus
             .iter()
@@ -188,12 +269,17 @@ fn by_name<'t>(t: &'t Tables, spec: &str, name: &str) -> Result<Resolved<'t>, Gp
             suggestions,
         });
     };
-    if hits.iter().any(|g| facts_key(g) != facts_key(first)) {
+    let key = facts_key(t, first);
+    if hits.iter().any(|(g, _)| facts_key(t, g) != key) {
         let candidates = hits
             .iter()
-            .map(|g| {
+            .map(|(g, e)| {
                 let cc = g.cc.map(|c| c.to_string()).unwrap_or("unknown".into());
-                format!("{} {} CC {cc}", g.id, g.arch)
+                let (spec, name) = match e {
+                    Some(e) => (format!("{}/{}", g.id, e.subsystem), &e.name),
+                    None => (g.id.to_string(), &g.name),
+                };
+                format!("{spec} ({name}, {}, CC {cc})", g.arch)
             })
             .collect::<Vec<_>>()
             .join(", ");
@@ -202,10 +288,23 @@ fn by_name<'t>(t: &'t Tables, spec: &str, name: &str) -> Result<Resolved<'t>, Gp
             candidates,
         });
     }
+    let mut same_name: Vec<PciId> = hits
+        .iter()
+        .map(|(g, _)| g.id)
+        .filter(|id| *id != first.id)
+        .collect();
+    same_name.dedup();
+    // A subsystem entry names the product when the name matched only such entries of one
+    // device (`Tesla T10 16GB` is two subsystems of 10de:1e37); the subsystem id is known
+    // when it matched exactly one.
+    let entries_of_one = hits.iter().all(|(g, e)| e.is_some() && g.id == first.id);
+    let entry = first_entry.filter(|_| entries_of_one);
     Ok(Resolved {
         input: spec.to_string(),
         gpu: first,
-        same_name: hits[1..].iter().map(|g| g.id).collect(),
+        subsystem_id: entry.filter(|_| hits.len() == 1).map(|e| e.subsystem),
+        subsystem: entry,
+        same_name,
     })
 }
 

@@ -8,7 +8,8 @@
 //! `triton` (release per backend and how the driver runs it), `onnx` (does a model load),
 //! `questions` (release ranges, one release judged, which releases load a model),
 //! `answer` (all of one `pvegpu compat` run),
-//! `recommend` (all of it, with reasons), `render` (the text).
+//! `recommend` (all of it, with reasons), `render` (the text), `support` (which ids each
+//! branch's own lists name, and subsystem names).
 
 pub mod answer;
 pub mod cuda;
@@ -20,6 +21,7 @@ pub mod questions;
 pub mod reason;
 pub mod recommend;
 pub mod render;
+pub mod support;
 pub mod tables;
 pub mod triton;
 pub mod version;

@@ -85,7 +85,7 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
         summaries.push(GpuSummary {
             input: r.input.clone(),
             id: g.id,
-            name: g.name.clone(),
+            name: r.name().to_string(),
             chip: g.chip.clone(),
             arch: g.arch,
             cc,
@@ -101,6 +101,13 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
             "{} is {} ({}): {}, CC {cc} ({})",
             g.id, g.name, g.chip, g.arch, g.cc_basis
         );
+        if let Some(e) = r.subsystem {
+            text.push_str(&format!("; sold as {} (subsystem {})", e.name, e.subsystem));
+        } else if let Some(s) = r.subsystem_id {
+            text.push_str(&format!(
+                "; subsystem {s} has no entry in the data, so the device's name applies (as lspci prints it)"
+            ));
+        }
         if !r.same_name.is_empty() {
             let ids: Vec<String> = r.same_name.iter().map(|i| i.to_string()).collect();
             text.push_str(&format!(
@@ -112,7 +119,8 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
             .inferred
             .iter()
             .any(|i| i.starts_with("compute_capability") || i.starts_with("architecture"));
-        reasons.push(Reason::new(text, inferred, g.source.iter()));
+        let product = r.subsystem.map(|e| e.source.iter()).into_iter().flatten();
+        reasons.push(Reason::new(text, inferred, g.source.iter().chain(product)));
     }
 
     let ccs = {

@@ -15,6 +15,7 @@ const DRIVERS: &str = include_str!("../../data/compat/drivers.json");
 const CUDA: &str = include_str!("../../data/compat/cuda.json");
 const TRITON: &str = include_str!("../../data/compat/triton.json");
 const ONNX: &str = include_str!("../../data/compat/onnx.json");
+const SUPPORT: &str = include_str!("../../data/compat/support.json");
 
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
@@ -258,6 +259,10 @@ pub struct Tables {
     pub triton: Vec<TritonRelease>,
     pub ort: Vec<OrtLimits>,
     pub onnx: Vec<OnnxRelease>,
+    /// Per driver branch, the PCI ids its own lists name (support.json, `support.rs`).
+    pub id_lists: Vec<super::support::IdList>,
+    /// Subsystem names of the device ids above (pci.ids and NVIDIA's README tables).
+    pub subsystems: Vec<super::support::Subsystem>,
 }
 
 /// The embedded tables, parsed once.
@@ -273,6 +278,7 @@ impl Tables {
         let mut cuda = File::parse("cuda.json", CUDA)?;
         let mut triton = File::parse("triton.json", TRITON)?;
         let mut onnx = File::parse("onnx.json", ONNX)?;
+        let mut support = File::parse("support.json", SUPPORT)?;
         let t = Tables {
             gpus: gpus.take("devices")?,
             architectures: drivers.take("architectures")?,
@@ -283,6 +289,8 @@ impl Tables {
             triton: triton.take("releases")?,
             ort: onnx.take("ort")?,
             onnx: onnx.take("onnx")?,
+            id_lists: support.take("lists")?,
+            subsystems: support.take("subsystems")?,
         };
         Ok(t)
     }
