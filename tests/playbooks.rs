@@ -210,6 +210,7 @@ fn vm_playbook_parses_in_the_order_of_the_api_calls() {
             &K::CreateVm {},
             &K::SetConfig {},
             &K::ResizeDisk {},
+            &K::EnrollEfiCerts {},
             &K::Restart {},
             &K::Start {},
         ]
@@ -229,10 +230,10 @@ fn a_renamed_unknown_or_malformed_vm_step_fails_at_load() {
     );
     fails(
         ("kind = \"start\"", "kind = \"start\"\ntimeout = 60"),
-        "playbooks/vm.toml, step 6 (`start`): unknown field `timeout`",
+        "playbooks/vm.toml, step 7 (`start`): unknown field `timeout`",
     );
     fails(
         ("id = \"restart\"", "id = \"resize-disk\""),
-        "playbooks/vm.toml, step 5 (`resize-disk`): another step has the same id",
+        "playbooks/vm.toml, step 6 (`resize-disk`): another step has the same id",
     );
 }

@@ -91,3 +91,52 @@ fn slot_entry_covers_a_function_the_inventory_names() {
     );
     assert_eq!(find(&c, "GPUs passed through").status, Status::Pass);
 }
+
+/// An OVMF VM's EFI disk, as `qm config` shows it (`current=1`), with `efidisk0`.
+fn ovmf(efidisk0: &str) -> BTreeMap<String, String> {
+    map(&[("bios", "ovmf"), ("efidisk0", efidisk0)])
+}
+
+#[test]
+fn efi_certificates_warn_until_the_2023_ca_is_enrolled() {
+    let keys = "local-lvm:vm-101-disk-1,efitype=4m,pre-enrolled-keys=1,size=4M";
+    let efi = |current: &BTreeMap<String, String>| {
+        let c = checks(101, &BTreeMap::new(), current, "running", &[]);
+        find(&c, "EFI certificates").clone()
+    };
+
+    let old = efi(&ovmf(keys));
+    assert_eq!(old.status, Status::Warn);
+    assert!(old.saw.contains("2011 certificates only"), "{}", old.saw);
+    assert!(
+        old.fix
+            .as_deref()
+            .unwrap()
+            .contains("qm enroll-efi-keys 101")
+    );
+    assert_eq!(
+        efi(&ovmf(&format!("{keys},ms-cert=2023w"))).status,
+        Status::Warn
+    );
+    let unknown = efi(&ovmf(&format!("{keys},ms-cert=2031")));
+    assert_eq!(unknown.status, Status::Warn, "unknown is never called safe");
+
+    let done = efi(&ovmf(&format!("{keys},ms-cert=2023k")));
+    assert_eq!(done.status, Status::Pass);
+    assert!(done.saw.contains("Microsoft UEFI CA 2023"), "{}", done.saw);
+    for no_keys in [
+        "local-lvm:vm-101-disk-1,efitype=4m,pre-enrolled-keys=0",
+        "local-lvm:vm-101-disk-1,pre-enrolled-keys=1",
+    ] {
+        assert_eq!(efi(&ovmf(no_keys)).status, Status::Pass, "{no_keys}");
+    }
+    // SeaBIOS VMs have no such check
+    let c = checks(
+        101,
+        &BTreeMap::new(),
+        &map(&[("efidisk0", keys)]),
+        "running",
+        &[],
+    );
+    assert!(c.iter().all(|c| c.name != "EFI certificates"));
+}

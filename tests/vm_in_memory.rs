@@ -464,3 +464,283 @@ async fn the_phase_puts_a_drifted_key_back_and_its_postconditions_hold() {
     assert_eq!(cluster.vms[&201].config["memory"], "4096");
     assert!(cluster.vms[&201].running);
 }
+
+// --- Microsoft's 2023 UEFI certificates in the EFI disk (#16) ---
+
+/// An EFI disk made before pve-edk2-firmware 4.2025.05-1: Microsoft's keys of 2011, no
+/// marker (qemu-server's own test config `src/test/cfg2cmd/efi-secboot-and-tpm-q35.conf`
+/// has this form).
+const EFI_2011: &str = "nvme-zfs:vm-201-disk-1,efitype=4m,pre-enrolled-keys=1,size=528K";
+
+/// [`node`] booting OVMF, `secure_boot` as given.
+fn ovmf_node(secure_boot: bool) -> Node {
+    let mut n = node(ROOT);
+    let vm = n.vm.as_mut().unwrap();
+    vm.firmware = pvegpu::inventory::vm::Firmware::Ovmf;
+    vm.secure_boot = secure_boot;
+    n
+}
+
+/// [`converged_vm`] as an OVMF VM with `efidisk0`.
+fn ovmf_vm(efidisk0: &str, running: bool) -> Vm {
+    let mut vm = converged_vm();
+    for (k, v) in [
+        ("bios", "ovmf"),
+        ("machine", "q35"),
+        ("hostpci0", "0000:00:03,pcie=1"),
+        ("efidisk0", efidisk0),
+    ] {
+        vm.config.insert(k.into(), v.into());
+    }
+    vm.running = running;
+    vm
+}
+
+fn ovmf_phase(vm: Vm) -> Phase<MemoryPve> {
+    let mut cluster = fake_pve::testhost_cluster();
+    cluster.vms.insert(201, vm);
+    Phase::new(
+        MemoryPve::new(cluster, root_ticket()),
+        "pvetest".into(),
+        None,
+    )
+}
+
+/// VM 201 runs with the 2023 certificates really enrolled, marked, nothing pending, and a
+/// fresh plan is empty.
+async fn enrolled_then_nothing(phase: &Phase<MemoryPve>, node: &Node) {
+    {
+        let cluster = phase.client.cluster.lock().unwrap();
+        let vm = &cluster.vms[&201];
+        assert!(
+            vm.config["efidisk0"].contains(",ms-cert=2023k,"),
+            "{}",
+            vm.config["efidisk0"]
+        );
+        assert!(
+            vm.efivars_2023,
+            "the marker was written without an enrollment"
+        );
+        assert!(vm.running && vm.pending.is_empty(), "{:?}", vm.pending);
+    }
+    let again = phase.plan("pvetest", node, &host()).await.unwrap();
+    assert!(again.is_empty() && again.refusals.is_empty(), "{again:#?}");
+}
+
+fn failed(mut checks: Vec<pvegpu::core::check::Check>) -> Vec<pvegpu::core::check::Check> {
+    checks.retain(|c| !c.passed());
+    checks
+}
+
+#[tokio::test]
+async fn a_stopped_ovmf_vm_with_2011_keys_is_enrolled_before_its_start() {
+    let node = ovmf_node(false);
+    let phase = ovmf_phase(ovmf_vm(EFI_2011, false));
+
+    let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+    assert!(
+        matches!(
+            p.steps.as_slice(),
+            [
+                VmStep::EnrollEfiCerts {
+                    from: Some(_),
+                    marker: None,
+                    staged: false
+                },
+                VmStep::Start
+            ]
+        ),
+        "{:#?}",
+        p.steps
+    );
+    insta::assert_snapshot!(p.render_text());
+
+    let checks = phase
+        .apply("pvetest", &node, &p, &host(), &Said::default())
+        .await
+        .unwrap();
+    assert!(failed(checks).is_empty());
+    {
+        let cluster = phase.client.cluster.lock().unwrap();
+        let vm = &cluster.vms[&201];
+        // as qemu-server's `print_drive` writes it: the volume, then the options by name
+        assert_eq!(
+            vm.config["efidisk0"],
+            "nvme-zfs:vm-201-disk-1,efitype=4m,ms-cert=2023k,pre-enrolled-keys=1,size=528K"
+        );
+        assert!(
+            vm.efivars_2023,
+            "the marker was written without an enrollment"
+        );
+        assert!(vm.running && vm.pending.is_empty());
+    }
+    let again = phase.plan("pvetest", &node, &host()).await.unwrap();
+    assert!(again.is_empty() && again.notes.is_empty(), "{again:#?}");
+}
+
+#[tokio::test]
+async fn a_running_vm_is_not_stopped_for_its_certificates_alone() {
+    let node = ovmf_node(false);
+    let phase = ovmf_phase(ovmf_vm(&format!("{EFI_2011},ms-cert=2023w"), true));
+
+    let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+
+    assert!(p.is_empty() && p.refusals.is_empty(), "{p:#?}");
+    let note = p.notes.join("\n");
+    assert!(
+        note.contains("without the 2023 Microsoft UEFI CA (ms-cert=2023w)")
+            && note.contains("qm shutdown 201"),
+        "{note}"
+    );
+    let cluster = phase.client.cluster.lock().unwrap();
+    let vm = &cluster.vms[&201];
+    assert!(vm.running && !vm.efivars_2023 && vm.pending.is_empty());
+}
+
+#[tokio::test]
+async fn a_running_vm_restarted_anyway_is_enrolled_while_it_is_down() {
+    let node = ovmf_node(false);
+    let mut vm = ovmf_vm(&format!("{EFI_2011},ms-cert=2011"), true);
+    vm.config.insert("memory".into(), "2048".into());
+    let phase = ovmf_phase(vm);
+
+    let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+    let [
+        VmStep::SetConfig { .. },
+        VmStep::EnrollEfiCerts { staged: true, .. },
+        VmStep::Restart { keys },
+    ] = p.steps.as_slice()
+    else {
+        panic!("{:#?}", p.steps);
+    };
+    assert_eq!(keys, &["memory", "efidisk0"]);
+
+    let checks = phase
+        .apply("pvetest", &node, &p, &host(), &Said::default())
+        .await
+        .unwrap();
+    assert!(failed(checks).is_empty());
+    enrolled_then_nothing(&phase, &node).await;
+}
+
+#[tokio::test]
+async fn a_2m_disk_or_one_without_keys_is_left_alone() {
+    for efi in [
+        "nvme-zfs:vm-201-disk-1,pre-enrolled-keys=1,size=128K",
+        "nvme-zfs:vm-201-disk-1,efitype=4m,pre-enrolled-keys=0,size=528K",
+    ] {
+        let node = ovmf_node(false);
+        let phase = ovmf_phase(ovmf_vm(efi, false));
+
+        let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+        assert_eq!(p.steps, [VmStep::Start], "{efi}");
+        assert!(p.notes.is_empty(), "{efi}: {:?}", p.notes);
+        phase
+            .apply("pvetest", &node, &p, &host(), &Said::default())
+            .await
+            .unwrap();
+        let cluster = phase.client.cluster.lock().unwrap();
+        assert_eq!(cluster.vms[&201].config["efidisk0"], efi);
+    }
+}
+
+#[tokio::test]
+async fn a_new_secure_boot_vm_is_enrolled_only_when_its_template_lacks_them() {
+    for template_2023 in [true, false] {
+        let node = ovmf_node(true);
+        let mut cluster = fake_pve::testhost_cluster();
+        cluster.efi_template_2023 = template_2023;
+        let phase = Phase::new(
+            MemoryPve::new(cluster, root_ticket()),
+            "pvetest".into(),
+            None,
+        );
+
+        let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+        let [
+            VmStep::CreateVm { params, .. },
+            VmStep::EnrollEfiCerts { from: None, .. },
+            VmStep::Start,
+        ] = p.steps.as_slice()
+        else {
+            panic!("{:#?}", p.steps);
+        };
+        // the marker is Proxmox's to set at creation: passed, it would be believed even
+        // where the firmware's template lacks the certificates
+        let efi = params.iter().find(|(k, _)| k == "efidisk0").unwrap();
+        assert_eq!(efi.1, "nvme-zfs:1,efitype=4m,pre-enrolled-keys=1");
+
+        let said = Said::default();
+        let checks = phase
+            .apply("pvetest", &node, &p, &host(), &said)
+            .await
+            .unwrap();
+        assert!(failed(checks).is_empty());
+        let enrolled =
+            said.0.lock().unwrap().iter().any(|l| {
+                l.contains("enrolling the 2023 Microsoft UEFI CA into efidisk0 of VM 201")
+            });
+        assert_eq!(enrolled, !template_2023, "template_2023={template_2023}");
+        enrolled_then_nothing(&phase, &node).await;
+    }
+}
+
+#[tokio::test]
+async fn an_efi_disk_changed_after_the_plan_is_not_touched() {
+    let node = ovmf_node(false);
+    let phase = ovmf_phase(ovmf_vm(EFI_2011, false));
+    let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+    let other = "nvme-zfs:vm-201-disk-2,efitype=4m,pre-enrolled-keys=1,size=528K";
+    if let Some(vm) = phase.client.cluster.lock().unwrap().vms.get_mut(&201) {
+        vm.config.insert("efidisk0".into(), other.into());
+    }
+
+    let err = phase
+        .apply("pvetest", &node, &p, &host(), &Said::default())
+        .await
+        .unwrap_err();
+
+    assert!(
+        format!("{err:#}").contains("efidisk0 of VM 201 changed since the plan read it"),
+        "{err:#}"
+    );
+    let cluster = phase.client.cluster.lock().unwrap();
+    assert_eq!(cluster.vms[&201].config["efidisk0"], other);
+    assert!(!cluster.vms[&201].running);
+}
+
+#[tokio::test]
+async fn a_windows_or_adopted_vm_is_told_how_never_enrolled() {
+    // Windows: BitLocker asks for its recovery key after an enrollment it was not told of
+    let mut win = ovmf_vm(EFI_2011, false);
+    win.config.insert("ostype".into(), "win11".into());
+    let phase = ovmf_phase(win);
+    let p = phase
+        .plan("pvetest", &ovmf_node(false), &host())
+        .await
+        .unwrap();
+    assert!(
+        !p.steps
+            .iter()
+            .any(|s| matches!(s, VmStep::EnrollEfiCerts { .. })),
+        "{:#?}",
+        p.steps
+    );
+    assert!(
+        p.notes
+            .join("\n")
+            .contains("manage-bde -protectors -disable")
+    );
+
+    // adopted: pvegpu manages its hostpci entries only
+    let mut node = ovmf_node(false);
+    node.vm.as_mut().unwrap().adopt = true;
+    let phase = ovmf_phase(ovmf_vm(EFI_2011, false));
+    let p = phase.plan("pvetest", &node, &host()).await.unwrap();
+    assert_eq!(p.steps, [VmStep::Start]);
+    assert!(
+        p.notes.join("\n").contains("qm enroll-efi-keys 201"),
+        "{:?}",
+        p.notes
+    );
+}

@@ -456,7 +456,17 @@ async fn ovmf_creates_a_q35_vm_with_an_efi_disk_and_pcie_devices_then_nothing() 
             );
             assert_eq!(vm.config["hostpci0"], "mapping=gpu-00-03,pcie=1");
             assert_eq!(vm.config["hostpci1"], "mapping=gpu-00-04,pcie=1");
+            // Proxmox marks a disk made from a template with the 2023 certificates itself
+            // (#16); the plan's enrollment then has nothing to do
+            let keys = keys == "pre-enrolled-keys=1";
+            assert_eq!(efi.contains(",ms-cert=2023k,"), keys, "{efi}");
+            assert_eq!(vm.efivars_2023, keys);
         }
+        assert_eq!(
+            plan.contains("enroll the 2023 Microsoft UEFI CA into the new efidisk0"),
+            keys == "pre-enrolled-keys=1",
+            "{plan}"
+        );
 
         let (code, plan, err) =
             pvegpu(&inv, &["plan", "--detailed-exitcode"], ROOT_TOKEN_SECRET).await;

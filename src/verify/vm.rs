@@ -176,6 +176,8 @@ pub fn checks(
         ));
     }
 
+    out.extend(efi_certificates(vmid, current));
+
     out.push(match status {
         "running" => Check::pass(Layer::Vm, "running", "status: running"),
         other => Check::fail(
@@ -189,6 +191,52 @@ pub fn checks(
         ),
     });
     out
+}
+
+/// An OVMF VM's EFI disk and Microsoft's 2023 UEFI certificates, read by the VM planner's
+/// parser (`vm::efi`): pass when enrolled or when the disk has no Microsoft keys at all,
+/// warn while pre-enrolled keys lack them. `current` is the running config, so a marker
+/// staged on a running VM shows only once the VM has stopped.
+fn efi_certificates(vmid: u32, current: &BTreeMap<String, String>) -> Option<Check> {
+    use crate::vm::efi::{CertState, cert_state, marker_text};
+    const NAME: &str = "EFI certificates";
+    Some(match cert_state(current) {
+        CertState::NotOvmf => return None,
+        CertState::NoEfiDisk => Check::pass(
+            Layer::Vm,
+            NAME,
+            "no efidisk0: temporary EFI vars without Secure Boot keys, nothing to enroll",
+        ),
+        CertState::NoKeys { why } => {
+            Check::pass(Layer::Vm, NAME, format!("{why}; nothing to enroll"))
+        }
+        CertState::Enrolled => Check::pass(
+            Layer::Vm,
+            NAME,
+            "efidisk0 ms-cert=2023k: Microsoft UEFI CA 2023, Windows UEFI CA 2023 and Microsoft Corporation KEK 2K CA 2023 enrolled",
+        ),
+        CertState::Missing { marker } => Check::warn(
+            Layer::Vm,
+            NAME,
+            format!(
+                "efidisk0 has pre-enrolled keys with {}",
+                marker_text(marker.as_deref())
+            ),
+            "the Microsoft 2011 certificates expired in June 2026: a boot loader or Secure Boot update signed with the 2023 CA fails on this EFI disk",
+            format!(
+                "shut VM {vmid} down and run `pvegpu apply` (or `qm enroll-efi-keys {vmid}` on the node); on Windows suspend BitLocker first (`manage-bde -protectors -disable C:`)"
+            ),
+        ),
+        CertState::UnknownMarker(m) => Check::warn(
+            Layer::Vm,
+            NAME,
+            format!("efidisk0 ms-cert={m}"),
+            "a marker Proxmox VE 9.2 does not define: which Microsoft certificates the EFI disk holds is unknown",
+            format!(
+                "`qm config {vmid}` and the VM's start task log say more; Proxmox's own markers are 2011, 2023, 2023w and 2023k"
+            ),
+        ),
+    })
 }
 
 #[cfg(test)]

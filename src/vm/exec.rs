@@ -31,6 +31,10 @@ pub enum ExecError {
     HostNotReady { vmid: u32, why: String },
     #[error("PCI mapping {id} changed since the plan read it; nothing was written")]
     MappingChanged { id: String },
+    #[error(
+        "efidisk0 of VM {vmid} changed since the plan read it (now: {now}); its certificates were not touched"
+    )]
+    EfiDiskChanged { vmid: u32, now: String },
 }
 
 impl crate::core::error::Hint for ExecError {
@@ -40,6 +44,7 @@ impl crate::core::error::Hint for ExecError {
             ExecError::Unreachable { hint, .. } => Some(hint.clone()),
             ExecError::HostNotReady { .. } => Some("run `pvegpu apply` for the host and `pvegpu verify` until the host layer passes".into()),
             ExecError::MappingChanged { .. } => Some("someone edited the mapping during the apply: run `pvegpu plan` to see it as it is now, then apply again".into()),
+            ExecError::EfiDiskChanged { .. } => Some("someone changed the EFI disk during the apply: run `pvegpu plan` to see it as it is now, then apply again".into()),
         }
     }
 }
@@ -251,7 +256,58 @@ impl<'a, A: Api, P: Progress> VmExecutor<'a, A, P> {
                 self.start(node, vmid).await
             }
             VmStep::Start => self.start(node, vmid).await,
+            VmStep::EnrollEfiCerts { from, .. } => {
+                self.enroll_efi(node, vmid, from.as_deref()).await
+            }
         }
+    }
+
+    /// efidisk0 written again with `ms-cert=2023k`, as the Proxmox UI's "Enroll Updated
+    /// Certificates" does: qemu-server enrolls the certificates when it applies the change
+    /// (at once on a stopped VM, when a running one stops). The config is read again first:
+    /// the disk must still be what the plan saw (for a disk this run created, one Proxmox
+    /// did not mark already), and the update carries that read's digest.
+    async fn enroll_efi(&self, node: &str, vmid: u32, from: Option<&str>) -> Result<(), ExecError> {
+        use super::efi::{CertState, cert_state, with_enrolled_marker};
+        let path = api_path(&["nodes", node, "qemu", &vmid.to_string(), "config"]);
+        let now: Value = self.client.get(&path, &Params::new()).await.map_err(|e| {
+            step_error(
+                &format!("reading the config of VM {vmid} failed"),
+                e,
+                format!("VM {vmid}'s EFI disk was not changed"),
+            )
+        })?;
+        let cur = super::state::parse_config(vmid, &now, None);
+        let disk = cur.config.get("efidisk0");
+        let changed = || ExecError::EfiDiskChanged {
+            vmid,
+            now: disk.cloned().unwrap_or_else(|| "none".into()),
+        };
+        let Some(disk) = disk else {
+            return Err(changed());
+        };
+        match (from, cert_state(&cur.config)) {
+            (Some(from), CertState::Missing { .. }) if from == disk.as_str() => {}
+            (None, CertState::Missing { .. }) => {}
+            (None, CertState::Enrolled) => {
+                self.progress.say(&format!(
+                    "  VM {vmid}: efidisk0 was created with the 2023 Microsoft UEFI CA (ms-cert=2023k); nothing to enroll"
+                ));
+                return Ok(());
+            }
+            _ => return Err(changed()),
+        }
+        let params = Params::new()
+            .str("efidisk0", with_enrolled_marker(disk))
+            .str("digest", &cur.digest);
+        let req = ApiRequest::post(path, &params);
+        self.send(
+            &format!("enrolling the 2023 Microsoft UEFI CA into efidisk0 of VM {vmid}"),
+            "",
+            req,
+            || format!("VM {vmid}'s EFI disk keeps its previous certificates"),
+        )
+        .await
     }
 
     async fn start(&self, node: &str, vmid: u32) -> Result<(), ExecError> {

@@ -1,11 +1,13 @@
 //! The VM phase: the VM that receives the node's GPUs, reconciled through the Proxmox VE API.
 //!
-//! `spec` is the inventory's part; `state` parses what the API reports; `planner` is the pure
+//! `spec` is the inventory's part; `state` parses what the API reports (`efi` the EFI disk's
+//! certificates, for the plan and `verify`); `planner` is the pure
 //! plan, its steps in the order of playbooks/vm.toml (`playbook`); `render` prints it;
 //! `gather`, `connect` and `exec` are the only parts doing I/O, `gather` and `exec` through
 //! any [`crate::pve::Api`].
 
 pub mod connect;
+pub mod efi;
 pub mod exec;
 pub mod gather;
 pub mod phase;

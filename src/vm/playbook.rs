@@ -14,6 +14,8 @@ pub enum VmStepKind {
     /// The keys of an existing VM that differ, in one digest-checked update.
     SetConfig {},
     ResizeDisk {},
+    /// Microsoft's 2023 UEFI certificates in an OVMF VM's EFI disk, while it is stopped.
+    EnrollEfiCerts {},
     Restart {},
     Start {},
 }

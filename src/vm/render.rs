@@ -6,6 +6,23 @@ fn show(v: Option<&str>) -> &str {
     v.unwrap_or("(unset)")
 }
 
+fn render_enroll(out: &mut String, from: Option<&str>, marker: Option<&str>, staged: bool) {
+    let Some(from) = from else {
+        out.push_str("  ~ enroll the 2023 Microsoft UEFI CA into the new efidisk0 before its first start, unless Proxmox's EFI template already has it (pve-edk2-firmware 4.2025.05-1 or later marks it ms-cert=2023k at creation)\n");
+        return;
+    };
+    let when = if staged {
+        "when the restart below stops the VM"
+    } else {
+        "now, while the VM is stopped"
+    };
+    out.push_str(&format!(
+        "  ~ enroll the 2023 Microsoft UEFI CA into efidisk0 ({}): Proxmox enrolls it {when}\n      efidisk0: {from} -> {}\n",
+        super::efi::marker_text(marker),
+        super::efi::with_enrolled_marker(from)
+    ));
+}
+
 impl VmPlan {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
@@ -91,6 +108,11 @@ impl VmPlan {
                     "  ~ grow {disk}: {} -> {to}\n",
                     show(from.as_deref())
                 )),
+                VmStep::EnrollEfiCerts {
+                    from,
+                    marker,
+                    staged,
+                } => render_enroll(&mut out, from.as_deref(), marker.as_deref(), *staged),
                 VmStep::Restart { keys } => out.push_str(&format!(
                     "  ⟳ shut the running VM down and start it again: {} take effect only then (the guest is down meanwhile)\n",
                     keys.join(", ")

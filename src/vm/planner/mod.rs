@@ -7,11 +7,13 @@
 //! the VM goes, which cards, which VM), [`devices`] (raw `host=` or PCI mappings), [`slots`]
 //! (hostpci placement). Then it walks playbooks/vm.toml, each step's kind planned by its own
 //! function: [`config`] (create, or reconcile key by key, with [`keys`] saying what pvegpu
-//! manages and how PVE stores it), [`disk`], and [`restart`] (what a running VM needs).
+//! manages and how PVE stores it), [`disk`], [`efi`] (Microsoft's 2023 UEFI certificates in
+//! the EFI disk) and [`restart`] (what a running VM needs).
 
 mod config;
 mod devices;
 mod disk;
+mod efi;
 mod keys;
 mod privileges;
 mod refusals;
@@ -105,6 +107,20 @@ pub enum VmStep {
         disk: String,
         from: Option<String>,
         to: String,
+    },
+    /// Microsoft's 2023 UEFI certificates enrolled into efidisk0: `POST .../config` with
+    /// the disk's value plus `ms-cert=2023k`, as the Proxmox UI's "Enroll Updated
+    /// Certificates" does. The executor reads the config again first and refuses when
+    /// efidisk0 is no longer `from`.
+    EnrollEfiCerts {
+        /// efidisk0 as the plan read it; `None` for the disk this plan's create makes, which
+        /// is enrolled only when Proxmox did not mark it 2023k at creation.
+        from: Option<String>,
+        /// Its `ms-cert` marker (`None`: unset, the 2011 certificates).
+        marker: Option<String>,
+        /// The VM runs: Proxmox keeps the change pending and enrolls when the restart after
+        /// this step stops the VM.
+        staged: bool,
     },
     /// Shut down and start: hostpci and other non-hotpluggable changes apply only then.
     Restart {
@@ -283,6 +299,7 @@ fn walk(kind: &VmStepKind, w: &Walk, earlier: &[VmStep], out: &mut Draft) -> Vec
         K::CreateVm {} => config::create(w, out),
         K::SetConfig {} => config::reconcile(w, out),
         K::ResizeDisk {} => disk::resize(w, out),
+        K::EnrollEfiCerts {} => efi::enroll(w, earlier, out),
         K::Restart {} => restart::restart(w, earlier, out),
         K::Start {} => restart::start(w),
     };

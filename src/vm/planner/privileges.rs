@@ -185,6 +185,12 @@ fn needs(steps: &[VmStep], vmid: Option<u32>, spec: &VmSpec) -> Vec<Need> {
                 any_of: &["VM.Config.Disk"],
                 why: format!("to grow {disk}"),
             }),
+            // `$check_drive_perms` for the efidisk0 update; the volume is the VM's own.
+            VmStep::EnrollEfiCerts { .. } => out.push(Need {
+                path: vm.clone(),
+                any_of: &["VM.Config.Disk"],
+                why: "to enroll the 2023 Microsoft UEFI CA into efidisk0".into(),
+            }),
             VmStep::Restart { .. } => power(&mut out, "to restart the VM"),
             VmStep::Start => power(&mut out, "to start the VM"),
         }
@@ -278,11 +284,7 @@ mod tests {
             ],
             digest: "d".into(),
         }];
-        let spec: VmSpec = toml::from_str(
-            "name = \"x\"\nmemory_mib = 1024\ncores = 1\n[disk]\nstorage = \"s\"\nsize_gb = 8\n",
-        )
-        .unwrap();
-        let got: Vec<(String, String)> = needs(&steps, Some(201), &spec)
+        let got: Vec<(String, String)> = needs(&steps, Some(201), &small_spec())
             .into_iter()
             .map(|n| (n.path, n.any_of.join("|")))
             .collect();
@@ -298,5 +300,25 @@ mod tests {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect();
         assert_eq!(got, want);
+    }
+
+    fn small_spec() -> VmSpec {
+        toml::from_str(
+            "name = \"x\"\nmemory_mib = 1024\ncores = 1\n[disk]\nstorage = \"s\"\nsize_gb = 8\n",
+        )
+        .unwrap()
+    }
+
+    /// The config update of the disk; the volume is the VM's own, so no storage privilege.
+    #[test]
+    fn an_efi_enrollment_needs_the_disk_privilege() {
+        let steps = [VmStep::EnrollEfiCerts {
+            from: Some("s:vm-201-disk-1,efitype=4m,pre-enrolled-keys=1".into()),
+            marker: None,
+            staged: false,
+        }];
+        let got = needs(&steps, Some(201), &small_spec());
+        let got: Vec<(&str, &[&str])> = got.iter().map(|n| (n.path.as_str(), n.any_of)).collect();
+        assert_eq!(got, [("/vms/201", &["VM.Config.Disk"][..])]);
     }
 }

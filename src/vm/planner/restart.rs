@@ -1,6 +1,7 @@
 //! What a running VM needs for the changes to take effect: a stop and start for the keys
 //! hotplug does not cover, including ones already pending.
 
+use super::super::state::VmConfig;
 use super::keys::numbered;
 use super::{Draft, KeyChange, Vm, VmStep, Walk};
 use std::collections::BTreeSet;
@@ -28,20 +29,13 @@ pub(super) fn disruptive(key: &str) -> bool {
 }
 
 /// A stop and start when a running VM gets disruptive changes: the ones the config step
-/// before it planned, or ones already pending.
+/// before it planned, ones already pending, or an EFI certificate enrollment.
 pub(super) fn restart(w: &Walk, earlier: &[VmStep], out: &mut Draft) -> Option<VmStep> {
     let Vm::Existing(cur) = w.vm else { return None };
     if !w.running {
         return None;
     }
-    let changes: &[KeyChange] = earlier
-        .iter()
-        .find_map(|s| match s {
-            VmStep::SetConfig { changes, .. } => Some(changes.as_slice()),
-            _ => None,
-        })
-        .unwrap_or_default();
-    if changes.iter().any(|c| {
+    if config_changes(earlier).iter().any(|c| {
         c.key.starts_with("ci")
             || c.key == "ipconfig0"
             || c.key == "sshkeys"
@@ -49,15 +43,40 @@ pub(super) fn restart(w: &Walk, earlier: &[VmStep], out: &mut Draft) -> Option<V
     }) {
         out.note("cloud-init settings change for the next boot of the guest; a running guest keeps its current ones".into());
     }
-    let keys: Vec<String> = changes
+    let mut keys = restart_keys(cur, earlier);
+    // Proxmox enrolls a staged certificate marker when the VM stops (qemu-server
+    // `vm_stop_cleanup` applies pending changes).
+    if earlier
+        .iter()
+        .any(|s| matches!(s, VmStep::EnrollEfiCerts { .. }))
+        && !keys.iter().any(|k| k == "efidisk0")
+    {
+        keys.push("efidisk0".into());
+    }
+    (!keys.is_empty()).then_some(VmStep::Restart { keys })
+}
+
+fn config_changes(earlier: &[VmStep]) -> &[KeyChange] {
+    earlier
+        .iter()
+        .find_map(|s| match s {
+            VmStep::SetConfig { changes, .. } => Some(changes.as_slice()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The keys a running VM needs a stop and start for: the disruptive ones the config step
+/// planned and the ones already pending.
+pub(super) fn restart_keys(cur: &VmConfig, earlier: &[VmStep]) -> Vec<String> {
+    config_changes(earlier)
         .iter()
         .filter(|c| c.disruptive)
         .map(|c| c.key.clone())
         .chain(cur.pending.iter().filter(|k| disruptive(k)).cloned())
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .collect();
-    (!keys.is_empty()).then_some(VmStep::Restart { keys })
+        .collect()
 }
 
 /// A VM that is not running is started, a new one or a stopped one.

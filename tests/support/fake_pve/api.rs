@@ -4,7 +4,7 @@ use super::perms::{self, require, require_any};
 use super::schema::{Params, scalar_text, split_list};
 use super::state::{
     Effect, FakeCluster, PciMapping, Principal, Ticket, Vm, apply_config, parse_property_string,
-    sha1_hex,
+    print_drive, sha1_hex,
 };
 use super::{ApiError, ApiResult, parse_upid};
 use serde_json::{Value, json};
@@ -716,6 +716,7 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
     }
     let storages = st.nodes[&node].storages.clone();
     let mut disk_n = 0;
+    let mut efivars_2023 = false;
     let mut boot = Vec::new();
     for (k, v) in conf.iter_mut() {
         let is_disk = ["scsi", "virtio", "sata", "ide", "efidisk", "tpmstate"]
@@ -758,6 +759,9 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
                     }
                     *v = nv;
                     disk_n += 1;
+                    if k == "efidisk0" {
+                        efivars_2023 = efi_created(v, st.efi_template_2023);
+                    }
                 }
             }
             if !k.starts_with("efidisk") && !k.starts_with("tpmstate") {
@@ -802,6 +806,7 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
             node: node.clone(),
             config: conf,
             lock: Some("create".into()),
+            efivars_2023,
             ..Vm::default()
         },
     );
@@ -830,6 +835,24 @@ fn create_vm(st: &mut FakeCluster, who: &Principal, p: &Params) -> ApiResult {
         }
     }
     Ok(json!(upid))
+}
+
+/// qemu-server 9.2.6 `src/PVE/QemuServer/OVMF.pm` `create_efidisk` (L190-208): the vars come
+/// from the `-ms` template only for `efitype=4m` with `pre-enrolled-keys` (`get_ovmf_files`),
+/// and "if ($efidisk->{'pre-enrolled-keys'} && is_ms_2023_cert_enrolled($ovmf_vars)) {
+/// $efidisk->{'ms-cert'} = '2023k'; }"; a marker the caller passed is kept otherwise,
+/// whatever the vars hold. Whether the new disk holds the 2023 certificates.
+fn efi_created(value: &mut String, template_2023: bool) -> bool {
+    let o = parse_property_string(value, "file");
+    let holds = template_2023
+        && o.get("efitype").is_some_and(|t| t == "4m")
+        && o.get("pre-enrolled-keys").is_some_and(|p| p == "1");
+    if holds {
+        let mut o = o;
+        o.insert("ms-cert".into(), "2023k".into());
+        *value = print_drive(&o);
+    }
+    holds
 }
 
 fn update_config(

@@ -93,6 +93,9 @@ pub struct Vm {
     pub lock: Option<String>,
     /// The guest agent does not answer its ping (an image without qemu-guest-agent).
     pub agent_down: bool,
+    /// What the EFI disk's vars really hold: the 2023 Microsoft certificates, which the
+    /// `ms-cert` marker only reports ("Informational marker", qemu-server `Drive.pm`).
+    pub efivars_2023: bool,
 }
 
 impl Vm {
@@ -132,11 +135,63 @@ impl Vm {
         c
     }
 
+    /// `vmconfig_apply_pending`: a pending efidisk0 goes through `OVMF::drive_change`
+    /// first, which enrolls the 2023 certificates when the marker changed to a 2023 value.
     pub fn apply_pending(&mut self) {
+        if let (Some(old), Some(new)) = (
+            self.config.get("efidisk0").cloned(),
+            self.pending.get("efidisk0").cloned(),
+        ) {
+            let new = self.efi_drive_change(&old, &new);
+            self.pending.insert("efidisk0".into(), new);
+        }
         self.config = self.merged();
         self.pending.clear();
         self.pending_delete.clear();
     }
+
+    /// qemu-server 9.2.6 `src/PVE/QemuServer/OVMF.pm` `drive_change` (L361-378): on the
+    /// same volume, a marker "newly changed to 2023" is cleared and
+    /// `ensure_ms_2023_cert_enrolled` runs, which enrolls (virt-fw-vars) and sets
+    /// `ms-cert=2023k` only with `pre-enrolled-keys` (L303-359); without them the marker
+    /// stays cleared. "Note that changing away from ms-cert=2023 is allowed too, the marker
+    /// is not the source of truth." The new value, as `print_drive` then writes it.
+    pub fn efi_drive_change(&mut self, old: &str, new: &str) -> String {
+        let (o, n) = (
+            parse_property_string(old, "file"),
+            parse_property_string(new, "file"),
+        );
+        let marker = n.get("ms-cert").cloned();
+        let newly_2023 = o.get("file") == n.get("file")
+            && o.get("ms-cert") != n.get("ms-cert")
+            && marker.as_deref().is_some_and(|m| m.starts_with("2023"));
+        if !newly_2023 {
+            return print_drive(&n);
+        }
+        let mut n = n;
+        n.remove("ms-cert");
+        if n.get("pre-enrolled-keys")
+            .is_some_and(|v| v == "1" || v == "on")
+        {
+            self.efivars_2023 = true;
+            n.insert("ms-cert".into(), "2023k".into());
+        }
+        print_drive(&n)
+    }
+}
+
+/// qemu-server `print_drive` through pve-common `print_property_string` (pve-common
+/// `src/PVE/JSONSchema.pm` L2779-2880): the volume first, then every option sorted by key.
+pub fn print_drive(opts: &BTreeMap<String, String>) -> String {
+    let file = opts.get("file").cloned().unwrap_or_default();
+    std::iter::once(file)
+        .chain(
+            opts.iter()
+                .filter(|(k, _)| *k != "file")
+                .map(|(k, v)| format!("{k}={v}")),
+        )
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// What happens when a task finishes successfully.
@@ -252,6 +307,10 @@ pub struct FakeCluster {
     pub fail_next_task: Option<String>,
     /// No VM's guest agent answers (images without qemu-guest-agent).
     pub agents_down: bool,
+    /// The node's pve-edk2-firmware ships EFI vars templates that already hold the 2023
+    /// Microsoft certificates (4.2025.05-1 or later, pve-docs `qm.adoc`): a new EFI disk
+    /// with pre-enrolled keys gets them and `ms-cert=2023k` at creation.
+    pub efi_template_2023: bool,
     /// Someone else creates this VM just before the next create request is handled.
     pub taken_before_create: Option<(u32, Vm)>,
     pub ssl_fingerprint: String,
@@ -372,6 +431,7 @@ impl FakeCluster {
             task_polls: 2,
             fail_next_task: None,
             agents_down: false,
+            efi_template_2023: true,
             taken_before_create: None,
             ssl_fingerprint: String::new(),
             next_pid: 0x0012_ABCD,
@@ -502,9 +562,13 @@ impl FakeCluster {
                 log.push(format!("Image resized to {size}"));
                 Ok(())
             }
+            // `_do_vm_stop` ends in `vm_stop_cleanup(..., $apply_pending_changes = 1, ...)`
+            // (qemu-server 9.2.6 `src/PVE/QemuServer.pm` L6298, L6329): pending changes,
+            // an EFI certificate enrollment among them, are applied once the VM is down.
             Effect::Stop { vmid } => {
                 let vm = self.vms.get_mut(&vmid).ok_or("VM vanished")?;
                 vm.running = false;
+                vm.apply_pending();
                 Ok(())
             }
             Effect::Config {
@@ -635,6 +699,13 @@ pub fn apply_config(
             } else {
                 vm.pending.insert(k.clone(), v.clone());
             }
+        } else if k == "efidisk0"
+            && let Some(old) = vm.config.get(k).cloned()
+        {
+            // a stopped VM's update is applied at once (`$update_vm_api` calls
+            // `vmconfig_apply_pending`), efidisk0 through `drive_change`
+            let v = vm.efi_drive_change(&old, v);
+            vm.config.insert(k.clone(), v);
         } else {
             vm.config.insert(k.clone(), v.clone());
         }
