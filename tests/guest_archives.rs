@@ -149,13 +149,18 @@ fn installs(p: &GuestPlan) -> Vec<String> {
             Action::Run { command } => command.split_once("apt-get install -y "),
             _ => None,
         })
-        .flat_map(|(_, pkgs)| pkgs.split_whitespace().map(str::to_string))
+        // the install ends at the next command (`&& apt-mark hold ...`)
+        .map(|(_, rest)| rest.split("&&").next().unwrap_or(rest))
+        .flat_map(|pkgs| pkgs.split_whitespace().map(str::to_string))
         .collect()
 }
 
 /// Packages that come from NVIDIA's repositories, not the distribution's.
 fn from_nvidia(package: &str) -> bool {
-    package.starts_with("cuda-toolkit-") || package.starts_with("nvidia-container-toolkit")
+    // a pinned toolkit release is `package=version`, all four packages NVIDIA's
+    package.starts_with("cuda-toolkit-")
+        || package.starts_with("nvidia-container-toolkit")
+        || package.starts_with("libnvidia-container")
 }
 
 /// `Inst NAME (VERSION ...)` lines of a simulated install.

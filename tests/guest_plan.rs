@@ -673,7 +673,8 @@ fn every_package_a_plan_installs_is_one_the_probe_reads_back() {
                 installed.extend(
                     args.split_whitespace()
                         .filter(|a| !a.starts_with('-'))
-                        .map(str::to_string),
+                        // `package=version`: a pinned release is still that package
+                        .map(|a| a.split('=').next().unwrap_or(a).to_string()),
                 );
             }
         }
@@ -696,4 +697,117 @@ fn every_package_a_plan_installs_is_one_the_probe_reads_back() {
         unread.is_empty(),
         "installed by a plan but never read back by the probe: {unread:?} (patterns {patterns:?})"
     );
+}
+
+/// The toolkit step of a plan: its command and reason.
+fn toolkit_step(p: &GuestPlan) -> Option<(String, String)> {
+    p.changes
+        .iter()
+        .find(|c| c.step == "container-toolkit")
+        .map(|c| match &c.action {
+            Action::Run { command } => (command.clone(), c.reason.clone()),
+            other => panic!("{other:?}"),
+        })
+}
+
+/// NVIDIA's issue #1967: CUDA fails to initialise in containers from toolkit 1.19.1 on
+/// ("works on 1.19.0"), and no fixed release is known, so the repository's newest release is
+/// not installed: 1.19.0-1, all four packages, held.
+#[test]
+fn a_fresh_guest_gets_the_toolkit_pinned_below_the_unfixed_regression() {
+    let p = plan_for(SEED_SPEC, &fresh());
+    let (command, reason) = toolkit_step(&p).expect("the toolkit is installed");
+    assert_eq!(
+        command,
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y nvidia-container-toolkit=1.19.0-1 nvidia-container-toolkit-base=1.19.0-1 libnvidia-container-tools=1.19.0-1 libnvidia-container1=1.19.0-1 && apt-mark hold nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1"
+    );
+    assert!(reason.contains("1.19.0-1 is pinned and held"), "{reason}");
+    let text = p.render_text();
+    assert!(
+        text.contains("pvegpu installs NVIDIA Container Toolkit 1.19.0-1 and holds it: the repository's newest release falls in ctk-1.19.1-cuinit"),
+        "{text}"
+    );
+    // 1.19.0 itself has the 1.18 change of default, a warning for Docker
+    assert!(
+        p.notes.iter().any(|n| n.starts_with(
+            "known issue: the pinned NVIDIA Container Toolkit 1.19.0-1 has a known issue"
+        ) && n.contains("ctk-1.18-jit-cdi-default")),
+        "{:?}",
+        p.notes
+    );
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+}
+
+#[test]
+fn an_installed_toolkit_1_19_1_is_refused_with_the_pin_as_remedy() {
+    let text = converged().replace(
+        "ii  nvidia-container-toolkit 1.17.8-1\nii  nvidia-container-toolkit-base 1.17.8-1\n",
+        "ii  nvidia-container-toolkit 1.19.1-1\nii  nvidia-container-toolkit-base 1.19.1-1\n",
+    );
+    let p = plan_for(SEED_SPEC, &text);
+    assert!(p.changes.is_empty(), "a refused plan changes nothing");
+    let r = p
+        .refusals
+        .iter()
+        .find(|r| r.reason.contains("ctk-1.19.1-cuinit"))
+        .unwrap_or_else(|| panic!("{:?}", p.refusals));
+    assert!(
+        r.reason
+            .starts_with("the installed NVIDIA Container Toolkit 1.19.1-1 is known bad"),
+        "{}",
+        r.reason
+    );
+    for (text, needle) in [
+        (&r.reason, "CUDA_ERROR_UNKNOWN"),
+        (
+            &r.hint,
+            "apt-get install -y --allow-downgrades nvidia-container-toolkit=1.19.0-1",
+        ),
+        (&r.hint, "apt-mark hold nvidia-container-toolkit"),
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    insta::assert_snapshot!(p.render_text());
+}
+
+/// The release the plan pinned, installed: held, nothing more; unheld, it is held again.
+#[test]
+fn the_pinned_toolkit_stays_held() {
+    let at_pin = converged().replace("1.17.8-1", "1.19.0-1");
+    let unheld = plan_for(SEED_SPEC, &at_pin);
+    let (command, _) = toolkit_step(&unheld).expect("the hold is planned");
+    assert_eq!(
+        command,
+        "apt-mark hold nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1"
+    );
+    let holds = "libcuda1\nlibnvidia-ml1\nnvidia-driver\nnvidia-kernel-dkms\nnvidia-container-toolkit\nnvidia-container-toolkit-base\nlibnvidia-container-tools\nlibnvidia-container1\n";
+    let held = set_section(&at_pin, "apt-holds", holds);
+    assert!(toolkit_step(&plan_for(SEED_SPEC, &held)).is_none());
+    // an older release that is not known bad is left as it is
+    assert!(toolkit_step(&plan_for(SEED_SPEC, &converged())).is_none());
+}
+
+/// Toolkit 1.17.0 broke CDI devices for Podman (fixed in 1.17.1, NVIDIA's maintainer in
+/// cncf-tags/container-device-interface#239); with Docker that entry does not apply, but
+/// 1.17.0's IMEX regression of the nvidia runtime does.
+#[test]
+fn toolkit_1_17_0_is_refused_for_the_runtime_it_breaks() {
+    let text = converged().replace("1.17.8-1", "1.17.0-1");
+    let docker = plan_for(SEED_SPEC, &text);
+    let ids: Vec<&str> = ["ctk-1.17.0-cdi-podman", "ctk-1.17.0-imex-legacy"]
+        .into_iter()
+        .filter(|id| docker.refusals.iter().any(|r| r.reason.contains(id)))
+        .collect();
+    assert_eq!(ids, ["ctk-1.17.0-imex-legacy"]);
+    let podman_spec = SEED_SPEC.replace("runtime = \"docker\"", "runtime = \"podman\"");
+    let podman = set_section(&text, "podman", "podman version 4.3.1\n");
+    let p = plan_for(&podman_spec, &podman);
+    assert!(
+        p.refusals
+            .iter()
+            .any(|r| r.reason.contains("ctk-1.17.0-cdi-podman")),
+        "{:?}",
+        p.refusals
+    );
+    assert!(!p.refusals.iter().any(|r| r.reason.contains("imex")));
 }

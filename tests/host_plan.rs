@@ -400,3 +400,85 @@ fn rollback_of_a_converged_node_takes_out_what_pvegpu_wrote() {
     // nothing of pvegpu's on the fresh node: nothing to undo
     assert!(pvegpu::host::rollback::plan("osm45", &facts(&text), false).is_empty());
 }
+
+/// The AMD host with Proxmox's 6.8.12-29-pve installed and booting next: that build merges
+/// IOMMU groups on AMD hosts (pve-kernel's changelog: "fix IOMMU regression" in 6.8.12-30).
+#[test]
+fn amd_host_whose_next_kernel_is_known_bad_for_passthrough_is_refused_with_a_pin() {
+    let inv = read("facts/amd-grub.toml");
+    let kernels =
+        "6.8.12-8-pve vmlinuz=yes initrd=1735000000\n6.8.12-29-pve vmlinuz=yes initrd=1800000000\n";
+    let text = set_section(&read("facts/amd-grub.facts"), "kernels", kernels);
+    let p = plan_for(&inv, "amdhost", &text);
+    assert!(p.changes.is_empty(), "a refused plan changes nothing");
+    let r = p
+        .refusals
+        .iter()
+        .find(|r| r.reason.contains("pve-6.8-acs-iommu-groups"))
+        .unwrap_or_else(|| panic!("{:?}", p.refusals));
+    // the running 6.8.12-8 is in the range too, but its groups are in the facts the verdict
+    // judged: it is the kernel to pin
+    for (text, needle) in [
+        (&r.reason, "default-boot kernel 6.8.12-29-pve"),
+        (&r.hint, "proxmox-boot-tool kernel pin 6.8.12-8-pve"),
+        (&r.hint, "install 6.8.12-30-pve or later"),
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    insta::assert_snapshot!(p.render_text());
+
+    // pinned to the running kernel, the plan goes ahead and only notes it
+    let pinned = add_section(
+        &text,
+        "proxmox-boot-tool-kernels",
+        "Manually selected kernels:\nNone.\n\nAutomatically selected kernels:\n6.8.12-8-pve\n6.8.12-29-pve\n\nPinned kernel:\n6.8.12-8-pve\n",
+    );
+    let p = plan_for(&inv, "amdhost", &pinned);
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("known bad: the running kernel 6.8.12-8-pve may have")),
+        "{:?}",
+        p.notes
+    );
+}
+
+/// The same regression on the kernel the node runs and boots: the merged groups would be in
+/// the facts, so the verdict decides and the plan notes the kernel, in text and JSON.
+#[test]
+fn a_known_bad_running_kernel_whose_breakage_shows_in_the_facts_is_a_note() {
+    let inv = read("facts/amd-grub.toml");
+    let text = read("facts/amd-grub.facts").replace("6.8.12-8-pve", "6.8.12-29-pve");
+    let p = plan_for(&inv, "amdhost", &text);
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    let note = p
+        .notes
+        .iter()
+        .find(|n| n.contains("pve-6.8-acs-iommu-groups"))
+        .unwrap_or_else(|| panic!("{:?}", p.notes));
+    assert!(note.contains("fixed in 6.8.12-30"), "{note}");
+    assert!(p.render_text().contains(&format!("note: {note}")));
+    let json = serde_json::to_value(&p).unwrap();
+    assert!(
+        json["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == note.as_str())
+    );
+}
+
+/// An Intel host with NVIDIA cards: the AMD-only regressions do not concern it.
+#[test]
+fn known_bad_entries_for_other_hardware_stay_out_of_the_plan() {
+    let text = read("facts/osm45.facts");
+    let on_29 = text.replace("6.8.12-10-pve", "6.8.12-29-pve");
+    let p = plan_for(OSM45, "osm45", &on_29);
+    assert!(p.refusals.is_empty(), "{:?}", p.refusals);
+    assert!(
+        !p.notes.iter().any(|n| n.starts_with("known bad")),
+        "{:?}",
+        p.notes
+    );
+}

@@ -16,6 +16,7 @@ pub mod cuda;
 pub mod distro;
 pub mod driver;
 pub mod gpu;
+pub mod known_bad;
 pub mod onnx;
 pub mod questions;
 pub mod reason;

@@ -1,6 +1,7 @@
 //! The container side: the runtime asked for, NVIDIA's container toolkit, the nvidia runtime
 //! in Docker, and the CDI spec Podman resolves the GPUs from.
 
+use super::known_bad::{TOOLKIT_PACKAGES, hold_command, pinned};
 use super::{APT_INSTALL, Walk};
 use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
@@ -37,15 +38,28 @@ pub(super) fn runtime(step: &GuestStep, w: &Walk) -> Option<Change> {
 }
 
 pub(super) fn toolkit(step: &GuestStep, w: &Walk) -> Option<Change> {
-    w.facts
-        .installed("nvidia-container-toolkit")
-        .is_none()
-        .then(|| {
-            step.run(
-                "nvidia-container-toolkit not installed",
-                format!("{APT_INSTALL} nvidia-container-toolkit"),
-            )
-        })
+    let installed = w.facts.installed(TOOLKIT_PACKAGES[0]);
+    match (installed, &w.d.toolkit_pin) {
+        (None, None) => Some(step.run(
+            "nvidia-container-toolkit not installed",
+            format!("{APT_INSTALL} nvidia-container-toolkit"),
+        )),
+        (None, Some(pin)) => Some(step.run(
+            format!("nvidia-container-toolkit not installed; {pin} is pinned and held, newer releases are known bad"),
+            format!("{APT_INSTALL} {} && {}", pinned(pin), hold_command()),
+        )),
+        // the pinned release stays held, so an upgrade cannot bring a known-bad one in
+        (Some(p), Some(pin))
+            if p.version == *pin
+                && !TOOLKIT_PACKAGES.iter().all(|n| w.facts.holds.contains(*n)) =>
+        {
+            Some(step.run(
+                format!("nvidia-container-toolkit {pin} is not held; newer releases are known bad"),
+                hold_command(),
+            ))
+        }
+        _ => None,
+    }
 }
 
 pub(super) fn docker_runtime(step: &GuestStep, w: &Walk) -> Option<Change> {

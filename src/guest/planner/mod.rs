@@ -10,12 +10,13 @@
 //! `refusals` derives compat's choices and refuses what cannot be converged; one module per
 //! concern plans its steps: `repositories` (sources and keyrings), `kernel` (headers, nouveau,
 //! initramfs), `driver` (driver, hold, DKMS), `cuda`, `containers` (runtime, toolkit, CDI),
-//! `triton` and `reboot`.
+//! `triton` and `reboot`; `known_bad` checks the container toolkit release.
 
 mod containers;
 mod cuda;
 mod driver;
 mod kernel;
+mod known_bad;
 mod reboot;
 mod refusals;
 mod repositories;
@@ -102,6 +103,9 @@ struct Desired<'a> {
     /// Driver packages held against partial upgrades (the firmware is not part of NVML).
     hold: Vec<String>,
     cuda_package: Option<String>,
+    /// The container toolkit release to install and hold (None: the repository's newest),
+    /// while a known-bad release has no fix.
+    toolkit_pin: Option<String>,
     triton: Option<TritonChoice>,
     nouveau_has_device: bool,
     /// The loaded driver answers nvidia-smi and nothing in this plan replaces it: GPU UUIDs

@@ -1,8 +1,9 @@
 //! What the planner derives before walking the steps: compat's choices for this guest, and
 //! every reason to refuse it (an unsupported distribution, no GPU, no driver package, a
-//! foreign driver, Secure Boot without a signing key, and the CUDA and Triton refusals).
+//! foreign driver, Secure Boot without a signing key, a known-bad container toolkit, and the
+//! CUDA and Triton refusals).
 
-use super::{Desired, GuestPlan, cuda, driver, reboot, refusal, triton};
+use super::{Desired, GuestPlan, cuda, driver, known_bad, reboot, refusal, triton};
 use crate::compat::Distro;
 use crate::compat::{Request, recommend, tables};
 use crate::guest::facts::GuestFacts;
@@ -65,6 +66,7 @@ pub(super) fn derive<'a>(
 
     secure_boot_refusals(facts, distro, !driver.missing.is_empty(), plan);
     podman_refusal(spec, facts, distro, plan);
+    let toolkit_pin = known_bad::toolkit(spec, facts, plan);
 
     let triton = triton::choice(spec, facts, &rec, driver_ready, plan);
 
@@ -76,6 +78,7 @@ pub(super) fn derive<'a>(
         driver_missing: driver.missing,
         hold: driver.hold,
         cuda_package,
+        toolkit_pin,
         triton,
         nouveau_has_device,
         driver_ready,

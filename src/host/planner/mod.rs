@@ -8,12 +8,14 @@
 //! state, it refuses and names the file and line.
 //!
 //! `binding` decides how the targets reach vfio-pci, `files` writes pvegpu's files and block,
-//! `cmdline` the kernel parameters, `boot` the initramfs, boot loader and reboot.
+//! `cmdline` the kernel parameters, `boot` the initramfs, boot loader and reboot;
+//! `known_bad` refuses or notes a known-bad running or default-boot kernel.
 
 mod binding;
 mod boot;
 mod cmdline;
 mod files;
+mod known_bad;
 
 pub(crate) use files::strip_block;
 
@@ -151,6 +153,7 @@ fn problems(
     if node.host.allow_unsafe_interrupts && verdict::interrupt_remapping(facts) != State::On {
         notes.push("interrupt remapping is not confirmed; the inventory accepts allow_unsafe_interrupts, so a guest could inject interrupts into the host".into());
     }
+    known_bad::kernels(facts, &targets, &mut refusals, &mut notes);
     if targets.is_empty() && node.gpus.is_empty() {
         notes.push(format!(
             "the inventory lists no gpus for {node_name}; nothing to pass through"
