@@ -11,7 +11,7 @@ use pvegpu::compat::onnx::Limit;
 use pvegpu::compat::triton::{BackendChoice, DriverFit};
 use pvegpu::compat::{
     Backend, CompatError, Distro, Recommendation, Request, compat_command, model_fits, recommend,
-    tables,
+    recommend_at, tables,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -159,16 +159,20 @@ fn h100() {
     );
     assert_eq!((r.window.first, r.window.last), (520, None));
     assert!(
-        matches!(&r.driver.source, DriverSource::Distro { package, .. } if package == "nvidia-driver-580")
+        matches!(&r.driver.source, DriverSource::Distro { package, .. } if package == "nvidia-driver-595")
     );
     assert_eq!(r.kernel_module.flavour, Flavour::Open);
     assert!(!r.kernel_module.required);
     assert_eq!(r.cuda.oldest.as_ref().unwrap().to_string(), "11.8.0");
-    // R580 runs CUDA 13.0 natively: 25.11 (13.0.2); 26.07 (13.3) only through MVC.
+    // noble-updates' R595 (595.84) runs CUDA 13.2 natively: 26.05 (13.2.1); 26.07 (13.3.1)
+    // only through MVC.
     assert_eq!(
         triton(&r, Backend::Onnx),
-        (Some("25.11"), Some(&DriverFit::Native), Some("26.07"))
+        (Some("26.05"), Some(&DriverFit::Native), Some("26.07"))
     );
+    // R595 is a production branch, supported until March 2027.
+    assert_eq!(r.lifecycle[0].eol.as_deref(), Some("2027-03"));
+    assert!(!r.lifecycle[0].past_eol);
     // On Debian 12's 535, a data-center card may use forward compatibility.
     let r = rec(&["NVIDIA H100 PCIe"], Distro::Debian12, None).unwrap();
     assert_eq!(r.driver.branch, 535);
@@ -329,6 +333,56 @@ fn json_output_carries_the_choices_and_the_cited_reasons() {
         assert!(reason["inferred"].is_boolean());
         assert!(reason["source"].is_array());
     }
+    // Every answer says how old its facts are, and Debian 12's 535 is past its end of life
+    // (June 2026) whatever today is: the snapshot is later.
+    assert_eq!(v["snapshot"], tables().snapshot.as_str());
+    assert_eq!(v["lifecycle"][0]["branch"], 535);
+    assert_eq!(v["lifecycle"][0]["eol"], "2026-06");
+    assert_eq!(v["lifecycle"][0]["past_eol"], true);
+    assert_eq!(v["lifecycle"][0]["instead"], 580);
+    let text = compat_command(&strings(&["10de:1b80"]), "debian-12", None, &[], false).unwrap();
+    assert!(
+        text.starts_with(&format!("Data snapshot {}", tables().snapshot)),
+        "{text}"
+    );
+}
+
+fn lifecycle_is_judged_at_the_later_of_the_snapshot_and_today() {
+    let req = Request {
+        gpus: strings(&["10de:1b80"]),
+        distro: Distro::Ubuntu2204,
+        driver: Some("535.309.01".parse().unwrap()),
+        backends: vec![],
+    };
+    // Ubuntu 22.04 packages R580 for a GTX 1080; the installed 535 is past its end of life.
+    let r = recommend(tables(), &req).unwrap();
+    assert_eq!(r.driver.branch, 580);
+    let l: Vec<(&str, u32, bool, Option<u32>)> = r
+        .lifecycle
+        .iter()
+        .map(|l| (l.role, l.branch, l.past_eol, l.instead))
+        .collect();
+    assert_eq!(
+        l,
+        [
+            ("recommended", 580, false, None),
+            ("installed", 535, true, Some(580))
+        ]
+    );
+    assert_eq!(r.lifecycle[0].as_of, tables().snapshot);
+    // A clock behind the snapshot does not move the day back.
+    let r = recommend_at(tables(), &req, Some("2020-01-01")).unwrap();
+    assert_eq!(r.lifecycle[0].as_of, tables().snapshot);
+    // After R580's end (June 2028) nothing in Pascal's window is supported: said, not hidden.
+    let r = recommend_at(tables(), &req, Some("2028-07-01")).unwrap();
+    assert!(r.lifecycle[0].past_eol && r.lifecycle[0].instead.is_none());
+    assert!(
+        r.reasons.iter().any(|x| x
+            .text
+            .contains("no branch of R470–R580 has a published end of life")),
+        "{:#?}",
+        r.reasons
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -362,6 +416,40 @@ fn num(v: &Value) -> Option<u32> {
     }
 }
 
+/// The records data/compat/corrections.json changes or adds, per file and table: their key
+/// values (`match`, or the key of `add`). Those records differ from the shared sources on
+/// purpose; tests/compat_sources.rs checks them against their quotes instead.
+fn corrected(file: &str, table: &str, key: &str) -> Vec<Value> {
+    entries_on(file, table, key, true)
+}
+
+/// The records any corrections.json entry names, spot checks included: they cite it too.
+fn cited(file: &str, table: &str, key: &str) -> Vec<Value> {
+    entries_on(file, table, key, false)
+}
+
+fn entries_on(file: &str, table: &str, key: &str, changes_only: bool) -> Vec<Value> {
+    let c: Value = serde_json::from_str(include_str!("../data/compat/corrections.json")).unwrap();
+    c["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["file"] == file && e["table"] == table)
+        .filter(|e| !changes_only || e.get("set").is_some() || e.get("add").is_some())
+        .filter_map(|e| {
+            e.get("match")
+                .map(|m| m[key].clone())
+                .or_else(|| e.get("add").map(|a| a[key].clone()))
+        })
+        .collect()
+}
+
+/// A corrected record keeps every shared citation, in order, before its own.
+fn keeps_sources(mine: &[String], shared: &Value, what: &str) {
+    let s = list(shared);
+    assert_eq!(&mine[..s.len().min(mine.len())], &s[..], "{what}");
+}
+
 fn tables_agree_with_the_shared_sources() {
     let dir = shared().expect("../shared/compat/gpus.json (the test is gated on it)");
     let t = tables();
@@ -380,12 +468,27 @@ fn tables_agree_with_the_shared_sources() {
             s["architecture"].as_str().unwrap(),
             "{id}"
         );
-        assert_eq!(
-            m.cc.map(|c| c.to_string()),
-            opt(&s["compute_capability"]),
-            "{id}"
-        );
-        assert_eq!(m.cc_basis, s["cc_basis"].as_str().unwrap(), "{id}");
+        // rules.json: a codename-inferred CC no chip-cc rule covers is unknown, not a guess.
+        let nulled = m.cc.is_none()
+            && !s["compute_capability"].is_null()
+            && list(&s["inferred"])
+                .iter()
+                .any(|i| i == "compute_capability");
+        if nulled {
+            assert!(m.cc_basis.starts_with("unknown"), "{id}");
+            assert!(
+                !m.inferred.iter().any(|i| i == "compute_capability"),
+                "{id}"
+            );
+        } else {
+            assert_eq!(
+                m.cc.map(|c| c.to_string()),
+                opt(&s["compute_capability"]),
+                "{id}"
+            );
+            assert_eq!(m.cc_basis, s["cc_basis"].as_str().unwrap(), "{id}");
+            assert_eq!(m.inferred, list(&s["inferred"]), "{id}");
+        }
         assert_eq!(
             m.cc_nvidia_list.map(|c| c.to_string()),
             opt(&s["compute_capability_nvidia_list"]),
@@ -407,8 +510,11 @@ fn tables_agree_with_the_shared_sources() {
             m.debian_open_listed,
             deb["open_kernel_module_listed"].as_bool().unwrap()
         );
-        assert_eq!(m.inferred, list(&s["inferred"]), "{id}");
-        assert_eq!(m.source, list(&s["source"]), "{id}");
+        if cited("gpus", "devices", "id").contains(&Value::from(id)) {
+            keeps_sources(&m.source, &s["source"], id);
+        } else {
+            assert_eq!(m.source, list(&s["source"]), "{id}");
+        }
     }
 
     let d = load(&dir, "drivers.json");
@@ -430,10 +536,23 @@ fn tables_agree_with_the_shared_sources() {
         assert_eq!(m.source, list(&s["source"]), "{name}");
     }
     let branches = d["branches"].as_array().unwrap();
-    assert_eq!(t.branches.len(), branches.len());
+    let fixed = corrected("drivers", "branches", "branch");
+    assert_eq!(
+        t.branches.len(),
+        branches.len() + 1,
+        "corrections.json adds R620"
+    );
     for (s, m) in branches.iter().zip(&t.branches) {
         let b = s["branch"].as_str().unwrap();
         assert_eq!(m.branch.to_string(), b);
+        if fixed.contains(&Value::from(m.branch)) {
+            keeps_sources(&m.source, &s["source"], b);
+            continue;
+        }
+        assert_eq!(
+            m.eol, None,
+            "R{b}: an end of life comes from corrections.json only"
+        );
         assert_eq!(m.max_cuda.raw, s["max_cuda"].as_str().unwrap(), "R{b}");
         let a: Vec<String> = m.archs.iter().map(|a| a.to_string()).collect();
         assert_eq!(a, list(&s["architectures"]), "R{b}");
@@ -443,8 +562,38 @@ fn tables_agree_with_the_shared_sources() {
         assert_eq!(m.source, list(&s["source"]), "R{b}");
     }
     let pkgs = d["distro_packages"].as_array().unwrap();
-    assert_eq!(t.distro_packages.len(), pkgs.len());
+    // Added packages follow the shared ones; corrected ones keep their place.
+    let c: Value = serde_json::from_str(include_str!("../data/compat/corrections.json")).unwrap();
+    let entries = c["entries"].as_array().unwrap();
+    let on_packages = |e: &&Value| e["file"] == "drivers" && e["table"] == "distro_packages";
+    let added = entries
+        .iter()
+        .filter(on_packages)
+        .filter(|e| e.get("add").is_some())
+        .count();
+    assert_eq!(t.distro_packages.len(), pkgs.len() + added);
+    let named = |changes_only: bool| -> Vec<&Value> {
+        entries
+            .iter()
+            .filter(on_packages)
+            .filter(|e| !changes_only || e.get("set").is_some())
+            .filter_map(|e| e.get("match"))
+            .collect()
+    };
+    let (fixed, checked) = (named(true), named(false));
+    let names = |list: &[&Value], s: &Value| {
+        list.iter().any(|f| {
+            f.as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| &s[k.as_str()] == v)
+        })
+    };
     for (s, m) in pkgs.iter().zip(&t.distro_packages) {
+        if names(&fixed, s) {
+            keeps_sources(&m.source, &s["source"], &m.package);
+            continue;
+        }
         for (mine, key) in [
             (&m.distro, "distro"),
             (&m.release, "release"),
@@ -457,7 +606,11 @@ fn tables_agree_with_the_shared_sources() {
         }
         assert_eq!(m.branch, num(&s["branch"]), "{}", m.package);
         assert_eq!(m.inferred, list(&s["inferred"]), "{}", m.package);
-        assert_eq!(m.source, list(&s["source"]), "{}", m.package);
+        if names(&checked, s) {
+            keeps_sources(&m.source, &s["source"], &m.package);
+        } else {
+            assert_eq!(m.source, list(&s["source"]), "{}", m.package);
+        }
     }
     let notes = d["distro_notes"].as_array().unwrap();
     assert_eq!(t.distro_notes.len(), notes.len());
@@ -469,7 +622,11 @@ fn tables_agree_with_the_shared_sources() {
 
     let c = load(&dir, "cuda.json");
     let versions = c["versions"].as_array().unwrap();
-    assert_eq!(t.cuda.len(), versions.len());
+    assert_eq!(
+        t.cuda.len(),
+        versions.len() + 1,
+        "corrections.json adds CUDA 13.5"
+    );
     for (s, m) in versions.iter().zip(&t.cuda) {
         let v = s["version"].as_str().unwrap();
         assert_eq!(m.version.raw, v);
@@ -492,10 +649,21 @@ fn tables_agree_with_the_shared_sources() {
 
     let tr = load(&dir, "triton.json");
     let releases = tr["releases"].as_array().unwrap();
-    assert_eq!(t.triton.len(), releases.len());
-    for (s, m) in releases.iter().zip(&t.triton) {
+    let mut fixed = corrected("triton", "releases", "release");
+    fixed.sort_by_key(Value::to_string);
+    fixed.dedup();
+    let added = fixed
+        .iter()
+        .filter(|r| !releases.iter().any(|s| &s["release"] == *r))
+        .count();
+    assert_eq!(t.triton.len(), releases.len() + added);
+    for s in releases {
         let r = s["release"].as_str().unwrap();
-        assert_eq!(m.release, r);
+        let m = t.triton_release(r).unwrap_or_else(|| panic!("{r} missing"));
+        if fixed.contains(&Value::from(r)) {
+            keeps_sources(&m.source, &s["source"], r);
+            continue;
+        }
         assert_eq!(m.cuda.raw, s["cuda_version"].as_str().unwrap(), "{r}");
         assert_eq!(
             m.driver_min.as_ref().map(|d| d.raw.clone()),
@@ -539,7 +707,11 @@ fn tables_agree_with_the_shared_sources() {
         );
         assert_eq!(m.conflicts, list(&s["conflicts"]), "{r}");
         assert_eq!(m.inferred, list(&s["inferred"]), "{r}");
-        assert_eq!(m.source, list(&s["source"]), "{r}");
+        if cited("triton", "releases", "release").contains(&Value::from(r)) {
+            keeps_sources(&m.source, &s["source"], r);
+        } else {
+            assert_eq!(m.source, list(&s["source"]), "{r}");
+        }
     }
 
     let o = load(&dir, "onnx.json");
@@ -622,6 +794,11 @@ fn main() {
             "json_output_carries_the_choices_and_the_cited_reasons",
             &[],
             json_output_carries_the_choices_and_the_cited_reasons,
+        )
+        .test(
+            "lifecycle_is_judged_at_the_later_of_the_snapshot_and_today",
+            &[],
+            lifecycle_is_judged_at_the_later_of_the_snapshot_and_today,
         )
         .test(
             "tables_agree_with_the_shared_sources",

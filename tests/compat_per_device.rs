@@ -181,7 +181,7 @@ fn where_no_list_of_the_whole_driver_decides_support_is_by_architecture_only() {
         .unwrap();
     assert!(
         why.text
-            .contains("R520, R525, R530, R545, R610, R615 support it by architecture only"),
+            .contains("R520, R525, R530, R545, R610, R615, R620 support it by architecture only"),
         "{}",
         why.text
     );

@@ -207,7 +207,7 @@ fn ubuntu_2404_h100_gets_the_open_module() {
     let cmds = commands(&p);
     assert!(
         cmds.iter()
-            .any(|c| c.ends_with("apt-get install -y nvidia-driver-580-open"))
+            .any(|c| c.ends_with("apt-get install -y nvidia-driver-595-open"))
     );
     assert!(
         cmds.iter()
@@ -682,7 +682,7 @@ fn every_package_a_plan_installs_is_one_the_probe_reads_back() {
     for must in [
         "nvidia-driver",
         "firmware-misc-nonfree",
-        "nvidia-driver-580-open",
+        "nvidia-driver-595-open",
         "docker.io",
         "podman",
         "nvidia-container-toolkit",

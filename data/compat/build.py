@@ -7,10 +7,20 @@ Usage:  python3 data/compat/build.py [SOURCE_DIR]
 The output is committed, so the repository builds without SOURCE_DIR; `cargo test --test
 compat` checks the committed tables against SOURCE_DIR whenever it exists.
 
+On top of SOURCE_DIR, two project-owned files beside this script are applied:
+
+* `corrections.json`: records corrected or added from primary sources, each with its
+  source, a verbatim quote and the day it was checked (its `snapshot` date is written into
+  every output header: the day the tables were last checked against their sources);
+* `rules.json`: the rules behind inferred values; a compute capability inferred from a chip
+  codename that no `chip-cc` chip covers is set to null (unknown), never kept as a guess.
+
+`data/compat/README.md` is the refresh procedure.
+
 Format (one file per domain, JSON, one record per line so diffs stay readable):
 
     {"schema": "pvegpu-compat/<domain>/1", "from": "<file> generated <date>",
-     "sources": ["<citation>", ...],
+     "snapshot": "<YYYY-MM-DD>", "sources": ["<citation>", ...],
      "<table>": [
        {... "inferred": [...], "source": [3, 7]},
        ...
@@ -68,9 +78,10 @@ def branch_num(s):
     return None if s is None else int(s)
 
 
-def write(path, schema, origin, sources, tables):
+def write(path, schema, origin, snapshot, sources, tables):
     """One record per line; the header and table names pretty-printed."""
     lines = ["{", f'  "schema": {json.dumps(schema)},', f'  "from": {json.dumps(origin)},']
+    lines.append(f'  "snapshot": {json.dumps(snapshot)},')
     lines.append('  "sources": [')
     lines.append(",\n".join("    " + json.dumps(s, ensure_ascii=False) for s in sources.items))
     lines.append("  ],")
@@ -142,6 +153,8 @@ def drivers(src):
             "max_cuda": b["max_cuda"],
             "archs": b["architectures"],
             "lifecycle": b["lifecycle"],
+            # End of life (YYYY-MM); set only from corrections.json, where a quote backs it.
+            "eol": None,
             "notes": b["notes"],
             "inferred": b["inferred"],
             "source": s.refs(b["source"]),
@@ -246,14 +259,105 @@ def onnx(src):
     return ("onnx.json", d["generated"], s, {"ort": ort, "onnx": py})
 
 
+# Key field of each table, for matching corrections and keeping tables sorted.
+KEYS = {
+    ("gpus", "devices"): "id",
+    ("drivers", "branches"): "branch",
+    ("drivers", "distro_packages"): None,
+    ("cuda", "versions"): "version",
+    ("triton", "releases"): "release",
+    ("onnx", "ort"): "version",
+    ("onnx", "onnx"): "version",
+}
+
+
+def sort_key(table, key):
+    """Versions sort numerically (13.10 after 13.9); other keys as they are."""
+
+    def k(rec):
+        v = rec[key]
+        if isinstance(v, str) and all(p.isdigit() for p in v.split(".")):
+            return tuple(int(p) for p in v.split("."))
+        return v
+
+    return k
+
+
+def apply_rules(domain, tables, rules):
+    """Null a codename-inferred compute capability whose chip no chip-cc rule covers."""
+    if domain != "gpus":
+        return
+    import re
+
+    chip_cc = next(r for r in rules if r["id"] == "chip-cc")
+    for g in tables["devices"]:
+        if "compute_capability" not in g["inferred"]:
+            continue
+        rule = next((c for c in chip_cc["chips"] if re.search(c["chip"], g["chip"] or "")), None)
+        if rule is not None and rule["cc"] == g["cc"]:
+            continue
+        g["cc"] = None
+        g["cc_basis"] = "unknown: no primary source gives this id's compute capability (codename inference not covered by rules.json chip-cc)"
+        g["inferred"] = [i for i in g["inferred"] if i != "compute_capability"]
+        g["inferred"].append("architecture (from chip codename only)")
+
+
+def apply_corrections(domain, tables, sources, entries):
+    """Apply corrections.json entries for one domain; every entry's source joins the record's."""
+    for e in entries:
+        if e["file"] != domain:
+            continue
+        table = tables[e["table"]]
+        key = KEYS[(domain, e["table"])]
+        if "add" in e:
+            rec = dict(e["add"])
+            match = {key: rec[key]} if key else {k: rec[k] for k in ("distro", "codename", "package", "suite")}
+            if any(all(r.get(k) == v for k, v in match.items()) for r in table):
+                sys.exit(f"error: corrections.json adds {match} to {domain}.{e['table']}, which already has it")
+            rec.setdefault("inferred", [])
+            rec["source"] = []
+            table.append(rec)
+            if key:
+                table.sort(key=sort_key(table, key))
+        else:
+            match = e["match"]
+        found = [r for r in table if all(r.get(k) == v for k, v in match.items())]
+        if len(found) != 1:
+            sys.exit(f"error: corrections.json entry {match} matches {len(found)} records of {domain}.{e['table']}")
+        rec = found[0]
+        for field, value in e.get("set", {}).items():
+            if field not in rec:
+                sys.exit(f"error: corrections.json sets unknown field {field} on {match}")
+            rec[field] = value
+        drop = e.get("drop_inferred", [])
+        rec["inferred"] = [i for i in rec["inferred"] if not any(i.startswith(d) for d in drop)]
+        rec["inferred"].extend(e.get("add_inferred", []))
+        cite = f"{e['source']} (checked {e['checked']})"
+        for i in sources.refs([cite]):
+            if i not in rec["source"]:
+                rec["source"].append(i)
+
+
 def main():
     src = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else REPO.parent / "shared" / "compat"
     if not (src / "gpus.json").is_file():
         sys.exit(f"error: {src} has no gpus.json; pass the shared compat folder as the argument")
+    corrections = json.loads((HERE / "corrections.json").read_text())
+    rules = json.loads((HERE / "rules.json").read_text())["rules"]
+    snapshot = corrections["snapshot"]
     for build in (gpus, drivers, cuda, triton, onnx):
         name, generated, sources, tables = build(src)
         domain = name.removesuffix(".json")
-        write(HERE / name, f"pvegpu-compat/{domain}/1", f"shared/compat/{name} generated {generated}", sources, tables)
+        apply_rules(domain, tables, rules)
+        apply_corrections(domain, tables, sources, corrections["entries"])
+        write(
+            HERE / name,
+            f"pvegpu-compat/{domain}/1",
+            f"shared/compat/{name} generated {generated}, with data/compat/corrections.json",
+            snapshot,
+            sources,
+            tables,
+        )
         counts = ", ".join(f"{k}: {len(v)}" for k, v in tables.items())
         print(f"data/compat/{name}: {counts}, {len(sources.items)} sources")
 

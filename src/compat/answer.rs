@@ -5,7 +5,7 @@ use super::CompatError;
 use super::questions::{
     self, Model, ModelAnswer, QuestionError, ReleaseCheck, ReleaseRange, check_release,
 };
-use super::recommend::{Recommendation, Request, recommend};
+use super::recommend::{Recommendation, Request, recommend_at};
 use super::render;
 use super::tables::Tables;
 use serde::Serialize;
@@ -24,6 +24,9 @@ pub struct Ask {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Answer {
+    /// The day pvegpu's tables were last checked against their sources (`YYYY-MM-DD`):
+    /// every answer says how old its facts are.
+    pub snapshot: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpus_from: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
@@ -36,14 +39,26 @@ pub struct Answer {
     pub models: Vec<ModelAnswer>,
 }
 
+/// The answer, with driver lifecycles judged at the tables' snapshot date.
 pub fn answer(t: &Tables, ask: &Ask) -> Result<Answer, CompatError> {
-    let recommendation = ask.request.as_ref().map(|r| recommend(t, r)).transpose()?;
+    answer_at(t, ask, None)
+}
+
+/// The answer, with driver lifecycles judged at the later of the snapshot date and `today`
+/// (`YYYY-MM-DD`, read by the command layer: this function reads no clock).
+pub fn answer_at(t: &Tables, ask: &Ask, today: Option<&str>) -> Result<Answer, CompatError> {
+    let recommendation = ask
+        .request
+        .as_ref()
+        .map(|r| recommend_at(t, r, today))
+        .transpose()?;
     let release_check = match (&ask.release, &recommendation) {
         (Some(r), Some(rec)) => Some(check_release(t, rec, r, &ask.models)?),
         (Some(_), None) => return Err(QuestionError::ReleaseNeedsGpus.into()),
         (None, _) => None,
     };
     Ok(Answer {
+        snapshot: t.snapshot.clone(),
         gpus_from: ask.gpus_from.clone(),
         ranges: recommendation
             .as_ref()
@@ -62,6 +77,11 @@ pub fn text(a: &Answer) -> String {
 }
 
 fn write_text(o: &mut String, a: &Answer) -> std::fmt::Result {
+    writeln!(
+        o,
+        "Data snapshot {} (the day pvegpu's tables were last checked against their sources)\n",
+        a.snapshot
+    )?;
     if let Some(from) = &a.gpus_from {
         writeln!(o, "GPUs from {from}\n")?;
     }

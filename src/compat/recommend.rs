@@ -6,7 +6,8 @@ use super::CompatError;
 use super::cuda::{CudaRange, cuda_range};
 use super::distro::Distro;
 use super::driver::{
-    DriverChoice, Installed, KernelModule, Window, choose_driver, installed, kernel_module, window,
+    DriverChoice, Installed, KernelModule, Lifecycle, Window, choose_driver, installed,
+    kernel_module, lifecycle, window,
 };
 use super::gpu::{GpuError, resolve};
 use super::reason::Reason;
@@ -59,12 +60,29 @@ pub struct Recommendation {
     /// window, else the one pvegpu would install.
     pub assumed_driver: DriverVersion,
     pub kernel_module: KernelModule,
+    /// End of life of the recommended driver's branch and of the installed one.
+    pub lifecycle: Vec<Lifecycle>,
     pub cuda: CudaRange,
     pub triton: Vec<BackendChoice>,
     pub reasons: Vec<Reason>,
 }
 
+/// The recommendation, with driver lifecycles judged at the tables' snapshot date.
 pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatError> {
+    recommend_at(t, req, None)
+}
+
+/// The recommendation, with driver lifecycles judged at the later of the snapshot date and
+/// `today` (`YYYY-MM-DD`, given by the command layer: this function reads no clock).
+pub fn recommend_at(
+    t: &Tables,
+    req: &Request,
+    today: Option<&str>,
+) -> Result<Recommendation, CompatError> {
+    let as_of = match today {
+        Some(d) if d > t.snapshot.as_str() => d,
+        _ => t.snapshot.as_str(),
+    };
     if req.gpus.is_empty() {
         return Err(GpuError::NoGpus.into());
     }
@@ -153,6 +171,21 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
     };
     let (module, why) = kernel_module(t, &gpus, &module_driver)?;
     reasons.push(why);
+    let mut lifecycles = Vec::new();
+    let same = inst.as_ref().is_some_and(|i| i.branch == driver.branch);
+    let role = if same {
+        "recommended and installed"
+    } else {
+        "recommended"
+    };
+    let (l, why) = lifecycle(t, role, driver.branch, &w, as_of);
+    lifecycles.push(l);
+    reasons.push(why);
+    if let Some(i) = inst.as_ref().filter(|_| !same) {
+        let (l, why) = lifecycle(t, "installed", i.branch, &w, as_of);
+        lifecycles.push(l);
+        reasons.push(why);
+    }
     let (cuda, why) = cuda_range(t, &ccs, &assumed);
     reasons.extend(why);
 
@@ -193,6 +226,7 @@ pub fn recommend(t: &Tables, req: &Request) -> Result<Recommendation, CompatErro
         driver,
         assumed_driver: assumed,
         kernel_module: module,
+        lifecycle: lifecycles,
         cuda,
         triton,
         reasons,

@@ -1,6 +1,6 @@
 //! The text `pvegpu compat` prints.
 
-use super::driver::DriverSource;
+use super::driver::{DriverSource, month_text};
 use super::recommend::Recommendation;
 use super::triton::{DriverFit, ReleaseChoice, branches_text};
 use std::fmt::Write;
@@ -70,7 +70,27 @@ fn driver(o: &mut String, r: &Recommendation) -> std::fmt::Result {
     }
     let m = &r.kernel_module;
     let need = if m.required { "required" } else { "preferred" };
-    writeln!(o, "  kernel module   {} ({need}: {})", m.flavour, m.why)
+    writeln!(o, "  kernel module   {} ({need}: {})", m.flavour, m.why)?;
+    for l in &r.lifecycle {
+        let head = format!("  end of life     R{} ({})", l.branch, l.role);
+        match (&l.eol, l.past_eol, l.instead) {
+            (Some(e), true, Some(i)) => writeln!(
+                o,
+                "{head}: {}, PAST as of {}: move to R{i}",
+                month_text(e),
+                l.as_of
+            )?,
+            (Some(e), true, None) => writeln!(
+                o,
+                "{head}: {}, PAST as of {}: no branch of the window is supported",
+                month_text(e),
+                l.as_of
+            )?,
+            (Some(e), false, _) => writeln!(o, "{head}: {}", month_text(e))?,
+            (None, _, _) => writeln!(o, "{head}: not in the data")?,
+        }
+    }
+    Ok(())
 }
 
 fn cuda(o: &mut String, r: &Recommendation) -> std::fmt::Result {

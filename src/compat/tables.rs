@@ -107,6 +107,10 @@ pub struct Branch {
     pub max_cuda: CudaVersion,
     pub archs: Vec<Arch>,
     pub lifecycle: Option<String>,
+    /// End of life, `YYYY-MM` (the last month of support), from NVIDIA's data-center driver
+    /// lifecycle table; None where NVIDIA publishes no date (new feature branches) or the
+    /// data has none with a quote behind it.
+    pub eol: Option<String>,
     pub notes: String,
     pub inferred: Vec<String>,
     pub source: Vec<String>,
@@ -249,6 +253,9 @@ pub struct OnnxRelease {
 
 #[derive(Debug, Clone)]
 pub struct Tables {
+    /// The day the tables were last checked against their sources (`YYYY-MM-DD`, the data
+    /// files' `snapshot` header): every answer says how old its facts are.
+    pub snapshot: String,
     pub gpus: Vec<Gpu>,
     pub architectures: BTreeMap<Arch, ArchSupport>,
     pub branches: Vec<Branch>,
@@ -279,7 +286,20 @@ impl Tables {
         let mut triton = File::parse("triton.json", TRITON)?;
         let mut onnx = File::parse("onnx.json", ONNX)?;
         let mut support = File::parse("support.json", SUPPORT)?;
+        let snapshot = gpus.snapshot()?;
+        for f in [&drivers, &cuda, &triton, &onnx] {
+            let other = f.snapshot()?;
+            if other != snapshot {
+                return Err(TableError::Invalid {
+                    file: f.name,
+                    message: format!(
+                        "snapshot {other} differs from gpus.json's {snapshot}: the files come from different builds"
+                    ),
+                });
+            }
+        }
         let t = Tables {
+            snapshot,
             gpus: gpus.take("devices")?,
             architectures: drivers.take("architectures")?,
             branches: drivers.take("branches")?,
@@ -353,6 +373,26 @@ impl File {
         Ok(File { name, value })
     }
 
+    /// The header's `snapshot` date (`YYYY-MM-DD`).
+    fn snapshot(&self) -> Result<String, TableError> {
+        let s = self.value["snapshot"].as_str().unwrap_or_default();
+        let b = s.as_bytes();
+        let well_formed = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        if well_formed {
+            Ok(s.to_string())
+        } else {
+            Err(TableError::Invalid {
+                file: self.name,
+                message: format!("no `snapshot` date (YYYY-MM-DD) in the header, found {s:?}"),
+            })
+        }
+    }
+
     fn take<T: serde::de::DeserializeOwned>(&mut self, table: &str) -> Result<T, TableError> {
         let v = self.value.get_mut(table).map(Value::take);
         let v = v.ok_or_else(|| TableError::Invalid {
@@ -413,6 +453,7 @@ mod tests {
         let g = t.gpu("10de:1b80".parse().unwrap()).unwrap();
         assert_eq!(g.cc, Some(Cc::new(6, 1)));
         assert!(g.source.iter().any(|s| s.contains("cuda-legacy-gpus")));
+        assert_eq!(t.snapshot.len(), 10);
     }
 
     #[test]
@@ -420,6 +461,10 @@ mod tests {
         let t = tables();
         for r in &t.triton {
             let Some(ort) = &r.ort else { continue };
+            // Unknown limits stay unknown (26.08's ONNX Runtime 1.28 is not in onnx.json).
+            if r.ort_max_ir.is_none() && r.ort_max_opset.is_none() {
+                continue;
+            }
             let l = t
                 .ort_limits(ort)
                 .unwrap_or_else(|| panic!("{ort} not in onnx.json"));
