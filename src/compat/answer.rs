@@ -79,13 +79,14 @@ pub fn text(a: &Answer) -> String {
 fn write_text(o: &mut String, a: &Answer) -> std::fmt::Result {
     writeln!(
         o,
-        "Data snapshot {} (the day pvegpu's tables were last checked against their sources)\n",
+        "Data snapshot {} (the day pvegpu's tables were last checked against their sources)",
         a.snapshot
     )?;
     if let Some(from) = &a.gpus_from {
-        writeln!(o, "GPUs from {from}\n")?;
+        writeln!(o, "\nGPUs from {from}")?;
     }
     if let Some(r) = &a.recommendation {
+        o.push('\n');
         o.push_str(&render::text(r));
     }
     if !a.ranges.is_empty() {

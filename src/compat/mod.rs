@@ -34,22 +34,12 @@ pub use recommend::{Recommendation, Request, recommend, recommend_at};
 pub use tables::{Tables, tables};
 pub use triton::Backend;
 
-/// Today's date in UTC, `YYYY-MM-DD` (days since the epoch to a civil date).
+/// Today's date in UTC, `YYYY-MM-DD`.
 fn today_utc() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(0);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    crate::core::civil::utc_day(secs)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@
 //! commands build on it.
 
 pub mod check;
+pub mod civil;
 pub mod error;
 pub mod input;
 pub mod localfs;
