@@ -17,6 +17,8 @@ pub mod distro;
 pub mod driver;
 pub mod gpu;
 pub mod known_bad;
+pub mod lifecycle;
+pub mod module;
 pub mod onnx;
 pub mod questions;
 pub mod reason;

@@ -86,9 +86,96 @@ pub fn recommend_at(
     if req.gpus.is_empty() {
         return Err(GpuError::NoGpus.into());
     }
+    let (gpus, summaries, mut reasons) = resolve_gpus(t, &req.gpus)?;
+
+    let ccs = {
+        let mut c: Vec<Cc> = gpus.iter().filter_map(|g| g.cc).collect();
+        c.sort();
+        c.dedup();
+        c
+    };
+    let min_cc = ccs[0];
+    let lowest = gpus.iter().find(|g| g.cc == Some(min_cc)).copied();
+    let oldest_arch = gpus.iter().map(|g| g.arch).min().unwrap_or(Arch::Kepler);
+
+    let (w, why) = window(t, &gpus)?;
+    reasons.extend(why);
+    let (driver, why) = choose_driver(t, req.distro, &gpus, &w);
+    reasons.extend(why);
+    let mut inst = None;
+    let mut assumed = driver.version.clone();
+    if let Some(v) = &req.driver {
+        let (i, why) = installed(t, v, &w)?;
+        reasons.push(why);
+        if i.in_window {
+            assumed = v.clone();
+        }
+        inst = Some(i);
+    }
+    let module_driver = DriverChoice {
+        branch: assumed.branch(),
+        ..driver.clone()
+    };
+    let (module, why) = kernel_module(t, &gpus, &module_driver)?;
+    reasons.push(why);
+    let (lifecycles, why) = lifecycles(t, &driver, inst.as_ref(), &w, as_of);
+    reasons.extend(why);
+    let (cuda, why) = cuda_range(t, &ccs, &assumed);
+    reasons.extend(why);
+
+    if ccs.len() > 1
+        && let Some(l) = lowest
+    {
+        reasons.push(Reason::new(
+                format!(
+                    "mixed GPUs: CUDA and Triton are chosen for the lowest compute capability, {min_cc} ({}); a model whose backend lacks kernels for some GPUs can be kept off them with Triton's per-model instance_group.gpus",
+                    l.label()
+                ),
+                true,
+                l.source.iter(),
+            ));
+    }
+    let all_datacenter = gpus.iter().all(|g| g.is_datacenter());
+    let mut backends = if req.backends.is_empty() {
+        Backend::ALL.to_vec()
+    } else {
+        req.backends.clone()
+    };
+    backends.sort();
+    backends.dedup();
+    let mut triton = Vec::new();
+    for b in backends {
+        let (c, why) = choose(t, b, &ccs, &assumed, all_datacenter, &w);
+        reasons.extend(why);
+        triton.push(c);
+    }
+
+    Ok(Recommendation {
+        distro: req.distro,
+        gpus: summaries,
+        min_cc,
+        oldest_arch,
+        window: w,
+        installed: inst,
+        driver,
+        assumed_driver: assumed,
+        kernel_module: module,
+        lifecycle: lifecycles,
+        cuda,
+        triton,
+        reasons,
+    })
+}
+
+/// The cards (each once), one summary per spec, and the reasons that say what each card is.
+type Resolved<'t> = (Vec<&'t Gpu>, Vec<GpuSummary>, Vec<Reason>);
+
+/// Each spec's card, its summary and the reason that says what it is; a card named twice is
+/// judged once.
+fn resolve_gpus<'t>(t: &'t Tables, specs: &[String]) -> Result<Resolved<'t>, CompatError> {
     let mut reasons = Vec::new();
     let mut found = Vec::new();
-    for spec in &req.gpus {
+    for spec in specs {
         found.push(resolve(t, spec)?);
     }
     let mut gpus: Vec<&Gpu> = Vec::new();
@@ -140,95 +227,32 @@ pub fn recommend_at(
         let product = r.subsystem.map(|e| e.source.iter()).into_iter().flatten();
         reasons.push(Reason::new(text, inferred, g.source.iter().chain(product)));
     }
+    Ok((gpus, summaries, reasons))
+}
 
-    let ccs = {
-        let mut c: Vec<Cc> = gpus.iter().filter_map(|g| g.cc).collect();
-        c.sort();
-        c.dedup();
-        c
-    };
-    let min_cc = ccs[0];
-    let lowest = gpus.iter().find(|g| g.cc == Some(min_cc)).copied();
-    let oldest_arch = gpus.iter().map(|g| g.arch).min().unwrap_or(Arch::Kepler);
-
-    let (w, why) = window(t, &gpus)?;
-    reasons.extend(why);
-    let (driver, why) = choose_driver(t, req.distro, &gpus, &w);
-    reasons.extend(why);
-    let mut inst = None;
-    let mut assumed = driver.version.clone();
-    if let Some(v) = &req.driver {
-        let (i, why) = installed(t, v, &w)?;
-        reasons.push(why);
-        if i.in_window {
-            assumed = v.clone();
-        }
-        inst = Some(i);
-    }
-    let module_driver = DriverChoice {
-        branch: assumed.branch(),
-        ..driver.clone()
-    };
-    let (module, why) = kernel_module(t, &gpus, &module_driver)?;
-    reasons.push(why);
+/// The end of life of the recommended branch, and of the installed one where it differs.
+fn lifecycles(
+    t: &Tables,
+    driver: &DriverChoice,
+    inst: Option<&Installed>,
+    w: &Window,
+    as_of: &str,
+) -> (Vec<Lifecycle>, Vec<Reason>) {
+    let mut reasons = Vec::new();
     let mut lifecycles = Vec::new();
-    let same = inst.as_ref().is_some_and(|i| i.branch == driver.branch);
+    let same = inst.is_some_and(|i| i.branch == driver.branch);
     let role = if same {
         "recommended and installed"
     } else {
         "recommended"
     };
-    let (l, why) = lifecycle(t, role, driver.branch, &w, as_of);
+    let (l, why) = lifecycle(t, role, driver.branch, w, as_of);
     lifecycles.push(l);
     reasons.push(why);
-    if let Some(i) = inst.as_ref().filter(|_| !same) {
-        let (l, why) = lifecycle(t, "installed", i.branch, &w, as_of);
+    if let Some(i) = inst.filter(|_| !same) {
+        let (l, why) = lifecycle(t, "installed", i.branch, w, as_of);
         lifecycles.push(l);
         reasons.push(why);
     }
-    let (cuda, why) = cuda_range(t, &ccs, &assumed);
-    reasons.extend(why);
-
-    if ccs.len() > 1
-        && let Some(l) = lowest
-    {
-        reasons.push(Reason::new(
-                format!(
-                    "mixed GPUs: CUDA and Triton are chosen for the lowest compute capability, {min_cc} ({}); a model whose backend lacks kernels for some GPUs can be kept off them with Triton's per-model instance_group.gpus",
-                    l.label()
-                ),
-                true,
-                l.source.iter(),
-            ));
-    }
-    let all_datacenter = gpus.iter().all(|g| g.is_datacenter());
-    let mut backends = if req.backends.is_empty() {
-        Backend::ALL.to_vec()
-    } else {
-        req.backends.clone()
-    };
-    backends.sort();
-    backends.dedup();
-    let mut triton = Vec::new();
-    for b in backends {
-        let (c, why) = choose(t, b, &ccs, &assumed, all_datacenter, &w);
-        reasons.extend(why);
-        triton.push(c);
-    }
-
-    Ok(Recommendation {
-        distro: req.distro,
-        gpus: summaries,
-        min_cc,
-        oldest_arch,
-        window: w,
-        installed: inst,
-        driver,
-        assumed_driver: assumed,
-        kernel_module: module,
-        lifecycle: lifecycles,
-        cuda,
-        triton,
-        reasons,
-    })
+    (lifecycles, reasons)
 }
