@@ -244,15 +244,8 @@ fn the_compose_scan_reads_no_link_and_waits_on_no_fifo() {
             .unwrap()
             .success()
     );
-    let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
-    let out = std::process::Command::new("timeout")
-        .arg("60")
-        .args(["sh", "-c", &script])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
-    assert_ne!(out.status.code(), Some(124), "the probe waited on the FIFO");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (code, text) = probe_with_home(home.path());
+    assert_ne!(code, Some(124), "the probe waited on the FIFO");
     let app = home.path().join("app/compose.yaml");
     let raw = RawFacts::parse(&text).unwrap();
     let composes: Vec<_> = raw.all("compose").collect();
@@ -261,6 +254,21 @@ fn the_compose_scan_reads_no_link_and_waits_on_no_fifo() {
     assert!(composes[0].body.starts_with("services:"), "{text}");
     assert!(!text.contains("SECRET-TOKEN"), "{text}");
     assert!(!text.contains(&fifo.display().to_string()), "{text}");
+}
+
+/// The real probe under /bin/sh (Podman guest) with `home` as $HOME: its exit status and output.
+fn probe_with_home(home: &std::path::Path) -> (Option<i32>, String) {
+    let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .args(["sh", "-c", &script])
+        .env("HOME", home)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 /// A Compose file or CDI spec is the user's to write: one that carries probe markers (an exit
@@ -273,14 +281,7 @@ fn a_users_file_cannot_forge_probe_sections() {
     std::fs::write(home.path().join("app/compose.yaml"), forged).unwrap();
     std::fs::create_dir_all(home.path().join(".config/cdi")).unwrap();
     std::fs::write(home.path().join(".config/cdi/nvidia.yaml"), forged).unwrap();
-    let script = probe_script(Some(&spec("runtime = \"podman\"\n")));
-    let out = std::process::Command::new("timeout")
-        .arg("60")
-        .args(["sh", "-c", &script])
-        .env("HOME", home.path())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (_, text) = probe_with_home(home.path());
     assert!(
         !text.contains("999.99"),
         "the file went out in the clear: {text}"

@@ -59,8 +59,20 @@ pub async fn run(g: &GlobalArgs, args: CompatArgs) -> Result<ExitCode> {
         release: args.release.clone(),
         gpus_from: found.from,
     };
-    print_stdout(&crate::compat::answer_command(&ask, g.json)?)?;
+    print_stdout(&crate::compat::answer_command(
+        &ask,
+        Some(&today_utc()),
+        g.json,
+    )?)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Today's date in UTC, `YYYY-MM-DD`: the day driver lifecycles are judged at.
+fn today_utc() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::core::civil::utc_day(secs)
 }
 
 /// What a facts file or a node says about the GPUs to answer for.
@@ -121,7 +133,7 @@ fn from_facts(path: &Path) -> Result<Found> {
     if raw.get("guest-kernels").is_some() || raw.get("packages").is_some() {
         return from_guest_facts(path, text);
     }
-    let (name, got) = crate::host::gather::from_file_partial(None, path)?;
+    let (name, got) = crate::host::gather::partial_of_file_text(None, path, &raw, text)?;
     let devices = displays(&got.facts);
     Ok(Found {
         gpus: nvidia_gpus(&devices),

@@ -36,14 +36,6 @@ pub use recommend::{Recommendation, Request, recommend, recommend_at};
 pub use tables::{Tables, tables};
 pub use triton::Backend;
 
-/// Today's date in UTC, `YYYY-MM-DD`.
-fn today_utc() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    crate::core::civil::utc_day(secs)
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum CompatError {
     #[error(transparent)]
@@ -72,7 +64,8 @@ impl crate::core::error::Hint for CompatError {
 }
 
 /// The recommendation alone for GPU specs, as `pvegpu compat GPU... [--distro] [--driver]
-/// [--backend]` prints it (with the release ranges), as text or pretty JSON.
+/// [--backend]` prints it (with the release ranges), as text or pretty JSON; driver
+/// lifecycles are judged at the tables' snapshot date, so the answer depends on nothing else.
 pub fn compat_command(
     gpus: &[String],
     distro: &str,
@@ -93,14 +86,14 @@ pub fn compat_command(
         request: Some(request),
         ..Ask::default()
     };
-    answer_command(&ask, json)
+    answer_command(&ask, None, json)
 }
 
-/// What `pvegpu compat` prints: the answer as text, or as pretty JSON with `json`.
-/// Offline and pure: it reads only the embedded tables and what `ask` holds.
-pub fn answer_command(ask: &Ask, json: bool) -> Result<String, CompatError> {
-    // The command layer reads the clock; driver lifecycles are judged at this day.
-    let a = answer::answer_at(tables(), ask, Some(&today_utc()))?;
+/// What `pvegpu compat` prints: the answer as text, or as pretty JSON with `json`, driver
+/// lifecycles judged at the later of the snapshot date and `today` (`YYYY-MM-DD`).
+/// Offline and pure: it reads only the embedded tables and its arguments.
+pub fn answer_command(ask: &Ask, today: Option<&str>, json: bool) -> Result<String, CompatError> {
+    let a = answer::answer_at(tables(), ask, today)?;
     if json {
         let mut value = serde_json::to_value(&a)?;
         if let Some(map) = value.as_object_mut() {

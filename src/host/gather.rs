@@ -86,6 +86,29 @@ fn read_file(
         .with_context(|| format!("cannot read the facts file {}", path.display()))?;
     let raw = RawFacts::parse(&text)
         .with_context(|| format!("{} is not a pvegpu facts file", path.display()))?;
+    named(node_hint, path, &raw, text, read)
+}
+
+/// A facts file already read and split ([`partial`]), for a caller that looked at its
+/// sections first.
+pub fn partial_of_file_text(
+    node_hint: Option<&str>,
+    path: &Path,
+    raw: &RawFacts,
+    text: String,
+) -> Result<(String, Gathered)> {
+    named(node_hint, path, raw, text, partial)
+}
+
+/// The node a facts file describes (the hint, else its `node` section, else its hostname),
+/// and its facts.
+fn named(
+    node_hint: Option<&str>,
+    path: &Path,
+    raw: &RawFacts,
+    text: String,
+    read: fn(&str, &str, String) -> Result<Gathered>,
+) -> Result<(String, Gathered)> {
     let saved_node = raw.get("node").map(|s| s.first_arg().to_string());
     let host = raw.ok_body("hostname").map(|h| h.trim().to_string());
     let name = node_hint
