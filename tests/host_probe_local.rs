@@ -252,3 +252,61 @@ fn without_a_temporary_folder_the_probe_reads_the_same_in_turn() {
     let text = run_probe(&root, &dir.path().join("no-such-folder"));
     check_facts(&root, &text);
 }
+
+/// Two GPUs in the sysfs layout of a host in VFIO's no-IOMMU mode: the one vfio-pci holds is in
+/// the group VFIO made and named `vfio-noiommu` (drivers/vfio/group.c); the other has no group.
+fn noiommu_tree(root: &Path) {
+    let sys = root.join("sys");
+    for (addr, held) in [("0000:01:00.0", true), ("0000:02:00.0", false)] {
+        let dev = format!("devices/pci0000:00/0000:00:01.0/{addr}");
+        for (attr, value) in [
+            ("class", "0x030000"),
+            ("vendor", "0x10de"),
+            ("device", "0x1b80"),
+        ] {
+            write(&sys, &format!("{dev}/{attr}"), &format!("{value}\n"));
+        }
+        std::fs::create_dir_all(sys.join("bus/pci/devices")).unwrap();
+        symlink(
+            format!("../../../{dev}"),
+            sys.join("bus/pci/devices").join(addr),
+        )
+        .unwrap();
+        if held {
+            write(&sys, "kernel/iommu_groups/0/name", "vfio-noiommu\n");
+            write(&sys, "bus/pci/drivers/vfio-pci/.keep", "");
+            symlink(
+                "../../../../kernel/iommu_groups/0",
+                sys.join(&dev).join("iommu_group"),
+            )
+            .unwrap();
+            symlink(
+                "../../../../bus/pci/drivers/vfio-pci",
+                sys.join(&dev).join("driver"),
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_probe_tells_a_vfio_noiommu_group_from_an_iommu_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("node");
+    node_tree(&root);
+    node_tools(&root);
+    noiommu_tree(&root);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let text = run_probe(&root, &tmp);
+    let facts = HostFacts::from_partial(&RawFacts::parse(&text).unwrap()).unwrap();
+    let held: pvegpu::pci::PciAddress = "0000:01:00.0".parse().unwrap();
+    assert_eq!(facts.noiommu, vec![held], "{text}");
+    let dev = facts.device(&held).unwrap();
+    assert_eq!(dev.driver.as_deref(), Some("vfio-pci"));
+    assert_eq!(dev.iommu_group, None, "a no-IOMMU group is no IOMMU group");
+    assert_eq!(
+        pvegpu::host::verdict::iommu(&facts),
+        pvegpu::host::verdict::State::Off
+    );
+}

@@ -233,3 +233,83 @@ fn a_gpu_on_the_nvidia_driver_without_nvidia_smi_is_unknown() {
     let v = judge(&facts(&(text + smi)), "0000:08:00.0", &accept);
     assert_eq!(v.verdict, Verdict::Passable, "{v:?}");
 }
+
+/// The QEMU test host's real probe with the sysfs walk a host in VFIO's no-IOMMU mode gives
+/// (`vfio.enable_unsafe_noiommu_mode=1`, no IOMMU): only the device vfio-pci holds has a group,
+/// the one VFIO made and named `vfio-noiommu` (drivers/vfio/group.c).
+fn noiommu_host() -> String {
+    let text = read("probe/testhost-bookworm-fresh.txt");
+    let walk: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("### pvegpu pci-devices"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("### pvegpu "))
+        .map(|l| {
+            let l = without_group(l);
+            if l.starts_with("0000:00:03.0") {
+                l.replace("driver= ", "driver=vfio-pci ")
+                    .replace("iommu_group= ", "iommu_group=0 group_name=vfio-noiommu ")
+            } else {
+                l
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    // with intel_iommu=off the kernel logs no DMAR initialisation and adds no device to a group
+    set_section(&set_section(&text, "pci-devices", &walk), "kernel-log", "")
+}
+
+/// Empties a probe line's `iommu_group=N`.
+fn without_group(line: &str) -> String {
+    line.split(' ')
+        .map(|w| {
+            if w.starts_with("iommu_group=") {
+                "iommu_group="
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+fn vfio_noiommu_groups_prove_no_iommu_and_isolate_nothing() {
+    let f = facts(&noiommu_host());
+    assert_eq!(f.noiommu, vec!["0000:00:03.0".parse().unwrap()]);
+    assert!(!f.iommu_active(), "a vfio-noiommu group is no IOMMU group");
+    assert_eq!(verdict::iommu(&f), State::Off);
+    let v = judge(&f, "0000:00:03.0", &Accepted::default());
+    assert_eq!(v.verdict, Verdict::Refused, "{v:?}");
+    assert!(codes(&v).contains(&Code::NoIommu), "{v:?}");
+    assert!(
+        v.reasons.iter().any(|r| r.message.contains("vfio-noiommu")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn groups_beside_an_empty_sys_class_iommu_are_not_an_iommu() {
+    let text = set_section(&read("probe/testhost-bookworm-fresh.txt"), "kernel-log", "");
+    let f = facts(&format!(
+        "{text}### pvegpu iommu-class\n### pvegpu exit 0\n"
+    ));
+    assert!(f.iommu_active());
+    assert_eq!(verdict::iommu(&f), State::Off);
+}
+
+#[test]
+fn groups_with_noiommu_mode_asked_for_are_unknown_without_sys_class_iommu() {
+    // a pasted group listing proves nothing once no-IOMMU mode may have made the groups
+    let text = set_section(
+        &read("facts/amd-grub.facts"),
+        "proc-cmdline",
+        "BOOT_IMAGE=/boot/vmlinuz-6.8.12-8-pve root=/dev/mapper/pve-root ro quiet vfio.enable_unsafe_noiommu_mode=1\n",
+    );
+    let text = set_section(&text, "kernel-log", "");
+    let f = facts(&text);
+    assert!(f.iommu_active() && f.iommu_class.is_none());
+    assert_eq!(verdict::iommu(&f), State::Unknown);
+    let v = judge(&f, "0000:08:00.0", &Accepted::default());
+    assert!(codes(&v).contains(&Code::IommuUnknown), "{v:?}");
+}

@@ -350,8 +350,8 @@ pub struct DriverChoice {
 }
 
 /// The distribution's driver package when its branch is inside the window and it supports
-/// every GPU (Debian: nvidia-detect lists the id; Ubuntu: the branch lists the
-/// architecture); otherwise NVIDIA's CUDA repository at the newest branch of the window.
+/// every GPU (Debian: nvidia-detect lists the id; Ubuntu: the branch is inside the window,
+/// which `window` narrows per id where it can); otherwise NVIDIA's CUDA repository at the newest branch of the window.
 pub fn choose_driver(
     t: &Tables,
     distro: Distro,
@@ -375,7 +375,7 @@ pub fn choose_driver(
         let support = if distro.is_debian() {
             "Debian's nvidia-detect lists every GPU for it"
         } else {
-            "the branch lists every GPU's architecture (per-id support is not in the data)"
+            "Ubuntu's packages list no GPU ids, so the window is what decides: per id where a complete id list covers the branch, by architecture otherwise"
         };
         let text = format!(
             "{distro} packages {} {} ({}); R{} is inside {window} and {support}",

@@ -174,6 +174,9 @@ pub struct HostFacts {
     pub pinned_kernel: Option<String>,
     pub files: BTreeMap<String, FileFact>,
     pub devices: Vec<PciDevice>,
+    /// Devices in a group VFIO made in no-IOMMU mode (named `vfio-noiommu`): vfio holds them
+    /// with no IOMMU behind them. Their `iommu_group` is None.
+    pub noiommu: Vec<PciAddress>,
     /// The facts list IOMMU groups (a sysfs walk or a group listing): a device without one
     /// has none, rather than one nobody printed.
     pub groups_listed: bool,
@@ -278,6 +281,7 @@ impl HostFacts {
                 .ok_body("proxmox-boot-tool-kernels")
                 .and_then(kernels::pbt_pinned),
             devices: pci.devices,
+            noiommu: pci.noiommu,
             groups_listed: pci.groups_listed,
             devices_complete: pci.devices_complete,
             consoles_complete: pci.consoles_complete,
@@ -312,7 +316,8 @@ impl HostFacts {
         self.devices.iter().find(|d| d.address == *address)
     }
 
-    /// IOMMU groups exist: the kernel has an active IOMMU.
+    /// IOMMU groups exist (VFIO's no-IOMMU groups are not counted; see `host::verdict::iommu`
+    /// for what proves the IOMMU on).
     pub fn iommu_active(&self) -> bool {
         self.devices.iter().any(|d| d.iommu_group.is_some())
     }
@@ -392,6 +397,7 @@ fn groups_error(s: &raw::Section, e: iommu_groups::GroupError) -> FactsError {
 /// The PCI functions and what the listing says about itself.
 struct PciListing {
     devices: Vec<PciDevice>,
+    noiommu: Vec<PciAddress>,
     groups_listed: bool,
     devices_complete: bool,
     consoles_complete: bool,
@@ -418,6 +424,11 @@ fn pci_devices(
     let consoles_complete = devices_complete || listing_kind == Some("vga");
     let groups_listed =
         !sysfs.is_empty() || listing.is_some() || lspci.iter().any(|d| d.iommu_group.is_some());
+    let noiommu = sysfs
+        .iter()
+        .filter(|s| s.noiommu)
+        .map(|s| s.address)
+        .collect();
     let drivers_known = !sysfs.is_empty()
         || lspci
             .iter()
@@ -440,6 +451,7 @@ fn pci_devices(
 
     Ok(PciListing {
         devices,
+        noiommu,
         groups_listed,
         devices_complete,
         consoles_complete,

@@ -38,7 +38,8 @@ pci_devices() (
   [ -d "$root" ] && cd "$root" || return 0
   {
     grep -H . ./*/class ./*/vendor ./*/device ./*/subsystem_vendor ./*/subsystem_device \
-      ./*/boot_vga ./*/reset_method ./*/driver_override ./*/sriov_numvfs 2>/dev/null
+      ./*/boot_vga ./*/reset_method ./*/driver_override ./*/sriov_numvfs \
+      ./*/iommu_group/name 2>/dev/null
     # the trailing slash makes find enter each device's symlink
     find ./*/ -mindepth 1 -maxdepth 1 -type l \( -name driver -o -name iommu_group -o -name physfn \) \
       -printf 'link %p %l\n'
@@ -53,10 +54,10 @@ pci_devices() (
     }
     END {
       for (d in seen)
-        printf "%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s numvfs=%s physfn=%s path=%s\n", \
+        printf "%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s group_name=%s numvfs=%s physfn=%s path=%s\n", \
           d, v[d, "class"], v[d, "vendor"], v[d, "device"], v[d, "subsystem_vendor"], v[d, "subsystem_device"], \
           v[d, "boot_vga"], v[d, "reset_method"], v[d, "driver"], v[d, "driver_override"], v[d, "iommu_group"], \
-          v[d, "sriov_numvfs"], v[d, "physfn"], where[d]
+          v[d, "iommu_group/name"], v[d, "sriov_numvfs"], v[d, "physfn"], where[d]
     }' | sort
 )
 

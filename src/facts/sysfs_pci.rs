@@ -6,6 +6,9 @@ use crate::pci::{PciAddress, PciId};
 use serde::Serialize;
 use std::collections::HashMap;
 
+/// The name VFIO gives the groups it makes in no-IOMMU mode.
+pub const NOIOMMU_GROUP: &str = "vfio-noiommu";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SysfsPci {
     pub address: PciAddress,
@@ -18,7 +21,10 @@ pub struct SysfsPci {
     pub reset_methods: Vec<String>,
     pub driver: Option<String>,
     pub driver_override: Option<String>,
+    /// None also for a group VFIO made in no-IOMMU mode: no IOMMU stands behind it.
     pub iommu_group: Option<u32>,
+    /// The group is VFIO's own no-IOMMU group (its `name` reads `vfio-noiommu`).
+    pub noiommu: bool,
     /// PCI functions between the root complex and this device, nearest the root first.
     pub upstream: Vec<PciAddress>,
     /// `sriov_numvfs`: virtual functions enabled on this physical function.
@@ -89,6 +95,9 @@ fn parse_line(line: &str, get: &HashMap<&str, &str>) -> Option<SysfsPci> {
         .map(|p| addresses_in_path(&p))
         .unwrap_or_default();
     upstream.retain(|a| *a != address);
+    // drivers/vfio/group.c (vfio_noiommu_group_alloc) names the groups it makes for devices
+    // no IOMMU covers "vfio-noiommu": such a group isolates nothing
+    let noiommu = get.get("group_name") == Some(&NOIOMMU_GROUP);
     Some(SysfsPci {
         address,
         class: hex("class")?,
@@ -102,7 +111,11 @@ fn parse_line(line: &str, get: &HashMap<&str, &str>) -> Option<SysfsPci> {
         driver_override: text("override"),
         numvfs: text("numvfs").and_then(|v| v.parse().ok()),
         physfn: text("physfn").and_then(|v| v.parse().ok()),
-        iommu_group: get.get("iommu_group").and_then(|v| v.parse().ok()),
+        iommu_group: get
+            .get("iommu_group")
+            .and_then(|v| v.parse().ok())
+            .filter(|_| !noiommu),
+        noiommu,
         upstream,
     })
 }
@@ -122,6 +135,14 @@ mod tests {
         assert_eq!(d.reset_methods, vec!["flr", "bus"]);
         assert_eq!(d.upstream, vec!["0000:00:03.0".parse().unwrap()]);
         assert!(!d.boot_vga);
+    }
+
+    #[test]
+    fn a_vfio_noiommu_group_is_no_iommu_group() {
+        let line = "0000:01:00.0 class=0x030000 vendor=0x10de device=0x1b80 svendor=0x1043 sdevice=0x8599 boot_vga=0 reset_method=flr,bus driver=vfio-pci override=(null) iommu_group=0 group_name=vfio-noiommu path=/sys/devices/pci0000:00/0000:00:03.0/0000:01:00.0";
+        let d = parse(line).unwrap().pop().unwrap();
+        assert!(d.noiommu);
+        assert_eq!(d.iommu_group, None);
     }
 
     #[test]

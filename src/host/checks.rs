@@ -147,11 +147,16 @@ pub fn postconditions(
     out.push(check(
         node_name,
         "IOMMU",
-        after.iommu_active(),
-        if after.iommu_active() {
-            "IOMMU groups exist".into()
-        } else {
-            "no IOMMU groups: the IOMMU is off".into()
+        verdict::iommu(after) == State::On,
+        match verdict::iommu(after) {
+            State::On => "IOMMU groups exist".into(),
+            State::Off if !after.noiommu.is_empty() => {
+                "only VFIO no-IOMMU groups: the IOMMU is off".into()
+            }
+            State::Off => "no IOMMU groups: the IOMMU is off".into(),
+            State::Unknown => {
+                "IOMMU groups exist, but VFIO's no-IOMMU mode is asked for and /sys/class/iommu was not read".into()
+            }
         },
     ));
     let remapping = verdict::interrupt_remapping(after);

@@ -129,22 +129,52 @@ impl Accepted {
 
 /// The node-wide facts every device verdict rests on.
 pub fn iommu(facts: &HostFacts) -> State {
-    if facts.iommu_active()
-        || facts.iommu_class.as_ref().is_some_and(|c| !c.is_empty())
-        || facts.kernel_log.iommu_initialised
-    {
+    // /sys/class/iommu lists the IOMMUs the running kernel registered (intel-iommu's dmarN,
+    // amd_iommu's ivhdN)
+    let registered = facts.iommu_class.as_ref().map(|c| !c.is_empty());
+    if registered == Some(true) || facts.kernel_log.iommu_initialised {
+        return State::On;
+    }
+    // VFIO's no-IOMMU mode makes groups of its own (drivers/vfio/group.c,
+    // vfio_noiommu_group_alloc): where it may be on, a group proves nothing by itself
+    if facts.iommu_active() && registered.is_none() && !noiommu_mode(facts) {
         return State::On;
     }
     let firmware_has_none = !facts.acpi_tables.is_empty()
         && !facts.acpi_tables.iter().any(|t| t == "DMAR" || t == "IVRS");
-    // a sysfs walk that found no group, or an empty /sys/class/iommu, is the kernel saying so
-    let kernel_has_none = (facts.groups_listed && !facts.devices.is_empty())
-        || facts.iommu_class.as_ref().is_some_and(|c| c.is_empty());
+    // a sysfs walk that found no group, an empty /sys/class/iommu, or only VFIO's no-IOMMU
+    // groups is the kernel saying so
+    let kernel_has_none =
+        (facts.groups_listed && !facts.devices.is_empty() && !facts.iommu_active())
+            || registered == Some(false);
     if firmware_has_none || kernel_has_none {
         State::Off
     } else {
         State::Unknown
     }
+}
+
+/// VFIO's unsafe no-IOMMU mode is on or asked for: a group named `vfio-noiommu`, or
+/// `vfio.enable_unsafe_noiommu_mode` on the running command line or in a modprobe.d file
+/// (Documentation/driver-api/vfio.rst: "this mode ... provides no device isolation").
+pub fn noiommu_mode(facts: &HostFacts) -> bool {
+    let on = |v: &str| matches!(v.trim(), "1" | "Y" | "y");
+    let on_cmdline = facts.proc_cmdline.iter().any(|w| {
+        w.strip_prefix("vfio.enable_unsafe_noiommu_mode=")
+            .is_some_and(on)
+    });
+    let in_modprobe = facts.files_under("/etc/modprobe.d/").any(|(_, f)| {
+        f.content.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&"options")
+                && words.get(1) == Some(&"vfio")
+                && words[2..].iter().any(|w| {
+                    w.strip_prefix("enable_unsafe_noiommu_mode=")
+                        .is_some_and(on)
+                })
+        })
+    });
+    !facts.noiommu.is_empty() || on_cmdline || in_modprobe
 }
 
 /// Interrupt remapping from the kernel log, or from /proc/interrupts' `IR-` chips (which,
@@ -304,10 +334,20 @@ fn node_reasons(facts: &HostFacts, accepted: &Accepted) -> Vec<Reason> {
     };
     match iommu(facts) {
         State::On => {}
+        State::Off if !facts.noiommu.is_empty() => out.push(reason(
+            Code::NoIommu,
+            "the IOMMU is off: the only IOMMU groups are VFIO's no-IOMMU groups (`vfio-noiommu`), which isolate nothing".into(),
+            format!("remove `vfio.enable_unsafe_noiommu_mode`, enable {tech} in the firmware setup, reboot, then run pvegpu again"),
+        )),
         State::Off => out.push(reason(
             Code::NoIommu,
             "the IOMMU is off: the firmware describes none (no DMAR or IVRS table) or the running kernel has no IOMMU groups".into(),
             format!("enable {tech} in the firmware setup (kernels before 6.8 on Intel also need intel_iommu=on), reboot, then run pvegpu again"),
+        )),
+        State::Unknown if facts.iommu_active() => out.push(reason(
+            Code::IommuUnknown,
+            "whether the IOMMU is on is unknown: IOMMU groups are listed, but VFIO's no-IOMMU mode is asked for (`vfio.enable_unsafe_noiommu_mode`), so they may be its own groups, which isolate nothing".into(),
+            "add `ls /sys/class/iommu` (empty when no IOMMU is registered), or gather the facts live (`pvegpu discover --node N`)",
         )),
         State::Unknown => out.push(reason(
             Code::IommuUnknown,
@@ -403,6 +443,16 @@ fn group_reasons(
 ) -> Vec<Reason> {
     if iommu(facts) == State::Off {
         return Vec::new();
+    }
+    if facts.noiommu.contains(&dev.address) {
+        return vec![reason(
+            Code::NoIommu,
+            format!(
+                "{} is in a VFIO no-IOMMU group (`vfio-noiommu`): no IOMMU isolates it",
+                dev.address
+            ),
+            "remove `vfio.enable_unsafe_noiommu_mode`, enable the IOMMU in the firmware, reboot, then run pvegpu again",
+        )];
     }
     let Some(group) = dev.iommu_group else {
         return vec![reason(
