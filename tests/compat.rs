@@ -8,7 +8,7 @@ use support::gate::{Gated, Need};
 use pvegpu::compat::driver::{DriverError, DriverSource, Flavour};
 use pvegpu::compat::gpu::GpuError;
 use pvegpu::compat::onnx::Limit;
-use pvegpu::compat::triton::{BackendChoice, DriverFit};
+use pvegpu::compat::triton::{BackendChoice, DriverFit, driver_fit};
 use pvegpu::compat::{
     Backend, CompatError, Distro, Recommendation, Request, compat_command, model_fits, recommend,
     recommend_at, tables,
@@ -164,12 +164,14 @@ fn h100() {
     assert_eq!(r.kernel_module.flavour, Flavour::Open);
     assert!(!r.kernel_module.required);
     assert_eq!(r.cuda.oldest.as_ref().unwrap().to_string(), "11.8.0");
-    // noble-updates' R595 (595.84) runs CUDA 13.2 natively: 26.05 (13.2.1); 26.07 (13.3.1)
-    // only through MVC.
-    assert_eq!(
-        triton(&r, Backend::Onnx),
-        (Some("26.05"), Some(&DriverFit::Native), Some("26.07"))
-    );
+    // noble-updates' R595 runs CUDA 13.2 natively (26.05, 13.2.1); an H100 is a data-center
+    // card, and NVIDIA's forward-compatibility table lists R595 for cuda-compat-13-3, so the
+    // newest ONNX release, 26.07 (13.3.1, whose notes give no driver list), runs through it.
+    let fc = DriverFit::ForwardCompat {
+        package: "cuda-compat-13-3".into(),
+        via: "595".parse().unwrap(),
+    };
+    assert_eq!(triton(&r, Backend::Onnx), (Some("26.07"), Some(&fc), None));
     // R595 is a production branch, supported until March 2027.
     assert_eq!(r.lifecycle[0].eol.as_deref(), Some("2027-03"));
     assert!(!r.lifecycle[0].past_eol);
@@ -182,6 +184,63 @@ fn h100() {
         "{fit:?}"
     );
     assert!(release.unwrap() > "23.10");
+}
+
+/// Forward compatibility is judged from NVIDIA's forward-compatibility table (cuda.json
+/// `forward_compat`): a data-center GPU, a branch the table marks compatible with the
+/// release's cuda-compat package, not a New Feature Branch, and the release notes' list, where
+/// there is one, only narrowing it.
+fn forward_compatibility_follows_nvidias_table() {
+    let t = tables();
+    let fit = |release: &str, driver: &str, dc: bool| {
+        let r = t.triton_release(release).unwrap();
+        driver_fit(t, r, &driver.parse().unwrap(), dc)
+    };
+    let fc = |package: &str, via: &str| DriverFit::ForwardCompat {
+        package: package.into(),
+        via: via.parse().unwrap(),
+    };
+    // 26.04 (CUDA 13.2.1): its notes list 535.86; the table lists R535 for cuda-compat-13-2.
+    assert_eq!(
+        fit("26.04", "535.261.03", true),
+        fc("cuda-compat-13-2", "535.86")
+    );
+    // Below the notes' minimum of the branch (the stricter of the two): no CUDA 13 at all.
+    assert_eq!(fit("26.04", "535.54.03", true), DriverFit::Unmet);
+    // The table lists R580 for cuda-compat-13-2, the notes' list does not: the notes narrow.
+    assert_eq!(fit("26.04", "580.95.05", true), DriverFit::Mvc);
+    // 26.05's notes give no list (they refer to CUDA Compatibility): the table decides.
+    assert_eq!(
+        fit("26.05", "580.95.05", true),
+        fc("cuda-compat-13-2", "580")
+    );
+    // Only data-center GPUs.
+    assert_eq!(fit("26.05", "580.95.05", false), DriverFit::Mvc);
+    // The notes of 26.02 still name R470, R525 and R545; the table has none of them.
+    assert_eq!(fit("26.02", "470.256.02", true), DriverFit::Unmet);
+    assert_eq!(fit("26.02", "545.29.06", true), DriverFit::Unmet);
+    // R610 is in the table's columns, but a New Feature Branch: not a target.
+    assert_eq!(fit("26.08", "610.43.01", true), DriverFit::Mvc);
+    assert_eq!(
+        fit("26.08", "595.99.02", true),
+        fc("cuda-compat-13-4", "595")
+    );
+    // CUDA 12.1 has no row in the table: its notes' 470.57 opens nothing (fail closed).
+    let r = t.triton_release("23.07").unwrap();
+    assert_eq!(r.dc_compat_drivers.as_ref().unwrap()[1].raw, "470.57");
+    assert_eq!(fit("23.07", "470.256.02", true), DriverFit::Unmet);
+    // A CUDA minor release the table does not have (13.5) gets none either.
+    let mut r = t.triton_release("26.10").unwrap().clone();
+    r.cuda = "13.5.0".parse().unwrap();
+    assert!(t.compat_package(&r.cuda).is_none());
+    assert_eq!(
+        driver_fit(t, &r, &"580.95.05".parse().unwrap(), true),
+        DriverFit::Mvc
+    );
+    // The text says which table it trusts.
+    let d = fc("cuda-compat-13-2", "580").describe();
+    assert!(d.contains("cuda-compat-13-2 on R580"), "{d}");
+    assert!(d.contains("forward-compatibility table"), "{d}");
 }
 
 fn pascal_with_ada_takes_the_lowest_cc_and_a_shared_window() {
@@ -755,6 +814,11 @@ fn main() {
             the_seeds_23_05_with_an_ir_10_model_is_a_misfit_naming_the_fix,
         )
         .test("h100", &[], h100)
+        .test(
+            "forward_compatibility_follows_nvidias_table",
+            &[],
+            forward_compatibility_follows_nvidias_table,
+        )
         .test(
             "pascal_with_ada_takes_the_lowest_cc_and_a_shared_window",
             &[],

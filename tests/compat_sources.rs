@@ -2,7 +2,8 @@
 //!
 //! * every entry of data/compat/corrections.json says what its quote says: each claimed value
 //!   equals the built record's and appears in the stored verbatim quote, every value a
-//!   correction sets is claimed by some quote, and the record cites the source;
+//!   correction sets is claimed by some quote, and the record cites the source (a row of
+//!   NVIDIA's forward-compatibility table is re-rendered from the quoted column headers);
 //! * every `inferred` value in data/compat/*.json has a rule behind it in
 //!   data/compat/rules.json, and a compute capability inferred from a chip codename matches
 //!   its chip's rule.
@@ -61,12 +62,83 @@ fn as_written(v: &Value) -> Option<String> {
     }
 }
 
+/// Why `quote` does not say `field = value` of `rec`; None when it does. A list says each of
+/// its values, except the drivers of a forward-compatibility row: the quote must hold the
+/// table's row as it renders from its own column headers (C where the record names the
+/// branch, N/A in the column of the package's own CUDA release, X elsewhere).
+fn unsaid(
+    file: &str,
+    table: &str,
+    rec: &Value,
+    field: &str,
+    value: &Value,
+    quote: &str,
+) -> Option<String> {
+    if (file, table, field) == ("cuda", "forward_compat", "drivers") {
+        let package = rec["package"].as_str().unwrap_or_default();
+        return match compat_row(quote, package, value) {
+            Ok(row) if quote.contains(&row) => None,
+            Ok(row) => Some(format!("but its quote has no row {row:?}")),
+            Err(e) => Some(e),
+        };
+    }
+    let texts: Vec<Option<String>> = match value {
+        Value::Array(items) => items.iter().map(as_written).collect(),
+        v => vec![as_written(v)],
+    };
+    for text in texts {
+        match text {
+            Some(text) if quote.contains(&collapse(&text)) => {}
+            Some(text) => return Some(format!("but its quote does not say {text:?}")),
+            None => return Some("which is not a value".into()),
+        }
+    }
+    None
+}
+
+/// The row of NVIDIA's forward-compatibility table that says `drivers` for `package`, from
+/// the column headers in `quote` (`535+ (CUDA 12.2) |`).
+fn compat_row(quote: &str, package: &str, drivers: &Value) -> Result<String, String> {
+    let header = regex::Regex::new(r"(\d+)\+ \(CUDA (\d+)\.(\d+)\) \|").unwrap();
+    let columns: Vec<(String, String)> = header
+        .captures_iter(quote)
+        .map(|c| (c[1].to_string(), format!("cuda-compat-{}-{}", &c[2], &c[3])))
+        .collect();
+    if columns.is_empty() {
+        return Err("but its quote has no column headers like `535+ (CUDA 12.2) |`".into());
+    }
+    let drivers: Vec<&str> = drivers
+        .as_array()
+        .map(|d| d.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if let Some(d) = drivers
+        .iter()
+        .find(|d| !columns.iter().any(|(b, _)| b == *d))
+    {
+        return Err(format!("but {d} is no column of its quote"));
+    }
+    let cells: Vec<&str> = columns
+        .iter()
+        .map(|(branch, own)| {
+            if drivers.contains(&branch.as_str()) {
+                "C"
+            } else if own == package {
+                "N/A"
+            } else {
+                "X"
+            }
+        })
+        .collect();
+    Ok(format!("{package} | {} |", cells.join(" | ")))
+}
+
 /// The key field of each table (None: match on the whole `match` object).
 fn key(file: &str, table: &str) -> Option<&'static str> {
     match (file, table) {
         ("gpus", "devices") => Some("id"),
         ("drivers", "branches") => Some("branch"),
         ("cuda", "versions") => Some("version"),
+        ("cuda", "forward_compat") => Some("package"),
         ("triton", "releases") => Some("release"),
         ("onnx", "ort" | "onnx") => Some("version"),
         _ => None,
@@ -169,12 +241,8 @@ fn quote_problems(corrections: &Value, files: &BTreeMap<&str, Value>) -> Vec<Str
                     rec[field]
                 ));
             }
-            match as_written(value) {
-                Some(text) if quote.contains(&collapse(&text)) => {}
-                Some(text) => out.push(format!(
-                    "{what}: claims {field} = {value}, but its quote does not say {text:?}"
-                )),
-                None => out.push(format!("{what}: claim {field} = {value} is not a value")),
+            if let Some(problem) = unsaid(file, table, rec, field, value, &quote) {
+                out.push(format!("{what}: claims {field} = {value}, {problem}"));
             }
             claimed.push((m.clone(), format!("{file}.{table}.{field}"), value.clone()));
         }
@@ -315,6 +383,11 @@ fn the_issues_examples_are_quoted() {
     let t = pvegpu::compat::tables();
     assert_eq!(t.triton_release("26.07").unwrap().cuda.raw, "13.3.1");
     assert_eq!(t.triton_release("26.08").unwrap().cuda.raw, "13.4.1");
+    // 26.04 from its own notes: driver 575 (not the CUDA table's 595), and a data-center list.
+    let r2604 = t.triton_release("26.04").unwrap();
+    assert_eq!(r2604.driver_min.as_ref().unwrap().raw, "575");
+    assert_eq!(r2604.dc_compat_drivers.as_ref().unwrap().len(), 4);
+    assert!(r2604.inferred.iter().all(|i| !i.starts_with("driver_min")));
     assert_eq!(t.branch(620).unwrap().eol.as_deref(), Some("2029-09"));
     assert_eq!(t.branch(580).unwrap().eol.as_deref(), Some("2028-06"));
     // The GB20B ids NVIDIA publishes no CC for are unknown; the GB10 it lists keeps 12.1.
@@ -394,6 +467,58 @@ fn a_record_that_claims_more_than_its_quote_fails() {
     }
     let p = quote_problems(&c, &f);
     assert!(p.iter().any(|p| p.contains("\"August 2028\"")), "{p:?}");
+}
+
+#[test]
+fn a_forward_compatibility_row_must_be_the_tables_row() {
+    // NVIDIA's table marks R580 compatible with cuda-compat-13-2; the data must say so.
+    let mut f = files();
+    for r in f.get_mut("cuda").unwrap()["forward_compat"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if r["package"] == "cuda-compat-13-2" {
+            r["drivers"] = serde_json::json!(["535", "570", "580", "590", "595"]);
+        }
+    }
+    let mut c = json(CORRECTIONS);
+    for e in c["entries"].as_array_mut().unwrap() {
+        if e["add"]["package"] == "cuda-compat-13-2" {
+            e["add"]["drivers"] = serde_json::json!(["535", "570", "580", "590", "595"]);
+            e["claims"]["drivers"] = e["add"]["drivers"].clone();
+        }
+    }
+    let p = quote_problems(&c, &f);
+    assert!(
+        p.iter()
+            .any(|p| p.contains("no row \"cuda-compat-13-2 | C | C | C | C | C | X | X |\"")),
+        "{p:?}"
+    );
+    // A branch the quote has no column for.
+    for e in c["entries"].as_array_mut().unwrap() {
+        if e["add"]["package"] == "cuda-compat-13-2" {
+            e["claims"]["drivers"] = serde_json::json!(["470"]);
+        }
+    }
+    let p = quote_problems(&c, &f);
+    assert!(p.iter().any(|p| p.contains("470 is no column")), "{p:?}");
+    // Every row of the built table is claimed by a quote.
+    let t = pvegpu::compat::tables();
+    let claimed: Vec<Value> = json(CORRECTIONS)["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["table"] == "forward_compat")
+        .map(|e| e["claims"]["package"].clone())
+        .collect();
+    assert_eq!(claimed.len(), t.forward_compat.len());
+    for p in &t.forward_compat {
+        assert!(
+            claimed.contains(&Value::from(p.package.clone())),
+            "{}",
+            p.package
+        );
+    }
 }
 
 #[test]

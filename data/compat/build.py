@@ -39,7 +39,9 @@ Format (one file per domain, JSON, one record per line so diffs stay readable):
         debian.open_kernel_module_listed->debian_open_listed, debian.<codename>->debian.<codename>
   drivers: architecture_support->architectures, branch (string) -> branch (number),
         distro_packages[].branch (string|null) -> number|null
-  cuda: min_driver_linux->min_driver, driver_branch->branch (number), sm_targets->sm
+  cuda: min_driver_linux->min_driver, driver_branch->branch (number), sm_targets->sm;
+        forward_compat (only from corrections.json): package (cuda-compat-<major>-<minor>),
+        drivers (the branches NVIDIA's forward-compatibility table marks C, as "535")
   triton: cuda_version->cuda, cc_min_documented->cc_min, onnxruntime_version->ort,
         onnxruntime_min_cc->ort_min_cc, onnxruntime_max_ir_version->ort_max_ir,
         onnxruntime_max_opset->ort_max_opset, tensorrt_version->trt, tensorrt_series->trt_series,
@@ -203,7 +205,9 @@ def cuda(src):
         }
         for v in d["versions"]
     ]
-    return ("cuda.json", d["generated"], s, {"versions": versions})
+    # NVIDIA's forward-compatibility table is not in the shared base: every row comes from
+    # corrections.json, each with its quote (tests/compat_sources.rs re-renders the row).
+    return ("cuda.json", d["generated"], s, {"versions": versions, "forward_compat": []})
 
 
 def triton(src):
@@ -265,6 +269,7 @@ KEYS = {
     ("drivers", "branches"): "branch",
     ("drivers", "distro_packages"): None,
     ("cuda", "versions"): "version",
+    ("cuda", "forward_compat"): "package",
     ("triton", "releases"): "release",
     ("onnx", "ort"): "version",
     ("onnx", "onnx"): "version",
@@ -276,6 +281,8 @@ def sort_key(table, key):
 
     def k(rec):
         v = rec[key]
+        if isinstance(v, str) and v.startswith("cuda-compat-"):
+            v = v.removeprefix("cuda-compat-").replace("-", ".")
         if isinstance(v, str) and all(p.isdigit() for p in v.split(".")):
             return tuple(int(p) for p in v.split("."))
         return v

@@ -116,6 +116,15 @@ pub struct Branch {
     pub source: Vec<String>,
 }
 
+impl Branch {
+    /// NVIDIA's lifecycle table calls it a New Feature Branch (`NFB, ...` in `lifecycle`).
+    pub fn is_new_feature_branch(&self) -> bool {
+        self.lifecycle
+            .as_deref()
+            .is_some_and(|l| l.starts_with("NFB"))
+    }
+}
+
 /// A distribution's driver (or CUDA) package (drivers.json `distro_packages`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -187,6 +196,27 @@ impl Toolkit {
     }
 }
 
+/// A row of NVIDIA's CUDA forward-compatibility support table (cuda.json `forward_compat`):
+/// the driver branches a `cuda-compat-<major>-<minor>` package runs on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatPackage {
+    /// As NVIDIA names it: `cuda-compat-13-2` (the highest CUDA it supports).
+    pub package: String,
+    /// The branches the table marks compatible, each as its bare branch (`535`: the column
+    /// header `535+`, any driver of that branch).
+    pub drivers: Vec<DriverVersion>,
+    pub inferred: Vec<String>,
+    pub source: Vec<String>,
+}
+
+impl CompatPackage {
+    /// The package NVIDIA builds for CUDA `v`'s minor release.
+    pub fn name_for(v: &CudaVersion) -> String {
+        format!("cuda-compat-{}-{}", v.major, v.minor)
+    }
+}
+
 /// A Triton NGC `-py3` release (triton.json `releases`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,7 +225,9 @@ pub struct TritonRelease {
     pub cuda: CudaVersion,
     /// The release notes' "requires driver X or later"; None where they give no number.
     pub driver_min: Option<DriverVersion>,
-    /// Older drivers a data-center GPU may use through forward compatibility.
+    /// The release notes' older drivers for data-center GPUs (forward compatibility). They
+    /// only narrow NVIDIA's forward-compatibility table (`triton::forward_compat_floor`):
+    /// copied from release to release, they still name branches the table has dropped.
     pub dc_compat_drivers: Option<Vec<DriverVersion>>,
     /// Minor-version compatibility floor.
     pub mvc_floor: DriverVersion,
@@ -262,6 +294,8 @@ pub struct Tables {
     pub distro_packages: Vec<DistroPackage>,
     pub distro_notes: Vec<Note>,
     pub cuda: Vec<Toolkit>,
+    /// NVIDIA's forward-compatibility table, one row per cuda-compat package.
+    pub forward_compat: Vec<CompatPackage>,
     /// Oldest first.
     pub triton: Vec<TritonRelease>,
     pub ort: Vec<OrtLimits>,
@@ -306,6 +340,7 @@ impl Tables {
             distro_packages: drivers.take("distro_packages")?,
             distro_notes: drivers.take("distro_notes")?,
             cuda: cuda.take("versions")?,
+            forward_compat: cuda.take("forward_compat")?,
             triton: triton.take("releases")?,
             ort: onnx.take("ort")?,
             onnx: onnx.take("onnx")?,
@@ -337,6 +372,13 @@ impl Tables {
         same_minor()
             .find(|t| v.patch.is_some() && t.version.patch == v.patch)
             .or_else(|| same_minor().next())
+    }
+
+    /// The forward-compatibility row of CUDA `v`'s cuda-compat package; None where NVIDIA's
+    /// table has no row for that minor release (no forward compatibility: fail closed).
+    pub fn compat_package(&self, v: &CudaVersion) -> Option<&CompatPackage> {
+        let name = CompatPackage::name_for(v);
+        self.forward_compat.iter().find(|p| p.package == name)
     }
 
     /// Limits of an ONNX Runtime version (`1.23.0+1d1712fdaf` -> the 1.23 row).

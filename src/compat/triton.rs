@@ -5,7 +5,7 @@
 
 use super::driver::Window;
 use super::reason::Reason;
-use super::tables::{Tables, TritonRelease};
+use super::tables::{CompatPackage, Tables, TritonRelease};
 use super::version::{Cc, CudaVersion, DriverVersion};
 use serde::Serialize;
 use std::fmt;
@@ -55,8 +55,9 @@ impl fmt::Display for Backend {
 pub enum DriverFit {
     /// The driver's own CUDA is new enough.
     Native,
-    /// Data-center GPUs only: the release's cuda-compat package on an older listed driver.
-    ForwardCompat { via: DriverVersion },
+    /// Data-center GPUs only: the release's cuda-compat `package` on an older driver branch
+    /// that NVIDIA's forward-compatibility table marks compatible, from driver `via` on.
+    ForwardCompat { package: String, via: DriverVersion },
     /// CUDA minor-version compatibility: same major, limited features.
     Mvc,
     /// The driver cannot run it.
@@ -67,8 +68,16 @@ impl DriverFit {
     pub fn describe(&self) -> String {
         match self {
             DriverFit::Native => "native".into(),
-            DriverFit::ForwardCompat { via } => {
-                format!("data-center forward compatibility (cuda-compat, listed driver {via})")
+            DriverFit::ForwardCompat { package, via } => {
+                let from = if via.is_branch_only() {
+                    String::new()
+                } else {
+                    format!(", from driver {via}")
+                };
+                format!(
+                    "data-center forward compatibility ({package} on R{}, as NVIDIA's forward-compatibility table lists{from})",
+                    via.branch()
+                )
             }
             DriverFit::Mvc => "minor-version compatibility: degraded, smoke-test required".into(),
             DriverFit::Unmet => "driver too old".into(),
@@ -104,20 +113,42 @@ pub fn driver_fit(
     if r.cuda.minor_key() <= branch.max_cuda.minor_key() && floor_ok {
         return DriverFit::Native;
     }
-    if all_datacenter {
-        let listed = r
-            .dc_compat_drivers
-            .iter()
-            .flatten()
-            .find(|d| d.branch() == driver.branch() && driver.at_least(d));
-        if let Some(d) = listed {
-            return DriverFit::ForwardCompat { via: d.clone() };
-        }
+    if all_datacenter && let Some((package, via)) = forward_compat_floor(t, r, driver) {
+        return DriverFit::ForwardCompat {
+            package: package.package.clone(),
+            via,
+        };
     }
     if r.cuda.major == branch.max_cuda.major && driver.at_least(&r.mvc_floor) {
         return DriverFit::Mvc;
     }
     DriverFit::Unmet
+}
+
+/// The cuda-compat package of `r` and the lowest driver of `driver`'s branch it runs on, where
+/// forward compatibility is open to that branch (data-center GPUs assumed): NVIDIA's
+/// forward-compatibility table must mark the branch compatible with the package of `r`'s CUDA
+/// minor release, and the branch must not be a New Feature Branch (the table's note). The
+/// release notes' data-center list can only narrow this: where the notes give one, the
+/// branch must be on it too and the higher of the two minimums counts (the notes' lists were
+/// copied forward from release to release and still name R470, R525 and R545, which the
+/// table no longer lists). No row for the CUDA version, no forward compatibility.
+pub fn forward_compat_floor<'t>(
+    t: &'t Tables,
+    r: &TritonRelease,
+    driver: &DriverVersion,
+) -> Option<(&'t CompatPackage, DriverVersion)> {
+    let package = t.compat_package(&r.cuda)?;
+    if t.branch(driver.branch())?.is_new_feature_branch() {
+        return None;
+    }
+    let same_branch = |d: &&DriverVersion| d.branch() == driver.branch();
+    let table = package.drivers.iter().find(same_branch)?;
+    let floor = match &r.dc_compat_drivers {
+        Some(notes) => table.clone().max(notes.iter().find(same_branch)?.clone()),
+        None => table.clone(),
+    };
+    driver.at_least(&floor).then_some((package, floor))
 }
 
 /// The compute-capability floor of `r` for `backend`: the documented minimum, raised to the
@@ -429,9 +460,19 @@ impl Ask<'_> {
                     .map(|f| format!("; {} needs {f}", r.cuda))
                     .unwrap_or_default()
             ),
-            DriverFit::ForwardCompat { via } => format!(
-                "Triton {backend}: {} (CUDA {}) runs on driver {driver} through data-center forward compatibility: its release notes list driver {via} and every GPU is a data-center card",
-                r.release, r.cuda
+            DriverFit::ForwardCompat { package, via } => format!(
+                "Triton {backend}: {} (CUDA {}) runs on driver {driver} through data-center forward compatibility: NVIDIA's forward-compatibility table lists {package} for R{}{}, and every GPU is a data-center card",
+                r.release,
+                r.cuda,
+                via.branch(),
+                if via.is_branch_only() {
+                    String::new()
+                } else {
+                    format!(
+                        " (its release notes ask for {via} or later R{})",
+                        via.branch()
+                    )
+                }
             ),
             _ => format!(
                 "Triton {backend}: no release for CC {min} runs natively on driver {driver} (CUDA {driver_cuda}); {} (CUDA {}) runs through minor-version compatibility (CUDA {}.x from driver {}): degraded, smoke-test required",
@@ -446,6 +487,13 @@ impl Ask<'_> {
                 .into_iter()
                 .flatten(),
         );
+        if matches!(fit, DriverFit::ForwardCompat { .. }) {
+            sources.extend(
+                t.compat_package(&r.cuda)
+                    .into_iter()
+                    .flat_map(|p| &p.source),
+            );
+        }
         Reason::new(
             text,
             inferred_about(r, &["cuda_version", "driver_min"]),
