@@ -2,7 +2,13 @@
 //! verdicts against those written from the post. The score goes to stderr (README quotes it);
 //! what must hold everywhere is the safety direction: no device the post shows to be unsafe
 //! or unknowable may come out passable.
+//!
+//! The second test runs the same on hosts found in files of public repositories (a user's
+//! `iommu.txt`, a `tested_hardware.md`), which are kept outside this repository under
+//! `../shared/corpus/hosts-from-repositories/` (tests/hosts/README.md says why); it shows as
+//! ignored where that folder is absent.
 
+mod support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,9 +19,10 @@ struct Expected {
     reasons: BTreeSet<String>,
 }
 
-fn hosts() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hosts");
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&root)
+const FROM_REPOSITORIES: &str = "corpus/hosts-from-repositories";
+
+fn hosts(root: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("transcript.txt").exists())
@@ -98,13 +105,26 @@ fn discover(dir: &Path, expected: &[Expected]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-#[test]
 fn discover_paste_on_every_host_of_the_corpus() {
+    let all = hosts(&support::gate::repo().join("tests/hosts"));
+    assert!(all.len() >= 30, "the corpus has {} hosts", all.len());
+    score(&all);
+}
+
+fn discover_paste_on_the_hosts_from_repository_files() {
+    let all = hosts(&support::gate::shared().join(FROM_REPOSITORIES));
+    assert!(
+        !all.is_empty(),
+        "no host under ../shared/{FROM_REPOSITORIES}"
+    );
+    score(&all);
+}
+
+/// Judge every host, print the score, and fail on any unsafe pass.
+fn score(all: &[PathBuf]) {
     let (mut hosts_right, mut devices_right, mut devices) = (0, 0, 0);
     let mut unsafe_passes = Vec::new();
-    let all = hosts();
-    assert!(all.len() >= 30, "the corpus has {} hosts", all.len());
-    for dir in &all {
+    for dir in all {
         let want = expected(dir);
         let report = discover(dir, &want);
         let judged = report["nodes"][0]["devices"].as_array().unwrap();
@@ -173,4 +193,20 @@ fn discover_paste_on_every_host_of_the_corpus() {
         unsafe_passes.is_empty(),
         "passable (or IOMMU on) where the post shows otherwise: {unsafe_passes:?}"
     );
+}
+
+fn main() {
+    use support::gate::{Gated, Need};
+    Gated::new()
+        .test(
+            "discover_paste_on_every_host_of_the_corpus",
+            &[],
+            discover_paste_on_every_host_of_the_corpus,
+        )
+        .test(
+            "discover_paste_on_the_hosts_from_repository_files",
+            &[Need::Shared(FROM_REPOSITORIES)],
+            discover_paste_on_the_hosts_from_repository_files,
+        )
+        .run()
 }
