@@ -179,6 +179,36 @@ fn assert_converged(r: &serde_json::Value) {
     }
 }
 
+/// A node up for months (#13): its ring buffer has rotated and its journal no longer holds the
+/// boot, so no kernel line tells of the IOMMU or interrupt remapping. The verdicts must not
+/// change: the probe reads both from the kernel's own files (/sys/class/iommu, the IOMMU
+/// groups, /proc/interrupts' `IR-` chips).
+fn kernel_log_rotated_away_changes_no_verdict(vm: &Vm, inv: &Path, before: &[(String, String)]) {
+    vm.ssh(
+        "dmesg -C; journalctl --rotate >/dev/null 2>&1; sleep 1; journalctl --vacuum-time=1s >/dev/null 2>&1; true",
+    );
+    let left = vm.ssh(
+        "{ dmesg; journalctl -k -b 0 --no-pager; } 2>/dev/null | grep -cE 'DMAR|remapping' || true",
+    );
+    assert_eq!(left.trim(), "0", "the boot's kernel lines are still there");
+    let (code, out, err) = pvegpu(inv, &["--json", "discover"]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let host = &d["nodes"][0]["host"];
+    assert_eq!(host["iommu_evidence"], serde_json::json!([]), "{out}");
+    assert_eq!(host["iommu"], "on", "{out}");
+    assert_eq!(host["interrupt_remapping"], "on", "{out}");
+    for (address, verdict) in before {
+        let now = d["nodes"][0]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["address"] == address.as_str())
+            .map(|v| v["verdict"].as_str().unwrap().to_string());
+        assert_eq!(now.as_deref(), Some(verdict.as_str()), "{address}: {out}");
+    }
+}
+
 fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
     let (_one, vm) = vm("base.qcow2", "default", "grub", 2241);
     let inv = vm.inventory(TARGETS);
@@ -214,6 +244,7 @@ fn grub_node_from_scratch_then_idempotent_then_new_kernel_then_rollback() {
     }
     assert_eq!(d["nodes"][0]["host"]["iommu"], "on", "{out}");
     assert_eq!(d["nodes"][0]["host"]["interrupt_remapping"], "on", "{out}");
+    kernel_log_rotated_away_changes_no_verdict(&vm, &inv, &verdicts);
 
     // no terminal and no --yes: refused, and the node is untouched
     let (code, _, err) = pvegpu(&inv, &["apply"]);
