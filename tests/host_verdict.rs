@@ -312,4 +312,20 @@ fn groups_with_noiommu_mode_asked_for_are_unknown_without_sys_class_iommu() {
     assert_eq!(verdict::iommu(&f), State::Unknown);
     let v = judge(&f, "0000:08:00.0", &Accepted::default());
     assert!(codes(&v).contains(&Code::IommuUnknown), "{v:?}");
+
+    // the same asked for in modprobe.d, as the kernel reads it (a comment does not count)
+    let plain = set_section(&read("facts/amd-grub.facts"), "kernel-log", "");
+    let with = |conf: &str| {
+        facts(&format!(
+            "{plain}### pvegpu file /etc/modprobe.d/vfio.conf mode=644 owner=root:root mtime=1\n{conf}### pvegpu exit 0\n"
+        ))
+    };
+    assert_eq!(
+        verdict::iommu(&with("options vfio enable_unsafe_noiommu_mode=Y\n")),
+        State::Unknown
+    );
+    assert_eq!(
+        verdict::iommu(&with("# options vfio enable_unsafe_noiommu_mode=1\n")),
+        State::On
+    );
 }

@@ -351,7 +351,8 @@ pub struct DriverChoice {
 
 /// The distribution's driver package when its branch is inside the window and it supports
 /// every GPU (Debian: nvidia-detect lists the id; Ubuntu: the branch is inside the window,
-/// which `window` narrows per id where it can); otherwise NVIDIA's CUDA repository at the newest branch of the window.
+/// which `window` narrows per id where it can); otherwise NVIDIA's CUDA repository at the
+/// newest branch of the window.
 pub fn choose_driver(
     t: &Tables,
     distro: Distro,

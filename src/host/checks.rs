@@ -144,19 +144,18 @@ pub fn postconditions(
             )
         },
     ));
+    let iommu = verdict::iommu(after);
     out.push(check(
         node_name,
         "IOMMU",
-        verdict::iommu(after) == State::On,
-        match verdict::iommu(after) {
+        iommu == State::On,
+        match iommu {
             State::On => "IOMMU groups exist".into(),
             State::Off if !after.noiommu.is_empty() => {
                 "only VFIO no-IOMMU groups: the IOMMU is off".into()
             }
             State::Off => "no IOMMU groups: the IOMMU is off".into(),
-            State::Unknown => {
-                "IOMMU groups exist, but VFIO's no-IOMMU mode is asked for and /sys/class/iommu was not read".into()
-            }
+            State::Unknown => "the facts do not tell whether the IOMMU is on".into(),
         },
     ));
     let remapping = verdict::interrupt_remapping(after);

@@ -7,6 +7,7 @@
 //! exactly as it refuses `refused`.
 
 use crate::core::plan::Refusal;
+use crate::facts::modconf::{self, Directive};
 use crate::facts::{HostFacts, PciDevice, Sriov};
 use crate::inventory::Risk;
 use crate::pci::PciAddress;
@@ -158,21 +159,22 @@ pub fn iommu(facts: &HostFacts) -> State {
 /// `vfio.enable_unsafe_noiommu_mode` on the running command line or in a modprobe.d file
 /// (Documentation/driver-api/vfio.rst: "this mode ... provides no device isolation").
 pub fn noiommu_mode(facts: &HostFacts) -> bool {
-    let on = |v: &str| matches!(v.trim(), "1" | "Y" | "y");
+    const PARAM: &str = "enable_unsafe_noiommu_mode";
+    // the kernel's kstrtobool: y, Y, 1 and on are true
+    let on = |v: &str| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "y" | "on");
     let on_cmdline = facts.proc_cmdline.iter().any(|w| {
-        w.strip_prefix("vfio.enable_unsafe_noiommu_mode=")
-            .is_some_and(on)
+        w.split_once('=')
+            .is_some_and(|(k, v)| k.strip_prefix("vfio.") == Some(PARAM) && on(v))
     });
-    let in_modprobe = facts.files_under("/etc/modprobe.d/").any(|(_, f)| {
-        f.content.lines().any(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            words.first() == Some(&"options")
-                && words.get(1) == Some(&"vfio")
-                && words[2..].iter().any(|w| {
-                    w.strip_prefix("enable_unsafe_noiommu_mode=")
-                        .is_some_and(on)
-                })
-        })
+    let in_modprobe = facts.files_under("/etc/modprobe.d/").any(|(path, f)| {
+        modconf::parse_modprobe(path, &f.content)
+            .iter()
+            .any(|d| match &d.item {
+                Directive::Options { module, params } => {
+                    module == "vfio" && params.iter().any(|(k, v)| k == PARAM && on(v))
+                }
+                _ => false,
+            })
     });
     !facts.noiommu.is_empty() || on_cmdline || in_modprobe
 }
