@@ -11,7 +11,10 @@
 //! uninterrupted apply does, with nothing left to do but the reboot. The reboot itself is
 //! proven on the QEMU test host (tests/testhost_e2e.rs).
 
+#[path = "support/cut.rs"]
+mod cut;
 mod support;
+use cut::{Cut, cut_write};
 use pvegpu::core::plan::{Action, Change};
 use pvegpu::core::progress::Progress;
 use pvegpu::host::exec::{Executor, Options};
@@ -287,17 +290,6 @@ fn set_mtime(p: &Path, epoch: u64) {
         .unwrap();
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
-    /// The connection drops before the step's script reaches the node.
-    Before,
-    /// The node's shell dies in the middle of the step.
-    Midway,
-    /// The step's work is done (a write renamed into place, a command ended), then the
-    /// shell dies or the answer is lost.
-    After,
-}
-
 /// The node: scripts run by /bin/sh in the scratch folder; one step's script is cut.
 #[derive(Clone)]
 struct ScratchNode {
@@ -316,18 +308,8 @@ impl ScratchNode {
     }
 
     fn run(&self, script: &str, cut: Option<Cut>) -> RemoteOutput {
-        let mut script = self.moved(script);
-        let rename = "mv -f \"$tmp\" \"$path\"\n";
+        let script = cut_write(&self.moved(script), cut.unwrap_or(Cut::Before));
         let midway = cut == Some(Cut::Midway);
-        match cut {
-            // a write dies with its temporary file written and not yet renamed
-            Some(Cut::Midway) => script = script.replace(rename, "kill -KILL $$\n"),
-            // ... or right after the rename
-            Some(Cut::After) => {
-                script = script.replace(rename, &format!("{rename}kill -KILL $$\n"))
-            }
-            _ => {}
-        }
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)
