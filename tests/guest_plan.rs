@@ -811,3 +811,48 @@ fn toolkit_1_17_0_is_refused_for_the_runtime_it_breaks() {
     );
     assert!(!p.refusals.iter().any(|r| r.reason.contains("imex")));
 }
+
+/// #20: an apply cut after the nouveau blacklist's write and before `update-initramfs` (steps
+/// later) left the images without the blacklist; the blacklist alone no longer plans the
+/// rebuild, so the images' age must.
+#[test]
+fn an_apply_cut_after_the_blacklist_still_rebuilds_the_initramfs() {
+    let mut blacklist_only = plan_for(SEED_SPEC, &fresh());
+    blacklist_only
+        .changes
+        .retain(|c| c.step == "nouveau-blacklist");
+    assert_eq!(blacklist_only.changes.len(), 1);
+    // the blacklist is written at mtime 1800000000
+    let cut = write_files(&fresh(), &blacklist_only);
+    let kernel = |initrd: &str| {
+        format!("6.1.0-22-amd64 vmlinuz=yes headers=no nvidia=none signed=none{initrd}\n")
+    };
+    let steps_with = |initrd: &str| {
+        let text = set_section(&cut, "guest-kernels", &kernel(initrd));
+        let p = plan_for(SEED_SPEC, &text);
+        let reason = p
+            .changes
+            .iter()
+            .find(|c| c.step == "initramfs")
+            .map(|c| c.reason.clone());
+        (
+            p.changes.iter().any(|c| c.step == "nouveau-blacklist"),
+            reason,
+        )
+    };
+    // the image from before the blacklist
+    let (blacklist_again, reason) = steps_with(" initrd=1719669600");
+    assert!(!blacklist_again);
+    let reason = reason.expect("the stale image is rebuilt");
+    assert!(
+        reason.contains(
+            "initramfs of 6.1.0-22-amd64 is older than /etc/modprobe.d/pvegpu-nouveau.conf"
+        ),
+        "{reason}"
+    );
+    // an image of unknown age (a probe that does not say): rebuilt, as unknown is not safe
+    assert!(steps_with("").1.is_some());
+    // built after the blacklist, or no image at all: nothing to rebuild
+    assert_eq!(steps_with(" initrd=1800000100").1, None);
+    assert_eq!(steps_with(" initrd=none").1, None);
+}

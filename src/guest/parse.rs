@@ -19,10 +19,14 @@ pub struct GuestKernel {
     pub nvidia_module: Option<String>,
     /// Whether that module carries a signature (None when there is no module).
     pub module_signed: Option<bool>,
+    /// The initramfs image's mtime: `Some(None)` when the kernel has no image, None when the
+    /// probe did not say (older probes, verify's listing).
+    pub initrd_mtime: Option<Option<i64>>,
 }
 
-/// `<version> vmlinuz=yes headers=no nvidia=<path>|none signed=yes|no|none`, sorted oldest
-/// first; a bare version or `/boot/vmlinuz-<version>` (verify's listing) is a bootable kernel.
+/// `<version> vmlinuz=yes headers=no nvidia=<path>|none signed=yes|no|none initrd=<mtime>|none`,
+/// sorted oldest first; a bare version or `/boot/vmlinuz-<version>` (verify's listing) is a
+/// bootable kernel.
 pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
     let mut out: Vec<GuestKernel> = text
         .lines()
@@ -34,6 +38,7 @@ pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
                 headers: false,
                 nvidia_module: None,
                 module_signed: None,
+                initrd_mtime: None,
             };
             for attr in attrs {
                 match attr {
@@ -42,6 +47,8 @@ pub fn guest_kernels(text: &str) -> Vec<GuestKernel> {
                     ("nvidia", v) if v != "none" => k.nvidia_module = Some(v.to_string()),
                     ("signed", "yes") => k.module_signed = Some(true),
                     ("signed", "no") => k.module_signed = Some(false),
+                    ("initrd", "none") => k.initrd_mtime = Some(None),
+                    ("initrd", v) => k.initrd_mtime = v.parse().ok().map(Some),
                     _ => {}
                 }
             }

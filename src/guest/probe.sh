@@ -24,10 +24,13 @@ kernels() {
     if [ -n "$ko" ]; then
       if [ -n "$(modinfo -F sig_id "$ko" 2>/dev/null)" ]; then signed=yes; else signed=no; fi
     fi
-    printf '%s vmlinuz=%s headers=%s nvidia=%s signed=%s\n' "$v" \
+    # the image's age tells whether it was built after pvegpu's nouveau blacklist
+    initrd=none
+    [ -e "/boot/initrd.img-$v" ] && initrd=$(stat -c %Y "/boot/initrd.img-$v")
+    printf '%s vmlinuz=%s headers=%s nvidia=%s signed=%s initrd=%s\n' "$v" \
       "$( [ -e "/boot/vmlinuz-$v" ] && echo yes || echo no)" \
       "$( [ -e "/lib/modules/$v/build/Makefile" ] && echo yes || echo no)" \
-      "${ko:-none}" "$signed"
+      "${ko:-none}" "$signed" "$initrd"
   done
 }
 

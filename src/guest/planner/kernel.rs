@@ -4,7 +4,7 @@
 use super::{APT_INSTALL, GuestError, Walk, owned_file};
 use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
-use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
+use crate::guest::playbook::{GUEST, GuestFile, GuestStep, GuestStepKind};
 use crate::templates;
 use minijinja::context;
 use std::collections::BTreeSet;
@@ -66,11 +66,43 @@ pub(super) fn nouveau_blacklist(
 }
 
 pub(super) fn initramfs(step: &GuestStep, w: &Walk) -> Option<Change> {
-    w.changed(|k| matches!(k, GuestStepKind::NouveauBlacklist(_)))
-        .then(|| {
-            step.run(
-                "the nouveau blacklist changed; the initramfs loads modules before the root file system",
-                "update-initramfs -u -k all",
-            )
+    let why = if w.changed(|k| matches!(k, GuestStepKind::NouveauBlacklist(_))) {
+        "the nouveau blacklist changed; the initramfs loads modules before the root file system"
+            .to_string()
+    } else {
+        images_without_the_blacklist(w)?
+    };
+    Some(step.run(why, "update-initramfs -u -k all"))
+}
+
+/// The blacklist is in place, nouveau still has the GPUs, and an image is older than the
+/// blacklist or of unknown age: an apply cut between the blacklist's write and this step
+/// leaves the guest so, and the blacklist alone no longer plans the rebuild.
+fn images_without_the_blacklist(w: &Walk) -> Option<String> {
+    if !w.d.nouveau_has_device {
+        return None;
+    }
+    let path = GUEST.steps.iter().find_map(|s| match &s.kind {
+        GuestStepKind::NouveauBlacklist(f) => Some(f.path.as_str()),
+        _ => None,
+    })?;
+    let written = w.facts.files.get(path)?.mtime;
+    let stale: Vec<&str> = w
+        .facts
+        .kernels
+        .iter()
+        .filter(|k| k.bootable)
+        .filter(|k| match (k.initrd_mtime, written) {
+            (Some(None), _) => false,
+            (Some(Some(image)), Some(blacklist)) => image < blacklist,
+            _ => true,
         })
+        .map(|k| k.version.as_str())
+        .collect();
+    (!stale.is_empty()).then(|| {
+        format!(
+            "nouveau still has the GPUs and the initramfs of {} is older than {path} (or of unknown age): the images must carry the blacklist to boot",
+            stale.join(", ")
+        )
+    })
 }
