@@ -856,3 +856,46 @@ fn an_apply_cut_after_the_blacklist_still_rebuilds_the_initramfs() {
     assert_eq!(steps_with(" initrd=1800000100").1, None);
     assert_eq!(steps_with(" initrd=none").1, None);
 }
+
+/// #20: an apply cut after the Triton unit's write and before `triton-start` left the old
+/// service running; the write alone no longer plans the restart, so the service's start
+/// time and systemd's reload flag must.
+#[test]
+fn an_apply_cut_after_the_triton_unit_still_restarts_the_service() {
+    let text = converged();
+    let mut unit_only = plan_for(SEED_SPEC, &text);
+    unit_only.changes.retain(|c| c.step == "triton-unit");
+    assert_eq!(unit_only.changes.len(), 1);
+    // the unit is written at mtime 1800000000; the service that ran before goes on
+    let cut = set_section(
+        &write_files(&text, &unit_only),
+        "triton-service",
+        "active\n",
+    );
+    let plan_since = |since: &str| {
+        let body = format!("{since}### pvegpu exit 0\n");
+        plan_for(SEED_SPEC, &add_section(&cut, "triton-service-since", &body))
+    };
+    let start_reason = |p: &GuestPlan| {
+        let steps: Vec<&str> = p.changes.iter().map(|c| c.step.as_str()).collect();
+        assert!(steps.iter().all(|s| *s == "triton-start"), "{steps:?}");
+        p.changes.first().map(|c| c.reason.clone())
+    };
+    let started_before = plan_since("NeedDaemonReload=no\nActiveEnterTimestamp=@1799990000\n");
+    let reason = start_reason(&started_before).expect("the service is restarted");
+    assert!(
+        reason.contains(
+            "/etc/systemd/system/pvegpu-triton.service changed after the service started"
+        ),
+        "{reason}"
+    );
+    // systemd without --timestamp=unix (before 248) still tells that the unit changed
+    let reason = start_reason(&plan_since("NeedDaemonReload=yes\n")).expect("restarted");
+    assert!(
+        reason.contains("changed on disk since systemd read it"),
+        "{reason}"
+    );
+    // started after the write (the restart happened): nothing to do
+    let started_after = plan_since("NeedDaemonReload=no\nActiveEnterTimestamp=@1800000100\n");
+    assert_eq!(start_reason(&started_after), None);
+}

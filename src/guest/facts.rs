@@ -97,6 +97,10 @@ pub struct GuestFacts {
     pub cdi_specs: Vec<CdiSpec>,
     pub containers: Vec<Container>,
     pub triton_service: Option<String>,
+    /// When the service became active, and whether its unit changed on disk since.
+    pub triton_since: parse::ServiceSince,
+    /// Each CDI spec's mtime, by path.
+    pub cdi_mtimes: BTreeMap<String, i64>,
     pub files: BTreeMap<String, FileFact>,
     pub model_repository: Option<ModelRepository>,
     pub onnx: Vec<OnnxHeader>,
@@ -218,6 +222,14 @@ impl GuestFacts {
                 .get("triton-service")
                 .map(|s| s.body.trim().to_string())
                 .filter(|s| !s.is_empty()),
+            triton_since: parse::service_since(body("triton-service-since")),
+            cdi_mtimes: raw
+                .all("cdi")
+                .filter_map(|s| {
+                    let mtime = s.attrs().get("mtime")?.parse().ok()?;
+                    Some((s.first_arg().to_string(), mtime))
+                })
+                .collect(),
             files,
             model_repository,
             onnx,

@@ -375,6 +375,29 @@ pub fn cdi_spec(path: &str, text: &str) -> CdiSpec {
     crate::facts::cdi::parse_excerpt(path, text)
 }
 
+/// `systemctl show -p NeedDaemonReload -p ActiveEnterTimestamp --timestamp=unix <unit>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ServiceSince {
+    /// When the unit last became active (Unix seconds); None: never, or systemd did not say.
+    pub active_since: Option<i64>,
+    /// The unit file changed on disk since systemd read it.
+    pub needs_reload: bool,
+}
+
+pub fn service_since(text: &str) -> ServiceSince {
+    let mut out = ServiceSince::default();
+    for line in text.lines() {
+        match line.trim().split_once('=') {
+            Some(("NeedDaemonReload", v)) => out.needs_reload = v == "yes",
+            Some(("ActiveEnterTimestamp", v)) => {
+                out.active_since = v.strip_prefix('@').and_then(|t| t.parse().ok())
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// One line of `docker|podman ps -a --format '{{.Names}}\t{{.Image}}\t{{.State}}\t{{.Status}}'`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Container {

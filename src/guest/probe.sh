@@ -68,6 +68,14 @@ containers() { # runtime
   "$1" ps -a --format '{{.Names}}\t{{.Image}}\t{{.State}}\t{{.Status}}'
 }
 
+# When the running service became active, and whether its unit changed on disk since systemd
+# read it: a unit or CDI spec written after that is not in effect (--timestamp=unix needs
+# systemd 248; an older one tells the reload flag only).
+triton_since() {
+  systemctl show -p NeedDaemonReload -p ActiveEnterTimestamp --timestamp=unix pvegpu-triton.service 2>/dev/null \
+    || systemctl show -p NeedDaemonReload pvegpu-triton.service
+}
+
 model_repository() {
   repo=$PVEGPU_MODEL_REPOSITORY
   [ -n "$repo" ] || return 0
@@ -108,4 +116,5 @@ cdi_specs
 section docker-containers -- containers docker
 section podman-containers -- containers podman
 section triton-service -- systemctl is-active pvegpu-triton.service
+section triton-service-since -- triton_since
 model_repository

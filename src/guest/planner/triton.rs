@@ -9,7 +9,7 @@ use crate::compat::{Backend, Recommendation, tables};
 use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
 use crate::guest::onnx_check;
-use crate::guest::playbook::{GuestFile, GuestStep, GuestStepKind};
+use crate::guest::playbook::{GUEST, GuestFile, GuestStep, GuestStepKind};
 use crate::inventory::guest::GuestSpec;
 use crate::templates;
 use minijinja::context;
@@ -261,13 +261,13 @@ pub(super) fn start(step: &GuestStep, w: &Walk) -> Option<Change> {
         return None;
     }
     let reason = if w.changed(|k| matches!(k, GuestStepKind::TritonUnit(_))) {
-        "the unit changed"
+        "the unit changed".to_string()
     } else if w.changed(|k| matches!(k, GuestStepKind::CdiSpec { .. })) {
-        "the CDI spec changed"
+        "the CDI spec changed".to_string()
     } else if w.facts.triton_service.as_deref() != Some("active") {
-        "the service is not running"
+        "the service is not running".to_string()
     } else {
-        return None;
+        not_in_effect(w)?
     };
     Some(step.run(
         reason,
@@ -275,4 +275,41 @@ pub(super) fn start(step: &GuestStep, w: &Walk) -> Option<Change> {
             "systemctl daemon-reload && systemctl enable {TRITON_UNIT} && systemctl restart {TRITON_UNIT}"
         ),
     ))
+}
+
+/// The service runs, but its unit or CDI spec was written after it started: an apply cut
+/// between that write and this step leaves it so, and the write alone no longer plans the
+/// restart.
+fn not_in_effect(w: &Walk) -> Option<String> {
+    let since = &w.facts.triton_since;
+    let path_of =
+        |is: fn(&GuestStepKind) -> Option<&str>| GUEST.steps.iter().find_map(|s| is(&s.kind));
+    let unit = path_of(|k| match k {
+        GuestStepKind::TritonUnit(f) => Some(f.path.as_str()),
+        _ => None,
+    })?;
+    if since.needs_reload {
+        return Some(format!(
+            "{unit} changed on disk since systemd read it, so the running service does not have it"
+        ));
+    }
+    let started = since.active_since?;
+    let unit_mtime = w.facts.files.get(unit).and_then(|f| f.mtime);
+    let spec = path_of(|k| match k {
+        GuestStepKind::CdiSpec { path } => Some(path.as_str()),
+        _ => None,
+    });
+    let spec_mtime = spec.and_then(|p| Some((p, *w.facts.cdi_mtimes.get(p)?)));
+    let newer: Vec<&str> = [unit_mtime.map(|m| (unit, m)), spec_mtime]
+        .into_iter()
+        .flatten()
+        .filter(|(_, mtime)| *mtime > started)
+        .map(|(path, _)| path)
+        .collect();
+    (!newer.is_empty()).then(|| {
+        format!(
+            "{} changed after the service started, so the running service does not have it",
+            newer.join(" and ")
+        )
+    })
 }
