@@ -899,3 +899,89 @@ fn an_apply_cut_after_the_triton_unit_still_restarts_the_service() {
     let started_after = plan_since("NeedDaemonReload=no\nActiveEnterTimestamp=@1800000100\n");
     assert_eq!(start_reason(&started_after), None);
 }
+
+#[test]
+fn an_install_killed_halfway_is_finished_by_dpkg_before_apt_runs() {
+    // the headers' install died between unpacking and configuring (a guest that crashed, an
+    // OOM kill): dpkg's journal is left, the packages are unpacked (iU), and apt refuses every
+    // install ("E: dpkg was interrupted, you must manually run 'dpkg --configure -a'")
+    let text = fresh().replace(
+        "ii  linux-image-amd64 6.1.94-1\n",
+        "ii  linux-image-amd64 6.1.94-1\niU  linux-headers-6.1.0-22-amd64 6.1.94-1\niU  linux-headers-amd64 6.1.94-1\n",
+    );
+    let audit = "journal /var/lib/dpkg/updates/0000\nThe following packages have been unpacked but not yet configured.\nThey must be configured using dpkg --configure or the configure\nmenu option in dselect for them to work:\n linux-headers-6.1.0-22-amd64   Header files for Linux 6.1.0-22-amd64\n linux-headers-amd64            Header files for Linux amd64 configuration (meta-package)\n### pvegpu exit 0\n";
+    let p = plan_for(SEED_SPEC, &add_section(&text, "dpkg-audit", audit));
+    let first = &p.changes[0];
+    assert_eq!(first.step, "dpkg-configure");
+    assert_eq!(
+        first.action,
+        Action::Run {
+            command: "dpkg --force-confdef --force-confold --configure -a".into()
+        }
+    );
+    assert!(
+        first.reason.contains("journal /var/lib/dpkg/updates/0000"),
+        "{}",
+        first.reason
+    );
+    // the unpacked packages alone (an older probe without the audit) say so too
+    let p = plan_for(SEED_SPEC, &text);
+    assert_eq!(p.changes[0].step, "dpkg-configure");
+    assert!(
+        p.changes[0]
+            .reason
+            .contains("linux-headers-6.1.0-22-amd64 is iU"),
+        "{}",
+        p.changes[0].reason
+    );
+    // a dpkg that finished its last run: nothing to do
+    let clean = add_section(&fresh(), "dpkg-audit", "### pvegpu exit 0\n");
+    assert!(
+        plan_for(SEED_SPEC, &clean)
+            .changes
+            .iter()
+            .all(|c| c.step != "dpkg-configure")
+    );
+}
+
+#[test]
+fn an_apply_cut_after_the_docker_runtime_write_still_restarts_docker() {
+    // daemon.json has the nvidia runtime (nvidia-ctk wrote it), but the apply was cut before
+    // `systemctl restart docker`: the running daemon does not know the runtime
+    let text = serving();
+    let plan_with = |section: Option<&str>| {
+        let t = match section {
+            Some(body) => add_section(&text, "docker-runtimes", body),
+            None => text.clone(),
+        };
+        plan_for(SEED_SPEC, &t)
+    };
+    let restart = |p: &GuestPlan| {
+        let steps: Vec<&str> = p.changes.iter().map(|c| c.step.as_str()).collect();
+        assert!(steps.iter().all(|s| *s == "docker-runtime"), "{steps:?}");
+        p.changes
+            .first()
+            .map(|c| (c.reason.clone(), commands(p)[0].to_string()))
+    };
+    let stale = plan_with(Some(
+        "{\"io.containerd.runc.v2\":{\"path\":\"runc\"},\"runc\":{\"path\":\"runc\"}}\n### pvegpu exit 0\n",
+    ));
+    let (reason, command) = restart(&stale).expect("docker is restarted");
+    assert_eq!(command, "systemctl restart docker");
+    assert!(
+        reason.contains("the running Docker daemon does not"),
+        "{reason}"
+    );
+    // a daemon that does not answer is restarted too
+    let down = plan_with(Some(
+        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n### pvegpu exit 1\n",
+    ));
+    assert!(restart(&down).is_some(), "a stopped daemon is started");
+    // the daemon has the runtime: nothing to do
+    let fine = plan_with(Some(
+        "{\"io.containerd.runc.v2\":{\"path\":\"runc\"},\"nvidia\":{\"path\":\"nvidia-container-runtime\"},\"runc\":{\"path\":\"runc\"}}\n### pvegpu exit 0\n",
+    ));
+    assert_eq!(restart(&fine), None);
+    // an older probe that did not ask: as before, nothing
+    assert_eq!(restart(&plan_with(None)), None);
+}

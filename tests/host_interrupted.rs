@@ -14,7 +14,7 @@
 #[path = "support/cut.rs"]
 mod cut;
 mod support;
-use cut::{Cut, cut_write};
+use cut::{Cut, cut_write, described, differing, files_under, run_cut};
 use pvegpu::core::plan::{Action, Change};
 use pvegpu::core::progress::Progress;
 use pvegpu::host::exec::{Executor, Options};
@@ -197,7 +197,7 @@ impl Scratch {
     fn node_files(&self) -> Vec<(String, std::fs::Metadata)> {
         let mut found = Vec::new();
         for dir in ["/etc", "/usr/local/lib/pvegpu", "/var/lib/pvegpu"] {
-            walk(&self.at(dir), &mut found);
+            found.extend(files_under(&self.at(dir)));
         }
         let read = |p: &str| {
             p == "/etc/kernel/cmdline"
@@ -231,21 +231,12 @@ impl Scratch {
 
     /// Every file of the folder but pvegpu's backups (named by run), with its mode.
     fn tree(&self) -> BTreeMap<String, String> {
-        let mut found = Vec::new();
-        walk(self.root(), &mut found);
-        found
+        files_under(self.root())
             .into_iter()
             .filter(|p| !p.starts_with(self.at("/var/lib/pvegpu/backups")))
             .map(|p| {
                 let rel = p.strip_prefix(self.root()).unwrap().display().to_string();
-                let what = match std::fs::read_link(&p) {
-                    Ok(t) => format!("-> {}", t.display()),
-                    Err(_) => format!(
-                        "{:o}\n{}",
-                        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-                        std::fs::read_to_string(&p).unwrap_or_default()
-                    ),
-                };
+                let what = described(&p);
                 // the folder's own name differs from one run to the next
                 (
                     rel,
@@ -253,21 +244,6 @@ impl Scratch {
                 )
             })
             .collect()
-    }
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries {
-        let p = e.unwrap().path();
-        let meta = std::fs::symlink_metadata(&p).unwrap();
-        if meta.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
     }
 }
 
@@ -310,7 +286,8 @@ impl ScratchNode {
     fn run(&self, script: &str, cut: Option<Cut>) -> RemoteOutput {
         let script = cut_write(&self.moved(script), cut.unwrap_or(Cut::Before));
         let midway = cut == Some(Cut::Midway);
-        let out = std::process::Command::new("sh")
+        let mut shell = std::process::Command::new("sh");
+        shell
             .arg("-c")
             .arg(&script)
             .env("PVEGPU_STATE", self.scratch.at("/var/lib/pvegpu"))
@@ -321,15 +298,8 @@ impl ScratchNode {
                     self.scratch.at("/bin").display(),
                     std::env::var("PATH").unwrap_or_default()
                 ),
-            )
-            .env("PVEGPU_TEST_DIE_MIDWAY", if midway { "1" } else { "" })
-            .output()
-            .unwrap();
-        RemoteOutput {
-            status: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            );
+        run_cut(shell, midway)
     }
 }
 
@@ -472,11 +442,7 @@ async fn a_host_apply_cut_anywhere_converges_on_the_next() {
                     "{what}: step {index} ({cut:?}): a second apply leaves another plan"
                 );
                 let after = scratch.tree();
-                let differs: Vec<&String> = done
-                    .keys()
-                    .chain(after.keys())
-                    .filter(|k| done.get(*k) != after.get(*k))
-                    .collect();
+                let differs = differing(&done, &after);
                 assert!(
                     differs.is_empty(),
                     "{what}: step {index} ({cut:?}): differs from an uninterrupted apply: {differs:?}\n{after:#?}"

@@ -180,22 +180,22 @@ fn a_renamed_unknown_or_malformed_guest_step_fails_at_load() {
     };
     fails(
         ("kind = \"keyring\"", "kind = \"key-ring\""),
-        "playbooks/guest.toml, step 3 (`cuda-keyring`): unknown variant `key-ring`",
+        "playbooks/guest.toml, step 4 (`cuda-keyring`): unknown variant `key-ring`",
     );
     fails(
         ("repository = \"cuda\"", "repository = \"nvidia\""),
-        "playbooks/guest.toml, step 3 (`cuda-keyring`): unknown variant `nvidia`",
+        "playbooks/guest.toml, step 4 (`cuda-keyring`): unknown variant `nvidia`",
     );
     fails(
         (
             "kind = \"apt-pin\"\nrepository = \"cuda\"\n",
             "kind = \"apt-pin\"\n",
         ),
-        "playbooks/guest.toml, step 5 (`cuda-pin`): missing field `repository`",
+        "playbooks/guest.toml, step 6 (`cuda-pin`): missing field `repository`",
     );
     fails(
         ("kind = \"driver\"", "kind = \"driver\"\npath = \"/x\""),
-        "playbooks/guest.toml, step 11 (`driver`): unknown field `path`",
+        "playbooks/guest.toml, step 12 (`driver`): unknown field `path`",
     );
 }
 

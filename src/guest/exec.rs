@@ -178,8 +178,10 @@ pub const LOG_LINE: &str = "pvegpu-step-log: ";
 
 /// The pid file appears once the runner starts; a runner gone without a status (killed, a
 /// reboot) fails the step instead of waiting forever. Meanwhile the log's newest line goes to
-/// stderr behind [`LOG_LINE`] whenever it changes.
-const WAIT_BODY: &str = "n=0; seen=\n\
+/// stderr behind [`LOG_LINE`] whenever it changes. Most steps (a write, `apt-mark hold`) end
+/// within a fraction of a second, so the first 20 polls are a tenth of a second apart (where
+/// `sleep` takes fractions, as coreutils' and busybox's do), the rest a second.
+const WAIT_BODY: &str = "n=0; p=0; seen=\n\
      while [ ! -e \"$d/$id.rc\" ]; do\n\
      \x20 now=$(tail -n 1 \"$d/$id.log\" 2>/dev/null | tr '\\r' '\\n' | tail -n 1 | cut -c 1-200) || now=\n\
      \x20 [ \"$now\" = \"$seen\" ] || { seen=$now; echo \"pvegpu-step-log: $now\" >&2; }\n\
@@ -191,9 +193,9 @@ const WAIT_BODY: &str = "n=0; seen=\n\
      \x20     exit 125\n\
      \x20   fi\n\
      \x20 else\n\
-     \x20   n=$((n+1)); [ $n -gt 60 ] && { echo \"pvegpu: step $id did not start\"; exit 125; }\n\
+     \x20   n=$((n+1)); [ $n -gt 80 ] && { echo \"pvegpu: step $id did not start\"; exit 125; }\n\
      \x20 fi\n\
-     \x20 sleep 1\n\
+     \x20 p=$((p+1)); if [ $p -le 20 ]; then sleep 0.1 2>/dev/null || sleep 1; else sleep 1; fi\n\
      done\n\
      tail -n 200 \"$d/$id.log\"\n\
      exit \"$(cat \"$d/$id.rc\")\"\n";

@@ -91,7 +91,13 @@ pub struct GuestFacts {
     pub keyrings: BTreeSet<String>,
     pub holds: BTreeSet<String>,
     pub packages: BTreeMap<String, Package>,
+    /// What an interrupted dpkg run left (its journal, `dpkg --audit`); empty when none, or
+    /// when an older probe did not look.
+    pub dpkg_audit: Vec<String>,
     pub docker: Option<String>,
+    /// The runtimes the running Docker daemon knows (empty: it did not answer); None when an
+    /// older probe did not ask.
+    pub docker_runtimes: Option<BTreeSet<String>>,
     pub podman: Option<String>,
     pub nvidia_ctk: Option<String>,
     pub cdi_specs: Vec<CdiSpec>,
@@ -210,7 +216,11 @@ impl GuestFacts {
             keyrings: parse::keyrings(raw.get("keyrings").map_or("", |s| s.body.as_str())),
             holds: parse::holds(body("apt-holds")),
             packages: parse::packages(body("packages")),
+            dpkg_audit: parse::dpkg_audit(body("dpkg-audit")),
             docker: raw.ok_body("docker").and_then(parse::tool_version),
+            docker_runtimes: raw
+                .get("docker-runtimes")
+                .map(|s| parse::docker_runtimes(if s.ok() { &s.body } else { "" })),
             podman: raw.ok_body("podman").and_then(parse::tool_version),
             nvidia_ctk: raw.ok_body("nvidia-ctk").and_then(parse::tool_version),
             cdi_specs: raw
@@ -275,6 +285,19 @@ impl GuestFacts {
 
     pub fn installed(&self, package: &str) -> Option<&Package> {
         self.packages.get(package).filter(|p| p.installed())
+    }
+
+    /// What says dpkg's last run did not finish: its journal or audit findings, and the
+    /// packages it left unpacked but not configured. Empty when it finished.
+    pub fn dpkg_unfinished(&self) -> Vec<String> {
+        let mut out = self.dpkg_audit.clone();
+        out.extend(
+            self.packages
+                .iter()
+                .filter(|(_, p)| p.unfinished())
+                .map(|(name, p)| format!("{name} is {}", p.status)),
+        );
+        out
     }
 
     /// The driver version the loaded driver reports (nvidia-smi), if it answered.

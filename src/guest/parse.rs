@@ -313,6 +313,25 @@ impl Package {
     pub fn installed(&self) -> bool {
         self.status.as_bytes().get(1) == Some(&b'i')
     }
+
+    /// Left between unpacking and configuring (half-installed, unpacked, half-configured,
+    /// awaiting or pending triggers): a dpkg run stopped on it.
+    pub fn unfinished(&self) -> bool {
+        self.status
+            .as_bytes()
+            .get(1)
+            .is_some_and(|s| b"HUFWt".contains(s))
+    }
+}
+
+/// The `dpkg-audit` section: dpkg's journal entries and `dpkg --audit`'s report, one finding
+/// per line (empty when dpkg finished its last run).
+pub fn dpkg_audit(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 pub fn packages(text: &str) -> BTreeMap<String, Package> {
@@ -396,6 +415,17 @@ pub fn service_since(text: &str) -> ServiceSince {
         }
     }
     out
+}
+
+/// The runtime names of `docker info --format '{{json .Runtimes}}'` (one JSON object keyed by
+/// name, e.g. `{"io.containerd.runc.v2":{"path":"runc"},"nvidia":{"path":"nvidia-container-runtime"},"runc":{"path":"runc"}}`);
+/// none when the daemon did not answer.
+pub fn docker_runtimes(text: &str) -> BTreeSet<String> {
+    text.lines()
+        .find(|l| l.trim_start().starts_with('{'))
+        .and_then(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(l).ok())
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// One line of `docker|podman ps -a --format '{{.Names}}\t{{.Image}}\t{{.State}}\t{{.Status}}'`.

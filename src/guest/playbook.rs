@@ -8,6 +8,8 @@ use std::sync::LazyLock;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum GuestStepKind {
+    /// Finish what an interrupted dpkg run left, before anything else uses apt.
+    DpkgConfigure {},
     Prerequisites {},
     /// The Debian components that carry the driver, in a sources file pvegpu owns.
     AptComponents(GuestFile),

@@ -46,6 +46,17 @@ mok_keys() {
   done
 }
 
+# What an interrupted dpkg run left: its journal (apt refuses to install until `dpkg
+# --configure -a` replays it) and the packages `dpkg --audit` finds unpacked but not configured.
+dpkg_audit() {
+  for f in /var/lib/dpkg/updates/*; do
+    case ${f##*/} in *[!0-9]*) continue ;; esac
+    [ -e "$f" ] && echo "journal $f"
+  done
+  dpkg --audit
+  return 0
+}
+
 packages() {
   dpkg-query -W -f='${db:Status-Abbrev} ${Package} ${Version}\n' \
     'nvidia-*' 'libnvidia-*' 'cuda-*' 'libcuda*' 'linux-image-*' 'linux-headers-*' \
@@ -109,7 +120,10 @@ done
 section keyrings -- ls -1 /usr/share/keyrings /etc/apt/keyrings
 section apt-holds -- apt-mark showhold
 section packages -- packages
+section dpkg-audit -- dpkg_audit
 section docker -- docker --version
+# the runtimes the running daemon knows: /etc/docker/daemon.json takes effect only at its start
+section docker-runtimes -- docker info --format '{{json .Runtimes}}'
 section podman -- podman --version
 section nvidia-ctk -- nvidia-ctk --version
 cdi_specs

@@ -26,6 +26,8 @@ pub enum Need {
     Absent(&'static str, &'static str),
     /// An environment variable naming a folder that exists, with what makes one.
     Dir(&'static str, &'static str),
+    /// A shell command that must succeed here, with what it shows.
+    Works(&'static str, &'static str),
 }
 
 impl Need {
@@ -65,6 +67,9 @@ impl Need {
                 Ok(dir) => Some(format!("{var}={dir} is not a folder; {what}")),
                 Err(_) => Some(format!("{var} is not set; {what}")),
             },
+            Need::Works(cmd, what) => {
+                (!succeeds(cmd)).then(|| format!("{what}: `{cmd}` fails here"))
+            }
         }
     }
 }
@@ -83,6 +88,15 @@ fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+fn succeeds(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn on_path(cmd: &str) -> bool {

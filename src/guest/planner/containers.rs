@@ -5,7 +5,7 @@ use super::known_bad::{TOOLKIT_PACKAGES, hold_command, pinned};
 use super::{APT_INSTALL, Walk};
 use crate::core::plan::Change;
 use crate::guest::facts::GuestFacts;
-use crate::guest::playbook::GuestStep;
+use crate::guest::playbook::{GuestStep, GuestStepKind};
 use crate::inventory::guest::Runtime;
 
 pub(super) fn runtime_missing(facts: &GuestFacts, runtime: Runtime) -> bool {
@@ -63,13 +63,27 @@ pub(super) fn toolkit(step: &GuestStep, w: &Walk) -> Option<Change> {
 }
 
 pub(super) fn docker_runtime(step: &GuestStep, w: &Walk) -> Option<Change> {
-    if w.d.spec.runtime != Runtime::Docker || docker_has_nvidia_runtime(w.facts) {
+    if w.d.spec.runtime != Runtime::Docker {
         return None;
     }
-    Some(step.run(
-        "/etc/docker/daemon.json has no nvidia runtime",
-        "nvidia-ctk runtime configure --runtime=docker && systemctl restart docker",
-    ))
+    if !docker_has_nvidia_runtime(w.facts) {
+        return Some(step.run(
+            "/etc/docker/daemon.json has no nvidia runtime",
+            "nvidia-ctk runtime configure --runtime=docker && systemctl restart docker",
+        ));
+    }
+    // Docker reads daemon.json only when it starts: an apply cut between the write and the
+    // restart leaves a daemon without the runtime ("Unknown runtime specified nvidia"), and
+    // the file alone no longer plans the restart. A Docker installed by this plan starts
+    // with the file.
+    let running = w.facts.docker_runtimes.as_ref()?;
+    let installing = w.changed(|k| matches!(k, GuestStepKind::ContainerRuntime {}));
+    (!running.contains("nvidia") && !installing).then(|| {
+        step.run(
+            "/etc/docker/daemon.json has the nvidia runtime, but the running Docker daemon does not (it started before the file changed, or is not running)",
+            "systemctl restart docker",
+        )
+    })
 }
 
 /// From Container Toolkit 1.18 on, the toolkit's `nvidia-cdi-refresh` service writes this

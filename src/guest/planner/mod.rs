@@ -214,6 +214,7 @@ impl Walk<'_> {
 fn walk(step: &GuestStep, w: &Walk, notes: &mut Vec<String>) -> Result<Vec<Change>, GuestError> {
     use GuestStepKind as K;
     let change = match &step.kind {
+        K::DpkgConfigure {} => repositories::dpkg_configure(step, w),
         K::Prerequisites {} => repositories::prerequisites(step, w),
         K::AptComponents(f) => repositories::apt_components(step, f, w, notes)?,
         K::Keyring { repository, path } => repositories::keyring(step, *repository, path, w),

@@ -129,6 +129,26 @@ fn installs_pending(facts: &GuestFacts, d: &Desired) -> bool {
         || runtime_missing(facts, d.spec.runtime)
 }
 
+/// A dpkg run stopped halfway (a guest that crashed or was cut off during an install) leaves
+/// its journal or unconfigured packages, and apt refuses every install until dpkg finishes.
+pub(super) fn dpkg_configure(step: &GuestStep, w: &Walk) -> Option<Change> {
+    let unfinished = w.facts.dpkg_unfinished();
+    (!unfinished.is_empty()).then(|| {
+        step.run(
+            format!(
+                "dpkg's last run did not finish ({}); apt refuses to install until it does",
+                unfinished
+                    .iter()
+                    .take(3)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            "dpkg --force-confdef --force-confold --configure -a",
+        )
+    })
+}
+
 pub(super) fn prerequisites(step: &GuestStep, w: &Walk) -> Option<Change> {
     let (facts, d) = (w.facts, w.d);
     let keys_needed = GUEST.steps.iter().any(|s| match &s.kind {
