@@ -972,9 +972,10 @@ fn an_apply_cut_after_the_docker_runtime_write_still_restarts_docker() {
         reason.contains("the running Docker daemon does not"),
         "{reason}"
     );
-    // a daemon that does not answer is restarted too
+    // a daemon that does not answer is restarted too (what Docker's client 28.2.2 printed
+    // here, without a daemon: `null`, then the error, exit 1)
     let down = plan_with(Some(
-        "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n### pvegpu exit 1\n",
+        "null\nCannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n### pvegpu exit 1\n",
     ));
     assert!(restart(&down).is_some(), "a stopped daemon is started");
     // the daemon has the runtime: nothing to do
