@@ -41,7 +41,7 @@ for n in "${SIZES[@]}"; do
   rm -rf "$T/sys"; tree "$T/sys" "$n"
   printf '| %s | %s | %s |\n' "$n" "$(count pci_devices "$T/before.sh" "$T/sys" before)" "$(count pci_devices src/facts/probe.sh "$T/sys" now)"
   # the same lines either way (less the SR-IOV fields added since): only the cost changed
-  sed 's/ numvfs= physfn=//' "$T/out.now" | diff "$T/out.before" - >&2
+  sed 's/ group_name=//; s/ numvfs= physfn=//' "$T/out.now" | diff "$T/out.before" - >&2
 done
 
 # The same for the network walk: a node with N interfaces (half PCI NICs, half the tap

@@ -29,7 +29,7 @@ dump_files() { # path...
 }
 
 # One line per PCI function. A constant number of processes whatever the number of devices
-# (one grep reads every attribute file, two finds read the links, awk joins them): a probe
+# (one grep reads every attribute file, one find reads the links, awk joins them): a probe
 # that forked per device cost a server with 60 functions most of a second.
 # PVEGPU_SYSFS points it at a synthetic tree (bench/probe-processes.sh).
 pci_devices() (
@@ -40,35 +40,42 @@ pci_devices() (
     grep -H . ./*/class ./*/vendor ./*/device ./*/subsystem_vendor ./*/subsystem_device \
       ./*/boot_vga ./*/reset_method ./*/driver_override ./*/sriov_numvfs \
       ./*/iommu_group/name 2>/dev/null
-    # the trailing slash makes find enter each device's symlink
-    find ./*/ -mindepth 1 -maxdepth 1 -type l \( -name driver -o -name iommu_group -o -name physfn \) \
-      -printf 'link %p %l\n'
-    find . -mindepth 1 -maxdepth 1 -printf 'self %f %l\n'
+    # each device's own entry (`.`), and the links inside it (the trailing slash makes find
+    # enter each device's symlink)
+    find . ./*/ -mindepth 1 -maxdepth 1 \
+      \( -path './*/*' -type l \( -name driver -o -name iommu_group -o -name physfn \) \
+         -printf 'link %p %l\n' \) \
+      -o \( ! -path './*/*' -printf 'self %f %l\n' \)
   } | awk -v sys="${PVEGPU_SYSFS:-/sys}" '
-    $1 == "link" { n = split($2, p, "/"); m = split($3, t, "/"); v[p[2], p[3]] = t[m]; next }
-    $1 == "self" { d = $2; path = $3; sub(/^(\.\.\/)+/, sys "/", path); where[d] = path; seen[d] = 1; next }
+    # in the order grep first names them: the glob'"'"'s, which is sorted (LC_ALL=C)
+    function see(d) { if (!(d in seen)) { seen[d] = 1; order[++n] = d } }
+    $1 == "link" { split($2, p, "/"); m = split($3, t, "/"); v[p[2], p[3]] = t[m]; next }
+    $1 == "self" { d = $2; path = $3; sub(/^(\.\.\/)+/, sys "/", path); where[d] = path; see(d); next }
     {
       line = substr($0, 3); i = index(line, "/"); d = substr(line, 1, i - 1)
       rest = substr(line, i + 1); j = index(rest, ":")
-      val = substr(rest, j + 1); gsub(/ /, ",", val); v[d, substr(rest, 1, j - 1)] = val; seen[d] = 1
+      val = substr(rest, j + 1); gsub(/ /, ",", val); v[d, substr(rest, 1, j - 1)] = val; see(d)
     }
     END {
-      for (d in seen)
+      for (k = 1; k <= n; k++) {
+        d = order[k]
         printf "%s class=%s vendor=%s device=%s svendor=%s sdevice=%s boot_vga=%s reset_method=%s driver=%s override=%s iommu_group=%s group_name=%s numvfs=%s physfn=%s path=%s\n", \
           d, v[d, "class"], v[d, "vendor"], v[d, "device"], v[d, "subsystem_vendor"], v[d, "subsystem_device"], \
           v[d, "boot_vga"], v[d, "reset_method"], v[d, "driver"], v[d, "driver_override"], v[d, "iommu_group"], \
           v[d, "iommu_group/name"], v[d, "sriov_numvfs"], v[d, "physfn"], where[d]
-    }' | sort
+      }
+    }'
 )
 
 kernel_log() {
   pattern='DMAR|IOMMU|AMD-Vi|iommu|remapping|IVRS|vfio|ACS overrides'
-  out=$(dmesg 2>/dev/null | grep -E "$pattern")
+  out=$(dmesg 2>/dev/null | grep -m 400 -E "$pattern")
   # the ring buffer rotates on long-running hosts; the journal keeps the boot's start
-  if ! printf '%s' "$out" | grep -qE 'DMAR|AMD-Vi|iommu'; then
-    out=$(journalctl -k -b 0 --no-pager -o short-monotonic 2>/dev/null | grep -E "$pattern")
-  fi
-  printf '%s\n' "$out" | head -n 400
+  case $out in
+    *DMAR* | *AMD-Vi* | *iommu*) ;;
+    *) out=$(journalctl -k -b 0 --no-pager -o short-monotonic 2>/dev/null | grep -m 400 -E "$pattern") ;;
+  esac
+  printf '%s\n' "$out"
 }
 
 kernels() {
@@ -93,7 +100,9 @@ initramfs_of() { # kernel version: what its image holds of pvegpu's concern
 }
 
 root_disks() {
-  src=$(findmnt -no SOURCE /); fstype=$(findmnt -no FSTYPE /)
+  # raw: a source with a space in it stays one word
+  set -- $(findmnt -rno SOURCE,FSTYPE /)
+  src=${1:-}; fstype=${2:-}
   echo "root source=$src fstype=$fstype"
   devs=$src
   if [ "$fstype" = zfs ]; then
@@ -101,24 +110,31 @@ root_disks() {
   fi
   for d in $devs; do
     for p in $(lsblk -nsro NAME "$d" 2>/dev/null); do
-      [ -e "/sys/class/block/$p/device" ] && echo "disk $p $(readlink -f "/sys/class/block/$p/device")"
+      [ -e "/sys/class/block/$p/device" ] && echo "disk $p $(cd -P "/sys/class/block/$p/device" && pwd -P)"
     done
   done
 }
 
 # One line per network interface, from a constant number of processes: the PCI address is
 # in the interface's own sysfs path, so no per-interface readlink (a node with a few dozen
-# guests has over a hundred tap and firewall-bridge interfaces).
+# guests has over a hundred tap and firewall-bridge interfaces). One awk prefixes the
+# addresses and routes and joins the links, so no sed or sort runs.
 net_devices() (
   echo "ssh_connection=$SSH_CONNECTION"
-  ip -o addr show 2>/dev/null | sed 's/^/addr /'
-  ip route show default 2>/dev/null | sed 's/^/route /'
-  cd "${PVEGPU_SYSFS:-/sys}/class/net" 2>/dev/null || exit 0
   {
-    find . -mindepth 1 -maxdepth 1 -printf 'iface %f %l\n'
-    find ./*/brif/ -mindepth 1 -maxdepth 1 -printf 'lower %p\n' 2>/dev/null
-    find ./*/ -mindepth 1 -maxdepth 1 -name 'lower_*' -printf 'lower %p\n'
+    echo '#addr'; ip -o addr show 2>/dev/null
+    echo '#route'; ip route show default 2>/dev/null
+    if cd "${PVEGPU_SYSFS:-/sys}/class/net" 2>/dev/null; then
+      echo '#links'
+      # each interface's own entry, its bridge ports and its lower devices (bonds, VLANs)
+      find . ./*/brif/ ./*/ -mindepth 1 -maxdepth 1 \
+        \( -path './*/brif/*' -printf 'lower %p\n' \) \
+        -o \( -path './*/lower_*' -printf 'lower %p\n' \) \
+        -o \( ! -path './*/*' -printf 'iface %f %l\n' \) 2>/dev/null
+    fi
   } | awk -v sys="${PVEGPU_SYSFS:-/sys}" '
+    /^#(addr|route|links)$/ { part = substr($0, 2); next }
+    part == "addr" || part == "route" { print part " " $0; next }
     $1 == "iface" {
       i = $2; p = $3; seen[i] = 1; dev[i] = ""
       if (p != "" && p !~ /\/virtual\//) {
@@ -132,7 +148,15 @@ net_devices() (
       n = split($2, q, "/"); l = q[n]; sub(/^lower_/, "", l)
       lower[q[2]] = lower[q[2]] (lower[q[2]] == "" ? "" : ",") l
     }
-    END { for (i in seen) printf "iface %s device=%s lower=%s\n", i, dev[i], lower[i] }' | sort
+    END {
+      # sorted by name, as sort(1) would in the C locale (a few hundred names at most)
+      n = 0
+      for (i in seen) {
+        for (k = n; k > 0 && name[k] > i; k--) name[k + 1] = name[k]
+        name[k + 1] = i; n++
+      }
+      for (k = 1; k <= n; k++) printf "iface %s device=%s lower=%s\n", name[k], dev[name[k]], lower[name[k]]
+    }'
 )
 
 # Small files and listings are read by the shell itself: a process each cost more than the
@@ -159,8 +183,19 @@ ir_chips() {
 }
 
 lxc_nvidia() {
-  grep -H -E "nvidia|c 195:" /etc/pve/lxc/*.conf 2>/dev/null
+  set -- /etc/pve/lxc/*.conf
+  [ -e "$1" ] || return 0
+  grep -H -E "nvidia|c 195:" "$@" 2>/dev/null
   true
+}
+
+cpu() { # the first vendor_id and model name lines, as grep -m2 prints them
+  n=0
+  while IFS= read -r l; do
+    case $l in
+      vendor_id* | "model name"*) printf '%s\n' "$l"; n=$((n + 1)); [ "$n" -lt 2 ] || break ;;
+    esac
+  done < /proc/cpuinfo
 }
 
 # The slow commands (Proxmox's Perl tools, nvidia-smi, lsinitramfs, the journal) start first and
@@ -192,7 +227,7 @@ for k in /lib/modules/*; do
 done
 section hostname -- read_file /proc/sys/kernel/hostname
 section os-release -- read_file /etc/os-release
-section cpu -- grep -m2 -E '^(vendor_id|model name)' /proc/cpuinfo
+section cpu -- cpu
 section uname -- read_file /proc/sys/kernel/osrelease
 section proc-cmdline -- read_file /proc/cmdline
 section boot-id -- read_file /proc/sys/kernel/random/boot_id
