@@ -4,12 +4,19 @@
 export LC_ALL=C
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 
+# A section's marker line, its name and argument followed by `suffix`; `named` is how many of
+# the arguments (name, argument, --) it took.
+marker() { # suffix name [argument] -- command...
+  suffix=$1; shift
+  if [ "$2" != "--" ]; then
+    echo "### pvegpu $1 $2$suffix"; named=3
+  else
+    echo "### pvegpu $1$suffix"; named=2
+  fi
+}
+
 section() { # name [argument] -- command...
-  name=$1; shift
-  arg=
-  if [ "$1" != "--" ]; then arg=" $1"; shift; fi
-  shift
-  echo "### pvegpu $name$arg"
+  marker "" "$@"; shift "$named"
   "$@" 2>&1
   echo "### pvegpu exit $?"
 }
@@ -19,11 +26,7 @@ section() { # name [argument] -- command...
 # The status goes round base64 through fd 3; the substitution ends only when base64 has
 # written everything.
 section64() { # name [argument] -- command...
-  name=$1; shift
-  arg=
-  if [ "$1" != "--" ]; then arg=" $1"; shift; fi
-  shift
-  echo "### pvegpu $name$arg enc=base64"
+  marker " enc=base64" "$@"; shift "$named"
   exec 4>&1
   rc=$( { { "$@" 2>&1; echo "$?" >&3; } | base64 >&4; } 3>&1 )
   exec 4>&-

@@ -2,6 +2,7 @@
 
 use super::check::Check;
 use serde::Serialize;
+use std::time::Instant;
 
 /// One change as an executor ran it.
 #[derive(Debug, Serialize)]
@@ -12,6 +13,33 @@ pub struct StepOutcome {
     pub seconds: f64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub output: String,
+}
+
+impl StepOutcome {
+    /// How `step` ended, begun at `started`.
+    pub fn new(step: &str, what: &str, started: Instant, ok: bool, output: String) -> Self {
+        StepOutcome {
+            step: step.to_string(),
+            what: what.to_string(),
+            ok,
+            seconds: started.elapsed().as_secs_f64(),
+            output,
+        }
+    }
+
+    /// How a step's script ended: the last lines it printed, or the error.
+    pub fn of_script(
+        step: &str,
+        what: &str,
+        started: Instant,
+        result: &anyhow::Result<String>,
+    ) -> Self {
+        let output = match result {
+            Ok(o) => tail(o, 5),
+            Err(e) => format!("{e:#}"),
+        };
+        StepOutcome::new(step, what, started, result.is_ok(), output)
+    }
 }
 
 /// What apply did on one node: its steps, reboots, round trips and postconditions, in every

@@ -17,8 +17,8 @@ use crate::core::plan::{Action, Change};
 use crate::core::progress::{Progress, Task, begin_step};
 use crate::core::scripts;
 use crate::inventory::guest::GuestSpec;
-use crate::transport::reboot::{RebootCost, RebootWait, reboot_and_wait};
-use crate::transport::{Connector, Remote, RemoteOutput};
+use crate::transport::reboot::{RebootWait, reboot_and_wait};
+use crate::transport::{Connector, RemoteCost, RemoteOutput, run_counted, run_watched_counted};
 use anyhow::Result;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ pub struct GuestReport {
     pub ok: bool,
 }
 
-impl RebootCost for GuestReport {
+impl RemoteCost for GuestReport {
     fn ssh_round_trip(&mut self) {
         self.ssh_round_trips += 1;
     }
@@ -242,11 +242,6 @@ where
             .map(|t| t.model_repository.as_str())
     }
 
-    async fn script(&mut self, remote: &C::Remote, script: &str) -> Result<RemoteOutput> {
-        self.report.ssh_round_trips += 1;
-        Ok(remote.run_script(script).await?)
-    }
-
     /// A step's script: the log lines its wait reports become the task's last line, and
     /// leave the output.
     async fn watched(
@@ -255,14 +250,13 @@ where
         script: &str,
         task: &Task,
     ) -> Result<RemoteOutput> {
-        self.report.ssh_round_trips += 1;
         let show = task.watcher();
         let watch = move |line: &str| {
             if let Some(log) = line.strip_prefix(LOG_LINE) {
                 show(log);
             }
         };
-        let mut out = remote.run_script_watched(script, &watch).await?;
+        let mut out = run_watched_counted(&mut self.report, remote, script, &watch).await?;
         out.stderr = without_log_lines(&out.stderr);
         Ok(out)
     }
@@ -320,24 +314,15 @@ where
                         Ok(r) => {
                             remote = r;
                             rebooted = Some(change.reason.clone());
-                            self.report.steps.push(StepOutcome {
-                                step: change.step.clone(),
-                                what,
-                                ok: true,
-                                seconds: t.elapsed().as_secs_f64(),
-                                output: String::new(),
-                            });
+                            let outcome = StepOutcome::new(&change.step, &what, t, true, "".into());
+                            self.report.steps.push(outcome);
                             // what follows the reboot is planned again from the new facts
                             break;
                         }
                         Err(e) => {
-                            self.report.steps.push(StepOutcome {
-                                step: change.step.clone(),
-                                what: what.clone(),
-                                ok: false,
-                                seconds: t.elapsed().as_secs_f64(),
-                                output: format!("{e:#}"),
-                            });
+                            let outcome =
+                                StepOutcome::new(&change.step, &what, t, false, format!("{e:#}"));
+                            self.report.steps.push(outcome);
                             return Err(e.context(format!(
                                 "{} failed on guest {}: {what}",
                                 change.step, self.guest
@@ -346,18 +331,9 @@ where
                     },
                     _ => self.run_change(&mut remote, change, &task).await,
                 };
-                let ok = result.is_ok();
-                task.done(ok);
-                self.report.steps.push(StepOutcome {
-                    step: change.step.clone(),
-                    what: what.clone(),
-                    ok,
-                    seconds: t.elapsed().as_secs_f64(),
-                    output: match &result {
-                        Ok(o) => tail(o, 5),
-                        Err(e) => format!("{e:#}"),
-                    },
-                });
+                task.done(result.is_ok());
+                let outcome = StepOutcome::of_script(&change.step, &what, t, &result);
+                self.report.steps.push(outcome);
                 if let Err(e) = result {
                     self.connector.close(remote).await;
                     return Err(e.context(format!(
@@ -412,17 +388,7 @@ where
             }
             Err(e) => return Err(e),
         };
-        let text = format!("{}{}", out.stdout, out.stderr);
-        if out.status != Some(0) {
-            anyhow::bail!(
-                "exit status {}: {}",
-                out.status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "none (killed)".into()),
-                tail(text.trim(), 20)
-            );
-        }
-        Ok(text)
+        out.succeeded(|text| tail(text.trim(), 20))
     }
 
     /// The connection dropped while a detached step ran: connect again and wait for the
@@ -468,7 +434,7 @@ where
                 };
             let old = std::mem::replace(remote, fresh);
             self.connector.close(old).await;
-            match self.script(remote, &as_root(&wait_script(id))).await {
+            match run_counted(&mut self.report, remote, &as_root(&wait_script(id))).await {
                 Ok(mut out) => {
                     out.stderr = without_log_lines(&out.stderr);
                     return Ok(out);

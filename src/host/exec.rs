@@ -4,7 +4,7 @@
 
 use crate::core::check::Check;
 use crate::core::error::hinted;
-use crate::core::outcome::{ApplyReport, StepOutcome, run_id, tail};
+use crate::core::outcome::{ApplyReport, StepOutcome, run_id};
 use crate::core::phase::{Applied, Phase};
 use crate::core::plan::{Action, Change};
 use crate::core::progress::{Progress, Task, begin_step};
@@ -16,7 +16,7 @@ use crate::host::plan::HostPlan;
 use crate::inventory::Node;
 use crate::transport::reboot::{RebootWait, reboot_and_wait};
 use crate::transport::ssh::SshConnector;
-use crate::transport::{Connector, Remote};
+use crate::transport::{Connector, run_counted, run_watched_counted};
 use anyhow::Result;
 use std::time::{Duration, Instant};
 
@@ -92,27 +92,6 @@ where
         }
     }
 
-    async fn script(
-        &mut self,
-        remote: &C::Remote,
-        script: &str,
-    ) -> Result<crate::transport::RemoteOutput> {
-        self.report.ssh_round_trips += 1;
-        Ok(remote.run_script(script).await?)
-    }
-
-    /// A step's script, its output lines shown as the task's last line while it runs.
-    async fn watched(
-        &mut self,
-        remote: &C::Remote,
-        script: &str,
-        task: &Task,
-    ) -> Result<crate::transport::RemoteOutput> {
-        self.report.ssh_round_trips += 1;
-        let watch = task.watcher();
-        Ok(remote.run_script_watched(script, &watch).await?)
-    }
-
     pub async fn gather(&mut self, remote: &C::Remote) -> Result<HostFacts> {
         self.report.ssh_round_trips += 1;
         Ok(gather::probe(self.node_name, remote).await?.facts)
@@ -147,19 +126,9 @@ where
                 }
                 _ => self.run_change(&remote, change, &task).await,
             };
-            let ok = result.is_ok();
-            task.done(ok);
-            let output = match &result {
-                Ok(o) => tail(o, 5),
-                Err(e) => format!("{e:#}"),
-            };
-            self.report.steps.push(StepOutcome {
-                step: change.step.clone(),
-                what: what.clone(),
-                ok,
-                seconds: t.elapsed().as_secs_f64(),
-                output,
-            });
+            task.done(result.is_ok());
+            let outcome = StepOutcome::of_script(&change.step, &what, t, &result);
+            self.report.steps.push(outcome);
             if let Err(e) = result {
                 self.connector.close(remote).await;
                 self.report.seconds = started.elapsed().as_secs_f64();
@@ -206,17 +175,9 @@ where
             Action::Run { command } => scripts::run_command(command),
             Action::Reboot => unreachable!("reboots are handled by execute"),
         };
-        let out = self.watched(remote, &script, task).await?;
-        if out.status != Some(0) {
-            anyhow::bail!(
-                "exit status {}: {}",
-                out.status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "none (killed)".into()),
-                format!("{}{}", out.stdout, out.stderr).trim()
-            );
-        }
-        Ok(format!("{}{}", out.stdout, out.stderr))
+        // the step's output lines are shown as the task's last line while it runs
+        let out = run_watched_counted(&mut self.report, remote, &script, &task.watcher()).await?;
+        out.succeeded(|text| text.trim().to_string())
     }
 
     async fn stop_guests(&mut self, remote: &C::Remote, facts: &HostFacts) -> Result<()> {
@@ -231,7 +192,7 @@ where
                 "{}: shutting down guest {} ({}) through Proxmox",
                 self.node_name, g.vmid, g.name
             ));
-            let out = self.script(remote, &scripts::run_command(&cmd)).await?;
+            let out = run_counted(&mut self.report, remote, &scripts::run_command(&cmd)).await?;
             if out.status != Some(0) {
                 anyhow::bail!("`{cmd}` failed: {}", out.stderr.trim());
             }

@@ -14,6 +14,19 @@ pub struct RemoteOutput {
     pub stderr: String,
 }
 
+impl RemoteOutput {
+    /// The output (stdout, then stderr) of a script that exited 0. Otherwise an error naming
+    /// the exit status, with `shown` of the output.
+    pub fn succeeded(self, shown: impl FnOnce(&str) -> String) -> anyhow::Result<String> {
+        let text = format!("{}{}", self.stdout, self.stderr);
+        match self.status {
+            Some(0) => Ok(text),
+            Some(n) => anyhow::bail!("exit status {n}: {}", shown(&text)),
+            None => anyhow::bail!("exit status none (killed): {}", shown(&text)),
+        }
+    }
+}
+
 /// A node's shell, reached somehow. Implementations: [`ssh::SshRemote`] (OpenSSH) and, in
 /// tests, anything that answers a script with recorded output.
 pub trait Remote {
@@ -41,6 +54,34 @@ pub trait Remote {
             Ok(out)
         }
     }
+}
+
+/// Where an executor counts what it cost: its report. Every script sent is one SSH round trip.
+pub trait RemoteCost {
+    fn ssh_round_trip(&mut self);
+    /// A reboot scheduled, counted whether or not the machine came back.
+    fn reboot(&mut self);
+}
+
+/// [`Remote::run_script`], counted as one round trip.
+pub async fn run_counted<R: Remote>(
+    cost: &mut impl RemoteCost,
+    remote: &R,
+    script: &str,
+) -> Result<RemoteOutput, ssh::SshError> {
+    cost.ssh_round_trip();
+    remote.run_script(script).await
+}
+
+/// [`Remote::run_script_watched`], counted as one round trip.
+pub async fn run_watched_counted<R: Remote + Sync>(
+    cost: &mut impl RemoteCost,
+    remote: &R,
+    script: &str,
+    watch: &(dyn Fn(&str) + Send + Sync),
+) -> Result<RemoteOutput, ssh::SshError> {
+    cost.ssh_round_trip();
+    remote.run_script_watched(script, watch).await
 }
 
 /// Opens a connection to a machine (again after each reboot) and closes one. Executors hold a

@@ -6,7 +6,7 @@
 use crate::core::error::hinted;
 use crate::core::progress::Progress;
 use crate::core::scripts;
-use crate::transport::{Connector, Remote};
+use crate::transport::{Connector, Remote, RemoteCost, run_counted};
 use anyhow::Result;
 use std::time::{Duration, Instant};
 
@@ -25,14 +25,7 @@ pub struct RebootWait<'a> {
     pub as_root: fn(&str) -> String,
 }
 
-/// Where a reboot's cost is counted: the executor's report.
-pub trait RebootCost {
-    fn ssh_round_trip(&mut self);
-    /// A reboot scheduled, counted whether or not the machine came back.
-    fn reboot(&mut self);
-}
-
-impl RebootCost for crate::core::outcome::ApplyReport {
+impl RemoteCost for crate::core::outcome::ApplyReport {
     fn ssh_round_trip(&mut self) {
         self.ssh_round_trips += 1;
     }
@@ -52,13 +45,12 @@ pub async fn reboot_and_wait<C: Connector, P: Progress>(
     old_boot_id: Option<&str>,
     wait: &RebootWait<'_>,
     progress: &P,
-    cost: &mut impl RebootCost,
+    cost: &mut impl RemoteCost,
 ) -> Result<C::Remote> {
     let old = match old_boot_id {
         Some(id) => id.to_string(),
         None => {
-            cost.ssh_round_trip();
-            let out = remote.run_script(scripts::BOOT_ID).await;
+            let out = run_counted(cost, &remote, scripts::BOOT_ID).await;
             match out {
                 Ok(o) => o.stdout.trim().to_string(),
                 Err(e) => {
@@ -68,8 +60,7 @@ pub async fn reboot_and_wait<C: Connector, P: Progress>(
             }
         }
     };
-    cost.ssh_round_trip();
-    let scheduled = remote.run_script(&(wait.as_root)(&scripts::reboot())).await;
+    let scheduled = run_counted(cost, &remote, &(wait.as_root)(&scripts::reboot())).await;
     connector.close(remote).await;
     let out = scheduled?;
     // a reboot that was not scheduled would be waited for until the timeout, then blamed on
@@ -93,7 +84,7 @@ async fn wait_for_new_boot<C: Connector, P: Progress>(
     old: &str,
     wait: &RebootWait<'_>,
     progress: &P,
-    cost: &mut impl RebootCost,
+    cost: &mut impl RemoteCost,
 ) -> Result<C::Remote> {
     let started = Instant::now();
     let deadline = started + wait.timeout;
