@@ -28,7 +28,7 @@ fleet() {
 Host node-$i
   HostName 127.0.0.1
   Port $p
-  User $(id -un)
+  User ${BENCH_USER:-$(id -un)}
   IdentityFile $T/id
   IdentitiesOnly yes
   UserKnownHostsFile $T/known_hosts

@@ -7,6 +7,9 @@ BIN=$PWD/target/release/pvegpu
 T=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$T"' EXIT
 ssh-keygen -q -t ed25519 -N '' -f "$T/hostkey"; ssh-keygen -q -t ed25519 -N '' -f "$T/id"
 cp "$T/id.pub" "$T/authorized_keys"; mkdir -p "$T/bin" /run/sshd
+# BENCH_USER: log in as that user instead (its shell start-up rather than this one's); it must
+# be able to read the keys and the pveversion stand-in
+if [ -n "${BENCH_USER:-}" ]; then chmod 755 "$T" "$T/bin"; chmod 644 "$T/authorized_keys"; fi
 printf '#!/bin/sh\necho "pve-manager/9.1.1/0 (running kernel: $(uname -r))"\n' > "$T/bin/pveversion"; chmod 755 "$T/bin/pveversion"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 SSHD_PORT=$(port)

@@ -24,7 +24,7 @@ for d in "${DELAYS[@]}"; do
 Host node
   HostName 127.0.0.1
   Port $P
-  User $(id -un)
+  User ${BENCH_USER:-$(id -un)}
   IdentityFile $T/id
   IdentitiesOnly yes
   UserKnownHostsFile $T/known_hosts
