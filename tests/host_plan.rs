@@ -482,3 +482,60 @@ fn known_bad_entries_for_other_hardware_stay_out_of_the_plan() {
         p.notes
     );
 }
+
+/// The test host's real facts with one line of `section` replaced (or dropped with "").
+fn testhost_with(section_line: &str, replacement: &str) -> String {
+    let text = read("probe/testhost-bookworm-fresh.txt");
+    assert!(
+        text.contains(section_line),
+        "the fixture lacks {section_line:?}"
+    );
+    text.replace(section_line, replacement)
+}
+
+fn refusal_of_the_nic_target(facts_text: &str) -> Option<String> {
+    // 00:04.0 is a NIC: it could carry the host's root disk or its management link
+    let inv = "[nodes.testhost]\nssh = \"root@127.0.0.1\"\n[[nodes.testhost.gpus]]\naddress = \"00:04.0\"\n";
+    let p = plan_for(inv, "testhost", facts_text);
+    p.refusals
+        .iter()
+        .find(|r| r.reason.contains("is unknown"))
+        .map(|r| format!("{} / {}", r.reason, r.hint))
+}
+
+#[test]
+fn a_root_whose_controller_was_not_found_is_not_taken_for_one_the_host_can_spare() {
+    // live facts, but the walk found no disk under / (lsblk failed, or a layout it does not
+    // follow): no controller may be assumed not to hold it
+    let text = testhost_with(
+        "disk vda /sys/devices/pci0000:00/0000:00:05.0/virtio1\n",
+        "",
+    );
+    let refusal = refusal_of_the_nic_target(&text).expect("refused");
+    assert!(
+        refusal.contains(
+            "no controller was found under the root filesystem (source /dev/vda2, type ext4)"
+        ),
+        "{refusal}"
+    );
+    assert!(refusal.contains("lsblk -s"), "{refusal}");
+    // the same facts with the disk: nothing unknown
+    assert_eq!(
+        refusal_of_the_nic_target(&read("probe/testhost-bookworm-fresh.txt")),
+        None
+    );
+}
+
+#[test]
+fn a_management_link_whose_nic_was_not_found_is_not_taken_for_one_the_host_can_spare() {
+    let text = testhost_with(
+        "iface enp0s2 device=/sys/devices/pci0000:00/0000:00:02.0/virtio0 lower=",
+        "iface enp0s2 device= lower=",
+    );
+    let refusal = refusal_of_the_nic_target(&text).expect("refused");
+    assert!(
+        refusal.contains("no PCI NIC was found under enp0s2"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("ip route show default"), "{refusal}");
+}

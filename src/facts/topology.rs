@@ -14,6 +14,41 @@ pub struct RootDisks {
     pub controllers: Vec<PciAddress>,
 }
 
+/// Filesystems on no local disk: a root on one has no controller to find.
+const DISKLESS: &[&str] = &[
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "9p",
+    "virtiofs",
+    "ceph",
+    "glusterfs",
+    "tmpfs",
+    "ramfs",
+];
+
+impl RootDisks {
+    /// Why no controller is known to hold the root filesystem although one should be: the
+    /// walk found none under a root on a disk (`lsblk` or `zpool` failed, or a layout the walk
+    /// does not follow). Then no storage controller may be taken for one the host does not
+    /// need.
+    pub fn unresolved(&self) -> Option<String> {
+        if !self.controllers.is_empty() || DISKLESS.contains(&self.fstype.as_str()) {
+            return None;
+        }
+        Some(format!(
+            "no controller was found under the root filesystem (source {}, type {})",
+            or_unknown(&self.source),
+            or_unknown(&self.fstype)
+        ))
+    }
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() { "unknown" } else { s }
+}
+
 pub fn parse_root_disks(text: &str) -> RootDisks {
     let mut out = RootDisks::default();
     for line in text.lines() {
@@ -43,6 +78,20 @@ pub struct Management {
     pub interfaces: Vec<String>,
     /// PCI functions of the physical NICs under those interfaces (through bridges and bonds).
     pub nics: Vec<PciAddress>,
+}
+
+impl Management {
+    /// Why no NIC is known to carry the management traffic: none was found under the
+    /// interfaces of the SSH session and the default route.
+    pub fn unresolved(&self) -> Option<String> {
+        self.nics
+            .is_empty()
+            .then(|| match self.interfaces.as_slice() {
+                [] => "neither the SSH session's address nor a default route names an interface"
+                    .to_string(),
+                names => format!("no PCI NIC was found under {}", names.join(", ")),
+            })
+    }
 }
 
 pub fn parse_net(text: &str) -> Management {
@@ -148,6 +197,38 @@ mod tests {
             "root source=/dev/mapper/pve-root fstype=ext4\ndisk sda /sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0\n",
         );
         assert_eq!(v.controllers[0].to_string(), "0000:00:1f.2");
+    }
+
+    #[test]
+    fn a_root_on_a_disk_without_a_controller_is_unresolved_and_one_on_nfs_is_not() {
+        let lost = parse_root_disks("root source=/dev/mapper/pve-root fstype=ext4\n");
+        assert_eq!(
+            lost.unresolved().as_deref(),
+            Some(
+                "no controller was found under the root filesystem (source /dev/mapper/pve-root, type ext4)"
+            )
+        );
+        let nfs = parse_root_disks("root source=10.0.0.9:/export/pve fstype=nfs4\n");
+        assert_eq!(nfs.unresolved(), None);
+        let found = parse_root_disks(
+            "root source=/dev/sda2 fstype=ext4\ndisk sda /sys/devices/pci0000:00/0000:00:1f.2/ata1/host0/target0:0:0/0:0:0:0\n",
+        );
+        assert_eq!(found.unresolved(), None);
+    }
+
+    #[test]
+    fn management_without_a_nic_is_unresolved() {
+        let none = parse_net("ssh_connection=\niface lo device= lower=\n");
+        assert_eq!(
+            none.unresolved().as_deref(),
+            Some("neither the SSH session's address nor a default route names an interface")
+        );
+        let virtual_only =
+            parse_net("route default dev wg0 scope link\niface wg0 device= lower=\n");
+        assert_eq!(
+            virtual_only.unresolved().as_deref(),
+            Some("no PCI NIC was found under wg0")
+        );
     }
 
     #[test]

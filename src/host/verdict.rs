@@ -558,14 +558,14 @@ fn host_device_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
         d.address.slot() == dev.address.slot() && d.address.function == Some(0) && d.is_display()
     });
     let could_be_needed = matches!(dev.base_class(), 0x01 | 0x02 | 0x0c) && !of_a_graphics_card;
-    if !facts.host_devices_known && could_be_needed {
+    if could_be_needed && let Some((why, hint)) = host_devices_unknown(facts) {
         return vec![reason(
             Code::HostDevicesUnknown,
             format!(
-                "whether {} is the root disk's controller or the management NIC is unknown",
+                "whether {} is the root disk's controller or the management NIC is unknown: {why}",
                 dev.address
             ),
-            "gather the facts live (`pvegpu discover --node N`)",
+            hint,
         )];
     }
     let group_of = |a: &PciAddress| facts.device(a).and_then(|d| d.iommu_group);
@@ -595,6 +595,27 @@ fn host_device_reasons(facts: &HostFacts, dev: &PciDevice) -> Vec<Reason> {
         ));
     }
     out
+}
+
+/// Why the devices the host lives on are not known, and what would tell. Facts read live
+/// whose walks found no root controller or no management NIC are as unknown as facts that
+/// never read them.
+fn host_devices_unknown(facts: &HostFacts) -> Option<(String, &'static str)> {
+    if !facts.host_devices_known {
+        let why = "the facts do not show the root disk or the network interfaces".to_string();
+        return Some((why, "gather the facts live (`pvegpu discover --node N`)"));
+    }
+    if let Some(why) = facts.root.unresolved() {
+        return Some((
+            why,
+            "see which disks hold / with `lsblk -s \"$(findmnt -no SOURCE /)\"` (for ZFS, `zpool status`) on the node; pass a device only once you know it is not one of their controllers",
+        ));
+    }
+    let why = facts.management.unresolved()?;
+    Some((
+        why,
+        "see which NIC carries the node's traffic with `ip route show default` and `ls -l /sys/class/net/` on the node",
+    ))
 }
 
 const NEEDS: &[(&str, Code)] = &[
