@@ -403,11 +403,12 @@ async fn task_deadline() {
 
 #[tokio::test]
 async fn connect_errors_are_retried_then_reported() {
-    // A port nobody listens on.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port bound but never listened on, held for the whole test: connecting is refused,
+    // and no other test's server can be handed the same port (a dropped listener's port
+    // was, once, and the call met that server's certificate instead of a refusal).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let mut o = ClientOptions::new(
         format!("https://127.0.0.1:{port}"),
         TlsTrust::Pinned(Fingerprint([0; 32])),
