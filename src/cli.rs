@@ -1,4 +1,7 @@
 //! Command-line interface (clap types only).
+// The doc comments here are clap's help text, which names inventory tables such as `[vm]`
+// as the user writes them; they are not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -1,3 +1,7 @@
+//! The binary: parse the command line, set up logging (`PVEGPU_LOG`, else `RUST_LOG`, else
+//! `-v`/`-q`; ANSI only where `commands::colour` allows it), run the subcommand, and print an
+//! error uv-style. A usage error exits 64, never clap's 2.
+
 use clap::Parser;
 use pvegpu::cli::{Cli, ColorChoice};
 use std::process::ExitCode;

@@ -1,5 +1,10 @@
 //! The subcommands: each parses nothing itself (clap did), walks the nodes through the
 //! pipeline or asks its module, and prints. Data goes to stdout, progress to stderr.
+//!
+//! Nodes are worked on `--parallelism` at a time; `apply` rolls `--serial` at a time to a
+//! recap. Shared here: `HINTS` (the error types that carry a hint), `colour` (the one rule for
+//! colour on any stream: `--color`, `NO_COLOR`, a terminal), and `with_inventory` (suggested
+//! `pvegpu ...` commands carry the `-i` the user gave).
 
 mod apply;
 mod compat;

@@ -9,7 +9,11 @@
 //! `questions` (release ranges, one release judged, which releases load a model),
 //! `answer` (all of one `pvegpu compat` run),
 //! `recommend` (all of it, with reasons), `render` (the text), `support` (which ids each
-//! branch's own lists name, and subsystem names).
+//! branch's own lists name, and subsystem names), `module` (open or proprietary kernel
+//! module), `lifecycle` (each branch's end of life, judged at the later of the tables'
+//! snapshot and the day given), `known_bad` (Proxmox kernels and Container Toolkit releases
+//! known to break passthrough, DKMS builds or containers, which the host and guest planners
+//! refuse or note with the remedy).
 
 pub mod answer;
 pub mod cuda;

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct InstalledKernel {
     pub version: String,
-    /// mtime of /boot/initrd.img-<version>; None when it has no initramfs.
+    /// mtime of `/boot/initrd.img-<version>`; None when it has no initramfs.
     pub initrd_mtime: Option<i64>,
 }
 

@@ -1,4 +1,4 @@
-//! The guest executor: runs a [`GuestPlan`] inside the VM over any [`Remote`], one script per
+//! The guest executor: runs a [`GuestPlan`] inside the VM over any [`Remote`](crate::transport::Remote), one script per
 //! change, in order, stopping at the first failure with that step's output. Writes are the
 //! host executor's (`apply::scripts`: expected content checked, backup, temporary file and
 //! rename, read back); commands run as root under pvegpu's lock, with apt non-interactive and

@@ -10,10 +10,10 @@ pub use crate::facts::os_release::{OsRelease, os_release};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GuestKernel {
     pub version: String,
-    /// /boot/vmlinuz-<version> exists: the kernel can boot (a bare /lib/modules directory is
+    /// `/boot/vmlinuz-<version>` exists: the kernel can boot (a bare /lib/modules directory is
     /// what a removed kernel leaves behind).
     pub bootable: bool,
-    /// /lib/modules/<version>/build points at headers DKMS can build against.
+    /// `/lib/modules/<version>/build` points at headers DKMS can build against.
     pub headers: bool,
     /// The NVIDIA module file installed for this kernel, if any.
     pub nvidia_module: Option<String>,

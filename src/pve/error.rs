@@ -1,5 +1,6 @@
 //! Errors of the Proxmox VE API client. Every variant documents whether a retry is safe;
-//! [`PveError::retry`] says the same in code, and [`PveError::hint`] says what to do.
+//! [`PveError::retry`] says the same in code, and its [`Hint`](crate::core::error::Hint) says
+//! what to do.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

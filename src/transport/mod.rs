@@ -1,4 +1,10 @@
 //! How pvegpu reaches a node's shell. The planner never sees this: it gets facts.
+//!
+//! [`Remote`] runs a script (`run_script_watched` also tells each output line as it comes,
+//! which executors show as the step's last line); [`Connector`] connects, and again after a
+//! reboot. Executors send scripts through [`run_counted`] and [`run_watched_counted`], which
+//! count each as a round trip in their report ([`RemoteCost`]); [`RemoteOutput::succeeded`]
+//! turns a non-zero exit into the step's error.
 
 pub mod guest_keys;
 pub mod node_lock;

@@ -5,7 +5,7 @@
 //! closes it when pvegpu is killed, and a workstation that vanished without closing (a crash,
 //! a cable) stops the heartbeat, which the shell notices after [`SILENCE_S`] seconds. A reboot
 //! of the node drops the lock with everything else; it is taken again as soon as the node
-//! answers, and if someone else took it in between, [`NodeLock::check`] says so and the run
+//! answers, and if someone else took it in between, [`NodeLock::confirm`] says so and the run
 //! stops.
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! by layer, as a [`report::Report`] of checks. Everything here is pure: each layer's
 //! `checks` function takes what the command layer gathered (host facts, Proxmox API answers,
 //! raw command output from the guest, HTTP answers from Triton) and returns
-//! [`report::Check`]s, so every diagnosis is tested on recorded output.
+//! [`Check`]s, so every diagnosis is tested on recorded output.
 
 pub mod collect;
 pub mod compose;

@@ -132,7 +132,7 @@ pub fn with_enrolled_marker(value: &str) -> String {
 /// Windows guests: enrolling changes the measured boot, and BitLocker then asks for its
 /// recovery key unless its protectors were suspended first (qemu-server `check_efi_vars`:
 /// "For Windows with BitLocker, run the following command inside Powershell: manage-bde
-/// -protectors -disable <drive>"). `ostype` values from qemu-server `windows_version`.
+/// -protectors -disable DRIVE"). `ostype` values from qemu-server `windows_version`.
 pub fn is_windows(config: &BTreeMap<String, String>) -> bool {
     config.get("ostype").is_some_and(|o| {
         matches!(

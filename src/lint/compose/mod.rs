@@ -10,7 +10,8 @@
 //!
 //! prints [`render`]'s text on stdout (or, with `--json`, the findings as a JSON array of
 //! [`Finding`]), and exits 1 when any finding has [`Severity::Error`] (or the file cannot be
-//! read or parsed, reported as a [`LintError`] with its [`LintError::hint`]), 0 otherwise.
+//! read or parsed, reported as a [`LintError`] with its
+//! [`Hint`](crate::core::error::Hint)), 0 otherwise.
 //! `pvegpu verify` runs the same lint on the guest's compose files.
 //!
 //! The facts behind the rules are in shared/compat/RULES.md section 5b: Compose rejects

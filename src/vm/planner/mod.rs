@@ -3,12 +3,12 @@
 //! are never touched; a key it manages is compared the way PVE normalises it (property
 //! strings as sets of key=value, `02:00` as `0000:02:00`, a bare `30720` as `current=30720`).
 //!
-//! One file per decision. [`plan`] first decides what every step rests on: [`refusals`] (where
-//! the VM goes, which cards, which VM), [`devices`] (raw `host=` or PCI mappings), [`slots`]
+//! One file per decision. [`plan`] first decides what every step rests on: `refusals` (where
+//! the VM goes, which cards, which VM), `devices` (raw `host=` or PCI mappings), `slots`
 //! (hostpci placement). Then it walks playbooks/vm.toml, each step's kind planned by its own
-//! function: [`config`] (create, or reconcile key by key, with [`keys`] saying what pvegpu
-//! manages and how PVE stores it), [`disk`], [`efi`] (Microsoft's 2023 UEFI certificates in
-//! the EFI disk) and [`restart`] (what a running VM needs).
+//! function: `config` (create, or reconcile key by key, with `keys` saying what pvegpu
+//! manages and how PVE stores it), `disk`, `efi` (Microsoft's 2023 UEFI certificates in
+//! the EFI disk) and `restart` (what a running VM needs).
 
 mod config;
 mod devices;
