@@ -61,11 +61,17 @@ fn uses(text: &str) -> BTreeSet<String> {
         .collect()
 }
 
-#[test]
-fn no_module_uses_one_of_its_own_or_a_higher_layer() {
+/// src/ and every .rs file below it.
+fn src_files() -> (std::path::PathBuf, Vec<std::path::PathBuf>) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
+    (src, files)
+}
+
+#[test]
+fn no_module_uses_one_of_its_own_or_a_higher_layer() {
+    let (src, files) = src_files();
     let mut wrong = Vec::new();
     for file in &files {
         let module = module_of(&src, file);
@@ -104,4 +110,75 @@ fn the_check_sees_an_upward_use() {
     // the reader itself, on a line as a regression would write it
     let found = uses("use crate::commands::render_error;\n#[cfg(test)]\nuse crate::pipeline;");
     assert_eq!(found, BTreeSet::from(["commands".to_string()]));
+}
+
+/// The last path segment of each `hint_of::<path::Type>` in the command layer's `HINTS`.
+fn listed_hints(commands_mod: &str) -> BTreeSet<String> {
+    commands_mod
+        .match_indices("hint_of::<")
+        .filter_map(|(i, m)| {
+            let path = commands_mod[i + m.len()..].split('>').next()?;
+            Some(path.rsplit("::").next()?.to_string())
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// `Type` of every `impl ...Hint for Type` in `text`.
+fn hint_impls(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("impl "))
+        .filter_map(|l| l.split_once("Hint for "))
+        .filter(|(before, _)| before.is_empty() || before.ends_with("::"))
+        .filter_map(|(_, after)| after.split([' ', '{', '<']).next().map(str::to_string))
+        .collect()
+}
+
+/// Rust has no stable way to ask a `dyn Error` for another trait, so the renderer reaches each
+/// error's `Hint` through the command layer's list of types (`commands::HINTS`). A type that
+/// implements `Hint` and is neither listed nor wrapped by `#[from]` in another error type (whose
+/// own `hint` must pass it on, as `CompatError` does for `QuestionError`) would lose its hint
+/// without a word: this catches it.
+#[test]
+fn every_error_with_a_hint_reaches_the_renderer() {
+    let (src, files) = src_files();
+    let texts: Vec<String> = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let listed = listed_hints(&std::fs::read_to_string(src.join("commands/mod.rs")).unwrap());
+    assert!(
+        listed.len() > 5,
+        "HINTS not found in commands/mod.rs: {listed:?}"
+    );
+    let wrapped = |name: &str| {
+        texts.iter().any(|t| {
+            t.lines().any(|l| {
+                l.contains("#[from]")
+                    && (l.contains(&format!("::{name})")) || l.contains(&format!(" {name})")))
+            })
+        })
+    };
+    let lost: Vec<String> = texts
+        .iter()
+        .flat_map(|t| hint_impls(t))
+        .filter(|name| !listed.contains(name) && !wrapped(name))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "errors whose hint never reaches the user (add them to HINTS in src/commands/mod.rs): {lost:?}"
+    );
+}
+
+#[test]
+fn the_hint_check_reads_impls_and_the_list() {
+    assert_eq!(
+        hint_impls(
+            "impl crate::core::error::Hint for PveError {\nimpl Hint for Hinted {\nimpl Display for X {"
+        ),
+        ["PveError", "Hinted"]
+    );
+    let listed =
+        listed_hints("const HINTS: &[HintOf] = &[\n    hint_of::<crate::pve::PveError>,\n];");
+    assert_eq!(listed, BTreeSet::from(["PveError".to_string()]));
 }

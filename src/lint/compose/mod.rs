@@ -2,7 +2,7 @@
 //! whether what the service then does with them (CUDA_VISIBLE_DEVICES, tensor parallelism)
 //! fits. Pure: [`lint_compose_str`] takes the text; [`lint_compose`] only reads the file.
 //!
-//! Intended CLI (wired by the command layer):
+//! The command (`commands/lint.rs`):
 //!
 //! ```text
 //! pvegpu lint compose FILE [--json]
