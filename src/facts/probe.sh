@@ -100,8 +100,9 @@ initramfs_of() { # kernel version: what its image holds of pvegpu's concern
 }
 
 root_disks() {
-  # raw: a source with a space in it stays one word
-  set -- $(findmnt -rno SOURCE,FSTYPE /)
+  # raw: a source with a space in it stays one word; no globbing, as a btrfs source such as
+  # /dev/sda2[/@] is a pattern
+  set -f; set -- $(findmnt -rno SOURCE,FSTYPE /); set +f
   src=${1:-}; fstype=${2:-}
   echo "root source=$src fstype=$fstype"
   devs=$src

@@ -1,7 +1,7 @@
-//! The guest executor: runs a [`GuestPlan`] inside the VM over any [`Remote`](crate::transport::Remote), one script per
-//! change, in order, stopping at the first failure with that step's output. Writes are the
-//! host executor's (`apply::scripts`: expected content checked, backup, temporary file and
-//! rename, read back); commands run as root under pvegpu's lock, with apt non-interactive and
+//! The guest executor: runs a [`GuestPlan`] inside the VM over any
+//! [`Remote`](crate::transport::Remote), one script per change, in order, stopping at the
+//! first failure with that step's output. Writes are the host executor's (`core::scripts`:
+//! expected content checked, backup, temporary file and rename, read back); commands run as root under pvegpu's lock, with apt non-interactive and
 //! waiting for dpkg's lock; the reboot is scheduled detached and waited for by a new boot_id
 //! over fresh connections. After a reboot the guest is gathered and planned again (what needs
 //! the loaded driver, the Triton unit and the CDI spec, is planned only then), and the last
@@ -314,7 +314,8 @@ where
                         Ok(r) => {
                             remote = r;
                             rebooted = Some(change.reason.clone());
-                            let outcome = StepOutcome::new(&change.step, &what, t, true, "".into());
+                            let outcome =
+                                StepOutcome::new(&change.step, &what, t, true, String::new());
                             self.report.steps.push(outcome);
                             // what follows the reboot is planned again from the new facts
                             break;

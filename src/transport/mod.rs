@@ -69,6 +69,15 @@ pub trait RemoteCost {
     fn reboot(&mut self);
 }
 
+impl RemoteCost for crate::core::outcome::ApplyReport {
+    fn ssh_round_trip(&mut self) {
+        self.ssh_round_trips += 1;
+    }
+    fn reboot(&mut self) {
+        self.reboots += 1;
+    }
+}
+
 /// [`Remote::run_script`], counted as one round trip.
 pub async fn run_counted<R: Remote>(
     cost: &mut impl RemoteCost,

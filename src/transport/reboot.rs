@@ -25,15 +25,6 @@ pub struct RebootWait<'a> {
     pub as_root: fn(&str) -> String,
 }
 
-impl RemoteCost for crate::core::outcome::ApplyReport {
-    fn ssh_round_trip(&mut self) {
-        self.ssh_round_trips += 1;
-    }
-    fn reboot(&mut self) {
-        self.reboots += 1;
-    }
-}
-
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const BOOT_ID_TIMEOUT: Duration = Duration::from_secs(20);
 
